@@ -1,0 +1,162 @@
+/* units — parsers for what users type; see units.h for the contract. */
+#include "units.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* strtod, but refuse leading space, signs, hex, inf and nan: only digits and
+ * one optional fraction, so that "-1ms", " 5s" and "nan" are all errors. */
+static int parse_decimal(const char *s, double *out, const char **end)
+{
+    const char *p = s;
+    int digits = 0;
+    while (isdigit((unsigned char)*p)) { p++; digits++; }
+    if (*p == '.') {
+        p++;
+        while (isdigit((unsigned char)*p)) { p++; digits++; }
+    }
+    if (digits == 0)
+        return -1;
+    errno = 0;
+    char *e;
+    double v = strtod(s, &e);
+    if (errno != 0 || e != p || !isfinite(v))
+        return -1;
+    *out = v;
+    *end = p;
+    return 0;
+}
+
+int units_parse_duration(const char *s, double *out_seconds)
+{
+    double v;
+    const char *unit;
+    if (s == NULL || parse_decimal(s, &v, &unit) != 0)
+        return -1;
+    double scale;
+    if (strcmp(unit, "us") == 0)
+        scale = 1e-6;
+    else if (strcmp(unit, "ms") == 0)
+        scale = 1e-3;
+    else if (strcmp(unit, "s") == 0)
+        scale = 1.0;
+    else if (*unit == '\0' && v == 0.0)
+        scale = 1.0;
+    else
+        return -1;
+    if (v * scale > 86400.0 * 365)      /* a year: surely a typo */
+        return -1;
+    *out_seconds = v * scale;
+    return 0;
+}
+
+int units_parse_size(const char *s, uint64_t *out_bytes)
+{
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *e;
+    unsigned long long v = strtoull(s, &e, 10);
+    if (errno != 0)
+        return -1;
+    unsigned shift;
+    if (*e == '\0' || strcasecmp(e, "b") == 0)
+        shift = 0;
+    else if (strcasecmp(e, "k") == 0 || strcasecmp(e, "kb") == 0)
+        shift = 10;
+    else if (strcasecmp(e, "m") == 0 || strcasecmp(e, "mb") == 0)
+        shift = 20;
+    else if (strcasecmp(e, "g") == 0 || strcasecmp(e, "gb") == 0)
+        shift = 30;
+    else
+        return -1;
+    if (v > (1ULL << (62 - shift)))
+        return -1;
+    *out_bytes = (uint64_t)v << shift;
+    return 0;
+}
+
+int units_parse_count(const char *s, long long min, long long max, long long *out)
+{
+    if (s == NULL || !(isdigit((unsigned char)*s) || (*s == '-' && isdigit((unsigned char)s[1]))))
+        return -1;
+    errno = 0;
+    char *e;
+    long long v = strtoll(s, &e, 10);
+    if (errno != 0)
+        return -1;
+    if ((*e == 'k' || *e == 'K') && e[1] == '\0') {
+        if (v > LLONG_MAX / 1000 || v < LLONG_MIN / 1000)
+            return -1;
+        v *= 1000;
+    } else if (*e != '\0') {
+        return -1;
+    }
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int units_parse_prob(const char *s, double *out)
+{
+    double v;
+    const char *end;
+    if (s == NULL || parse_decimal(s, &v, &end) != 0)
+        return -1;
+    if (*end == '%' && end[1] == '\0')
+        v /= 100.0;
+    else if (*end != '\0')
+        return -1;
+    if (v < 0.0 || v > 1.0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int units_parse_hostport(const char *s, char host[64], int *port)
+{
+    if (s == NULL)
+        return -1;
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || (size_t)(colon - s) >= 64)
+        return -1;
+    long long p;
+    if (units_parse_count(colon + 1, 0, 65535, &p) != 0 || colon[1] == '-')
+        return -1;
+    size_t n = (size_t)(colon - s);
+    char h[64];
+    memcpy(h, s, n);
+    h[n] = '\0';
+    if (n == 0 || strcmp(h, "localhost") == 0) {
+        strcpy(h, "127.0.0.1");
+    } else {
+        unsigned a, b, c, d;
+        char junk;
+        if (sscanf(h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &junk) != 4 ||
+            a > 255 || b > 255 || c > 255 || d > 255)
+            return -1;
+    }
+    strcpy(host, h);
+    *port = (int)p;
+    return 0;
+}
+
+char *units_format_duration(double seconds, char *buf, size_t len)
+{
+    if (seconds == 0.0)
+        snprintf(buf, len, "0");
+    else if (seconds < 1e-3)
+        snprintf(buf, len, "%.0fus", seconds * 1e6);
+    else if (seconds < 1.0)
+        snprintf(buf, len, "%.4gms", seconds * 1e3);
+    else
+        snprintf(buf, len, "%.4gs", seconds);
+    return buf;
+}

@@ -1,0 +1,61 @@
+# common.bash — helpers sourced by the integration tests.
+# Servers are started on 127.0.0.1 port 0; their pids are recorded and they
+# are stopped (by pid) when the test exits, whatever happens.
+set -u
+BIN=${MAILBENCH_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/bin}
+TMP=$(mktemp -d)
+PIDS=()
+NFAIL=0
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS $*"; }
+fail() { echo "FAIL $*"; NFAIL=$((NFAIL + 1)); }
+# check DESC EXPECTED ACTUAL
+check_eq() {
+    if [ "$2" = "$3" ]; then pass "$1 ($3)"; else fail "$1: expected '$2', got '$3'"; fi
+}
+
+# start_mock NAME [smtp-mock options...] — starts bin/smtp-mock on a free port.
+# Sets ${NAME}_PORT, ${NAME}_PID and ${NAME}_STATS (its --stats file).
+start_mock() {
+    local name=$1; shift
+    local out="$TMP/$name.out" stats="$TMP/$name.stats.json"
+    "$BIN/smtp-mock" --listen 127.0.0.1:0 --stats "$stats" "$@" >"$out" 2>"$TMP/$name.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    local i
+    for i in $(seq 1 100); do
+        if grep -q '^listening on ' "$out" 2>/dev/null; then break; fi
+        sleep 0.05
+    done
+    local port
+    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out" | head -n1)
+    if [ -z "$port" ]; then echo "smtp-mock did not start:"; cat "$TMP/$name.err"; return 1; fi
+    printf -v "${name}_PORT" '%s' "$port"
+    printf -v "${name}_PID" '%s' "$pid"
+    printf -v "${name}_STATS" '%s' "$stats"
+}
+
+# stop_pid PID — SIGTERM, wait up to 10 s for it to exit.
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 200); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    wait "$pid" 2>/dev/null
+}
+
+# json_get FILE FIELD — a top-level field of a JSON object (string or number).
+json_get() { jq -r ".$2" "$1"; }
+
+finish() { [ "$NFAIL" -eq 0 ]; exit $?; }
