@@ -23,6 +23,9 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror \
             -MMD -MP -Ilib -Iworkloads $(SANFLAGS)
 LDFLAGS  += $(SANFLAGS)
 LDLIBS   := -lev -lpthread -lm
+# Every run's JSON records the revision it was built from.
+GIT_REV  := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+CFLAGS   += -DMAILBENCH_GIT_REV='"$(GIT_REV)"'
 
 # The shared library: everything in lib/ and workloads/ except the server's main.
 LIB_SRC  := $(wildcard lib/*.c) $(filter-out workloads/smtp-mock.c,$(wildcard workloads/*.c))
