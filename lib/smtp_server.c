@@ -1,0 +1,693 @@
+/* smtp_server — see smtp_server.h.
+ *
+ * Shape (after Postfix's smtp-sink): a session is in one of a few named
+ * states; a command line is looked up in a command table and its handler
+ * checks the state, replies, and moves to the next state.  While in DATA the
+ * bytes go through a small per-line state machine instead, which undoes
+ * dot-stuffing and finds the final "." without buffering the text. */
+#include "smtp_server.h"
+
+#include "digest.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Session states: what the next command may be. */
+typedef enum {
+    ST_INIT,       /* greeted (or not yet): needs EHLO/HELO */
+    ST_READY,      /* after EHLO/HELO, no transaction open */
+    ST_MAIL,       /* MAIL accepted, no recipient yet */
+    ST_RCPT,       /* at least one recipient: DATA may follow */
+    ST_DATA,       /* receiving the message text */
+    ST_NOSERVICE,  /* 554 greeting: only QUIT is served (RFC 5321 3.1) */
+    ST_CLOSED      /* caller must send the output and close */
+} server_state;
+
+/* Where the DATA scanner is within a line. */
+typedef enum {
+    D_BOL,         /* at the beginning of a line */
+    D_DOT,         /* line began with "." */
+    D_DOT_CR,      /* line began with ".\r" */
+    D_LINE         /* inside a line */
+} data_state;
+
+struct smtp_server {
+    smtp_server_config cfg;    /* copy of the caller's configuration */
+    smtp_server_hooks hooks;   /* copy of the caller's hooks */
+    server_state state;        /* see server_state */
+    unsigned long errors;      /* protocol errors replied so far */
+
+    char line[SMTP_SERVER_MAX_CMD_LINE + 1]; /* command line being assembled */
+    size_t line_len;           /* bytes in line[] */
+    int line_overflow;         /* the current line exceeded the limit */
+
+    char *out;                 /* reply bytes not yet taken by the caller */
+    size_t out_len, out_cap;   /* used / allocated bytes of out */
+
+    char *env;                 /* envelope: NUL-separated from, rcpt, rcpt... */
+    size_t env_len, env_cap;   /* used / allocated bytes of env */
+    size_t *rcpt_off;          /* offset in env of each recipient */
+    const char **rcpt_ptr;     /* rcpt pointers handed to the message hook */
+    unsigned nrcpts;           /* recipients accepted in this transaction */
+
+    data_state dstate;         /* DATA scanner position */
+    size_t dline_len;          /* raw octets of the current text line so far */
+    int d_too_long;            /* a text line exceeded 1000 octets */
+    int d_too_big;             /* the message exceeded max_size */
+    uint64_t d_size;           /* unstuffed message bytes so far */
+    digest_ctx d_digest;       /* hash of the unstuffed bytes so far */
+    int in_headers;            /* still before the blank line */
+    int msgid_fold;            /* Message-ID value is on a folded line */
+    char hdr[SMTP_SERVER_MAX_TEXT_LINE + 1]; /* current header line */
+    size_t hdr_len;            /* bytes in hdr[] (truncated to its size) */
+    char msgid[SMTP_SERVER_MAX_TEXT_LINE + 1]; /* Message-ID, "" if none */
+    char *body;                /* unstuffed text, only with cfg.keep_body */
+    size_t body_len, body_cap; /* used / allocated bytes of body */
+};
+
+/* ---------------------------------------------------------------- buffers */
+
+/* Grows *buf so that it holds need bytes; 0 on success, -1 out of memory. */
+static int buf_reserve(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 256;
+    while (n < need)
+        n *= 2;
+    char *p = realloc(*buf, n);
+    if (p == NULL)
+        return -1;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+static void reply(smtp_server *s, const char *text)
+{
+    size_t n = strlen(text);
+    if (buf_reserve(&s->out, &s->out_cap, s->out_len + n) < 0)
+        abort(); /* a few hundred bytes: nothing sensible to do without them */
+    memcpy(s->out + s->out_len, text, n);
+    s->out_len += n;
+}
+
+static void replyf(smtp_server *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void replyf(smtp_server *s, const char *fmt, ...)
+{
+    char buf[SMTP_SERVER_MAX_CMD_LINE * 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    reply(s, buf);
+}
+
+/* A reply to input the client got wrong: counted as a protocol error. */
+static void reply_error(smtp_server *s, const char *text)
+{
+    s->errors++;
+    reply(s, text);
+}
+
+/* Appends a NUL-terminated string to the envelope; returns its offset. */
+static size_t env_add(smtp_server *s, const char *str, size_t n)
+{
+    if (buf_reserve(&s->env, &s->env_cap, s->env_len + n + 1) < 0)
+        abort();
+    size_t off = s->env_len;
+    memcpy(s->env + off, str, n);
+    s->env[off + n] = '\0';
+    s->env_len += n + 1;
+    return off;
+}
+
+static void transaction_reset(smtp_server *s)
+{
+    s->env_len = 0;
+    s->nrcpts = 0;
+    s->body_len = 0;
+}
+
+/* ----------------------------------------------------------- the message */
+
+static smtp_server_verdict decide(smtp_server *s, smtp_server_stage st,
+                                  const smtp_server_message *m)
+{
+    if (s->hooks.decide == NULL)
+        return SMTP_VERDICT_ACCEPT;
+    return s->hooks.decide(s->hooks.arg, st, m);
+}
+
+/* The message (or the transaction in progress) as the hooks see it. */
+static void message_view(smtp_server *s, smtp_server_message *m, int complete)
+{
+    memset(m, 0, sizeof *m);
+    m->mail_from = s->env_len ? s->env : "";
+    m->nrcpts = s->nrcpts;
+    if (!complete)
+        return;
+    for (unsigned i = 0; i < s->nrcpts; i++)
+        s->rcpt_ptr[i] = s->env + s->rcpt_off[i];
+    m->rcpts = s->rcpt_ptr;
+    m->size = s->d_size;
+    m->hash = digest_final(&s->d_digest);
+    m->message_id = s->msgid[0] ? s->msgid : NULL;
+    if (s->cfg.keep_body) {
+        if (buf_reserve(&s->body, &s->body_cap, s->body_len + 1) < 0)
+            abort();
+        s->body[s->body_len] = '\0';
+        m->body = s->body;
+    }
+}
+
+/* "Message-ID: <x@y>" (any case, any spaces): copies the value to msgid. */
+static void header_line(smtp_server *s)
+{
+    size_t n = s->hdr_len;
+    while (n > 0 && (s->hdr[n - 1] == '\n' || s->hdr[n - 1] == '\r'))
+        n--;
+    s->hdr[n] = '\0';
+    if (n == 0) {
+        s->in_headers = 0;
+        return;
+    }
+    const char *v;
+    if (s->msgid_fold && (s->hdr[0] == ' ' || s->hdr[0] == '\t')) {
+        v = s->hdr;            /* the value folded onto the next line */
+    } else if (s->msgid[0] == '\0' && n >= 11 && strncasecmp(s->hdr, "Message-ID:", 11) == 0) {
+        v = s->hdr + 11;
+    } else {
+        s->msgid_fold = 0;
+        return;
+    }
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t len = strlen(v);
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    s->msgid_fold = (len == 0);
+    memmove(s->msgid, v, len);
+    s->msgid[len] = '\0';
+}
+
+/* n unstuffed bytes of the message; eol: they end the current line. */
+static void data_emit(smtp_server *s, const char *p, size_t n, int eol)
+{
+    if (s->d_too_big)
+        return;
+    if (s->cfg.max_size && s->d_size + n > s->cfg.max_size) {
+        s->d_too_big = 1;      /* keep reading to the final ".", then 552 */
+        return;
+    }
+    s->d_size += n;
+    digest_update(&s->d_digest, p, n);
+    if (s->cfg.keep_body) {
+        if (buf_reserve(&s->body, &s->body_cap, s->body_len + n) < 0)
+            abort();
+        memcpy(s->body + s->body_len, p, n);
+        s->body_len += n;
+    }
+    if (!s->in_headers)
+        return;
+    size_t room = sizeof s->hdr - 1 - s->hdr_len;
+    size_t k = n < room ? n : room;
+    memcpy(s->hdr + s->hdr_len, p, k);
+    s->hdr_len += k;
+    if (eol) {
+        header_line(s);
+        s->hdr_len = 0;
+    }
+}
+
+static void data_begin(smtp_server *s)
+{
+    s->state = ST_DATA;
+    s->dstate = D_BOL;
+    s->dline_len = 0;
+    s->d_too_long = s->d_too_big = 0;
+    s->d_size = 0;
+    digest_init(&s->d_digest);
+    s->in_headers = 1;
+    s->msgid_fold = 0;
+    s->hdr_len = 0;
+    s->msgid[0] = '\0';
+    s->body_len = 0;
+}
+
+/* The final "." arrived: check the limits, ask the hook, reply. */
+static void data_end(smtp_server *s)
+{
+    s->state = ST_READY;
+    if (s->d_too_long) {
+        reply_error(s, "500 Line too long\r\n");
+    } else if (s->d_too_big) {
+        reply_error(s, "552 Message size exceeds fixed maximum message size\r\n");
+    } else {
+        smtp_server_message m;
+        message_view(s, &m, 1);
+        smtp_server_verdict v = decide(s, SMTP_STAGE_DATA, &m);
+        if ((v == SMTP_VERDICT_ACCEPT || v == SMTP_VERDICT_DROP) && s->hooks.message)
+            s->hooks.message(s->hooks.arg, &m);
+        switch (v) {
+        case SMTP_VERDICT_ACCEPT:   reply(s, "250 Ok: queued\r\n"); break;
+        case SMTP_VERDICT_TEMPFAIL: reply(s, "451 Requested action aborted: local error in processing\r\n"); break;
+        case SMTP_VERDICT_PERMFAIL: reply(s, "554 Transaction failed\r\n"); break;
+        case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
+        }
+    }
+    transaction_reset(s);
+}
+
+/* Scans DATA text; returns the bytes consumed (fewer than n only when the
+ * final "." was found: the rest are commands). */
+static size_t data_consume(smtp_server *s, const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        switch (s->dstate) {
+        case D_BOL:
+            s->dline_len = 0;
+            if (p[i] == '.') {
+                s->dstate = D_DOT;
+                s->dline_len = 1;
+                i++;
+                continue;
+            }
+            s->dstate = D_LINE;
+            break;
+        case D_DOT:
+            if (p[i] == '\r') {
+                s->dstate = D_DOT_CR;
+                s->dline_len++;
+                i++;
+                continue;
+            }
+            s->dstate = D_LINE;      /* a stuffed dot: dropped */
+            break;
+        case D_DOT_CR:
+            if (p[i] == '\n') {
+                data_end(s);
+                return i + 1;
+            }
+            data_emit(s, "\r", 1, 0); /* "." CR then more: keep the CR */
+            s->dstate = D_LINE;
+            break;
+        case D_LINE: {
+            const char *nl = memchr(p + i, '\n', n - i);
+            size_t k = nl ? (size_t)(nl - (p + i)) + 1 : n - i;
+            s->dline_len += k;
+            data_emit(s, p + i, k, nl != NULL);
+            if (nl) {
+                if (s->dline_len > SMTP_SERVER_MAX_TEXT_LINE)
+                    s->d_too_long = 1;
+                s->dstate = D_BOL;
+            }
+            i += k;
+            break;
+        }
+        }
+    }
+    return n;
+}
+
+/* -------------------------------------------------------------- commands */
+
+/* Skips "FROM:" / "TO:" (any case, spaces allowed after the colon) and
+ * parses "<path>"; on success *path, *plen is the inside, returns the text
+ * after '>'.  NULL on a syntax error. */
+static const char *parse_path(const char *arg, const char *keyword,
+                              const char **path, size_t *plen)
+{
+    size_t k = strlen(keyword);
+    if (strncasecmp(arg, keyword, k) != 0)
+        return NULL;
+    arg += k;
+    while (*arg == ' ')
+        arg++;
+    if (*arg != '<')
+        return NULL;
+    const char *close = strchr(arg, '>');
+    if (close == NULL)
+        return NULL;
+    *path = arg + 1;
+    *plen = (size_t)(close - arg - 1);
+    for (size_t i = 0; i < *plen; i++)
+        if ((*path)[i] == ' ' || (*path)[i] == '<')
+            return NULL;
+    return close + 1;
+}
+
+/* MAIL parameters: SIZE=n and BODY=7BIT|8BITMIME.  Returns 0 when fine,
+ * else it has replied. */
+static int mail_params(smtp_server *s, const char *p)
+{
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            break;
+        size_t n = strcspn(p, " ");
+        if (n > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
+            char *end;
+            unsigned long long v = strtoull(p + 5, &end, 10);
+            if (end != p + n || !isdigit((unsigned char)p[5])) {
+                reply_error(s, "501 Bad SIZE parameter\r\n");
+                return -1;
+            }
+            if (s->cfg.max_size && v > s->cfg.max_size) {
+                reply(s, "552 Message size exceeds fixed maximum message size\r\n");
+                return -1;
+            }
+        } else if (!((n == 9 && strncasecmp(p, "BODY=7BIT", 9) == 0) ||
+                     (n == 13 && strncasecmp(p, "BODY=8BITMIME", 13) == 0))) {
+            reply_error(s, "555 MAIL FROM/RCPT TO parameters not recognized or not implemented\r\n");
+            return -1;
+        }
+        p += n;
+    }
+    return 0;
+}
+
+static void cmd_helo(smtp_server *s, const char *arg)
+{
+    if (*arg == '\0') {
+        reply_error(s, "501 Syntax: HELO hostname\r\n");
+        return;
+    }
+    transaction_reset(s);
+    s->state = ST_READY;
+    replyf(s, "250 %s\r\n", s->cfg.hostname);
+}
+
+static void cmd_ehlo(smtp_server *s, const char *arg)
+{
+    if (*arg == '\0') {
+        reply_error(s, "501 Syntax: EHLO hostname\r\n");
+        return;
+    }
+    transaction_reset(s);
+    s->state = ST_READY;
+    replyf(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n250 8BITMIME\r\n",
+           s->cfg.hostname, (unsigned long long)s->cfg.max_size);
+}
+
+static void cmd_mail(smtp_server *s, const char *arg)
+{
+    if (s->state == ST_INIT) {
+        reply_error(s, "503 Error: send HELO/EHLO first\r\n");
+        return;
+    }
+    if (s->state != ST_READY) {
+        reply_error(s, "503 Error: nested MAIL command\r\n");
+        return;
+    }
+    const char *path;
+    size_t plen;
+    const char *rest = parse_path(arg, "FROM:", &path, &plen);
+    if (rest == NULL || (*rest != '\0' && *rest != ' ')) {
+        reply_error(s, "501 Syntax: MAIL FROM:<address>\r\n");
+        return;
+    }
+    if (mail_params(s, rest) < 0)
+        return;
+    transaction_reset(s);
+    env_add(s, path, plen);
+    smtp_server_message m;
+    message_view(s, &m, 0);
+    switch (decide(s, SMTP_STAGE_MAIL, &m)) {
+    case SMTP_VERDICT_ACCEPT:   s->state = ST_MAIL; reply(s, "250 Ok\r\n"); break;
+    case SMTP_VERDICT_TEMPFAIL: transaction_reset(s); reply(s, "451 Temporary failure, try again later\r\n"); break;
+    case SMTP_VERDICT_PERMFAIL: transaction_reset(s); reply(s, "550 Sender rejected\r\n"); break;
+    case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
+    }
+}
+
+static void cmd_rcpt(smtp_server *s, const char *arg)
+{
+    if (s->state != ST_MAIL && s->state != ST_RCPT) {
+        reply_error(s, "503 Error: need MAIL command\r\n");
+        return;
+    }
+    const char *path;
+    size_t plen;
+    const char *rest = parse_path(arg, "TO:", &path, &plen);
+    if (rest == NULL || plen == 0) {
+        reply_error(s, "501 Syntax: RCPT TO:<address>\r\n");
+        return;
+    }
+    while (*rest == ' ')
+        rest++;
+    if (*rest != '\0') {
+        reply_error(s, "555 MAIL FROM/RCPT TO parameters not recognized or not implemented\r\n");
+        return;
+    }
+    if (s->nrcpts >= s->cfg.max_rcpts) {
+        reply(s, "452 Too many recipients\r\n");
+        return;
+    }
+    smtp_server_message m;
+    message_view(s, &m, 0);
+    switch (decide(s, SMTP_STAGE_RCPT, &m)) {
+    case SMTP_VERDICT_ACCEPT:
+        s->rcpt_off[s->nrcpts++] = env_add(s, path, plen);
+        s->state = ST_RCPT;
+        reply(s, "250 Ok\r\n");
+        break;
+    case SMTP_VERDICT_TEMPFAIL: reply(s, "450 Mailbox temporarily unavailable\r\n"); break;
+    case SMTP_VERDICT_PERMFAIL: reply(s, "550 Mailbox unavailable\r\n"); break;
+    case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
+    }
+}
+
+static void cmd_data(smtp_server *s, const char *arg)
+{
+    if (s->state != ST_RCPT) {
+        reply_error(s, s->state == ST_MAIL ? "503 Error: need RCPT command\r\n"
+                                           : "503 Error: need MAIL command\r\n");
+        return;
+    }
+    if (*arg != '\0') {
+        reply_error(s, "501 Syntax: DATA\r\n");
+        return;
+    }
+    data_begin(s);
+    reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
+}
+
+static void cmd_rset(smtp_server *s, const char *arg)
+{
+    if (*arg != '\0') {
+        reply_error(s, "501 Syntax: RSET\r\n");
+        return;
+    }
+    transaction_reset(s);
+    if (s->state != ST_INIT)
+        s->state = ST_READY;
+    reply(s, "250 Ok\r\n");
+}
+
+static void cmd_noop(smtp_server *s, const char *arg)
+{
+    (void)arg;                 /* RFC 5321 4.1.1.9: a parameter is allowed */
+    reply(s, "250 Ok\r\n");
+}
+
+static void cmd_vrfy(smtp_server *s, const char *arg)
+{
+    if (*arg == '\0') {
+        reply_error(s, "501 Syntax: VRFY address\r\n");
+        return;
+    }
+    reply(s, "252 Cannot VRFY user, but will accept message and attempt delivery\r\n");
+}
+
+static void cmd_quit(smtp_server *s, const char *arg)
+{
+    (void)arg;
+    replyf(s, "221 %s Bye\r\n", s->cfg.hostname);
+    s->state = ST_CLOSED;
+}
+
+/* The command table: a NULL handler is a command we know but do not do. */
+static const struct command {
+    const char *name;
+    void (*handler)(smtp_server *s, const char *arg);
+} commands[] = {
+    { "EHLO", cmd_ehlo }, { "HELO", cmd_helo }, { "MAIL", cmd_mail },
+    { "RCPT", cmd_rcpt }, { "DATA", cmd_data }, { "RSET", cmd_rset },
+    { "NOOP", cmd_noop }, { "QUIT", cmd_quit }, { "VRFY", cmd_vrfy },
+    { "EXPN", NULL }, { "HELP", NULL }, { "TURN", NULL }, { "ETRN", NULL },
+    { "BDAT", NULL }, { "AUTH", NULL }, { "STARTTLS", NULL },
+};
+
+/* One complete command line in s->line (without CR LF, NUL-terminated). */
+static void command_line(smtp_server *s)
+{
+    char *verb = s->line;
+    size_t vlen = strcspn(verb, " ");
+    const char *arg = verb + vlen;
+    while (*arg == ' ')
+        arg++;
+    if (s->state == ST_NOSERVICE) {
+        if (vlen == 4 && strncasecmp(verb, "QUIT", 4) == 0)
+            cmd_quit(s, arg);
+        else
+            reply(s, "503 Error: no SMTP service here\r\n");
+        return;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const struct command *c = &commands[i];
+        if (strlen(c->name) == vlen && strncasecmp(verb, c->name, vlen) == 0) {
+            if (c->handler)
+                c->handler(s, arg);
+            else
+                reply_error(s, "502 Error: command not implemented\r\n");
+            return;
+        }
+    }
+    reply_error(s, "500 Error: command not recognized\r\n");
+}
+
+/* Adds a piece of a command line; past the limit only remembers that. */
+static void line_append(smtp_server *s, const char *p, size_t n)
+{
+    if (s->line_len + n > SMTP_SERVER_MAX_CMD_LINE) {
+        s->line_overflow = 1;
+        return;
+    }
+    memcpy(s->line + s->line_len, p, n);
+    s->line_len += n;
+}
+
+/* The LF of a command line arrived: the line is s->line[0..line_len). */
+static void line_done(smtp_server *s)
+{
+    size_t n = s->line_len;
+    if (n > 0 && s->line[n - 1] == '\r')
+        n--;
+    /* The 512-octet limit includes CR LF, so the text may have 510. */
+    if (s->line_overflow || n + 2 > SMTP_SERVER_MAX_CMD_LINE) {
+        reply_error(s, "500 Line too long\r\n");
+    } else {
+        s->line[n] = '\0';
+        command_line(s);
+    }
+    s->line_len = 0;
+    s->line_overflow = 0;
+}
+
+/* ------------------------------------------------------------ public API */
+
+smtp_server *smtp_server_new(const smtp_server_config *config,
+                             const smtp_server_hooks *hooks)
+{
+    smtp_server *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->cfg = *config;
+    if (s->cfg.hostname == NULL)
+        s->cfg.hostname = "localhost";
+    if (s->cfg.max_rcpts == 0)
+        s->cfg.max_rcpts = 100;
+    if (hooks)
+        s->hooks = *hooks;
+    s->rcpt_off = malloc(s->cfg.max_rcpts * sizeof *s->rcpt_off);
+    s->rcpt_ptr = malloc(s->cfg.max_rcpts * sizeof *s->rcpt_ptr);
+    if (s->rcpt_off == NULL || s->rcpt_ptr == NULL)
+        goto err;
+    s->state = ST_INIT;
+    return s;
+err:
+    smtp_server_free(s);
+    return NULL;
+}
+
+void smtp_server_free(smtp_server *s)
+{
+    if (s == NULL)
+        return;
+    free(s->out);
+    free(s->env);
+    free(s->rcpt_off);
+    free(s->rcpt_ptr);
+    free(s->body);
+    free(s);
+}
+
+int smtp_server_greeting(smtp_server *s)
+{
+    smtp_server_message m;
+    message_view(s, &m, 0);
+    switch (decide(s, SMTP_STAGE_GREETING, &m)) {
+    case SMTP_VERDICT_ACCEPT:
+        replyf(s, "220 %s ESMTP mailbench\r\n", s->cfg.hostname);
+        break;
+    case SMTP_VERDICT_TEMPFAIL:
+        replyf(s, "421 %s Service not available, closing transmission channel\r\n",
+               s->cfg.hostname);
+        s->state = ST_CLOSED;
+        break;
+    case SMTP_VERDICT_PERMFAIL:
+        replyf(s, "554 %s No SMTP service here\r\n", s->cfg.hostname);
+        s->state = ST_NOSERVICE;
+        break;
+    case SMTP_VERDICT_DROP:
+        s->state = ST_CLOSED;
+        break;
+    }
+    return s->state == ST_CLOSED ? SMTP_SERVER_CLOSE : SMTP_SERVER_OK;
+}
+
+int smtp_server_feed(smtp_server *s, const char *data, size_t len)
+{
+    const char *p = data, *end = data + len;
+    while (p < end && s->state != ST_CLOSED) {
+        if (s->state == ST_DATA) {
+            p += data_consume(s, p, (size_t)(end - p));
+            continue;
+        }
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL) {
+            line_append(s, p, (size_t)(end - p));
+            break;
+        }
+        line_append(s, p, (size_t)(nl - p));
+        line_done(s);
+        p = nl + 1;
+    }
+    return s->state == ST_CLOSED ? SMTP_SERVER_CLOSE : SMTP_SERVER_OK;
+}
+
+void smtp_server_shutdown(smtp_server *s, const char *text)
+{
+    if (s->state == ST_CLOSED)
+        return;
+    replyf(s, "421 %s %s\r\n", s->cfg.hostname, text);
+    s->state = ST_CLOSED;
+}
+
+const char *smtp_server_output(const smtp_server *s, size_t *len)
+{
+    *len = s->out_len;
+    return s->out;
+}
+
+void smtp_server_output_consume(smtp_server *s, size_t n)
+{
+    if (n >= s->out_len) {
+        s->out_len = 0;
+        return;
+    }
+    memmove(s->out, s->out + n, s->out_len - n);
+    s->out_len -= n;
+}
+
+unsigned long smtp_server_protocol_errors(const smtp_server *s) { return s->errors; }
+
+int smtp_server_in_data(const smtp_server *s) { return s->state == ST_DATA; }

@@ -1,0 +1,115 @@
+/* smtp_server — the sans-I/O SMTP server core (RFC 5321 subset).
+ *
+ * No sockets, no clocks: the caller feeds the bytes it read with
+ * smtp_server_feed() and sends what smtp_server_output() holds.  Replies to
+ * pipelined commands that arrive in one feed are appended to the same output
+ * buffer, so the caller can send them in one write.
+ *
+ * Dialogue: greeting; EHLO/HELO (EHLO advertises PIPELINING, SIZE,
+ * 8BITMIME); MAIL FROM (SIZE=, BODY=); RCPT TO; DATA, with dot-stuffing
+ * undone and <CRLF>.<CRLF> found across any read boundaries; RSET, NOOP,
+ * VRFY, QUIT; any number of messages per session.  Error replies:
+ *   500 unknown command, command line over 512 octets, text line over 1000
+ *   502 known command not implemented      503 bad sequence of commands
+ *   501 syntax error in arguments          555 unknown MAIL/RCPT parameter
+ *   552 message over the size limit        452 too many recipients
+ *
+ * Events reach the caller through hooks (smtp_server_hooks), called
+ * synchronously from inside smtp_server_greeting()/smtp_server_feed():
+ *   decide(stage)  before the success reply at the greeting, MAIL, RCPT and
+ *                  end of DATA: lets the caller inject a 4xx, a 5xx or a
+ *                  dropped connection (the core never delays: the caller
+ *                  holds the output as long as it likes);
+ *   message(msg)   a message was accepted (verdict ACCEPT, or DROP at end of
+ *                  DATA: accepted, then the connection is dropped without
+ *                  the 250 — the client will retry, a duplicate).
+ * Session opened = smtp_server_greeting(); session closed = feed returning
+ * SMTP_SERVER_CLOSE (after QUIT's 221, a 421, or a drop).
+ *
+ * The body is not kept unless config.keep_body is set: the core hashes it
+ * with digest_update() as it streams and picks the Message-ID header out of
+ * the header lines, so memory per session stays small (about 2 KB). */
+#ifndef MAILBENCH_SMTP_SERVER_H
+#define MAILBENCH_SMTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SMTP_SERVER_MAX_CMD_LINE  512   /* RFC 5321 4.5.3.1.4, CRLF included */
+#define SMTP_SERVER_MAX_TEXT_LINE 1000  /* RFC 5321 4.5.3.1.6, CRLF included */
+
+/* Where a decision hook is called. */
+typedef enum smtp_server_stage {
+    SMTP_STAGE_GREETING,  /* before the 220 */
+    SMTP_STAGE_MAIL,      /* before MAIL's 250 */
+    SMTP_STAGE_RCPT,      /* before each RCPT's 250 (rcpt index in msg->nrcpts) */
+    SMTP_STAGE_DATA       /* after the final ".", before the 250 */
+} smtp_server_stage;
+
+/* What the caller wants the server to do at a stage. */
+typedef enum smtp_server_verdict {
+    SMTP_VERDICT_ACCEPT,    /* the normal success reply */
+    SMTP_VERDICT_TEMPFAIL,  /* a 4xx (421 and close at the greeting) */
+    SMTP_VERDICT_PERMFAIL,  /* a 5xx (554 at the greeting: then only QUIT works) */
+    SMTP_VERDICT_DROP       /* close without a reply (after accepting, at DATA) */
+} smtp_server_verdict;
+
+/* A message (complete at SMTP_STAGE_DATA, in progress before).  Pointers
+ * are valid only during the hook call. */
+typedef struct smtp_server_message {
+    const char *mail_from;     /* reverse-path without <>, "" for the null sender */
+    const char *const *rcpts;  /* forward-paths without <> (NULL before DATA) */
+    size_t nrcpts;             /* recipients accepted so far */
+    uint64_t size;             /* body bytes after dot-unstuffing, without ".\r\n" */
+    uint64_t hash;             /* digest_hash() of those bytes */
+    const char *message_id;    /* "<...>" from the Message-ID header, or NULL */
+    const char *body;          /* the bytes, only with config.keep_body, else NULL */
+} smtp_server_message;
+
+typedef struct smtp_server_hooks {
+    /* Verdict for a stage; NULL means always ACCEPT. */
+    smtp_server_verdict (*decide)(void *arg, smtp_server_stage stage,
+                                  const smtp_server_message *msg);
+    /* A message was accepted; may be NULL. */
+    void (*message)(void *arg, const smtp_server_message *msg);
+    void *arg;                 /* passed to both */
+} smtp_server_hooks;
+
+typedef struct smtp_server_config {
+    const char *hostname;      /* in the greeting and EHLO reply; NULL: "localhost" */
+    uint64_t max_size;         /* message size limit (SIZE), 0 = none */
+    unsigned max_rcpts;        /* recipients per message, 0 = 100 (RFC minimum) */
+    int keep_body;             /* keep the unstuffed body for the message hook */
+} smtp_server_config;
+
+typedef struct smtp_server smtp_server;
+
+/* Result of smtp_server_feed / smtp_server_greeting. */
+enum { SMTP_SERVER_OK = 0, SMTP_SERVER_CLOSE = 1 };
+
+/* A new session; config and hooks are copied (hostname is not: it must
+ * outlive the session).  NULL when out of memory. */
+smtp_server *smtp_server_new(const smtp_server_config *config,
+                             const smtp_server_hooks *hooks);
+void smtp_server_free(smtp_server *s);
+
+/* Puts the greeting (220, or 421/554/nothing per the hook) into the output. */
+int smtp_server_greeting(smtp_server *s);
+
+/* Consumes len bytes from the client.  Returns SMTP_SERVER_CLOSE when the
+ * caller should send the output and close; bytes after that are ignored. */
+int smtp_server_feed(smtp_server *s, const char *data, size_t len);
+
+/* Puts "421 <text>" into the output and closes the session (the caller's
+ * idle timeout or shutdown). */
+void smtp_server_shutdown(smtp_server *s, const char *text);
+
+/* Output buffer: the pending reply bytes; the caller removes what it sent. */
+const char *smtp_server_output(const smtp_server *s, size_t *len);
+void smtp_server_output_consume(smtp_server *s, size_t n);
+
+/* Counters for the session so far. */
+unsigned long smtp_server_protocol_errors(const smtp_server *s); /* 5xx for bad input */
+int smtp_server_in_data(const smtp_server *s);   /* 1 while receiving DATA text */
+
+#endif

@@ -1,0 +1,407 @@
+/* Unit tests for lib/smtp_server: golden transcripts, every input fed one
+ * byte at a time, dot-unstuffing and the final "." across every split,
+ * Message-ID extraction, limits, and the decision hooks.
+ *
+ * Golden transcripts: tests/golden/server/NAME.in holds what the client
+ * sends (LF in the file, sent as CRLF); NAME.ref holds the server's replies
+ * (CRLF shown as LF) with a "** message ..." line where the message hook
+ * fired.  Each .in is replayed whole and one byte at a time; both must give
+ * the .ref.  MAILBENCH_GOLDEN_UPDATE=1 rewrites the .ref files (review the
+ * diff before committing). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "digest.h"
+#include "smtp_server.h"
+
+#define GOLDEN_DIR "tests/golden/server"
+
+/* A growable string for transcripts. */
+typedef struct { char *p; size_t len, cap; } sbuf;
+
+static void sb_add(sbuf *b, const char *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* What a test session records. */
+typedef struct {
+    sbuf transcript;               /* replies + "** message" lines */
+    int nmsg;                      /* message hook calls */
+    char body[20000];              /* last message body (keep_body) */
+    size_t body_len;               /* its length */
+    uint64_t hash;                 /* its hash */
+    char msgid[256];               /* its Message-ID, "" if none */
+    smtp_server_stage fail_stage;  /* stage where verdict applies */
+    smtp_server_verdict verdict;   /* verdict at fail_stage */
+    smtp_server *srv;              /* the session, to keep the transcript in order */
+} session_log;
+
+static void drain(smtp_server *s, session_log *l);
+
+static smtp_server_verdict log_decide(void *arg, smtp_server_stage st,
+                                      const smtp_server_message *m)
+{
+    session_log *l = arg;
+    (void)m;
+    return st == l->fail_stage ? l->verdict : SMTP_VERDICT_ACCEPT;
+}
+
+static void log_message(void *arg, const smtp_server_message *m)
+{
+    session_log *l = arg;
+    drain(l->srv, l);          /* replies so far come before the event */
+    char line[1024];
+    int n = snprintf(line, sizeof line, "** message from=<%s> rcpts=%zu", m->mail_from, m->nrcpts);
+    for (size_t i = 0; i < m->nrcpts; i++)
+        n += snprintf(line + n, sizeof line - (size_t)n, " <%s>", m->rcpts[i]);
+    n += snprintf(line + n, sizeof line - (size_t)n, " size=%llu id=%s\n",
+                  (unsigned long long)m->size, m->message_id ? m->message_id : "-");
+    sb_add(&l->transcript, line, (size_t)n);
+    assert_true(m->size < sizeof l->body);
+    assert_non_null(m->body);
+    memcpy(l->body, m->body, m->size);
+    l->body_len = m->size;
+    l->hash = m->hash;
+    snprintf(l->msgid, sizeof l->msgid, "%s", m->message_id ? m->message_id : "");
+    l->nmsg++;
+}
+
+static smtp_server *new_session(session_log *l)
+{
+    smtp_server_config cfg = { .hostname = "mock.test", .max_size = 10000,
+                               .max_rcpts = 3, .keep_body = 1 };
+    smtp_server_hooks hooks = { log_decide, log_message, l };
+    smtp_server *s = smtp_server_new(&cfg, &hooks);
+    assert_non_null(s);
+    l->srv = s;
+    l->fail_stage = (smtp_server_stage)-1;
+    return s;
+}
+
+/* Moves the server's output into the transcript, CRLF shown as LF. */
+static void drain(smtp_server *s, session_log *l)
+{
+    size_t n;
+    const char *o = smtp_server_output(s, &n);
+    for (size_t i = 0; i < n; i++)
+        if (!(o[i] == '\r' && i + 1 < n && o[i + 1] == '\n'))
+            sb_add(&l->transcript, &o[i], 1);
+    smtp_server_output_consume(s, n);
+}
+
+/* Runs a whole session: greeting, then input in pieces of `step` bytes
+ * (0: all at once).  Returns the transcript (caller frees); *closed tells
+ * whether the server asked to close. */
+static char *run(const char *in, size_t len, size_t step, session_log *l, int *closed)
+{
+    smtp_server *s = new_session(l);
+    int rc = smtp_server_greeting(s);
+    drain(s, l);
+    for (size_t off = 0; off < len && rc == SMTP_SERVER_OK;) {
+        size_t n = step && step < len - off ? step : len - off;
+        rc = smtp_server_feed(s, in + off, n);
+        drain(s, l);
+        off += n;
+    }
+    *closed = rc == SMTP_SERVER_CLOSE;
+    smtp_server_free(s);
+    if (l->transcript.p == NULL)
+        sb_add(&l->transcript, "", 0);
+    return l->transcript.p;
+}
+
+static char *run_simple(const char *in, size_t step, session_log *l)
+{
+    int closed;
+    memset(l, 0, sizeof *l);
+    return run(in, strlen(in), step, l, &closed);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    sbuf b = { 0 };
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sb_add(&b, buf, n);
+    fclose(f);
+    if (b.p == NULL)
+        sb_add(&b, "", 0);
+    *len = b.len;
+    return b.p;
+}
+
+/* LF -> CRLF, as a client sends it. */
+static char *to_crlf(const char *p, size_t n, size_t *out_len)
+{
+    sbuf b = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\n')
+            sb_add(&b, "\r", 1);
+        sb_add(&b, &p[i], 1);
+    }
+    *out_len = b.len;
+    return b.p;
+}
+
+static void golden_one(const char *name)
+{
+    char path[512];
+    size_t raw_len, in_len, ref_len;
+    snprintf(path, sizeof path, "%s/%s.in", GOLDEN_DIR, name);
+    char *raw = read_file(path, &raw_len);
+    assert_non_null(raw);
+    char *in = to_crlf(raw, raw_len, &in_len);
+    session_log whole, bytes;
+    int c1, c2;
+    memset(&whole, 0, sizeof whole);
+    memset(&bytes, 0, sizeof bytes);
+    char *t1 = run(in, in_len, 0, &whole, &c1);
+    char *t2 = run(in, in_len, 1, &bytes, &c2);
+    assert_string_equal(t1, t2);      /* byte at a time = all at once */
+    assert_int_equal(c1, c2);
+
+    snprintf(path, sizeof path, "%s/%s.ref", GOLDEN_DIR, name);
+    const char *update = getenv("MAILBENCH_GOLDEN_UPDATE");
+    if (update && strcmp(update, "1") == 0) {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        fputs(t1, f);
+        fclose(f);
+    }
+    char *ref = read_file(path, &ref_len);
+    if (ref == NULL)
+        fail_msg("missing %s (run with MAILBENCH_GOLDEN_UPDATE=1 from the top directory)", path);
+    if (strcmp(ref, t1) != 0)
+        fprintf(stderr, "golden %s differs; got:\n%s\n", name, t1);
+    assert_string_equal(ref, t1);
+    free(ref); free(t1); free(t2); free(in); free(raw);
+}
+
+static void test_golden(void **state)
+{
+    (void)state;
+    DIR *d = opendir(GOLDEN_DIR);
+    if (d == NULL)
+        fail_msg("cannot open %s: run from the top directory", GOLDEN_DIR);
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n > 3 && strcmp(e->d_name + n - 3, ".in") == 0) {
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)(n - 3), e->d_name);
+            golden_one(name);
+            count++;
+        }
+    }
+    closedir(d);
+    assert_true(count >= 5);
+}
+
+#define HELLO "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"
+
+/* The body is unstuffed exactly and the hash is digest_hash of it,
+ * wherever the input is split (every split point into two pieces). */
+static void test_unstuff_every_split(void **state)
+{
+    (void)state;
+    const char *in = HELLO "Message-ID: <m1@x>\r\n\r\n..dot\r\n..\r\n...\r\nx.\r\n.x\r\n\r\n.\r\nQUIT\r\n";
+    const char *want = "Message-ID: <m1@x>\r\n\r\n.dot\r\n.\r\n..\r\nx.\r\nx\r\n\r\n";
+    size_t len = strlen(in);
+    for (size_t cut = 0; cut <= len; cut++) {
+        session_log l;
+        memset(&l, 0, sizeof l);
+        smtp_server *s = new_session(&l);
+        smtp_server_greeting(s);
+        smtp_server_feed(s, in, cut);
+        int rc = smtp_server_feed(s, in + cut, len - cut);
+        assert_int_equal(rc, SMTP_SERVER_CLOSE);
+        assert_int_equal(l.nmsg, 1);
+        assert_int_equal(l.body_len, strlen(want));
+        assert_memory_equal(l.body, want, l.body_len);
+        assert_true(l.hash == digest_hash(want, strlen(want)));
+        assert_string_equal(l.msgid, "<m1@x>");
+        smtp_server_free(s);
+        free(l.transcript.p);
+    }
+}
+
+/* A bare ".\r" inside a line, CR without LF, and an empty message. */
+static void test_odd_dots(void **state)
+{
+    (void)state;
+    session_log l;
+    char *t = run_simple(HELLO ".\rX\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n.\r\n", 1, &l);
+    assert_non_null(strstr(t, "size=4 id=-\n250 Ok: queued\n"));
+    assert_non_null(strstr(t, "size=0 id=-\n250 Ok: queued\n"));
+    assert_int_equal(l.nmsg, 2);
+    free(t);
+}
+
+static void test_message_id_forms(void **state)
+{
+    (void)state;
+    session_log l;
+    free(run_simple(HELLO "Subject: x\r\nmessage-id:   <low@x>  \r\n\r\n.\r\n", 0, &l));
+    assert_string_equal(l.msgid, "<low@x>");
+    free(run_simple(HELLO "Message-ID:\r\n\t<folded@x>\r\n\r\n.\r\n", 3, &l));
+    assert_string_equal(l.msgid, "<folded@x>");
+    /* A Message-ID line in the body is not a header. */
+    free(run_simple(HELLO "Subject: x\r\n\r\nMessage-ID: <body@x>\r\n.\r\n", 0, &l));
+    assert_string_equal(l.msgid, "");
+}
+
+/* 512 octets with CRLF is a command; 513 is "500 Line too long". */
+static void test_command_line_limit(void **state)
+{
+    (void)state;
+    char in[2048];
+    snprintf(in, sizeof in, "NOOP %0505d\r\nNOOP %0506d\r\n", 0, 0);
+    assert_int_equal(strlen("NOOP ") + 505 + 2, 512);
+    session_log l;
+    char *t = run_simple(in, 0, &l);
+    assert_string_equal(t, "220 mock.test ESMTP mailbench\n250 Ok\n500 Line too long\n");
+    free(t);
+}
+
+/* Each verdict at each stage gives the right reply and event. */
+static void test_verdicts(void **state)
+{
+    (void)state;
+    static const struct {
+        smtp_server_stage stage;
+        smtp_server_verdict v;
+        const char *expect;   /* substring of the transcript */
+        int nmsg, closed;
+    } cases[] = {
+        { SMTP_STAGE_GREETING, SMTP_VERDICT_TEMPFAIL, "421 mock.test Service not available", 0, 1 },
+        { SMTP_STAGE_GREETING, SMTP_VERDICT_PERMFAIL, "554 mock.test No SMTP service here\n503 Error: no SMTP service here\n", 0, 1 },
+        { SMTP_STAGE_GREETING, SMTP_VERDICT_DROP, "", 0, 1 },
+        { SMTP_STAGE_MAIL, SMTP_VERDICT_TEMPFAIL, "451 Temporary failure", 0, 1 },
+        { SMTP_STAGE_MAIL, SMTP_VERDICT_PERMFAIL, "550 Sender rejected\n503 Error: need MAIL", 0, 1 },
+        { SMTP_STAGE_MAIL, SMTP_VERDICT_DROP, "250 8BITMIME\n", 0, 1 },
+        { SMTP_STAGE_RCPT, SMTP_VERDICT_TEMPFAIL, "450 Mailbox temporarily", 0, 1 },
+        { SMTP_STAGE_RCPT, SMTP_VERDICT_PERMFAIL, "550 Mailbox unavailable\n503 Error: need RCPT", 0, 1 },
+        { SMTP_STAGE_DATA, SMTP_VERDICT_TEMPFAIL, "451 Requested action aborted", 0, 1 },
+        { SMTP_STAGE_DATA, SMTP_VERDICT_PERMFAIL, "554 Transaction failed", 0, 1 },
+        { SMTP_STAGE_DATA, SMTP_VERDICT_DROP, "354 End data", 1, 1 },
+    };
+    const char *in = HELLO "Message-ID: <v@x>\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        session_log l;
+        memset(&l, 0, sizeof l);
+        smtp_server *s = new_session(&l);
+        l.fail_stage = cases[i].stage;
+        l.verdict = cases[i].v;
+        int rc = smtp_server_greeting(s);
+        drain(s, &l);
+        if (rc == SMTP_SERVER_OK)
+            rc = smtp_server_feed(s, in, strlen(in));
+        drain(s, &l);
+        if (l.transcript.p == NULL)
+            sb_add(&l.transcript, "", 0);
+        if (strstr(l.transcript.p, cases[i].expect) == NULL)
+            fail_msg("case %zu: '%s' not in:\n%s", i, cases[i].expect, l.transcript.p);
+        assert_int_equal(l.nmsg, cases[i].nmsg);
+        assert_int_equal(rc == SMTP_SERVER_CLOSE, cases[i].closed);
+        if (cases[i].v == SMTP_VERDICT_DROP)   /* no 221, nothing after the drop */
+            assert_null(strstr(l.transcript.p, "221"));
+        smtp_server_free(s);
+        free(l.transcript.p);
+    }
+}
+
+static void test_shutdown_and_errors(void **state)
+{
+    (void)state;
+    session_log l;
+    memset(&l, 0, sizeof l);
+    smtp_server *s = new_session(&l);
+    smtp_server_greeting(s);
+    assert_int_equal(smtp_server_feed(s, "BOGUS\r\nMAIL FROM:<a@x>\r\nEHLO", 29), SMTP_SERVER_OK);
+    assert_int_equal(smtp_server_protocol_errors(s), 2);
+    assert_int_equal(smtp_server_in_data(s), 0);
+    smtp_server_shutdown(s, "Idle timeout");
+    drain(s, &l);
+    assert_non_null(strstr(l.transcript.p, "\n421 mock.test Idle timeout\n"));
+    assert_int_equal(smtp_server_feed(s, " x\r\n", 4), SMTP_SERVER_CLOSE);
+    smtp_server_free(s);
+    free(l.transcript.p);
+}
+
+static void hash_message(void *arg, const smtp_server_message *m)
+{
+    assert_null(m->body);      /* not kept unless asked */
+    assert_string_equal(m->message_id, "<big@x>");
+    *(uint64_t *)arg = m->hash;
+}
+
+/* A big message (no keep_body) hashed in pieces of odd sizes. */
+static void test_large_streamed(void **state)
+{
+    (void)state;
+    smtp_server_config cfg = { .hostname = "h", .max_size = 0 };
+    session_log l;
+    memset(&l, 0, sizeof l);
+    uint64_t hash = 0;
+    smtp_server_hooks hooks = { NULL, hash_message, &hash };
+    smtp_server *s = smtp_server_new(&cfg, &hooks);
+    sbuf msg = { 0 }, wire = { 0 };
+    sb_add(&msg, "Message-ID: <big@x>\r\n\r\n", 23);
+    for (int i = 0; i < 5000; i++) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "%sline %d\r\n", i % 7 ? "" : ".", i);
+        sb_add(&msg, line, (size_t)n);
+    }
+    sb_add(&wire, HELLO, strlen(HELLO));
+    for (size_t i = 0; i < msg.len; i++) {   /* dot-stuff */
+        if (msg.p[i] == '.' && (i == 0 || msg.p[i - 1] == '\n'))
+            sb_add(&wire, ".", 1);
+        sb_add(&wire, &msg.p[i], 1);
+    }
+    sb_add(&wire, ".\r\n", 3);
+    for (size_t off = 0, step = 1; off < wire.len; step = step * 3 % 1021 + 1) {
+        size_t n = step < wire.len - off ? step : wire.len - off;
+        assert_int_equal(smtp_server_feed(s, wire.p + off, n), SMTP_SERVER_OK);
+        off += n;
+    }
+    drain(s, &l);
+    assert_non_null(strstr(l.transcript.p, "354 End data with <CR><LF>.<CR><LF>\n250 Ok: queued\n"));
+    assert_true(hash == digest_hash(msg.p, msg.len));
+    smtp_server_free(s);
+    free(msg.p); free(wire.p); free(l.transcript.p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_unstuff_every_split),
+        cmocka_unit_test(test_odd_dots),
+        cmocka_unit_test(test_message_id_forms),
+        cmocka_unit_test(test_command_line_limit),
+        cmocka_unit_test(test_verdicts),
+        cmocka_unit_test(test_shutdown_and_errors),
+        cmocka_unit_test(test_large_streamed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
