@@ -549,6 +549,7 @@ static void dispatch(struct smtp_client *c, int code, const char *text)
     }
     struct expect e = expect_pop(c);
     if (code == 421 && e.kind != EXP_QUIT) {
+        if (e.kind == EXP_RCPT) c->head->codes[e.index] = code;
         fail_all(c, stage_of(e.kind), code, text, false, false);
         closed_event(c, code, text, SMTP_CLIENT_TEMPFAIL);
         return;
@@ -769,7 +770,7 @@ void smtp_client_quit(struct smtp_client *c)
 
 size_t smtp_client_output(struct smtp_client *c, const char **out)
 {
-    *out = c->out + c->out_off;
+    *out = c->out ? c->out + c->out_off : "";
     return c->out_len - c->out_off;
 }
 

@@ -1,0 +1,570 @@
+/* Unit tests for lib/smtp_client: golden transcripts and targeted cases.
+ *
+ * Golden transcripts live in tests/golden/client/: NAME.in holds the bytes
+ * the server sends, NAME.ref the exact bytes the client must send, and
+ * NAME.events the events it must report (one line each, see event_line()).
+ * The scenario of each transcript (configuration, queued messages, QUIT) is
+ * the table `scenarios` below.  Every transcript is replayed whole, one byte
+ * at a time, split in two at every offset, and with the output taken one
+ * byte at a time; all must give the same bytes and events.  Then the
+ * connection is cut after every byte of the input: each queued message must
+ * still get exactly one MESSAGE_DONE, and CLOSED must come last.
+ *
+ * SMTP_GOLDEN_BLESS=1 writes missing .ref/.events files (review them!). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp_client.h"
+
+/* ---- messages and scenarios ------------------------------------------- */
+
+struct msgspec {
+    const char *from;
+    const char *rcpts[4];  /* NULL-terminated */
+    const char *body;      /* NUL-terminated message; NULL = big (200 bytes) */
+};
+
+static const char B1[] =
+    "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: test\r\n"
+    "Message-ID: <1@mailbench>\r\n\r\nHello.\r\n";
+static const char BDOT[] =
+    ".top\r\nSubject: dots\r\n\r\n.leading dot\r\n..two dots\r\na.b\r\n"
+    "bare\n.lf\r\n.\r\nmiddle\r\n.\r\n";
+static const char BNOEOL[] = "Subject: no newline\r\n\r\nlast line";
+static char BBIG[201];
+
+static const struct msgspec M1 = { "alice@example.org", { "bob@example.org" }, B1 };
+static const struct msgspec M2 = { "alice@example.org",
+    { "a@example.org", "b@example.org", "c@example.org" }, B1 };
+static const struct msgspec M3 = { "alice@example.org",
+    { "a@example.org", "b@example.org" }, B1 };
+static const struct msgspec MDOT = { "alice@example.org", { "bob@example.org" }, BDOT };
+static const struct msgspec MNOEOL = { "alice@example.org", { "bob@example.org" }, BNOEOL };
+static const struct msgspec MEMPTY = { "alice@example.org", { "bob@example.org" }, "" };
+static const struct msgspec MBIG = { "alice@example.org", { "bob@example.org" }, BBIG };
+
+struct scenario {
+    const char *name;                 /* tests/golden/client/NAME.{in,ref,events} */
+    struct smtp_client_config cfg;
+    const struct msgspec *msgs[4];    /* queued before any input; NULL-ended */
+    bool quit;                        /* smtp_client_quit() after queueing */
+};
+
+#define PIPE { .ehlo_name = "client.example", .pipelining = true }
+#define PLAIN { .ehlo_name = "client.example" }
+static const struct scenario scenarios[] = {
+    { "basic", PLAIN, { &M1 }, true },
+    { "pipelining", PIPE, { &M1, &M1 }, true },
+    { "pipelining_off", PLAIN, { &M1, &M1 }, true },
+    { "rset_between", { .ehlo_name = "client.example", .rset_between = true },
+      { &M1, &M1, &M1 }, true },
+    { "pipelining_rset_between", { .ehlo_name = "client.example", .pipelining = true,
+      .rset_between = true }, { &M1, &M1 }, true },
+    { "partial_rcpt", PLAIN, { &M2 }, true },
+    { "all_rejected", PLAIN, { &M3, &M1 }, true },
+    { "all_rejected_pipelined", PIPE, { &M3, &M1 }, true },
+    { "all_rejected_pipelined_354", PIPE, { &M1, &M1 }, true },
+    { "mail_4xx", PLAIN, { &M1, &M1 }, true },
+    { "mail_5xx_pipelined", PIPE, { &M1, &M1 }, true },
+    { "rcpt_4xx", PLAIN, { &M1, &M1 }, true },
+    { "data_5xx", PLAIN, { &M1, &M1 }, true },
+    { "dot_4xx", PLAIN, { &M1, &M1 }, true },
+    { "dot_5xx_multiline", PLAIN, { &M1 }, true },
+    { "ehlo_rejected", PLAIN, { &M1 }, true },
+    { "helo_rejected", PLAIN, { &M1 }, true },
+    { "greeting_554", PLAIN, { &M1, &M1 }, true },
+    { "greeting_421", PLAIN, { &M1 }, true },
+    { "rcpt_421", PLAIN, { &M1, &M1 }, true },
+    { "idle_421", PLAIN, { &M1 }, false },
+    { "dotstuff", PLAIN, { &MDOT, &MNOEOL, &MEMPTY }, true },
+    { "size_exceeded", PLAIN, { &MBIG, &M1 }, true },
+    { "garbage", PLAIN, { &M1 }, true },
+    { "overlong", { .ehlo_name = "client.example", .max_line = 64 }, { &M1 }, true },
+    { "multiline_mismatch", PLAIN, { &M1 }, true },
+    { "unexpected_reply", PLAIN, { &M1 }, false },
+    { "bare_lf", PLAIN, { &M1 }, true },
+    { "multiline_everywhere", PLAIN, { &M2, &M1 }, true },
+};
+#define NSCEN (sizeof scenarios / sizeof *scenarios)
+
+/* ---- a growable string ------------------------------------------------ */
+
+struct buf { char *p; size_t len, cap; };
+
+static void buf_add(struct buf *b, const void *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = 2 * (b->len + n + 1);
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void buf_printf(struct buf *b, const char *fmt, ...)
+{
+    char tmp[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    buf_add(b, tmp, (size_t)n);
+}
+
+/* ---- driving the core like a model would, without sockets ------------- */
+
+/* One line per event; '\n' in texts shown as "\n". */
+static void event_line(struct buf *log, const struct smtp_client_event *ev)
+{
+    buf_printf(log, "%s", smtp_client_event_name(ev->type));
+    if (ev->type == SMTP_CLIENT_READY) {
+        buf_printf(log, " esmtp=%d pipelining=%d size=%llu\n", ev->esmtp,
+                   ev->pipelining, (unsigned long long)ev->size_limit);
+        return;
+    }
+    if (ev->type == SMTP_CLIENT_MESSAGE_DONE) {
+        buf_printf(log, " user=%d %s stage=%s rcpts=", (int)(intptr_t)ev->user,
+                   smtp_client_result_name(ev->result),
+                   smtp_client_stage_name(ev->stage));
+        for (size_t i = 0; i < ev->nrcpt; i++)
+            buf_printf(log, "%s%d", i ? "," : "", ev->rcpt_codes[i]);
+        buf_printf(log, " accepted=%zu", ev->naccepted);
+    } else if (ev->type == SMTP_CLIENT_CLOSED) {
+        buf_printf(log, " %s", smtp_client_result_name(ev->result));
+    }
+    buf_printf(log, " code=%d%s%s text=\"", ev->code, ev->local ? " local" : "",
+               ev->maybe_delivered ? " maybe_delivered" : "");
+    for (const char *p = ev->text; *p; p++)
+        if (*p == '\n') buf_add(log, "\\n", 2); else buf_add(log, p, 1);
+    buf_add(log, "\"\n", 2);
+}
+
+struct run {
+    struct smtp_client *c;
+    struct buf out;        /* every byte the client sent */
+    struct buf log;        /* event lines */
+    size_t out_step;       /* take output this many bytes at a time; 0 = all */
+    int done[8];           /* MESSAGE_DONE count per user number */
+    bool closed;           /* CLOSED seen */
+    bool after_closed;     /* an event came after CLOSED: a bug */
+};
+
+static void drain(struct run *r)
+{
+    const char *p;
+    size_t n;
+    while ((n = smtp_client_output(r->c, &p)) > 0) {
+        if (r->out_step && n > r->out_step) n = r->out_step;
+        buf_add(&r->out, p, n);
+        smtp_client_consumed(r->c, n);
+    }
+    struct smtp_client_event ev;
+    while (smtp_client_next_event(r->c, &ev)) {
+        if (r->closed) r->after_closed = true;
+        if (ev.type == SMTP_CLIENT_MESSAGE_DONE) r->done[(intptr_t)ev.user]++;
+        if (ev.type == SMTP_CLIENT_CLOSED) r->closed = true;
+        event_line(&r->log, &ev);
+    }
+}
+
+static size_t run_start(struct run *r, const struct scenario *s, size_t out_step)
+{
+    memset(r, 0, sizeof *r);
+    buf_add(&r->out, "", 0);   /* never NULL, even when nothing is sent */
+    buf_add(&r->log, "", 0);
+    r->out_step = out_step;
+    r->c = smtp_client_new(&s->cfg);
+    assert_non_null(r->c);
+    size_t n = 0;
+    for (; n < 4 && s->msgs[n]; n++) {
+        const struct msgspec *m = s->msgs[n];
+        size_t nr = 0;
+        while (nr < 4 && m->rcpts[nr]) nr++;
+        assert_int_equal(smtp_client_send(r->c, m->from, m->rcpts, nr, m->body,
+                                          strlen(m->body), (void *)(intptr_t)(n + 1)), 0);
+    }
+    if (s->quit) smtp_client_quit(r->c);
+    drain(r);
+    return n;
+}
+
+static void run_end(struct run *r)
+{
+    smtp_client_free(r->c);
+    free(r->out.p);
+    free(r->log.p);
+}
+
+/* Feed `in` in the pieces given by cuts (offsets, ascending, ending at len). */
+static void feed_pieces(struct run *r, const char *in, size_t len,
+                        const size_t *cuts, size_t ncuts)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < ncuts; i++) {
+        smtp_client_feed(r->c, in + at, cuts[i] - at);
+        at = cuts[i];
+        drain(r);
+    }
+    assert_int_equal(at, len);
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+static char *golden_path(const char *name, const char *ext)
+{
+    static char path[512];
+    const char *dir = getenv("MAILBENCH_GOLDEN") ? getenv("MAILBENCH_GOLDEN")
+                                                 : "tests/golden/client";
+    snprintf(path, sizeof path, "%s/%s.%s", dir, name, ext);
+    return path;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    struct buf b = { 0 };
+    char tmp[4096];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) buf_add(&b, tmp, n);
+    fclose(f);
+    if (!b.p) buf_add(&b, "", 0);
+    *len = b.len;
+    return b.p;
+}
+
+static void compare_or_bless(const char *name, const char *ext, const struct buf *got)
+{
+    size_t len;
+    char *want = slurp(golden_path(name, ext), &len);
+    if (!want && getenv("SMTP_GOLDEN_BLESS")) {
+        FILE *f = fopen(golden_path(name, ext), "wb");
+        assert_non_null(f);
+        fwrite(got->p, 1, got->len, f);
+        fclose(f);
+        return;
+    }
+    if (!want) fail_msg("missing %s", golden_path(name, ext));
+    if (len != got->len || memcmp(want, got->p, len) != 0)
+        fail_msg("%s.%s differs:\n--- want\n%s\n--- got\n%s", name, ext, want, got->p);
+    free(want);
+}
+
+/* ---- golden replay ---------------------------------------------------- */
+
+static void check_same(const char *name, const char *how, const struct run *a,
+                       const struct run *b)
+{
+    if (a->out.len != b->out.len || memcmp(a->out.p, b->out.p, a->out.len))
+        fail_msg("%s: output differs when %s:\n%s\n--- vs\n%s", name, how,
+                 a->out.p, b->out.p);
+    if (strcmp(a->log.p, b->log.p))
+        fail_msg("%s: events differ when %s:\n%s\n--- vs\n%s", name, how,
+                 a->log.p, b->log.p);
+}
+
+static void replay_one(const struct scenario *s)
+{
+    size_t len;
+    char *in = slurp(golden_path(s->name, "in"), &len);
+    if (!in) fail_msg("missing %s", golden_path(s->name, "in"));
+
+    struct run whole;
+    size_t nmsg = run_start(&whole, s, 0);
+    feed_pieces(&whole, in, len, &len, 1);
+    compare_or_bless(s->name, "ref", &whole.out);
+    compare_or_bless(s->name, "events", &whole.log);
+    for (size_t m = 1; m <= nmsg; m++)
+        if (whole.done[m] != 1)
+            fail_msg("%s: message %zu reported %d times", s->name, m, whole.done[m]);
+    assert_false(whole.after_closed);
+
+    /* one byte at a time, output one byte at a time */
+    struct run bytes;
+    run_start(&bytes, s, 1);
+    size_t *cuts = malloc((len + 1) * sizeof *cuts);
+    for (size_t i = 0; i < len; i++) cuts[i] = i + 1;
+    feed_pieces(&bytes, in, len, cuts, len);
+    check_same(s->name, "fed one byte at a time", &whole, &bytes);
+    run_end(&bytes);
+
+    /* split in two at every offset */
+    for (size_t k = 0; k <= len; k++) {
+        struct run split;
+        run_start(&split, s, 0);
+        size_t two[2] = { k, len };
+        feed_pieces(&split, in, len, two, 2);
+        check_same(s->name, "split in two", &whole, &split);
+        run_end(&split);
+    }
+
+    /* connection lost after every byte: every message still reported once */
+    for (size_t k = 0; k < len; k++) {
+        struct run cut;
+        run_start(&cut, s, 0);
+        size_t one = k;
+        feed_pieces(&cut, in, k, &one, 1);
+        smtp_client_eof(cut.c);
+        drain(&cut);
+        for (size_t m = 1; m <= nmsg; m++)
+            if (cut.done[m] != 1)
+                fail_msg("%s: cut at %zu: message %zu reported %d times\n%s",
+                         s->name, k, m, cut.done[m], cut.log.p);
+        assert_true(cut.closed);
+        assert_false(cut.after_closed);
+        assert_true(smtp_client_is_finished(cut.c));
+        run_end(&cut);
+    }
+    free(cuts);
+    free(in);
+    run_end(&whole);
+}
+
+static void test_golden(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NSCEN; i++) replay_one(&scenarios[i]);
+}
+
+/* ---- targeted cases --------------------------------------------------- */
+
+static const char GREET_EHLO_PIPE[] =
+    "220 mx ESMTP\r\n250-mx\r\n250-PIPELINING\r\n250 SIZE 1000\r\n";
+static const char GREET_EHLO[] = "220 mx ESMTP\r\n250 mx\r\n";
+
+static struct smtp_client *client(bool pipelining)
+{
+    struct smtp_client_config cfg = { .ehlo_name = "c", .pipelining = pipelining };
+    struct smtp_client *c = smtp_client_new(&cfg);
+    assert_non_null(c);
+    return c;
+}
+
+static void feed_str(struct smtp_client *c, const char *s)
+{
+    smtp_client_feed(c, s, strlen(s));
+}
+
+/* Takes all pending output as one string (the chunk a driver would write). */
+static char *take(struct smtp_client *c)
+{
+    const char *p;
+    size_t n = smtp_client_output(c, &p);
+    char *s = malloc(n + 1);
+    memcpy(s, p, n);
+    s[n] = '\0';
+    smtp_client_consumed(c, n);
+    return s;
+}
+
+static void expect_take(struct smtp_client *c, const char *want)
+{
+    char *got = take(c);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static struct smtp_client_event next(struct smtp_client *c, enum smtp_client_event_type t)
+{
+    struct smtp_client_event ev;
+    assert_true(smtp_client_next_event(c, &ev));
+    assert_int_equal(ev.type, t);
+    return ev;
+}
+
+static const char *const BOB[] = { "bob@x" };
+
+/* The body and its terminator come out as one chunk; with PIPELINING the
+ * MAIL/RCPT/DATA group does too. */
+static void test_one_chunk(void **state)
+{
+    (void)state;
+    struct smtp_client *c = client(true);
+    assert_true(smtp_client_wants_input(c));
+    assert_false(smtp_client_has_output(c));
+    smtp_client_feed(c, GREET_EHLO_PIPE, 14);   /* the greeting */
+    expect_take(c, "EHLO c\r\n");
+    feed_str(c, GREET_EHLO_PIPE + 14);  /* the EHLO reply */
+    struct smtp_client_event ev = next(c, SMTP_CLIENT_READY);
+    assert_true(ev.esmtp && ev.pipelining);
+    assert_int_equal(ev.size_limit, 1000);
+    assert_true(smtp_client_is_idle(c));
+    const char *r2[] = { "a@x", "b@x" };
+    assert_int_equal(smtp_client_send(c, "s@x", r2, 2, "hi\r\n", 4, NULL), 0);
+    assert_false(smtp_client_is_idle(c));
+    expect_take(c, "MAIL FROM:<s@x> SIZE=4\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n");
+    feed_str(c, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+    expect_take(c, "hi\r\n.\r\n");
+    assert_false(smtp_client_next_event(c, &ev));
+    feed_str(c, "250 queued\r\n");
+    ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
+    assert_int_equal(ev.result, SMTP_CLIENT_OK);
+    assert_int_equal(ev.code, 250);
+    assert_string_equal(ev.text, "queued");
+    assert_int_equal(ev.naccepted, 2);
+    assert_true(smtp_client_is_idle(c));
+    assert_false(smtp_client_wants_input(c));
+    smtp_client_quit(c);
+    expect_take(c, "QUIT\r\n");
+    feed_str(c, "221 bye\r\n");
+    ev = next(c, SMTP_CLIENT_CLOSED);
+    assert_int_equal(ev.result, SMTP_CLIENT_OK);
+    assert_true(smtp_client_is_finished(c));
+    assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, "x\r\n", 3, NULL), -1);
+    smtp_client_free(c);
+}
+
+/* Lost after the whole body was written: "maybe delivered"; lost while it
+ * was still being written: not. */
+static void test_lost_during_data(void **state)
+{
+    (void)state;
+    for (int written = 0; written <= 1; written++) {
+        struct smtp_client *c = client(false);
+        feed_str(c, GREET_EHLO);
+        assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, "hi\r\n", 4, (void *)7), 0);
+        free(take(c));
+        feed_str(c, "250 ok\r\n");
+        expect_take(c, "RCPT TO:<bob@x>\r\n");
+        feed_str(c, "250 ok\r\n");
+        expect_take(c, "DATA\r\n");
+        feed_str(c, "354 go\r\n");
+        const char *p;
+        size_t n = smtp_client_output(c, &p);
+        assert_int_equal(n, 4 + 3);
+        smtp_client_consumed(c, written ? n : n - 1);
+        smtp_client_eof(c);
+        next(c, SMTP_CLIENT_READY);
+        struct smtp_client_event ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
+        assert_ptr_equal(ev.user, (void *)7);
+        assert_int_equal(ev.result, SMTP_CLIENT_TEMPFAIL);
+        assert_int_equal(ev.stage, SMTP_STAGE_END_OF_DATA);
+        assert_int_equal(ev.code, 0);
+        assert_true(ev.local);
+        assert_int_equal(ev.maybe_delivered, written);
+        assert_string_equal(ev.text, written
+            ? "connection lost after end of data, before reply"
+            : "connection lost while sending message data");
+        ev = next(c, SMTP_CLIENT_CLOSED);
+        assert_int_equal(ev.result, SMTP_CLIENT_TEMPFAIL);
+        assert_false(smtp_client_next_event(c, &ev));
+        smtp_client_free(c);
+    }
+}
+
+/* A driver timeout: abort with a reason; the texts carry it. */
+static void test_abort_reason(void **state)
+{
+    (void)state;
+    struct smtp_client *c = client(false);
+    feed_str(c, GREET_EHLO);
+    assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, "hi\r\n", 4, NULL), 0);
+    assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, "hi\r\n", 4, NULL), 0);
+    smtp_client_abort(c, "timeout");
+    next(c, SMTP_CLIENT_READY);
+    struct smtp_client_event ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
+    assert_string_equal(ev.text, "timeout after MAIL, before reply");
+    assert_int_equal(ev.stage, SMTP_STAGE_MAIL);
+    ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
+    assert_int_equal(ev.result, SMTP_CLIENT_TEMPFAIL);
+    next(c, SMTP_CLIENT_CLOSED);
+    smtp_client_abort(c, "again");          /* harmless once closed */
+    smtp_client_eof(c);
+    feed_str(c, "250 late\r\n");
+    assert_false(smtp_client_next_event(c, &ev));
+    smtp_client_free(c);
+}
+
+/* Idle connection closed by the server: just CLOSED. */
+static void test_lost_idle(void **state)
+{
+    (void)state;
+    struct smtp_client *c = client(false);
+    feed_str(c, GREET_EHLO);
+    next(c, SMTP_CLIENT_READY);
+    smtp_client_eof(c);
+    struct smtp_client_event ev = next(c, SMTP_CLIENT_CLOSED);
+    assert_string_equal(ev.text, "connection lost while idle");
+    assert_false(smtp_client_next_event(c, &ev));
+    smtp_client_free(c);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    struct smtp_client *c = client(false);
+    const char *bad[] = { "a>b@x" };
+    const char *crlf[] = { "a@x\r\nRSET" };
+    assert_int_equal(smtp_client_send(c, "s@x", BOB, 0, "x", 1, NULL), -1);
+    assert_int_equal(smtp_client_send(c, "s@x", bad, 1, "x", 1, NULL), -1);
+    assert_int_equal(smtp_client_send(c, "s@x", crlf, 1, "x", 1, NULL), -1);
+    assert_int_equal(smtp_client_send(c, "<s@x>", BOB, 1, "x", 1, NULL), -1);
+    assert_int_equal(smtp_client_send(c, "", BOB, 1, "x", 1, NULL), 0); /* null sender */
+    smtp_client_quit(c);
+    assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, "x", 1, NULL), -1);
+    smtp_client_free(c);  /* frees the queued message and pending events */
+}
+
+/* Messages queued while a transaction is in flight start in order. */
+static void test_send_while_busy(void **state)
+{
+    (void)state;
+    struct smtp_client *c = client(false);
+    feed_str(c, GREET_EHLO);
+    free(take(c));
+    assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, "1\r\n", 3, (void *)1), 0);
+    expect_take(c, "MAIL FROM:<s@x>\r\n");
+    assert_int_equal(smtp_client_send(c, "t@x", BOB, 1, "2\r\n", 3, (void *)2), 0);
+    assert_false(smtp_client_has_output(c));
+    feed_str(c, "250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n");
+    expect_take(c, "RCPT TO:<bob@x>\r\nDATA\r\n1\r\n.\r\nMAIL FROM:<t@x>\r\n");
+    smtp_client_free(c);
+}
+
+/* max_line counts the CRLF: a line of exactly max_line bytes passes. */
+static void test_line_limit(void **state)
+{
+    (void)state;
+    for (int extra = 0; extra <= 1; extra++) {
+        struct smtp_client_config cfg = { .max_line = 64 };
+        struct smtp_client *c = smtp_client_new(&cfg);
+        char line[80];
+        memset(line, 'x', sizeof line);
+        memcpy(line, "220 ", 4);
+        memcpy(line + 62 + extra, "\r\n", 2);
+        smtp_client_feed(c, line, 64 + extra);
+        struct smtp_client_event ev;
+        if (extra) {
+            next(c, SMTP_CLIENT_PROTOCOL_ERROR);
+        } else {
+            expect_take(c, "EHLO localhost\r\n");
+            assert_false(smtp_client_next_event(c, &ev));
+        }
+        smtp_client_free(c);
+    }
+}
+
+int main(void)
+{
+    memset(BBIG, 'x', 198);
+    memcpy(BBIG + 198, "\r\n", 2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_one_chunk),
+        cmocka_unit_test(test_lost_during_data),
+        cmocka_unit_test(test_abort_reason),
+        cmocka_unit_test(test_lost_idle),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_send_while_busy),
+        cmocka_unit_test(test_line_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
