@@ -1,0 +1,57 @@
+/* mock_fault — smtp-mock's seeded randomness: the PRNG (splitmix64), the
+ * per-message fault draw (tempfail / permfail / drop) and the reply latency
+ * draw (fixed, uniform jitter, or exponential).  Pure functions of the
+ * PRNG state: the same seed and the same sequence of calls give the same
+ * faults and delays. */
+#ifndef MAILBENCH_MOCK_FAULT_H
+#define MAILBENCH_MOCK_FAULT_H
+
+#include <stdint.h>
+
+#include "smtp_server.h"
+
+/* splitmix64: tiny, fast, and good enough for fault injection. */
+typedef struct mock_prng { uint64_t state; } mock_prng;
+
+void mock_prng_seed(mock_prng *r, uint64_t seed);
+uint64_t mock_prng_next(mock_prng *r);
+double mock_prng_unit(mock_prng *r);          /* uniform in [0, 1) */
+
+/* How the reply latency is distributed. */
+typedef enum mock_dist {
+    MOCK_DIST_FIXED,        /* exactly latency */
+    MOCK_DIST_UNIFORM,      /* uniform in [latency - jitter, latency + jitter], >= 0 */
+    MOCK_DIST_EXP           /* exponential with mean latency */
+} mock_dist;
+
+typedef struct mock_fault_config {
+    double tempfail;        /* probability of a 4xx per message */
+    double permfail;        /* probability of a 5xx per message */
+    double drop;            /* probability of a dropped connection per message */
+    smtp_server_stage stage;/* where the faults strike */
+    double latency;         /* seconds before every reply */
+    double jitter;          /* seconds, for MOCK_DIST_UNIFORM */
+    mock_dist dist;         /* latency distribution */
+} mock_fault_config;
+
+/* One draw: DROP with probability drop, else TEMPFAIL with tempfail, else
+ * PERMFAIL with permfail, else ACCEPT.  Draws nothing when all are 0. */
+smtp_server_verdict mock_fault_draw(const mock_fault_config *c, mock_prng *r);
+
+/* Whether a decision at this stage is a fault opportunity: the configured
+ * stage, and for RCPT only the first recipient (one draw per message). */
+int mock_fault_applies(const mock_fault_config *c, smtp_server_stage st,
+                       const smtp_server_message *m);
+
+/* The delay before the next reply, in seconds (>= 0). */
+double mock_fault_latency(const mock_fault_config *c, mock_prng *r);
+
+/* "greeting", "mail", "rcpt", "data" -> stage; 0 on success, -1 otherwise. */
+int mock_fault_parse_stage(const char *s, smtp_server_stage *out);
+const char *mock_fault_stage_name(smtp_server_stage st);
+
+/* "fixed", "uniform", "exp" -> distribution; 0 on success, -1 otherwise. */
+int mock_fault_parse_dist(const char *s, mock_dist *out);
+const char *mock_fault_dist_name(mock_dist d);
+
+#endif

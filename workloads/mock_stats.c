@@ -1,0 +1,118 @@
+/* mock_stats — see mock_stats.h. */
+#include "mock_stats.h"
+
+#include "digest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+void mock_stats_init(mock_stats *st) { memset(st, 0, sizeof *st); }
+
+void mock_stats_free(mock_stats *st)
+{
+    free(st->ids);
+    st->ids = NULL;
+}
+
+/* Inserts h (non-zero); returns 1 if it was new.  The table is kept at most
+ * half full, so probes stay short. */
+static int idset_insert(mock_stats *st, uint64_t h)
+{
+    if ((st->ids_len + 1) * 2 > st->ids_cap) {
+        size_t ncap = st->ids_cap ? st->ids_cap * 2 : 1024;
+        uint64_t *n = calloc(ncap, sizeof *n);
+        if (n == NULL)
+            abort();           /* 8 bytes per message: cannot happen at our sizes */
+        for (size_t i = 0; i < st->ids_cap; i++) {
+            uint64_t v = st->ids[i];
+            if (v == 0)
+                continue;
+            size_t j = v & (ncap - 1);
+            while (n[j] != 0)
+                j = (j + 1) & (ncap - 1);
+            n[j] = v;
+        }
+        free(st->ids);
+        st->ids = n;
+        st->ids_cap = ncap;
+    }
+    size_t j = h & (st->ids_cap - 1);
+    while (st->ids[j] != 0) {
+        if (st->ids[j] == h)
+            return 0;
+        j = (j + 1) & (st->ids_cap - 1);
+    }
+    st->ids[j] = h;
+    st->ids_len++;
+    return 1;
+}
+
+int mock_stats_message(mock_stats *st, const smtp_server_message *m)
+{
+    st->messages++;
+    st->recipients += m->nrcpts;
+    st->bytes += m->size;
+    int first = 1;
+    if (m->message_id != NULL) {
+        uint64_t h = digest_hash(m->message_id, strlen(m->message_id));
+        first = idset_insert(st, h ? h : 1);
+    }
+    if (first) {
+        st->unique_messages++;
+        st->digest += m->hash;
+    }
+    return first;
+}
+
+int mock_stats_write(const mock_stats *st, const char *path, const char *params_json,
+                     double uptime_s)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    char tmp[4096], hex[17];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+#define U(x) (unsigned long long)(x)
+    fprintf(f, "{\n  \"schema\": \"mailbench.server/1\",\n"
+            "  \"connections\": %llu,\n  \"messages\": %llu,\n  \"unique_messages\": %llu,\n"
+            "  \"duplicates\": %llu,\n  \"recipients\": %llu,\n  \"bytes\": %llu,\n"
+            "  \"digest\": \"%s\",\n  \"tempfail_injected\": %llu,\n"
+            "  \"permfail_injected\": %llu,\n  \"drops_injected\": %llu,\n"
+            "  \"protocol_errors\": %llu,\n  \"idle_timeouts\": %llu,\n"
+            "  \"rejected_connections\": %llu,\n  \"max_concurrent\": %llu,\n",
+            U(st->connections), U(st->messages), U(st->unique_messages),
+            U(st->messages - st->unique_messages), U(st->recipients), U(st->bytes),
+            digest_hex(st->digest, hex), U(st->tempfail_injected),
+            U(st->permfail_injected), U(st->drops_injected), U(st->protocol_errors),
+            U(st->idle_timeouts), U(st->rejected_connections), U(st->max_concurrent));
+#undef U
+    fprintf(f, "  \"uptime_s\": %.6f,\n  \"cpu_user_s\": %.6f,\n  \"cpu_sys_s\": %.6f,\n"
+            "  \"max_rss_kb\": %ld,\n  \"params\": %s\n}\n", uptime_s,
+            ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+            ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss, params_json);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+void mock_stats_summary(const mock_stats *st, char *buf, size_t len)
+{
+    char hex[17];
+    snprintf(buf, len, "smtp-mock: %llu connections, %llu messages (%llu duplicates), "
+             "%llu recipients, %llu bytes, digest %s, injected %llu tempfail %llu permfail "
+             "%llu drops, %llu protocol errors, %llu idle timeouts, %llu rejected",
+             (unsigned long long)st->connections, (unsigned long long)st->messages,
+             (unsigned long long)(st->messages - st->unique_messages),
+             (unsigned long long)st->recipients, (unsigned long long)st->bytes,
+             digest_hex(st->digest, hex), (unsigned long long)st->tempfail_injected,
+             (unsigned long long)st->permfail_injected, (unsigned long long)st->drops_injected,
+             (unsigned long long)st->protocol_errors, (unsigned long long)st->idle_timeouts,
+             (unsigned long long)st->rejected_connections);
+}

@@ -1,0 +1,51 @@
+/* mock_stats — smtp-mock's ground truth: what it accepted and injected.
+ *
+ * Every accepted message is counted; its Message-ID (hashed to 64 bits) goes
+ * into a set so that a second copy (a client retrying after a dropped
+ * connection) counts as a duplicate and is left out of the digest.  The
+ * digest is the sum of the messages' hashes (lib/digest.h) over the first
+ * copy of each Message-ID; a message without a Message-ID is always a first
+ * copy.  Written as JSON (schema "mailbench.server/1") with mock_stats_write. */
+#ifndef MAILBENCH_MOCK_STATS_H
+#define MAILBENCH_MOCK_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smtp_server.h"
+
+typedef struct mock_stats {
+    uint64_t connections;          /* sessions accepted (rejected ones not included) */
+    uint64_t messages;             /* messages accepted, duplicates included */
+    uint64_t unique_messages;      /* distinct Message-IDs (+ messages without one) */
+    uint64_t recipients;           /* recipients of accepted messages */
+    uint64_t bytes;                /* bytes of accepted messages (unstuffed) */
+    uint64_t digest;               /* sum of hashes of first copies, mod 2^64 */
+    uint64_t tempfail_injected;    /* 4xx replies injected */
+    uint64_t permfail_injected;    /* 5xx replies injected */
+    uint64_t drops_injected;       /* connections dropped on purpose */
+    uint64_t protocol_errors;      /* error replies to bad client input */
+    uint64_t idle_timeouts;        /* sessions closed with 421 for idleness */
+    uint64_t rejected_connections; /* 421 at accept: over --max-conns */
+    uint64_t max_concurrent;       /* most sessions open at once */
+    uint64_t *ids;                 /* open-addressing set of Message-ID hashes, 0 = empty */
+    size_t ids_cap;                /* slots in ids (a power of two) */
+    size_t ids_len;                /* slots used */
+} mock_stats;
+
+void mock_stats_init(mock_stats *st);
+void mock_stats_free(mock_stats *st);
+
+/* Counts an accepted message; returns 1 for a first copy, 0 for a duplicate. */
+int mock_stats_message(mock_stats *st, const smtp_server_message *m);
+
+/* Writes the JSON atomically (PATH.tmp, then rename); params_json is the
+ * text of the "params" object.  Adds uptime and this process's CPU time and
+ * peak RSS.  Returns 0, or -1 with errno set. */
+int mock_stats_write(const mock_stats *st, const char *path, const char *params_json,
+                     double uptime_s);
+
+/* One line for humans ("smtp-mock: 12 connections, ..."), no newline. */
+void mock_stats_summary(const mock_stats *st, char *buf, size_t len);
+
+#endif
