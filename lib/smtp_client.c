@@ -387,6 +387,7 @@ static void ready(struct smtp_client *c, bool esmtp)
 {
     c->state = S_READY;
     struct ev_slot *s = event_push(c, SMTP_CLIENT_READY, 0, "");
+    s->ev.result = SMTP_CLIENT_OK;
     s->ev.esmtp = esmtp;
     s->ev.pipelining = c->pipelining;
     s->ev.size_limit = c->size_limit;
