@@ -1,0 +1,374 @@
+/* cli — the common options of every model; see cli.h for the contract.
+ * One table drives the command line, the profile keys and the usage text,
+ * so the three cannot disagree. */
+#include "cli.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "profile.h"
+#include "units.h"
+
+enum kind {
+    K_COUNT,        /* long long in [min, max] */
+    K_SIZE,         /* uint64_t bytes, at most max */
+    K_DURATION,     /* double seconds, in [min, max] microseconds */
+    K_HOSTPORT,     /* server/host/port */
+    K_PATH,         /* char[MB_PATH_MAX] */
+    K_FLAG,         /* int set to 1, takes no value */
+    K_PROB,         /* double in [0, 1] */
+    K_STAGE,        /* char[16], one of the fault stages */
+    K_SEED,         /* uint64_t from a count in [0, LLONG_MAX] */
+    K_HELP,
+};
+
+struct opt {
+    const char *name;       /* long option name = profile key */
+    enum kind kind;
+    int side;               /* MB_KEY_MODEL, MB_KEY_SERVER or MB_KEY_CLI */
+    size_t off;             /* offset of the field in struct mb_options */
+    long long min, max;     /* bounds (durations: microseconds) */
+    const char *metavar;    /* shown in the usage */
+    const char *help;       /* one line of usage */
+};
+
+#define O(f) offsetof(struct mb_options, f)
+#define S(f) (offsetof(struct mb_options, srv) + offsetof(struct mb_server_params, f))
+#define SEC 1000000LL
+
+static const struct opt opts[] = {
+    { "server", K_HOSTPORT, MB_KEY_MODEL, O(server), 1, 65535, "HOST:PORT", "SMTP server to send to" },
+    { "emails", K_COUNT, MB_KEY_MODEL, O(emails), 1, 1000000000, "N", "emails to send" },
+    { "concurrency", K_COUNT, MB_KEY_MODEL, O(concurrency), 1, 1000000, "C", "emails in flight at once" },
+    { "threads", K_COUNT, MB_KEY_MODEL, O(threads), 0, 100000, "T",
+      "threads: pool size (default C); hybrid: CPU pool (default cores)" },
+    { "recipients", K_COUNT, MB_KEY_MODEL, O(recipients), 1, WORKLOAD_MAX_RECIPIENTS, "R", "recipients per email" },
+    { "events", K_COUNT, MB_KEY_MODEL, O(events), 0, WORKLOAD_MAX_EVENTS, "E",
+      "application events summarised per email (CPU work)" },
+    { "body-bytes", K_SIZE, MB_KEY_MODEL, O(body_bytes), 0, (long long)WORKLOAD_MAX_BODY_BYTES, "B",
+      "pad each message to B bytes (0: the summary only)" },
+    { "per-session", K_COUNT, MB_KEY_MODEL, O(per_session), 1, 1000000000, "K", "emails per SMTP connection" },
+    { "chain", K_COUNT, MB_KEY_MODEL, O(chain), 1, 1000000000, "K",
+      "email i waits for email i-1 unless i % K == 0 (1: independent)" },
+    { "blocking", K_DURATION, MB_KEY_MODEL, O(blocking_s), 0, 60 * SEC, "DUR",
+      "a blocking call of DUR per email, in the model's thread" },
+    { "retries", K_COUNT, MB_KEY_MODEL, O(retries), 0, 1000, "N", "retries of a temporary failure" },
+    { "timeout", K_DURATION, MB_KEY_MODEL, O(timeout_s), 1, 86400 * SEC, "DUR", "timeout per connect or reply" },
+    { "seed", K_SEED, MB_KEY_MODEL, O(seed), 0, LLONG_MAX, "S", "seed of the workload" },
+    { "rate", K_COUNT, MB_KEY_MODEL, O(rate), 0, 10000000, "R",
+      "open loop: start R emails/s, latency from the intended start (0: closed loop)" },
+    { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
+    { "json", K_PATH, MB_KEY_CLI, O(json), 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)" },
+    { "progress", K_FLAG, MB_KEY_CLI, O(progress), 0, 0, NULL, "print progress on stderr (default: if a TTY)" },
+    { "help", K_HELP, MB_KEY_CLI, 0, 0, 0, NULL, "print this help and exit" },
+    /* Server side: profile only, for smtp-mock. */
+    { "latency", K_DURATION, MB_KEY_SERVER, S(latency_s), 0, 3600 * SEC, "DUR", "delay before each reply" },
+    { "jitter", K_DURATION, MB_KEY_SERVER, S(jitter_s), 0, 3600 * SEC, "DUR", "random extra delay, up to DUR" },
+    { "tempfail", K_PROB, MB_KEY_SERVER, S(tempfail), 0, 0, "P", "probability of a 4xx reply" },
+    { "permfail", K_PROB, MB_KEY_SERVER, S(permfail), 0, 0, "P", "probability of a 5xx reply" },
+    { "drop", K_PROB, MB_KEY_SERVER, S(drop), 0, 0, "P", "probability of a dropped connection" },
+    { "fault-stage", K_STAGE, MB_KEY_SERVER, S(fault_stage), 0, 0, "STAGE", "connect|helo|mail|rcpt|data|any" },
+    { "max-conns", K_COUNT, MB_KEY_SERVER, S(max_conns), 0, 10000000, "N", "connections the server accepts at once" },
+    { "idle-timeout", K_DURATION, MB_KEY_SERVER, S(idle_timeout_s), 0, 86400 * SEC, "DUR", "server closes idle sessions" },
+};
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static const char *const stages[] = { "connect", "helo", "mail", "rcpt", "data", "any", NULL };
+
+static const struct opt *find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+int mb_options_key_side(const char *key)
+{
+    const struct opt *d = find_opt(key, strlen(key));
+    return d ? d->side : -1;
+}
+
+void mb_options_defaults(struct mb_options *o, const char *model)
+{
+    memset(o, 0, sizeof *o);
+    o->model = model;
+    strcpy(o->server, "127.0.0.1:2525");
+    strcpy(o->host, "127.0.0.1");
+    o->port = 2525;
+    o->emails = 1000;
+    o->concurrency = 10;
+    o->recipients = 1;
+    o->events = 1000;
+    o->per_session = 1;
+    o->chain = 1;
+    o->retries = 5;
+    o->timeout_s = 30.0;
+    o->seed = 1;
+    strcpy(o->srv.fault_stage, "any");
+}
+
+/* A duration bound (microseconds) as the user would type it. */
+static void format_bound(long long us, char *buf, size_t len)
+{
+    if (us >= SEC && us % SEC == 0)
+        snprintf(buf, len, "%llds", us / SEC);
+    else
+        units_format_duration((double)us / SEC, buf, len);
+}
+
+/* What a valid value of `d` looks like, for error messages. */
+static void expected(const struct opt *d, char *buf, size_t len)
+{
+    char lo[32], hi[32];
+    switch (d->kind) {
+    case K_COUNT: case K_SEED:
+        snprintf(buf, len, "a whole number from %lld to %lld", d->min, d->max);
+        break;
+    case K_SIZE:
+        snprintf(buf, len, "a size in bytes up to %lldMB (e.g. 512, 100KB, 2MB)", d->max >> 20);
+        break;
+    case K_DURATION:
+        format_bound(d->min, lo, sizeof lo);
+        format_bound(d->max, hi, sizeof hi);
+        snprintf(buf, len, "a duration from %s to %s with its unit (e.g. 250us, 10ms, 1.5s)", lo, hi);
+        break;
+    case K_HOSTPORT:
+        snprintf(buf, len, "HOST:PORT with an IPv4 address or localhost and a port 1..65535");
+        break;
+    case K_PROB:
+        snprintf(buf, len, "a probability from 0 to 1 or a percentage (e.g. 0.05, 5%%)");
+        break;
+    case K_STAGE:
+        snprintf(buf, len, "one of connect, helo, mail, rcpt, data, any");
+        break;
+    default:
+        snprintf(buf, len, "a file name");
+    }
+}
+
+/* Parses `value` for `d` and stores it; -1 if it is not valid. */
+static int store(struct mb_options *o, const struct opt *d, const char *value)
+{
+    char *field = (char *)o + d->off;
+    long long n;
+    uint64_t u;
+    double x;
+    switch (d->kind) {
+    case K_COUNT:
+        if (units_parse_count(value, d->min, d->max, &n) != 0) return -1;
+        memcpy(field, &n, sizeof n);
+        return 0;
+    case K_SEED:
+        if (units_parse_count(value, d->min, d->max, &n) != 0) return -1;
+        u = (uint64_t)n;
+        memcpy(field, &u, sizeof u);
+        return 0;
+    case K_SIZE:
+        if (units_parse_size(value, &u) != 0 || u > (uint64_t)d->max) return -1;
+        memcpy(field, &u, sizeof u);
+        return 0;
+    case K_DURATION:
+        if (units_parse_duration(value, &x) != 0 || x * SEC < (double)d->min - 0.5 ||
+            x * SEC > (double)d->max + 0.5)
+            return -1;
+        memcpy(field, &x, sizeof x);
+        return 0;
+    case K_PROB:
+        if (units_parse_prob(value, &x) != 0) return -1;
+        memcpy(field, &x, sizeof x);
+        return 0;
+    case K_HOSTPORT: {
+        char host[64];
+        int port;
+        if (strlen(value) >= sizeof o->server || units_parse_hostport(value, host, &port) != 0 ||
+            port < d->min)
+            return -1;
+        strcpy(o->server, value);
+        strcpy(o->host, host);
+        o->port = port;
+        return 0;
+    }
+    case K_STAGE:
+        for (int i = 0; stages[i]; i++)
+            if (strcmp(value, stages[i]) == 0) {
+                strcpy(field, value);
+                return 0;
+            }
+        return -1;
+    case K_PATH:
+        if (*value == '\0' || strlen(value) >= MB_PATH_MAX) return -1;
+        strcpy(field, value);
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* A server key's flag for smtp-mock, appended to o->srv.args. */
+static void add_server_arg(struct mb_options *o, const char *name, const char *value)
+{
+    size_t used = strlen(o->srv.args);
+    snprintf(o->srv.args + used, sizeof o->srv.args - used, "%s--%s %s",
+             used ? " " : "", name, value);
+}
+
+static int profile_setting(void *ctx, const char *key, const char *value, char *err, size_t errlen)
+{
+    struct mb_options *o = ctx;
+    const struct opt *d = find_opt(key, strlen(key));
+    char exp[160];
+    if (d == NULL) {
+        snprintf(err, errlen, "unknown key '%s'", key);
+        return -1;
+    }
+    if (d->side == MB_KEY_CLI) {
+        snprintf(err, errlen, "'%s' is a command-line option, not allowed in a profile", key);
+        return -1;
+    }
+    if (store(o, d, value) != 0) {
+        expected(d, exp, sizeof exp);
+        snprintf(err, errlen, "bad value '%s' for '%s': expected %s", value, key, exp);
+        return -1;
+    }
+    if (d->side == MB_KEY_SERVER)
+        add_server_arg(o, key, value);
+    return 0;
+}
+
+static int usage_error(FILE *err, const char *model, const char *fmt, const char *a, const char *b)
+{
+    fprintf(err, "summary-%s: ", model);
+    fprintf(err, fmt, a, b);
+    fprintf(err, "\nTry 'summary-%s --help'.\n", model);
+    return 2;
+}
+
+/* Splits argv[*i] into its option and value (consuming argv[*i+1] if
+ * needed).  Returns 0, 1 for --help, 2 after printing an error. */
+static int next_opt(int argc, char **argv, int *i, const char *model, FILE *err,
+                    const struct opt **d, const char **value)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "-h") == 0)
+        return 1;
+    if (strncmp(a, "--", 2) != 0)
+        return usage_error(err, model, "unexpected argument '%s'%s", a, "");
+    const char *eq = strchr(a + 2, '=');
+    size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+    *d = find_opt(a + 2, len);
+    if (*d == NULL || (*d)->side == MB_KEY_SERVER)
+        return usage_error(err, model, "unknown option '%s'%s", a,
+                           *d ? " (a server setting: put it in a profile or give it to smtp-mock)" : "");
+    if ((*d)->kind == K_HELP)
+        return 1;
+    if ((*d)->kind == K_FLAG) {
+        if (eq)
+            return usage_error(err, model, "--%s takes no value (got '%s')", (*d)->name, eq + 1);
+        *value = NULL;
+        return 0;
+    }
+    if (eq) {
+        *value = eq + 1;
+    } else if (*i + 1 < argc) {
+        *value = argv[++*i];
+    } else {
+        return usage_error(err, model, "--%s: missing value%s", (*d)->name, "");
+    }
+    return 0;
+}
+
+/* Pass 1: find --help, bad syntax and the one --profile, and apply the profile. */
+static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out, FILE *err)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        const struct opt *d = NULL;
+        const char *value = NULL;
+        int rc = next_opt(argc, argv, &i, o->model, err, &d, &value);
+        if (rc == 1)
+            mb_options_usage(out, o->model);
+        if (rc != 0)
+            return rc;
+        if (d->kind == K_PATH && strcmp(d->name, "profile") == 0) {
+            if (path)
+                return usage_error(err, o->model, "--profile given twice ('%s' and '%s')", path, value);
+            if (store(o, d, value) != 0)
+                return usage_error(err, o->model, "--profile: bad file name '%s'%s", value, "");
+            path = value;
+        }
+    }
+    if (path && profile_load(path, profile_setting, o, err) != 0) {
+        fprintf(err, "Try 'summary-%s --help'.\n", o->model);
+        return 2;
+    }
+    return 0;
+}
+
+int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_options *o,
+                        FILE *out, FILE *err)
+{
+    mb_options_defaults(o, model);
+    int rc = apply_profile(argc, argv, o, out, err);
+    if (rc != 0)
+        return rc;
+    for (int i = 1; i < argc; i++) {       /* pass 2: the flags, over the profile */
+        const struct opt *d = NULL;
+        const char *value = NULL;
+        next_opt(argc, argv, &i, model, err, &d, &value);      /* checked in pass 1 */
+        if (d->kind == K_FLAG) {
+            int one = 1;
+            memcpy((char *)o + d->off, &one, sizeof one);
+        } else if (strcmp(d->name, "profile") != 0 && store(o, d, value) != 0) {
+            char exp[160];
+            expected(d, exp, sizeof exp);
+            fprintf(err, "summary-%s: --%s: bad value '%s': expected %s\n", model, d->name, value, exp);
+            fprintf(err, "Try 'summary-%s --help'.\n", model);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+int mb_options_parse(int argc, char **argv, const char *model, struct mb_options *o)
+{
+    return mb_options_parse_to(argc, argv, model, o, stdout, stderr);
+}
+
+void mb_options_usage(FILE *f, const char *model)
+{
+    struct mb_options d;
+    mb_options_defaults(&d, model);
+    fprintf(f, "Usage: summary-%s [OPTIONS]\n"
+            "Send emails summarising synthetic application activity to an SMTP server\n"
+            "and measure the run (model: %s).\n\nOptions:\n", model, model);
+    for (size_t i = 0; i < NOPTS && opts[i].side != MB_KEY_SERVER; i++) {
+        char left[40];
+        snprintf(left, sizeof left, "--%s%s%s", opts[i].name, opts[i].metavar ? " " : "",
+                 opts[i].metavar ? opts[i].metavar : "");
+        fprintf(f, "  %-22s %s\n", left, opts[i].help);
+    }
+    fprintf(f, "\nDefaults: --server %s --emails %lld --concurrency %lld --recipients %lld\n"
+            "  --events %lld --body-bytes 0 --per-session %lld --chain %lld --blocking 0\n"
+            "  --retries %lld --timeout 30s --seed 1 --rate 0\n",
+            d.server, d.emails, d.concurrency, d.recipients, d.events, d.per_session, d.chain,
+            d.retries);
+    fprintf(f, "\nValues: durations 250us, 10ms, 1.5s (\"0\" alone is fine); sizes 512, 100KB, 2MB;\n"
+            "counts 1000 or 10k.  --name=value works too.\n"
+            "\nA profile (workloads/profiles/NAME.conf) holds 'key = value' lines, the keys\n"
+            "being the option names without '--'; flags on the command line override it\n"
+            "wherever --profile appears.  A profile may also set the server's keys (latency,\n"
+            "jitter, tempfail, permfail, drop, fault-stage, max-conns, idle-timeout), which\n"
+            "this program ignores and smtp-mock uses.\n"
+            "\nExit status 2 on a usage error.\n");
+}
+
+void mb_options_workload(const struct mb_options *o, struct workload_params *wp)
+{
+    wp->seed = o->seed;
+    wp->events = o->events;
+    wp->recipients = (int)o->recipients;
+    wp->body_bytes = o->body_bytes;
+    wp->chain = o->chain;
+}

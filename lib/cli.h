@@ -1,0 +1,106 @@
+/* cli — the options every model shares (bin/summary-{sync,threads,async,hybrid}):
+ * one struct, one parser for argv and --profile files, one usage text.
+ *
+ * Typical model main():
+ *
+ *     struct mb_options o;
+ *     int rc = mb_options_parse(argc, argv, "sync", &o);
+ *     if (rc != 0)
+ *         return rc == 1 ? 0 : 2;          // 1 = --help printed, 2 = usage error printed
+ *     struct workload_params wp;
+ *     mb_options_workload(&o, &wp);
+ *
+ * Precedence: built-in defaults, then the --profile file (wherever --profile
+ * appears on the command line), then every other flag in argv order (a flag
+ * given twice: the last wins).  Both "--name value" and "--name=value".
+ *
+ * Errors a user can make (unknown option, missing or bad value, unknown or
+ * duplicated profile key) print one line naming the option or FILE:LINE and
+ * the value, then "Try 'summary-MODEL --help'.", and return 2.
+ *
+ * Values use lib/units: durations "250us" "10ms" "1.5s" ("0" alone is fine),
+ * sizes "512" "100KB" "2M" (powers of 1024), counts "1000" "10k".
+ *
+ * Profile keys are the long option names without "--".  The server-side keys
+ * (latency, jitter, tempfail, permfail, drop, fault-stage, max-conns,
+ * idle-timeout) are accepted in a profile only, stored in o.srv, and ignored
+ * by the models: they let the sweep runner start smtp-mock from the same
+ * profile.  --profile, --json, --progress and --help are command-line only. */
+#ifndef MAILBENCH_CLI_H
+#define MAILBENCH_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "summary.h"
+
+#define MB_PATH_MAX 1024
+
+/* Server-side settings read from a profile (for smtp-mock; models ignore them). */
+struct mb_server_params {
+    double latency_s;       /* latency: delay before each reply, seconds */
+    double jitter_s;        /* jitter: random extra delay, up to this, seconds */
+    double tempfail;        /* tempfail: probability of a 4xx reply per transaction */
+    double permfail;        /* permfail: probability of a 5xx reply per transaction */
+    double drop;            /* drop: probability of dropping the connection */
+    char fault_stage[16];   /* fault-stage: where faults strike: connect|helo|mail|rcpt|data|any */
+    long long max_conns;    /* max-conns: concurrent connections accepted (0 = unlimited) */
+    double idle_timeout_s;  /* idle-timeout: server closes idle sessions after this (0 = never) */
+    char args[512];         /* the keys that were set, as smtp-mock flags: "--latency 5ms ..." */
+};
+
+struct mb_options {
+    const char *model;      /* "sync", "threads", "async" or "hybrid" (as given to parse) */
+    char server[80];        /* --server as typed, e.g. "127.0.0.1:2525" */
+    char host[64];          /* its host part (dotted IPv4; "localhost"/"" become 127.0.0.1) */
+    int port;               /* its port, 0..65535 */
+    long long emails;       /* --emails: emails to send in the run, >= 1 */
+    long long concurrency;  /* --concurrency: emails in flight at once, >= 1 */
+    long long threads;      /* --threads: threads model: pool size; hybrid: CPU pool size.
+                             * 0 = not given: the model picks (threads: = concurrency,
+                             * hybrid: = cores) and must store the value it used here
+                             * before mb_run_write_json, so the JSON shows it. */
+    long long recipients;   /* --recipients: RCPT TO per email, 1..1000 */
+    long long events;       /* --events: requests summarised per email (CPU work), 0..10M */
+    uint64_t body_bytes;    /* --body-bytes: target message size, bytes; 0 = summary only */
+    long long per_session;  /* --per-session: emails per SMTP connection, >= 1 */
+    long long chain;        /* --chain: chains of K dependent emails; 1 = all independent */
+    double blocking_s;      /* --blocking: a blocking call per email, seconds; 0 = none */
+    long long retries;      /* --retries: retries of a temporarily failed email, 0..1000 */
+    double timeout_s;       /* --timeout: per SMTP reply / connect, seconds, > 0 */
+    uint64_t seed;          /* --seed: seeds the workload (and retry jitter) */
+    long long rate;         /* --rate: open loop at this many emails/s; 0 = closed loop */
+    char profile[MB_PATH_MAX];  /* --profile: the file applied, "" if none */
+    char json[MB_PATH_MAX];     /* --json: where to write the run JSON, "-" = stdout, "" = none */
+    int progress;           /* --progress: print progress on stderr even when it is not a TTY */
+    struct mb_server_params srv;    /* server-side profile keys (ignored by the models) */
+};
+
+/* Parses argv (argv[0] is ignored) for model `model` into *o.  Returns 0 on
+ * success; 1 after printing the usage on stdout (--help: exit 0); 2 after
+ * printing an error and a hint on stderr (exit 2). */
+int mb_options_parse(int argc, char **argv, const char *model, struct mb_options *o);
+
+/* The same with the streams given (tests capture them with open_memstream). */
+int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_options *o,
+                        FILE *out, FILE *err);
+
+/* The defaults alone: server 127.0.0.1:2525, emails 1000, concurrency 10,
+ * threads 0 (model's choice), recipients 1, events 1000, body-bytes 0,
+ * per-session 1, chain 1, blocking 0, retries 5, timeout 30s, seed 1,
+ * rate 0 (closed loop), no profile, no JSON. */
+void mb_options_defaults(struct mb_options *o, const char *model);
+
+/* Prints the full usage text for `model` on f. */
+void mb_options_usage(FILE *f, const char *model);
+
+/* The workload parameters the options describe. */
+void mb_options_workload(const struct mb_options *o, struct workload_params *wp);
+
+/* Which side a profile key belongs to: MB_KEY_MODEL, MB_KEY_SERVER,
+ * MB_KEY_CLI (command line only), or -1 if unknown.  smtp-mock uses it to
+ * skip the model keys of a shared profile. */
+enum { MB_KEY_MODEL = 0, MB_KEY_SERVER = 1, MB_KEY_CLI = 2 };
+int mb_options_key_side(const char *key);
+
+#endif

@@ -1,0 +1,335 @@
+/* Unit tests for lib/cli and lib/profile: every option, profile precedence,
+ * every kind of bad value (exit code 2, message naming the option), profile
+ * errors with their line numbers, and the shipped profiles. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "profile.h"
+
+/* Output of the last parse() */
+static char out_text[16384], err_text[16384];
+
+/* Parses a NULL-terminated list of arguments (argv[0] added), capturing the
+ * output and error streams into out_text / err_text. */
+static int parse_v(struct mb_options *o, const char *const *args)
+{
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = "summary-test";
+    for (int i = 0; args[i]; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc] = NULL;
+    char *ob = NULL, *eb = NULL;
+    size_t ol = 0, el = 0;
+    FILE *out = open_memstream(&ob, &ol), *err = open_memstream(&eb, &el);
+    int rc = mb_options_parse_to(argc, argv, "test", o, out, err);
+    fclose(out);
+    fclose(err);
+    snprintf(out_text, sizeof out_text, "%s", ob);
+    snprintf(err_text, sizeof err_text, "%s", eb);
+    free(ob);
+    free(eb);
+    return rc;
+}
+#define PARSE(o, ...) parse_v(o, (const char *const[]){ __VA_ARGS__, NULL })
+
+static char *write_temp(const char *text)
+{
+    static char names[8][64];
+    static int next;
+    char *name = names[next++ % 8];
+    strcpy(name, "/tmp/mb-test-profile-XXXXXX");
+    int fd = mkstemp(name);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return name;
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct mb_options o;
+    assert_int_equal(PARSE(&o, NULL), 0);
+    assert_string_equal(o.server, "127.0.0.1:2525");
+    assert_string_equal(o.host, "127.0.0.1");
+    assert_int_equal(o.port, 2525);
+    assert_int_equal(o.emails, 1000);
+    assert_int_equal(o.concurrency, 10);
+    assert_int_equal(o.threads, 0);
+    assert_int_equal(o.recipients, 1);
+    assert_int_equal(o.events, 1000);
+    assert_int_equal(o.body_bytes, 0);
+    assert_int_equal(o.per_session, 1);
+    assert_int_equal(o.chain, 1);
+    assert_true(o.blocking_s == 0.0);
+    assert_int_equal(o.retries, 5);
+    assert_true(o.timeout_s == 30.0);
+    assert_int_equal(o.seed, 1);
+    assert_int_equal(o.rate, 0);
+    assert_string_equal(o.profile, "");
+    assert_string_equal(o.json, "");
+    assert_int_equal(o.progress, 0);
+    assert_string_equal(o.model, "test");
+    assert_string_equal(err_text, "");
+}
+
+static void test_every_option(void **state)
+{
+    (void)state;
+    struct mb_options o;
+    assert_int_equal(PARSE(&o, "--server", "10.1.2.3:25", "--emails", "10k", "--concurrency", "500",
+                           "--threads", "8", "--recipients", "3", "--events=100000",
+                           "--body-bytes", "100KB", "--per-session", "10", "--chain", "4",
+                           "--blocking", "5ms", "--retries", "0", "--timeout", "1.5s",
+                           "--seed", "9223372036854775807", "--rate", "2000", "--json", "-",
+                           "--progress"), 0);
+    assert_string_equal(o.server, "10.1.2.3:25");
+    assert_string_equal(o.host, "10.1.2.3");
+    assert_int_equal(o.port, 25);
+    assert_int_equal(o.emails, 10000);
+    assert_int_equal(o.concurrency, 500);
+    assert_int_equal(o.threads, 8);
+    assert_int_equal(o.recipients, 3);
+    assert_int_equal(o.events, 100000);
+    assert_int_equal(o.body_bytes, 102400);
+    assert_int_equal(o.per_session, 10);
+    assert_int_equal(o.chain, 4);
+    assert_true(o.blocking_s > 0.00499 && o.blocking_s < 0.00501);
+    assert_int_equal(o.retries, 0);
+    assert_true(o.timeout_s == 1.5);
+    assert_int_equal(o.seed, 9223372036854775807ULL);
+    assert_int_equal(o.rate, 2000);
+    assert_string_equal(o.json, "-");
+    assert_int_equal(o.progress, 1);
+    struct workload_params wp;
+    mb_options_workload(&o, &wp);
+    assert_int_equal(wp.events, 100000);
+    assert_int_equal(wp.recipients, 3);
+    assert_int_equal(wp.body_bytes, 102400);
+    assert_int_equal(wp.chain, 4);
+    assert_int_equal(wp.seed, 9223372036854775807ULL);
+    assert_int_equal(PARSE(&o, "--server", "localhost:2600", "--emails", "1", "--emails", "2"), 0);
+    assert_string_equal(o.host, "127.0.0.1");
+    assert_int_equal(o.emails, 2);             /* the last one wins */
+}
+
+static void test_help(void **state)
+{
+    (void)state;
+    struct mb_options o;
+    assert_int_equal(PARSE(&o, "--emails", "5", "--help"), 1);
+    assert_non_null(strstr(out_text, "Usage: summary-test"));
+    const char *documented[] = { "--server", "--emails", "--concurrency", "--threads", "--recipients",
+        "--events", "--body-bytes", "--per-session", "--chain", "--blocking", "--retries",
+        "--timeout", "--seed", "--rate", "--profile", "--json", "--progress", "--help", NULL };
+    for (int i = 0; documented[i]; i++)
+        assert_non_null(strstr(out_text, documented[i]));
+    assert_int_equal(PARSE(&o, "-h"), 1);
+    /* --help wins even after a bad value */
+    assert_int_equal(PARSE(&o, "--emails", "x", "--help"), 1);
+}
+
+static void test_bad_values(void **state)
+{
+    (void)state;
+    static const char *const bad[][2] = {
+        { "--server", "nohost" }, { "--server", "1.2.3.4:70000" }, { "--server", "127.0.0.1:0" },
+        { "--server", "example.com:25" }, { "--emails", "0" }, { "--emails", "-5" },
+        { "--emails", "abc" }, { "--emails", "99999999999999999999" }, { "--emails", "1.5" },
+        { "--concurrency", "0" }, { "--concurrency", "2000000" }, { "--threads", "-1" },
+        { "--recipients", "0" }, { "--recipients", "1001" }, { "--events", "-1" },
+        { "--events", "20000000" }, { "--body-bytes", "-1" }, { "--body-bytes", "1T" },
+        { "--body-bytes", "1G" }, { "--body-bytes", "10 KB" }, { "--per-session", "0" },
+        { "--chain", "0" }, { "--blocking", "10" }, { "--blocking", "-1ms" },
+        { "--blocking", "2min" }, { "--blocking", "61s" }, { "--retries", "-1" },
+        { "--retries", "1001" }, { "--timeout", "0" }, { "--timeout", "30" },
+        { "--timeout", "2d" }, { "--seed", "-1" }, { "--seed", "18446744073709551615" },
+        { "--rate", "-10" }, { "--rate", "fast" }, { "--json", "" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct mb_options o;
+        int rc = PARSE(&o, bad[i][0], bad[i][1]);
+        if (rc != 2 || !strstr(err_text, bad[i][0]) || !strstr(err_text, bad[i][1]) ||
+            !strstr(err_text, "--help"))
+            fail_msg("%s '%s': rc %d, stderr: %s", bad[i][0], bad[i][1], rc, err_text);
+        char eq[128];                              /* the same with --name=value */
+        snprintf(eq, sizeof eq, "%s=%s", bad[i][0], bad[i][1]);
+        assert_int_equal(PARSE(&o, eq), 2);
+    }
+}
+
+static void test_bad_syntax(void **state)
+{
+    (void)state;
+    struct mb_options o;
+    assert_int_equal(PARSE(&o, "--bogus", "1"), 2);
+    assert_non_null(strstr(err_text, "unknown option '--bogus'"));
+    assert_int_equal(PARSE(&o, "--emails"), 2);
+    assert_non_null(strstr(err_text, "--emails: missing value"));
+    assert_int_equal(PARSE(&o, "stray"), 2);
+    assert_non_null(strstr(err_text, "'stray'"));
+    assert_int_equal(PARSE(&o, "--progress=yes"), 2);
+    assert_non_null(strstr(err_text, "--progress"));
+    assert_int_equal(PARSE(&o, "--latency", "5ms"), 2);          /* server keys: profile only */
+    assert_non_null(strstr(err_text, "--latency"));
+    assert_int_equal(PARSE(&o, "-e", "5"), 2);
+}
+
+static void test_profile_precedence(void **state)
+{
+    (void)state;
+    const char *path = write_temp(
+        "# a test profile\n"
+        "\n"
+        "emails = 77          # trailing comment\n"
+        "  events\t=  5000  \n"
+        "body-bytes = 2MB\n"
+        "concurrency = 3\n"
+        "latency = 5ms\n"
+        "tempfail = 10%\n"
+        "fault-stage = rcpt\n"
+        "max-conns = 100\r\n");
+    struct mb_options o;
+    /* Flags before and after --profile both override it. */
+    assert_int_equal(PARSE(&o, "--emails", "5", "--profile", path, "--concurrency", "9"), 0);
+    assert_string_equal(err_text, "");
+    assert_string_equal(o.profile, path);
+    assert_int_equal(o.emails, 5);
+    assert_int_equal(o.concurrency, 9);
+    assert_int_equal(o.events, 5000);
+    assert_int_equal(o.body_bytes, 2 << 20);
+    assert_int_equal(o.recipients, 1);         /* untouched: the default */
+    assert_true(o.srv.latency_s > 0.00499 && o.srv.latency_s < 0.00501);
+    assert_true(o.srv.tempfail > 0.0999 && o.srv.tempfail < 0.1001);
+    assert_string_equal(o.srv.fault_stage, "rcpt");
+    assert_int_equal(o.srv.max_conns, 100);
+    assert_string_equal(o.srv.args, "--latency 5ms --tempfail 10% --fault-stage rcpt --max-conns 100");
+    assert_int_equal(PARSE(&o, "--profile=" , ""), 2);    /* empty file name */
+    assert_int_equal(PARSE(&o, "--profile", path, "--profile", path), 2);
+    assert_non_null(strstr(err_text, "--profile given twice"));
+    unlink(path);
+}
+
+/* A profile `text` must fail with a message containing `want`. */
+static void expect_profile_error(const char *text, const char *want)
+{
+    const char *path = write_temp(text);
+    struct mb_options o;
+    int rc = PARSE(&o, "--profile", path);
+    char where[128];
+    snprintf(where, sizeof where, "%s:", path);
+    if (rc != 2 || !strstr(err_text, want) || !strstr(err_text, where))
+        fail_msg("profile %s: rc %d, stderr: %s (wanted '%s')", text, rc, err_text, want);
+    unlink(path);
+}
+
+static void test_profile_errors(void **state)
+{
+    (void)state;
+    expect_profile_error("emails = 5\n# comment\nfoo = 1\n", ":3: unknown key 'foo'");
+    expect_profile_error("emails = 5\nemails = 6\n", ":2: 'emails' set twice (first on line 1)");
+    expect_profile_error("\n\nevents = lots\n", ":3: bad value 'lots' for 'events'");
+    expect_profile_error("timeout = 0\n", ":1: bad value '0' for 'timeout'");
+    expect_profile_error("tempfail = 1.5\n", ":1: bad value '1.5' for 'tempfail'");
+    expect_profile_error("fault-stage = quit\n", ":1: bad value 'quit' for 'fault-stage'");
+    expect_profile_error("emails 5\n", ":1: expected 'key = value'");
+    expect_profile_error("emails =\n", ":1: missing value for 'emails'");
+    expect_profile_error("= 5\n", ":1: missing key");
+    expect_profile_error("Emails = 5\n", ":1: bad key 'Emails'");
+    expect_profile_error("json = out.json\n", ":1: 'json' is a command-line option");
+    expect_profile_error("profile = other.conf\n", ":1: 'profile' is a command-line option");
+    struct mb_options o;
+    assert_int_equal(PARSE(&o, "--profile", "/nonexistent/x.conf"), 2);
+    assert_non_null(strstr(err_text, "/nonexistent/x.conf: cannot open"));
+}
+
+static int count_cb(void *ctx, const char *key, const char *value, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    int *n = ctx;
+    (*n)++;
+    if (strcmp(key, "a") == 0)
+        assert_string_equal(value, "1 2 3");   /* inner spaces kept */
+    if (strcmp(key, "b") == 0)
+        assert_string_equal(value, "x#y");     /* '#' not after a space: part of the value */
+    return 0;
+}
+
+static void test_profile_parse(void **state)
+{
+    (void)state;
+    int n = 0;
+    assert_int_equal(profile_parse("# c\na = 1 2 3 # c\nb=x#y\n\n   # indented comment\nc = z", "t",
+                                   count_cb, &n, stderr), 0);
+    assert_int_equal(n, 3);
+    n = 0;
+    assert_int_equal(profile_parse("", "t", count_cb, &n, stderr), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(mb_options_key_side("emails"), MB_KEY_MODEL);
+    assert_int_equal(mb_options_key_side("latency"), MB_KEY_SERVER);
+    assert_int_equal(mb_options_key_side("json"), MB_KEY_CLI);
+    assert_int_equal(mb_options_key_side("nope"), -1);
+}
+
+/* Every shipped profile parses, and sets what its name promises. */
+static void test_shipped_profiles(void **state)
+{
+    (void)state;
+    glob_t g;
+    if (glob("workloads/profiles/*.conf", 0, NULL, &g) != 0)
+        fail_msg("no workloads/profiles/*.conf (run from the top directory)");
+    const char *names[] = { "default", "alert-storm", "nightly-digest", "cpu-heavy", "slow-server",
+                            "flaky-server", "10k-connections", NULL };
+    int found = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        struct mb_options o;
+        if (PARSE(&o, "--profile", g.gl_pathv[i]) != 0)
+            fail_msg("%s: %s", g.gl_pathv[i], err_text);
+        for (int k = 0; names[k]; k++) {
+            char want[128];
+            snprintf(want, sizeof want, "workloads/profiles/%s.conf", names[k]);
+            found += strcmp(g.gl_pathv[i], want) == 0;
+        }
+        if (strstr(g.gl_pathv[i], "10k-connections"))
+            assert_int_equal(o.concurrency, 10000);
+        if (strstr(g.gl_pathv[i], "flaky-server"))
+            assert_true(o.srv.tempfail > 0 && o.srv.drop > 0);
+        if (strstr(g.gl_pathv[i], "nightly-digest"))
+            assert_true(o.body_bytes >= (1 << 20) && o.emails <= 100);
+    }
+    assert_int_equal(found, 7);
+    globfree(&g);
+    struct mb_options d, o;                     /* default.conf = the built-in defaults */
+    mb_options_defaults(&d, "test");
+    assert_int_equal(PARSE(&o, "--profile", "workloads/profiles/default.conf"), 0);
+    assert_true(o.emails == d.emails && o.concurrency == d.concurrency && o.events == d.events &&
+                o.recipients == d.recipients && o.retries == d.retries && o.seed == d.seed &&
+                o.timeout_s == d.timeout_s && o.chain == d.chain && o.rate == d.rate);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_every_option),
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_bad_syntax),
+        cmocka_unit_test(test_profile_precedence),
+        cmocka_unit_test(test_profile_errors),
+        cmocka_unit_test(test_profile_parse),
+        cmocka_unit_test(test_shipped_profiles),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
