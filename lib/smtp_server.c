@@ -247,7 +247,7 @@ static void data_end(smtp_server *s)
     if (s->d_too_long) {
         reply_error(s, "500 Line too long\r\n");
     } else if (s->d_too_big) {
-        reply_error(s, "552 Message size exceeds fixed maximum message size\r\n");
+        reply(s, "552 Message size exceeds fixed maximum message size\r\n");
     } else {
         smtp_server_message m;
         message_view(s, &m, 1);
