@@ -334,18 +334,20 @@ static void send_body(struct smtp_client *c, const char *m, size_t len)
     expect(c, EXP_DOT, 0);
 }
 
-/* Every queued message fails with the same reason; then CLOSED, after a
- * QUIT exchange if the server is still talking to us. */
+/* Every queued message fails: the current one with the stage and text
+ * given, the ones not yet started (once the session was ready) at MAIL,
+ * "not sent: <text>", so nobody mistakes them for the one that broke. */
 static void fail_all(struct smtp_client *c, enum smtp_client_stage stage,
                      int code, const char *text, bool local,
                      bool maybe_delivered)
 {
+    char queued[300];
+    snprintf(queued, sizeof queued, "not sent: %s", text);
     while (c->head) {
         struct txn *t = c->head;
-        bool current = t->started;
-        txn_fail(t, current ? stage : (stage < SMTP_STAGE_MAIL ? stage
-                                                               : SMTP_STAGE_MAIL),
-                 code, text);
+        bool current = t->started, early = stage < SMTP_STAGE_RSET;
+        txn_fail(t, current || early ? stage : SMTP_STAGE_MAIL, code,
+                 current || early ? text : queued);
         txn_report(c, code, text, local, current && maybe_delivered);
     }
 }

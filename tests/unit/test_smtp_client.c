@@ -473,8 +473,10 @@ static void test_abort_reason(void **state)
     struct smtp_client_event ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
     assert_string_equal(ev.text, "timeout after MAIL, before reply");
     assert_int_equal(ev.stage, SMTP_STAGE_MAIL);
-    ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
+    ev = next(c, SMTP_CLIENT_MESSAGE_DONE);   /* queued, never started */
     assert_int_equal(ev.result, SMTP_CLIENT_TEMPFAIL);
+    assert_int_equal(ev.stage, SMTP_STAGE_MAIL);
+    assert_string_equal(ev.text, "not sent: timeout after MAIL, before reply");
     next(c, SMTP_CLIENT_CLOSED);
     smtp_client_abort(c, "again");          /* harmless once closed */
     smtp_client_eof(c);
