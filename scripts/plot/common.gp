@@ -1,0 +1,38 @@
+# common.gp — terminal, output and the model styles shared by every figure.
+# Loaded first by each figure script.  Variables set by scripts/report-gen
+# with -e: out (path without extension), fmt ('png' or 'svg'), and
+# optionally w, h (size in pixels).  Models keep one colour in every figure:
+# line style 1 sync, 2 threads, 3 async, 4 hybrid; 10/11 the bounds; 12 an
+# invalid run.
+if (!exists("w")) w = 960
+if (!exists("h")) h = 600
+set encoding utf8
+if (fmt eq "svg") {
+    set terminal svg size w,h dynamic font "Helvetica,13" background "#ffffff"
+} else {
+    set terminal pngcairo size w,h font "Helvetica,12" background "#ffffff"
+}
+set termoption noenhanced
+set output out.".".fmt
+set grid xtics ytics mxtics mytics lc "#dddddd" lw 1
+set border 3
+set tics nomirror
+set format y "%g"
+set format x "%g"
+set key below Left reverse nobox spacing 1.1 width 1 maxcols 3
+set style line 1 lc rgb "#1b9e77" lw 2 pt 7 ps 1.0
+set style line 2 lc rgb "#d95f02" lw 2 pt 5 ps 1.0
+set style line 3 lc rgb "#7570b3" lw 3 pt 9 ps 1.3
+set style line 4 lc rgb "#e7298a" lw 2 pt 13 ps 1.2
+# Bar charts colour boxes with "lc variable" (a linetype number): same colours.
+set linetype 1 lc rgb "#1b9e77"
+set linetype 2 lc rgb "#d95f02"
+set linetype 3 lc rgb "#7570b3"
+set linetype 4 lc rgb "#e7298a"
+set style line 10 lc rgb "#555555" lw 1.5 dt 2
+set style line 11 lc rgb "#000000" lw 1.5 dt 3
+set style line 12 lc rgb "#ff0000" lw 2 pt 2 ps 2
+set style line 13 lc rgb "#444444" lw 1 dt 4
+little_title = "bound: Little's law, in-flight ÷ time per email"
+cpu_title = "bound: CPU, cores ÷ CPU time per email"
+invalid_title = "invalid run (not in medians)"
