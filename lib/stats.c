@@ -1,0 +1,376 @@
+/* stats — histogram, run counters, rusage, and the run JSON; see stats.h. */
+#include "stats.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "digest.h"
+#include "units.h"
+
+#ifndef MAILBENCH_GIT_REV
+#define MAILBENCH_GIT_REV "unknown"
+#endif
+
+#if defined(__clang__)
+#define MB_COMPILER __VERSION__
+#elif defined(__GNUC__)
+#define MB_COMPILER "gcc " __VERSION__
+#else
+#define MB_COMPILER "unknown"
+#endif
+
+/* ---------------------------------------------------------------- histogram */
+
+static int hist_index(uint64_t v)
+{
+    if (v < MB_HIST_LINEAR)
+        return (int)v;
+    if (v > MB_HIST_MAX_US)
+        return MB_HIST_BUCKETS - 1;
+    int e = 63 - __builtin_clzll(v);            /* 8 .. 31 */
+    int sub = (int)((v >> (e - 7)) & (MB_HIST_SUB - 1));
+    return MB_HIST_LINEAR + (e - 8) * MB_HIST_SUB + sub;
+}
+
+/* Lowest value and width of bucket i. */
+static void hist_bucket(int i, uint64_t *low, uint64_t *width)
+{
+    if (i < MB_HIST_LINEAR) {
+        *low = (uint64_t)i;
+        *width = 1;
+        return;
+    }
+    int e = 8 + (i - MB_HIST_LINEAR) / MB_HIST_SUB, sub = (i - MB_HIST_LINEAR) % MB_HIST_SUB;
+    *low = (uint64_t)(MB_HIST_SUB + sub) << (e - 7);
+    *width = 1ULL << (e - 7);
+}
+
+void mb_hist_init(struct mb_hist *h)
+{
+    memset(h, 0, sizeof *h);
+}
+
+void mb_hist_record(struct mb_hist *h, uint64_t us)
+{
+    h->bucket[hist_index(us)]++;
+    if (h->count == 0 || us < h->min)
+        h->min = us;
+    if (us > h->max)
+        h->max = us;
+    h->overflow += us > MB_HIST_MAX_US;
+    h->count++;
+    h->sum += us;
+}
+
+void mb_hist_merge(struct mb_hist *dst, const struct mb_hist *src)
+{
+    if (src->count == 0)
+        return;
+    for (int i = 0; i < MB_HIST_BUCKETS; i++)
+        dst->bucket[i] += src->bucket[i];
+    if (dst->count == 0 || src->min < dst->min)
+        dst->min = src->min;
+    if (src->max > dst->max)
+        dst->max = src->max;
+    dst->count += src->count;
+    dst->sum += src->sum;
+    dst->overflow += src->overflow;
+}
+
+uint64_t mb_hist_percentile(const struct mb_hist *h, double q)
+{
+    if (h->count == 0)
+        return 0;
+    if (q >= 100.0)
+        return h->max;
+    double r = ceil(q / 100.0 * (double)h->count);
+    uint64_t rank = r < 1.0 ? 1 : (uint64_t)r, seen = 0;
+    for (int i = 0; i < MB_HIST_BUCKETS; i++) {
+        seen += h->bucket[i];
+        if (seen >= rank) {
+            uint64_t low, width;
+            hist_bucket(i, &low, &width);
+            uint64_t mid = low + (width - 1) / 2;
+            return mid < h->min ? h->min : mid > h->max ? h->max : mid;
+        }
+    }
+    return h->max;
+}
+
+double mb_hist_mean(const struct mb_hist *h)
+{
+    return h->count ? (double)h->sum / (double)h->count : 0.0;
+}
+
+/* ---------------------------------------------------------------- run */
+
+double mb_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void mb_run_init(struct mb_run_stats *s, uint64_t emails)
+{
+    memset(s, 0, sizeof *s);
+    s->emails = emails;
+    s->start_s = mb_now();
+    mb_stats_sample_threads(s);
+}
+
+void mb_run_delivered(struct mb_run_stats *s, uint64_t hash, uint64_t latency_us)
+{
+    s->delivered++;
+    s->digest += hash;
+    mb_hist_record(&s->latency, latency_us);
+}
+
+static void add_reason(struct mb_run_stats *s, const char *reason, uint64_t n)
+{
+    char text[MB_REASON_LEN];
+    snprintf(text, sizeof text, "%s", reason && *reason ? reason : "unknown");
+    for (int i = 0; i < s->nreasons; i++)
+        if (strcmp(s->reason[i].text, text) == 0) {
+            s->reason[i].count += n;
+            return;
+        }
+    if (s->nreasons >= MB_MAX_REASONS - 1 && strcmp(text, "other") != 0) {
+        add_reason(s, "other", n);      /* the last slot is kept for "other" */
+        return;
+    }
+    strcpy(s->reason[s->nreasons].text, text);
+    s->reason[s->nreasons++].count = n;
+}
+
+void mb_run_failed(struct mb_run_stats *s, const char *reason)
+{
+    s->failed++;
+    add_reason(s, reason, 1);
+}
+
+void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src)
+{
+    dst->delivered += src->delivered;
+    dst->failed += src->failed;
+    dst->retries += src->retries;
+    dst->connections += src->connections;
+    dst->digest += src->digest;
+    mb_hist_merge(&dst->latency, &src->latency);
+    for (int i = 0; i < src->nreasons; i++)
+        add_reason(dst, src->reason[i].text, src->reason[i].count);
+    if (src->threads_peak > dst->threads_peak)
+        dst->threads_peak = src->threads_peak;
+}
+
+long mb_stats_sample_threads(struct mb_run_stats *s)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    long n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %ld", &n) == 1)
+            break;
+    fclose(f);
+    mb_run_note_threads(s, n);
+    return n;
+}
+
+void mb_run_note_threads(struct mb_run_stats *s, long threads)
+{
+    if (threads > s->threads_peak)
+        s->threads_peak = threads;
+}
+
+void mb_run_finish(struct mb_run_stats *s)
+{
+    s->wall_s = mb_now() - s->start_s;
+    mb_stats_sample_threads(s);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        s->cpu_user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6;
+        s->cpu_sys_s = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+        s->max_rss_kb = ru.ru_maxrss;           /* Linux: kilobytes */
+        s->ctx_voluntary = ru.ru_nvcsw;
+        s->ctx_involuntary = ru.ru_nivcsw;
+    }
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static double per_second(const struct mb_run_stats *s)
+{
+    return s->wall_s > 0 ? (double)s->delivered / s->wall_s : 0.0;
+}
+
+static void json_params(FILE *f, const struct mb_options *o)
+{
+    fprintf(f, "\"params\":{\"server\":");
+    json_string(f, o->server);
+    fprintf(f, ",\"emails\":%lld,\"concurrency\":%lld,\"threads\":%lld,\"recipients\":%lld,"
+            "\"events\":%lld,\"body_bytes\":%llu,\"per_session\":%lld,\"chain\":%lld,"
+            "\"blocking_us\":%lld,\"retries\":%lld,\"timeout_s\":%.9g,\"seed\":%llu,\"rate\":%lld,"
+            "\"profile\":", o->emails, o->concurrency, o->threads, o->recipients, o->events,
+            (unsigned long long)o->body_bytes, o->per_session, o->chain,
+            (long long)llround(o->blocking_s * 1e6), o->retries, o->timeout_s,
+            (unsigned long long)o->seed, o->rate);
+    if (o->profile[0])
+        json_string(f, o->profile);
+    else
+        fputs("null", f);
+    fputs("},", f);
+}
+
+static void json_machine(FILE *f)
+{
+    struct utsname u;
+    char kernel[2 * sizeof u.release + 2] = "unknown";
+    if (uname(&u) == 0)
+        snprintf(kernel, sizeof kernel, "%s %s", u.sysname, u.release);
+    fprintf(f, "\"machine\":{\"cores\":%ld,\"kernel\":", sysconf(_SC_NPROCESSORS_ONLN));
+    json_string(f, kernel);
+    fputs(",\"compiler\":", f);
+    json_string(f, MB_COMPILER);
+    fputs("}", f);
+}
+
+void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
+                        const struct mb_run_stats *s)
+{
+    const struct mb_hist *h = &s->latency;
+    char digest[17];
+    fputs("{\"schema\":\"mailbench.run/1\",\"model\":", f);
+    json_string(f, model);
+    fputc(',', f);
+    json_params(f, o);
+    fprintf(f, "\"emails\":%llu,\"delivered\":%llu,\"failed\":%llu,\"retries\":%llu,"
+            "\"failure_reasons\":{", (unsigned long long)s->emails,
+            (unsigned long long)s->delivered, (unsigned long long)s->failed,
+            (unsigned long long)s->retries);
+    for (int i = 0; i < s->nreasons; i++) {
+        fputs(i ? "," : "", f);
+        json_string(f, s->reason[i].text);
+        fprintf(f, ":%llu", (unsigned long long)s->reason[i].count);
+    }
+    fprintf(f, "},\"connections\":%llu,\"wall_s\":%.6f,\"emails_per_s\":%.3f,"
+            "\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu,"
+            "\"mean_us\":%.1f,\"latency_mode\":\"%s\",\"cpu_user_s\":%.6f,\"cpu_sys_s\":%.6f,"
+            "\"max_rss_kb\":%ld,\"ctx_voluntary\":%ld,\"ctx_involuntary\":%ld,"
+            "\"threads_peak\":%ld,\"digest\":\"%s\",\"git_rev\":",
+            (unsigned long long)s->connections, s->wall_s, per_second(s),
+            (unsigned long long)mb_hist_percentile(h, 50), (unsigned long long)mb_hist_percentile(h, 90),
+            (unsigned long long)mb_hist_percentile(h, 99), (unsigned long long)mb_hist_percentile(h, 99.9),
+            (unsigned long long)h->max, mb_hist_mean(h), o->rate > 0 ? "open" : "closed",
+            s->cpu_user_s, s->cpu_sys_s, s->max_rss_kb, s->ctx_voluntary, s->ctx_involuntary,
+            s->threads_peak, digest_hex(s->digest, digest));
+    json_string(f, MAILBENCH_GIT_REV);
+    fputc(',', f);
+    json_machine(f);
+    fputs("}\n", f);
+}
+
+int mb_run_write_json(const struct mb_options *o, const char *model,
+                      const struct mb_run_stats *s, const char *path)
+{
+    if (path == NULL || *path == '\0')
+        return 0;
+    if (strcmp(path, "-") == 0) {
+        mb_run_fprint_json(stdout, o, model, s);
+        return fflush(stdout) == 0 ? 0 : -1;
+    }
+    char tmp[MB_PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        fprintf(stderr, "summary-%s: cannot write %s: %s\n", model, tmp, strerror(errno));
+        return -1;
+    }
+    mb_run_fprint_json(f, o, model, s);
+    int bad = ferror(f), err = errno;
+    if (fclose(f) != 0 && !bad) {
+        bad = 1;
+        err = errno;
+    }
+    if (!bad && rename(tmp, path) != 0) {
+        bad = 1;
+        err = errno;
+    }
+    if (bad) {
+        fprintf(stderr, "summary-%s: cannot write %s: %s\n", model, path, strerror(err));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+void mb_run_print_summary(FILE *f, const char *model, const struct mb_options *o,
+                          const struct mb_run_stats *s)
+{
+    const struct mb_hist *h = &s->latency;
+    char p50[32], p99[32], max[32];
+    units_format_duration((double)mb_hist_percentile(h, 50) * 1e-6, p50, sizeof p50);
+    units_format_duration((double)mb_hist_percentile(h, 99) * 1e-6, p99, sizeof p99);
+    units_format_duration((double)h->max * 1e-6, max, sizeof max);
+    fprintf(f, "summary-%s: %llu/%llu delivered, %llu failed, %llu retries, %.3fs, %.1f emails/s\n",
+            model, (unsigned long long)s->delivered, (unsigned long long)s->emails,
+            (unsigned long long)s->failed, (unsigned long long)s->retries, s->wall_s, per_second(s));
+    fprintf(f, "summary-%s: latency p50 %s p99 %s max %s (%s loop); cpu %.2fs user %.2fs sys; "
+            "%.1f MB RSS; %ld threads\n", model, p50, p99, max, o->rate > 0 ? "open" : "closed",
+            s->cpu_user_s, s->cpu_sys_s, (double)s->max_rss_kb / 1024.0, s->threads_peak);
+}
+
+/* ---------------------------------------------------------------- progress */
+
+void mb_progress_init(struct mb_progress *p, const struct mb_options *o, const char *model)
+{
+    memset(p, 0, sizeof *p);
+    p->enabled = o->progress || isatty(STDERR_FILENO);
+    p->model = model;
+    p->total = o->emails > 0 ? (uint64_t)o->emails : 0;
+    p->start = p->last = mb_now();
+}
+
+void mb_progress_tick(struct mb_progress *p, uint64_t done, struct mb_run_stats *s)
+{
+    if (!p->enabled)
+        return;
+    double now = mb_now();
+    if (now - p->last < 1.0)
+        return;
+    p->last = now;
+    if (s)
+        mb_stats_sample_threads(s);
+    fprintf(stderr, "\rsummary-%s: delivered %llu/%llu, %.0f/s ", p->model,
+            (unsigned long long)done, (unsigned long long)p->total,
+            now > p->start ? (double)done / (now - p->start) : 0.0);
+    p->printed = 1;
+}
+
+void mb_progress_done(struct mb_progress *p)
+{
+    if (p->printed)
+        fputc('\n', stderr);
+    p->printed = 0;
+}

@@ -1,0 +1,155 @@
+/* stats — what every model measures, and the one JSON result it writes.
+ *
+ * Pieces:
+ *  - mb_hist: a log-linear latency histogram of microseconds (HdrHistogram's
+ *    idea, ours): exact below 256 us, then 128 buckets per power of two, so
+ *    any percentile is within 0.4% of the true sample value; 1 us .. 2^32 us
+ *    (71 minutes; larger values count in the last bucket, max stays exact).
+ *    Fixed size (26 KB), no allocation, no locks: give each thread its own
+ *    and merge them after join.
+ *  - mb_run_stats: a run's counters + histogram + failure reasons; per
+ *    thread too (mb_run_merge), then mb_run_finish() adds wall time, CPU
+ *    time, peak RSS, context switches (getrusage RUSAGE_SELF) and threads.
+ *  - mb_run_write_json(): the "mailbench.run/1" object (the schema is in
+ *    /work/notes/common.md and README), written atomically (temp + rename),
+ *    "-" = stdout.  mb_run_print_summary(): two human lines for stderr.
+ *  - mb_progress: "delivered x/N, y/s" on stderr at most once a second.
+ *
+ * Latency definition (the models must follow it): closed loop (--rate 0),
+ * from when the model starts working on the email (before the workload's
+ * CPU work) to the 250 reply to its final "."; open loop (--rate R), from
+ * the email's intended start time, start + index / R, as wrk2 does, so a
+ * stalled sender cannot hide its queueing delay.  Retries are inside the
+ * latency of the email they retry.
+ *
+ * Threads peak: the highest value of "Threads:" in /proc/self/status seen by
+ * mb_stats_sample_threads(), which mb_run_init and mb_run_finish call, and
+ * which a model that starts threads must call once they are all running
+ * (the progress tick calls it too); a model may also report a count it
+ * knows with mb_run_note_threads(). */
+#ifndef MAILBENCH_STATS_H
+#define MAILBENCH_STATS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+/* ---------------------------------------------------------------- histogram */
+
+#define MB_HIST_LINEAR 256      /* values below this have a bucket each */
+#define MB_HIST_SUB    128      /* buckets per power of two above it */
+#define MB_HIST_MAX_US 0xffffffffULL    /* largest value with its own bucket */
+#define MB_HIST_BUCKETS (MB_HIST_LINEAR + (32 - 8) * MB_HIST_SUB)
+
+struct mb_hist {
+    uint64_t count;     /* samples recorded */
+    uint64_t sum;       /* their sum, us (for an exact mean) */
+    uint64_t min, max;  /* exact smallest and largest sample, us (0 when empty) */
+    uint64_t overflow;  /* samples above MB_HIST_MAX_US (counted in the last bucket) */
+    uint64_t bucket[MB_HIST_BUCKETS];   /* samples per bucket */
+};
+
+void mb_hist_init(struct mb_hist *h);
+void mb_hist_record(struct mb_hist *h, uint64_t us);
+/* dst += src; the result is the histogram of both sample sets. */
+void mb_hist_merge(struct mb_hist *dst, const struct mb_hist *src);
+/* The q-th percentile (0 < q <= 100) by nearest rank: a value within 0.4%
+ * of the smallest sample with at least q% of the samples <= it (the middle
+ * of its bucket, clamped to [min, max]); 0 when empty.  q = 100 is max. */
+uint64_t mb_hist_percentile(const struct mb_hist *h, double q);
+double mb_hist_mean(const struct mb_hist *h);   /* exact; 0 when empty */
+
+/* ---------------------------------------------------------------- run */
+
+#define MB_MAX_REASONS 32       /* distinct failure reasons kept; more go to "other" */
+#define MB_REASON_LEN  80       /* longest reason text kept (truncated) */
+
+struct mb_reason {
+    char text[MB_REASON_LEN];   /* "<code> <text>", e.g. "451 4.3.0 try later", "drop", "timeout" */
+    uint64_t count;             /* emails that failed for good with it */
+};
+
+struct mb_run_stats {
+    uint64_t emails;        /* emails the run was to send (mb_run_init) */
+    uint64_t delivered;     /* emails accepted by the server (250 after "."), each counted once */
+    uint64_t failed;        /* emails given up: permanent failure or retries exhausted */
+    uint64_t retries;       /* attempts after the first, over all emails */
+    uint64_t connections;   /* TCP connections opened */
+    uint64_t digest;        /* sum mod 2^64 of the delivered emails' hashes (lib/digest.h) */
+    struct mb_hist latency; /* per delivered email, us (see the definition above) */
+    int nreasons;           /* entries used in reason[] */
+    struct mb_reason reason[MB_MAX_REASONS];    /* failures by reason; mb_run_failed() */
+    double start_s;         /* mb_now() at mb_run_init */
+    double wall_s;          /* seconds from mb_run_init to mb_run_finish */
+    long threads_peak;      /* most threads seen in this process */
+    /* Filled by mb_run_finish (whole process, RUSAGE_SELF): */
+    double cpu_user_s, cpu_sys_s;   /* CPU time */
+    long max_rss_kb;        /* peak resident set, KB */
+    long ctx_voluntary;     /* voluntary context switches (waits) */
+    long ctx_involuntary;   /* involuntary ones (preemption) */
+};
+
+/* Monotonic clock, seconds. */
+double mb_now(void);
+
+/* Zeroes *s, records the start time, the planned email count and the
+ * current thread count.  Per-thread copies: mb_run_init(&t, 0) each. */
+void mb_run_init(struct mb_run_stats *s, uint64_t emails);
+
+/* An email delivered: counts it, adds its hash to the digest, records its
+ * latency in microseconds. */
+void mb_run_delivered(struct mb_run_stats *s, uint64_t hash, uint64_t latency_us);
+
+/* An email given up for good, with its reason ("550 5.7.1 rejected",
+ * "drop", "timeout", ...): counted by reason text. */
+void mb_run_failed(struct mb_run_stats *s, const char *reason);
+
+/* dst += src: counters, digest, histogram, reasons; threads_peak = max.
+ * Leaves dst's emails, start and rusage fields alone. */
+void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src);
+
+/* Reads Threads: from /proc/self/status, raises s->threads_peak; returns the
+ * current count (or -1 if unreadable).  ~10 us: call it now and then (after
+ * starting a pool, from a periodic timer), not per email. */
+long mb_stats_sample_threads(struct mb_run_stats *s);
+void mb_run_note_threads(struct mb_run_stats *s, long threads);
+
+/* Ends the run: wall time, getrusage(RUSAGE_SELF), a last thread sample. */
+void mb_run_finish(struct mb_run_stats *s);
+
+/* Writes the "mailbench.run/1" JSON object for the run to `path` ("-" =
+ * stdout; NULL or "" = nothing), atomically through PATH.tmp.PID + rename.
+ * `o->threads` should hold the value the model used.  Returns 0, or -1
+ * after printing why on stderr. */
+int mb_run_write_json(const struct mb_options *o, const char *model,
+                      const struct mb_run_stats *s, const char *path);
+
+/* The same object into a stream (tests, and stdout). */
+void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
+                        const struct mb_run_stats *s);
+
+/* Two lines for humans, e.g.
+ *   summary-async: 1000/1000 delivered, 0 failed, 3 retries, 1.02s, 980.4 emails/s
+ *   summary-async: latency p50 1.2ms p99 4.1ms max 9.8ms (closed loop); cpu 0.31s user 0.09s sys; 6.2 MB RSS */
+void mb_run_print_summary(FILE *f, const char *model, const struct mb_options *o,
+                          const struct mb_run_stats *s);
+
+/* ---------------------------------------------------------------- progress */
+
+struct mb_progress {
+    int enabled;        /* o->progress, or stderr is a TTY */
+    const char *model;  /* for the line's prefix */
+    uint64_t total;     /* emails in the run */
+    double start, last; /* mb_now() at init and at the last line printed */
+    int printed;        /* something was printed (mb_progress_done ends the line) */
+};
+
+void mb_progress_init(struct mb_progress *p, const struct mb_options *o, const char *model);
+/* Call as often as you like with the emails done so far (delivered + failed)
+ * from one thread; prints "\rsummary-MODEL: delivered x/N, y/s" at most once
+ * a second, and samples the thread count into s (may be NULL). */
+void mb_progress_tick(struct mb_progress *p, uint64_t done, struct mb_run_stats *s);
+void mb_progress_done(struct mb_progress *p);
+
+#endif

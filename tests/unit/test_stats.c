@@ -1,0 +1,319 @@
+/* Unit tests for lib/stats: histogram buckets and percentiles against an
+ * exact sort, merging, run counters and reasons, rusage, threads, and the
+ * run JSON (checked with jq, a listed dependency). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "digest.h"
+#include "retry.h"
+#include "stats.h"
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Samples of several shapes: 0 = uniform 0..999, 1 = log-uniform 1us..1000s,
+ * 2 = mostly ~2ms with a 1% tail up to 10 s, 3 = a handful of equal values. */
+static uint64_t sample(int shape, uint64_t *rng)
+{
+    uint64_t r = retry_rand64(rng);
+    switch (shape) {
+    case 0: return r % 1000;
+    case 1: return (uint64_t)exp((double)(r % 1000000) / 1000000.0 * log(1e9));
+    case 2: return r % 100 == 0 ? 100000 + (r >> 20) % 10000000 : 1500 + (r >> 20) % 1000;
+    default: return 4242;
+    }
+}
+
+static void test_buckets(void **state)
+{
+    (void)state;
+    /* Every value lands in a bucket that contains it, and buckets are narrow:
+     * with samples {0, v, MAX}, p50 is v's bucket, within v/256 of v. */
+    uint64_t rng = 7;
+    struct mb_hist *h = malloc(sizeof *h);
+    for (int i = 0; i < 200000; i++) {
+        uint64_t v = retry_rand64(&rng) >> (retry_rand64(&rng) % 64);
+        if (v > MB_HIST_MAX_US)
+            v %= MB_HIST_MAX_US;
+        mb_hist_init(h);
+        mb_hist_record(h, 0);
+        mb_hist_record(h, v);
+        mb_hist_record(h, MB_HIST_MAX_US);
+        uint64_t p = mb_hist_percentile(h, 50);
+        if ((p > v ? p - v : v - p) > v / 256)
+            fail_msg("value %llu reported as %llu", (unsigned long long)v, (unsigned long long)p);
+        assert_int_equal(mb_hist_percentile(h, 100), MB_HIST_MAX_US);
+        assert_int_equal(mb_hist_percentile(h, 1), 0);
+    }
+    mb_hist_init(h);
+    assert_int_equal(mb_hist_percentile(h, 50), 0);
+    assert_true(mb_hist_mean(h) == 0.0);
+    mb_hist_record(h, 1ULL << 40);              /* beyond the range: max stays exact */
+    mb_hist_record(h, 5);
+    assert_int_equal(h->overflow, 1);
+    assert_int_equal(h->max, 1ULL << 40);
+    assert_int_equal(mb_hist_percentile(h, 100), 1ULL << 40);
+    assert_int_equal(mb_hist_percentile(h, 50), 5);
+    free(h);
+}
+
+static void test_percentiles_vs_sort(void **state)
+{
+    (void)state;
+    const size_t n = 100000;
+    const double qs[] = { 0.001, 1, 10, 25, 50, 75, 90, 99, 99.9, 99.99, 100 };
+    uint64_t *v = malloc(n * sizeof *v);
+    struct mb_hist *h = malloc(sizeof *h);
+    for (int shape = 0; shape < 4; shape++) {
+        uint64_t rng = 1000 + (uint64_t)shape, sum = 0;
+        mb_hist_init(h);
+        for (size_t i = 0; i < n; i++) {
+            v[i] = sample(shape, &rng);
+            sum += v[i];
+            mb_hist_record(h, v[i]);
+        }
+        qsort(v, n, sizeof *v, cmp_u64);
+        for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+            size_t rank = (size_t)ceil(qs[k] / 100.0 * (double)n);
+            uint64_t exact = v[(rank < 1 ? 1 : rank) - 1], got = mb_hist_percentile(h, qs[k]);
+            double err = fabs((double)got - (double)exact);
+            if (err > 0.005 * (double)exact + 0.5)      /* bound: half a bucket, 0.4% */
+                fail_msg("shape %d p%g: histogram %llu, exact %llu", shape, qs[k],
+                         (unsigned long long)got, (unsigned long long)exact);
+        }
+        assert_int_equal(h->count, n);
+        assert_int_equal(h->min, v[0]);
+        assert_int_equal(h->max, v[n - 1]);
+        assert_true(fabs(mb_hist_mean(h) - (double)sum / (double)n) < 1e-6);
+    }
+    free(v);
+    free(h);
+}
+
+static void test_merge_equals_single(void **state)
+{
+    (void)state;
+    struct mb_hist *all = malloc(sizeof *all), *part = calloc(4, sizeof *part);
+    struct mb_hist *merged = malloc(sizeof *merged);
+    mb_hist_init(all);
+    mb_hist_init(merged);
+    for (int k = 0; k < 4; k++)
+        mb_hist_init(&part[k]);
+    uint64_t rng = 99;
+    for (int i = 0; i < 50000; i++) {
+        uint64_t x = sample(i % 3, &rng);
+        mb_hist_record(all, x);
+        mb_hist_record(&part[(x * 7 + (uint64_t)i) % 4], x);   /* uneven split */
+    }
+    struct mb_hist *empty = calloc(1, sizeof *empty);
+    mb_hist_merge(merged, empty);               /* merging nothing changes nothing */
+    for (int k = 0; k < 4; k++)
+        mb_hist_merge(merged, &part[k]);
+    assert_memory_equal(merged, all, sizeof *all);
+    free(all);
+    free(part);
+    free(merged);
+    free(empty);
+}
+
+static void test_run_counters(void **state)
+{
+    (void)state;
+    struct mb_run_stats *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+    mb_run_init(a, 10);
+    mb_run_init(b, 0);
+    assert_int_equal(a->emails, 10);
+    assert_true(a->threads_peak >= 1);
+    mb_run_delivered(a, 0xffffffffffffffffULL, 100);
+    mb_run_delivered(b, 2, 300);               /* digest wraps mod 2^64 */
+    mb_run_failed(a, "451 4.3.0 try later");
+    mb_run_failed(b, "451 4.3.0 try later");
+    mb_run_failed(b, "drop");
+    mb_run_failed(b, NULL);
+    b->retries = 4;
+    b->connections = 3;
+    mb_run_merge(a, b);
+    assert_int_equal(a->delivered, 2);
+    assert_int_equal(a->failed, 4);
+    assert_int_equal(a->retries, 4);
+    assert_int_equal(a->connections, 3);
+    assert_int_equal(a->digest, 1);
+    assert_int_equal(a->latency.count, 2);
+    assert_int_equal(a->nreasons, 3);
+    assert_string_equal(a->reason[0].text, "451 4.3.0 try later");
+    assert_int_equal(a->reason[0].count, 2);
+    assert_string_equal(a->reason[2].text, "unknown");
+    mb_run_init(a, 0);                          /* too many reasons: the rest is "other" */
+    for (int i = 0; i < 100; i++) {
+        char r[32];
+        snprintf(r, sizeof r, "550 reason %d", i);
+        mb_run_failed(a, r);
+    }
+    assert_int_equal(a->nreasons, MB_MAX_REASONS);
+    assert_string_equal(a->reason[MB_MAX_REASONS - 1].text, "other");
+    assert_int_equal(a->reason[MB_MAX_REASONS - 1].count, 100 - (MB_MAX_REASONS - 1));
+    free(a);
+    free(b);
+}
+
+static pthread_barrier_t barrier;
+
+static void *idle_thread(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&barrier);     /* alive while sampled */
+    pthread_barrier_wait(&barrier);
+    return NULL;
+}
+
+static void test_finish_and_threads(void **state)
+{
+    (void)state;
+    struct mb_run_stats *s = malloc(sizeof *s);
+    mb_run_init(s, 1);
+    long before = s->threads_peak;
+    pthread_t t[3];
+    pthread_barrier_init(&barrier, NULL, 4);
+    for (int i = 0; i < 3; i++)
+        pthread_create(&t[i], NULL, idle_thread, NULL);
+    pthread_barrier_wait(&barrier);
+    long during = mb_stats_sample_threads(s);   /* TSan may add a thread of its own */
+    assert_true(during >= before + 3 && during <= before + 4);
+    pthread_barrier_wait(&barrier);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&barrier);
+    uint64_t rng = 3, x = 0;                    /* some CPU time to measure */
+    for (int i = 0; i < 3000000; i++)
+        x ^= retry_rand64(&rng);
+    mb_run_finish(s);
+    assert_true(x != 0);
+    assert_int_equal(s->threads_peak, during);  /* the peak, not the current count */
+    assert_true(s->wall_s > 0 && s->wall_s < 60);
+    assert_true(s->cpu_user_s + s->cpu_sys_s > 0);
+    assert_true(s->max_rss_kb > 100);
+    assert_true(s->ctx_voluntary >= 0 && s->ctx_involuntary >= 0);
+    mb_run_note_threads(s, 1000);
+    assert_int_equal(s->threads_peak, 1000);
+    free(s);
+}
+
+static void fill_run(struct mb_options *o, struct mb_run_stats *s)
+{
+    mb_options_defaults(o, "test");
+    o->emails = 3;
+    o->blocking_s = 0.005;
+    o->threads = 7;
+    strcpy(o->profile, "workloads/profiles/a \"quoted\".conf");
+    mb_run_init(s, 3);
+    mb_run_delivered(s, 0x10, 1000);
+    mb_run_delivered(s, 0x20, 3000);
+    mb_run_failed(s, "550 5.7.1 \"no\"");
+    s->retries = 2;
+    s->connections = 3;
+    mb_run_finish(s);
+}
+
+static int sh(const char *cmd)
+{
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static void test_json(void **state)
+{
+    (void)state;
+    if (sh("command -v jq >/dev/null") != 0)
+        skip();
+    struct mb_options o;
+    struct mb_run_stats *s = malloc(sizeof *s);
+    fill_run(&o, s);
+    char dir[] = "/tmp/mb-test-json-XXXXXX", path[128], cmd[1024];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    assert_int_equal(mb_run_write_json(&o, "test", s, path), 0);
+    /* Exactly the schema's keys, in order, with the values given. */
+    snprintf(cmd, sizeof cmd, "jq -e '(keys_unsorted == [\"schema\",\"model\",\"params\",\"emails\","
+             "\"delivered\",\"failed\",\"retries\",\"failure_reasons\",\"connections\",\"wall_s\","
+             "\"emails_per_s\",\"p50_us\",\"p90_us\",\"p99_us\",\"p999_us\",\"max_us\",\"mean_us\","
+             "\"latency_mode\",\"cpu_user_s\",\"cpu_sys_s\",\"max_rss_kb\",\"ctx_voluntary\","
+             "\"ctx_involuntary\",\"threads_peak\",\"digest\",\"git_rev\",\"machine\"]) and "
+             "(.params|keys_unsorted) == [\"server\",\"emails\",\"concurrency\",\"threads\",\"recipients\","
+             "\"events\",\"body_bytes\",\"per_session\",\"chain\",\"blocking_us\",\"retries\",\"timeout_s\","
+             "\"seed\",\"rate\",\"profile\"] and (.machine|keys_unsorted) == [\"cores\",\"kernel\",\"compiler\"]' "
+             "%s >/dev/null", path);
+    assert_int_equal(sh(cmd), 0);
+    snprintf(cmd, sizeof cmd, "jq -e '.schema == \"mailbench.run/1\" and .model == \"test\" and "
+             ".emails == 3 and .delivered == 2 and .failed == 1 and .retries == 2 and "
+             ".failure_reasons == {\"550 5.7.1 \\\"no\\\"\": 1} and .connections == 3 and "
+             ".digest == \"0000000000000030\" and .max_us == 3000 and .mean_us == 2000 and "
+             "(.p50_us|type) == \"number\" and .latency_mode == \"closed\" and .params.blocking_us == 5000 and "
+             ".params.threads == 7 and .params.server == \"127.0.0.1:2525\" and .params.timeout_s == 30 and "
+             ".params.profile == \"workloads/profiles/a \\\"quoted\\\".conf\" and .machine.cores >= 1 and "
+             "(.git_rev|length) > 0 and .threads_peak >= 1 and .max_rss_kb > 0' %s >/dev/null", path);
+    assert_int_equal(sh(cmd), 0);
+    o.rate = 100;                               /* open loop, no profile */
+    o.profile[0] = '\0';
+    assert_int_equal(mb_run_write_json(&o, "test", s, path), 0);
+    snprintf(cmd, sizeof cmd, "jq -e '.latency_mode == \"open\" and .params.profile == null and "
+             ".params.rate == 100' %s >/dev/null", path);
+    assert_int_equal(sh(cmd), 0);
+    snprintf(cmd, sizeof cmd, "test $(ls %s | wc -l) -eq 1", dir);     /* no temp file left */
+    assert_int_equal(sh(cmd), 0);
+    snprintf(path, sizeof path, "%s/missing/run.json", dir);           /* unwritable: -1 */
+    assert_int_equal(mb_run_write_json(&o, "test", s, path), -1);
+    assert_int_equal(mb_run_write_json(&o, "test", s, ""), 0);         /* none asked */
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    sh(cmd);
+    free(s);
+}
+
+static void test_summary_line(void **state)
+{
+    (void)state;
+    struct mb_options o;
+    struct mb_run_stats *s = malloc(sizeof *s);
+    fill_run(&o, s);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    mb_run_print_summary(f, "test", &o, s);
+    fclose(f);
+    assert_non_null(strstr(buf, "summary-test: 2/3 delivered, 1 failed, 2 retries"));
+    assert_non_null(strstr(buf, "latency p50 1"));
+    assert_non_null(strstr(buf, "max 3ms (closed loop)"));
+    int lines = 0;
+    for (char *p = buf; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 2);
+    free(buf);
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buckets),
+        cmocka_unit_test(test_percentiles_vs_sort),
+        cmocka_unit_test(test_merge_equals_single),
+        cmocka_unit_test(test_run_counters),
+        cmocka_unit_test(test_finish_and_threads),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_summary_line),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
