@@ -127,6 +127,37 @@ static void test_golden(void **state)
     workload_email_free(&e);
 }
 
+/* The Python port (tests/golden/workload/reference.py, written from the
+ * algorithm in summary.h) must produce the same bytes: proof that the spec
+ * is complete and portable, for the Twisted reference model. */
+static void test_python_port(void **state)
+{
+    (void)state;
+    if (system("command -v python3 >/dev/null && test -f tests/golden/workload/reference.py") != 0)
+        skip();
+    struct workload_params ps[] = { { 2, 0, 3, 0, 1 }, { 7, 10, 2, 5000, 3 },
+                                    { 12345678901ULL, 20000, 5, 100000, 10 }, { 3, 1, 1, 1601, 2 } };
+    uint64_t index[] = { 5, 4, 99, 1 };
+    char *buf = malloc(1 << 20);
+    for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "python3 tests/golden/workload/reference.py --seed %llu --index %llu "
+                 "--events %lld --recipients %d --body-bytes %llu --chain %lld",
+                 (unsigned long long)ps[k].seed, (unsigned long long)index[k], ps[k].events,
+                 ps[k].recipients, (unsigned long long)ps[k].body_bytes, ps[k].chain);
+        FILE *f = popen(cmd, "r");
+        assert_non_null(f);
+        size_t n = fread(buf, 1, 1 << 20, f);
+        assert_int_equal(pclose(f), 0);
+        struct workload_email e;
+        build(&ps[k], index[k], &e);
+        if (n != e.len || memcmp(buf, e.data, n) != 0)
+            fail_msg("C and Python differ for: %s", cmd);
+        workload_email_free(&e);
+    }
+    free(buf);
+}
+
 static void test_headers_and_lines(void **state)
 {
     (void)state;
@@ -320,6 +351,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_python_port),
         cmocka_unit_test(test_headers_and_lines),
         cmocka_unit_test(test_body_bytes),
         cmocka_unit_test(test_summary_counts),
