@@ -189,8 +189,10 @@ static int conn_flush(conn *c)
             conn_enqueue(c, out + done, n - done, 0);
         smtp_server_output_consume(c->srv, n);
     } else if (n > 0) {
+        /* ev_time(), not ev_now(): under load the loop time can be many
+         * milliseconds old, and the reply would leave early. */
         double d = mock_fault_latency(&opt.fault, &prng);
-        conn_enqueue(c, out, n, ev_now(loop) + d);
+        conn_enqueue(c, out, n, ev_time() + d);
         smtp_server_output_consume(c->srv, n);
     }
     if (c->head == NULL) {
