@@ -18,7 +18,7 @@ enum kind {
     K_PATH,         /* char[MB_PATH_MAX] */
     K_FLAG,         /* int set to 1, takes no value */
     K_PROB,         /* double in [0, 1] */
-    K_STAGE,        /* char[16], one of the fault stages */
+    K_CHOICE,       /* char[16], one of the '|'-separated words in metavar */
     K_SEED,         /* uint64_t from a count in [0, LLONG_MAX] */
     K_HELP,
 };
@@ -64,17 +64,18 @@ static const struct opt opts[] = {
     { "help", K_HELP, MB_KEY_CLI, 0, 0, 0, NULL, "print this help and exit" },
     /* Server side: profile only, for smtp-mock. */
     { "latency", K_DURATION, MB_KEY_SERVER, S(latency_s), 0, 3600 * SEC, "DUR", "delay before each reply" },
-    { "jitter", K_DURATION, MB_KEY_SERVER, S(jitter_s), 0, 3600 * SEC, "DUR", "random extra delay, up to DUR" },
+    { "jitter", K_DURATION, MB_KEY_SERVER, S(jitter_s), 0, 3600 * SEC, "DUR", "latency spread: uniform in latency +/- DUR" },
     { "tempfail", K_PROB, MB_KEY_SERVER, S(tempfail), 0, 0, "P", "probability of a 4xx reply" },
     { "permfail", K_PROB, MB_KEY_SERVER, S(permfail), 0, 0, "P", "probability of a 5xx reply" },
     { "drop", K_PROB, MB_KEY_SERVER, S(drop), 0, 0, "P", "probability of a dropped connection" },
-    { "fault-stage", K_STAGE, MB_KEY_SERVER, S(fault_stage), 0, 0, "STAGE", "connect|helo|mail|rcpt|data|any" },
-    { "max-conns", K_COUNT, MB_KEY_SERVER, S(max_conns), 0, 10000000, "N", "connections the server accepts at once" },
+    { "latency-dist", K_CHOICE, MB_KEY_SERVER, S(latency_dist), 0, 0, "fixed|uniform|exp", "latency distribution" },
+    { "fault-stage", K_CHOICE, MB_KEY_SERVER, S(fault_stage), 0, 0, "greeting|mail|rcpt|data", "where faults strike" },
+    { "max-conns", K_COUNT, MB_KEY_SERVER, S(max_conns), 1, 10000000, "N", "connections the server accepts at once" },
+    { "max-size", K_SIZE, MB_KEY_SERVER, S(max_size), 0, 1LL << 40, "SIZE", "message size limit" },
+    { "max-rcpts", K_COUNT, MB_KEY_SERVER, S(max_rcpts), 1, 1000000, "N", "recipients per message" },
     { "idle-timeout", K_DURATION, MB_KEY_SERVER, S(idle_timeout_s), 0, 86400 * SEC, "DUR", "server closes idle sessions" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
-
-static const char *const stages[] = { "connect", "helo", "mail", "rcpt", "data", "any", NULL };
 
 static const struct opt *find_opt(const char *name, size_t len)
 {
@@ -106,7 +107,12 @@ void mb_options_defaults(struct mb_options *o, const char *model)
     o->retries = 5;
     o->timeout_s = 30.0;
     o->seed = 1;
-    strcpy(o->srv.fault_stage, "any");
+    strcpy(o->srv.latency_dist, "fixed");
+    strcpy(o->srv.fault_stage, "data");
+    o->srv.max_conns = 100000;
+    o->srv.max_size = 100ULL << 20;
+    o->srv.max_rcpts = 1000;
+    o->srv.idle_timeout_s = 60.0;
 }
 
 /* A duration bound (microseconds) as the user would type it. */
@@ -140,8 +146,8 @@ static void expected(const struct opt *d, char *buf, size_t len)
     case K_PROB:
         snprintf(buf, len, "a probability from 0 to 1 or a percentage (e.g. 0.05, 5%%)");
         break;
-    case K_STAGE:
-        snprintf(buf, len, "one of connect, helo, mail, rcpt, data, any");
+    case K_CHOICE:
+        snprintf(buf, len, "one of %s", d->metavar);
         break;
     default:
         snprintf(buf, len, "a file name");
@@ -190,13 +196,15 @@ static int store(struct mb_options *o, const struct opt *d, const char *value)
         o->port = port;
         return 0;
     }
-    case K_STAGE:
-        for (int i = 0; stages[i]; i++)
-            if (strcmp(value, stages[i]) == 0) {
+    case K_CHOICE: {
+        size_t len = strlen(value);     /* a whole word of "a|b|c" */
+        for (const char *w = d->metavar; w; w = strchr(w, '|'), w = w ? w + 1 : w)
+            if (len > 0 && len < 16 && strncmp(w, value, len) == 0 && (w[len] == '|' || w[len] == '\0')) {
                 strcpy(field, value);
                 return 0;
             }
         return -1;
+    }
     case K_PATH:
         if (*value == '\0' || strlen(value) >= MB_PATH_MAX) return -1;
         strcpy(field, value);
@@ -359,7 +367,8 @@ void mb_options_usage(FILE *f, const char *model)
             "\nA profile (workloads/profiles/NAME.conf) holds 'key = value' lines, the keys\n"
             "being the option names without '--'; flags on the command line override it\n"
             "wherever --profile appears.  A profile may also set the server's keys (latency,\n"
-            "jitter, tempfail, permfail, drop, fault-stage, max-conns, idle-timeout), which\n"
+            "jitter, latency-dist, tempfail, permfail, drop, fault-stage, max-conns,\n"
+            "max-size, max-rcpts, idle-timeout), which\n"
             "this program ignores and smtp-mock uses.\n"
             "\nExit status 2 on a usage error.\n");
 }

@@ -22,8 +22,9 @@
  * sizes "512" "100KB" "2M" (powers of 1024), counts "1000" "10k".
  *
  * Profile keys are the long option names without "--".  The server-side keys
- * (latency, jitter, tempfail, permfail, drop, fault-stage, max-conns,
- * idle-timeout) are accepted in a profile only, stored in o.srv, and ignored
+ * (smtp-mock's options: latency, jitter, latency-dist, tempfail, permfail,
+ * drop, fault-stage, max-conns, max-size, max-rcpts, idle-timeout; defaults
+ * as smtp-mock's) are accepted in a profile only, stored in o.srv, and ignored
  * by the models: they let the sweep runner start smtp-mock from the same
  * profile.  --profile, --json, --progress and --help are command-line only. */
 #ifndef MAILBENCH_CLI_H
@@ -39,13 +40,16 @@
 /* Server-side settings read from a profile (for smtp-mock; models ignore them). */
 struct mb_server_params {
     double latency_s;       /* latency: delay before each reply, seconds */
-    double jitter_s;        /* jitter: random extra delay, up to this, seconds */
+    double jitter_s;        /* jitter: latency uniform in latency +/- jitter, seconds */
     double tempfail;        /* tempfail: probability of a 4xx reply per transaction */
     double permfail;        /* permfail: probability of a 5xx reply per transaction */
     double drop;            /* drop: probability of dropping the connection */
-    char fault_stage[16];   /* fault-stage: where faults strike: connect|helo|mail|rcpt|data|any */
-    long long max_conns;    /* max-conns: concurrent connections accepted (0 = unlimited) */
-    double idle_timeout_s;  /* idle-timeout: server closes idle sessions after this (0 = never) */
+    char latency_dist[16];  /* latency-dist: fixed|uniform|exp (default fixed) */
+    char fault_stage[16];   /* fault-stage: where faults strike: greeting|mail|rcpt|data (default data) */
+    long long max_conns;    /* max-conns: concurrent sessions accepted (default 100000) */
+    uint64_t max_size;      /* max-size: message size limit, bytes (default 100MB) */
+    long long max_rcpts;    /* max-rcpts: recipients per message (default 1000) */
+    double idle_timeout_s;  /* idle-timeout: server closes idle sessions after this (default 60s, 0 = never) */
     char args[512];         /* the keys that were set, as smtp-mock flags: "--latency 5ms ..." */
 };
 

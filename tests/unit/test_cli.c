@@ -199,7 +199,9 @@ static void test_profile_precedence(void **state)
         "latency = 5ms\n"
         "tempfail = 10%\n"
         "fault-stage = rcpt\n"
-        "max-conns = 100\r\n");
+        "max-conns = 100\r\n"
+        "latency-dist = exp\n"
+        "max-size = 10MB\n");
     struct mb_options o;
     /* Flags before and after --profile both override it. */
     assert_int_equal(PARSE(&o, "--emails", "5", "--profile", path, "--concurrency", "9"), 0);
@@ -214,7 +216,11 @@ static void test_profile_precedence(void **state)
     assert_true(o.srv.tempfail > 0.0999 && o.srv.tempfail < 0.1001);
     assert_string_equal(o.srv.fault_stage, "rcpt");
     assert_int_equal(o.srv.max_conns, 100);
-    assert_string_equal(o.srv.args, "--latency 5ms --tempfail 10% --fault-stage rcpt --max-conns 100");
+    assert_string_equal(o.srv.latency_dist, "exp");
+    assert_int_equal(o.srv.max_size, 10 << 20);
+    assert_int_equal(o.srv.max_rcpts, 1000);   /* smtp-mock's default */
+    assert_string_equal(o.srv.args, "--latency 5ms --tempfail 10% --fault-stage rcpt --max-conns 100 "
+                        "--latency-dist exp --max-size 10MB");
     assert_int_equal(PARSE(&o, "--profile=" , ""), 2);    /* empty file name */
     assert_int_equal(PARSE(&o, "--profile", path, "--profile", path), 2);
     assert_non_null(strstr(err_text, "--profile given twice"));
@@ -243,6 +249,10 @@ static void test_profile_errors(void **state)
     expect_profile_error("timeout = 0\n", ":1: bad value '0' for 'timeout'");
     expect_profile_error("tempfail = 1.5\n", ":1: bad value '1.5' for 'tempfail'");
     expect_profile_error("fault-stage = quit\n", ":1: bad value 'quit' for 'fault-stage'");
+    expect_profile_error("fault-stage = rc\n", ":1: bad value 'rc' for 'fault-stage'");
+    expect_profile_error("latency-dist = normal\n", ":1: bad value 'normal' for 'latency-dist'");
+    expect_profile_error("max-size = 1.5MB\n", ":1: bad value '1.5MB' for 'max-size'");
+    expect_profile_error("max-rcpts = 0\n", ":1: bad value '0' for 'max-rcpts'");
     expect_profile_error("emails 5\n", ":1: expected 'key = value'");
     expect_profile_error("emails =\n", ":1: missing value for 'emails'");
     expect_profile_error("= 5\n", ":1: missing key");
