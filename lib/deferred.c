@@ -1,0 +1,861 @@
+/* deferred — Twisted's Deferred, DeferredList, DeferredSemaphore, addTimeout
+ * and a fake clock (contract in deferred.h; behaviour: shared/spec/deferred.md).
+ *
+ * Performance notes: pairs live in a small inline array inside the Deferred
+ * and spill to one doubling heap array, so adding a callback does not
+ * allocate; the run loop keeps its explicit stack on the C stack until it
+ * needs more than a few entries. */
+#include "deferred.h"
+
+#include <assert.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFER_INLINE_PAIRS 4
+#define DEFER_STACK_INLINE 32
+
+/* One queued (callback, errback) pair.  A continuation pair (a waiter's link
+ * on the Deferred it waits for) has defer_continue on both sides and the
+ * waiter as both arguments; it holds a reference on the waiter. */
+struct defer_pair {
+    defer_fn cb;      /* success side, NULL = pass through */
+    void *cb_arg;     /* its extra argument */
+    defer_fn eb;      /* failure side, NULL = pass through */
+    void *eb_arg;     /* its extra argument */
+};
+
+enum defer_flavour { DEFER_PLAIN, DEFER_LIST };
+
+struct deferred {
+    struct defer_result result;   /* current result; DEFER_DEFERRED(inner, owned ref) while waiting */
+    int refs;                     /* reference count (deferred.h, OWNERSHIP) */
+    int paused;                   /* pause count: pause() + waiting on an inner */
+    uint8_t called;               /* fired at least once */
+    uint8_t running;              /* a user function of this Deferred is on the stack */
+    uint8_t suppress;             /* cancel() without canceller: ignore one late firing */
+    uint8_t unhandled;            /* the loop left us holding a Failure (report on free) */
+    uint8_t flavour;              /* DEFER_PLAIN, or the DeferredList that embeds us */
+    uint32_t head, len, cap;      /* live pairs are q[head..len); q has room for cap */
+    struct defer_pair *q;         /* inline_q or a heap array */
+    defer_canceller canceller;    /* optional, from deferred_new_cancellable */
+    void *canceller_arg;          /* its argument */
+    struct defer_pair inline_q[DEFER_INLINE_PAIRS];   /* storage for short chains */
+};
+
+static struct defer_result defer_continue(struct defer_result r, void *waiter);
+static void defer_list_destroy(struct deferred *d);
+static struct failure *defer_list_cancel(struct deferred *d);
+
+static void (*unhandled_hook)(const struct failure *, void *);
+static void *unhandled_arg;
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        abort();
+    return p;
+}
+
+/* ---- life cycle ----------------------------------------------------------- */
+
+static void defer_init(struct deferred *d)
+{
+    memset(d, 0, offsetof(struct deferred, inline_q));
+    d->refs = 1;
+    d->cap = DEFER_INLINE_PAIRS;
+    d->q = d->inline_q;
+}
+
+struct deferred *deferred_new(void)
+{
+    struct deferred *d = xmalloc(sizeof *d);
+    defer_init(d);
+    return d;
+}
+
+struct deferred *deferred_new_cancellable(defer_canceller canceller, void *arg)
+{
+    struct deferred *d = deferred_new();
+    d->canceller = canceller;
+    d->canceller_arg = arg;
+    return d;
+}
+
+struct deferred *deferred_ref(struct deferred *d)
+{
+    d->refs++;
+    return d;
+}
+
+void deferred_set_unhandled_hook(void (*hook)(const struct failure *f, void *arg), void *arg)
+{
+    unhandled_hook = hook;
+    unhandled_arg = arg;
+}
+
+static void report_unhandled(const struct failure *f)
+{
+    if (unhandled_hook) {
+        unhandled_hook(f, unhandled_arg);
+        return;
+    }
+    fputs("Unhandled error in Deferred:\n", stderr);
+    failure_print(f, stderr);
+}
+
+static void defer_destroy(struct deferred *d)
+{
+    if (d->result.kind == DEFER_FAILURE) {
+        if (d->unhandled)
+            report_unhandled(d->result.failure);
+        failure_unref(d->result.failure);
+    } else if (d->result.kind == DEFER_DEFERRED) {
+        deferred_unref(d->result.deferred);
+    }
+    /* Continuations still queued hold references on their waiters. */
+    for (uint32_t i = d->head; i < d->len; i++)
+        if (d->q[i].cb == defer_continue)
+            deferred_unref(d->q[i].cb_arg);
+    if (d->q != d->inline_q)
+        free(d->q);
+    if (d->flavour == DEFER_LIST)
+        defer_list_destroy(d);
+    free(d);
+}
+
+void deferred_unref(struct deferred *d)
+{
+    if (d && --d->refs == 0)
+        defer_destroy(d);
+}
+
+/* ---- the queue ---------------------------------------------------------- */
+
+static void queue_grow(struct deferred *d)
+{
+    uint32_t live = d->len - d->head;
+    if (d->head > 0 && live < d->cap / 2) {          /* room at the front: compact */
+        memmove(d->q, d->q + d->head, live * sizeof *d->q);
+    } else {
+        uint32_t cap = d->cap * 2;
+        struct defer_pair *q = xmalloc(cap * sizeof *q);
+        memcpy(q, d->q + d->head, live * sizeof *q);
+        if (d->q != d->inline_q)
+            free(d->q);
+        d->q = q;
+        d->cap = cap;
+    }
+    d->head = 0;
+    d->len = live;
+}
+
+static inline void queue_push(struct deferred *d, defer_fn cb, void *cb_arg, defer_fn eb,
+                              void *eb_arg)
+{
+    if (d->len == d->cap)
+        queue_grow(d);
+    d->q[d->len++] = (struct defer_pair){ cb, cb_arg, eb, eb_arg };
+}
+
+/* ---- the run loop (§1.5) ----------------------------------------------------- */
+
+/* Never called: marks a continuation pair. */
+static struct defer_result defer_continue(struct defer_result r, void *waiter)
+{
+    (void)waiter;
+    abort();
+    return r;
+}
+
+struct run_stack {
+    struct deferred **v;        /* entries, each holding a reference */
+    size_t n, cap;              /* used, room */
+    struct deferred *inl[DEFER_STACK_INLINE];   /* the first entries */
+};
+
+static void stack_push(struct run_stack *s, struct deferred *d)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap * 2;
+        struct deferred **v = xmalloc(cap * sizeof *v);
+        memcpy(v, s->v, s->n * sizeof *v);
+        if (s->v != s->inl)
+            free(s->v);
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = d;
+}
+
+/* The user function returned Deferred x as cur's result: wait on it, or take
+ * its result at once (§2.1, §2.2).  Returns true when cur now waits. */
+static bool chain_on(struct deferred *cur, struct deferred *x)
+{
+    if (x == cur) {                       /* §2.4: a Failure, not a silent wedge */
+        cur->refs--;                      /* the handed-over reference; the stack holds one */
+        cur->result = defer_err(failure_new(&FAILURE_SELF_RETURN, 0,
+                                            "callback returned the Deferred it was attached to"));
+        return false;
+    }
+    if (!x->called || x->result.kind == DEFER_DEFERRED || x->paused) {
+        cur->paused++;                    /* cur->result = x keeps x alive */
+        cur->refs++;                      /* the continuation keeps cur alive */
+        queue_push(x, defer_continue, cur, defer_continue, cur);
+        return true;
+    }
+    cur->result = x->result;              /* a move: x is left holding "None" */
+    x->result = defer_ok(NULL);
+    x->unhandled = 0;
+    deferred_unref(x);
+    return false;
+}
+
+/* Call one user function with cur's result and store what it returns.
+ * Returns true when cur now waits on an inner Deferred. */
+static inline bool run_one(struct deferred *cur, defer_fn fn, void *arg)
+{
+    struct defer_result old = cur->result;
+    cur->running = 1;
+    struct defer_result r = fn(old, arg);
+    cur->running = 0;
+    if (old.kind == DEFER_FAILURE && !(r.kind == DEFER_FAILURE && r.failure == old.failure))
+        failure_unref(old.failure);
+    cur->result = r;
+    if (r.kind == DEFER_DEFERRED)
+        return chain_on(cur, r.deferred);
+    return false;
+}
+
+/* Run cur's queue until it is empty, cur waits, or a continuation hands
+ * cur's result to a waiter (returned through *waiter). */
+static bool run_queue(struct deferred *cur, struct deferred **waiter)
+{
+    while (cur->head < cur->len) {
+        struct defer_pair p = cur->q[cur->head++];
+        if (cur->head == cur->len)
+            cur->head = cur->len = 0;     /* empty: appends restart at the front */
+        bool fail = cur->result.kind == DEFER_FAILURE;
+        defer_fn fn = fail ? p.eb : p.cb;
+        void *arg = fail ? p.eb_arg : p.cb_arg;
+        if (fn == defer_continue) {
+            struct deferred *w = arg;
+            /* w->result is cur, with w's reference: cur stays alive on our stack. */
+            assert(w->result.kind == DEFER_DEFERRED && w->result.deferred == cur);
+            cur->refs--;
+            w->result = cur->result;
+            cur->result = defer_ok(NULL);
+            cur->unhandled = 0;
+            w->paused--;
+            *waiter = w;                  /* the continuation's reference goes to the stack */
+            return false;
+        }
+        if (fn && run_one(cur, fn, arg))
+            return true;
+    }
+    return true;
+}
+
+static void run(struct deferred *d)
+{
+    if (d->running)
+        return;
+    struct run_stack s = { .v = NULL, .n = 0, .cap = DEFER_STACK_INLINE };
+    s.v = s.inl;
+    d->refs++;
+    stack_push(&s, d);
+    while (s.n > 0) {
+        struct deferred *cur = s.v[s.n - 1];
+        if (cur->paused)
+            break;                        /* everything below waits for the unpause */
+        struct deferred *waiter = NULL;
+        if (!run_queue(cur, &waiter)) {
+            stack_push(&s, waiter);
+            continue;
+        }
+        cur->unhandled = cur->result.kind == DEFER_FAILURE;
+        s.n--;
+        deferred_unref(cur);
+    }
+    while (s.n > 0)
+        deferred_unref(s.v[--s.n]);
+    if (s.v != s.inl)
+        free(s.v);
+}
+
+/* ---- firing, adding --------------------------------------------------------- */
+
+static void drop_result(struct defer_result r)
+{
+    if (r.kind == DEFER_FAILURE)
+        failure_unref(r.failure);
+}
+
+int deferred_fire(struct deferred *d, struct defer_result r)
+{
+    if (r.kind == DEFER_DEFERRED)
+        return DEFER_E_INVALID;
+    if (d->called) {
+        drop_result(r);
+        if (d->suppress) {
+            d->suppress = 0;
+            return 0;
+        }
+        return DEFER_E_ALREADY_CALLED;
+    }
+    d->called = 1;
+    d->result = r;
+    run(d);
+    return 0;
+}
+
+int deferred_callback(struct deferred *d, void *value)
+{
+    return deferred_fire(d, defer_ok(value));
+}
+
+int deferred_errback(struct deferred *d, struct failure *f)
+{
+    return deferred_fire(d, defer_err(f));
+}
+
+struct deferred *deferred_succeed(void *value)
+{
+    struct deferred *d = deferred_new();
+    d->called = 1;
+    d->result = defer_ok(value);
+    return d;
+}
+
+struct deferred *deferred_fail(struct failure *f)
+{
+    struct deferred *d = deferred_new();
+    d->called = 1;
+    d->result = defer_err(f);
+    d->unhandled = 1;
+    return d;
+}
+
+struct deferred *defer_maybe(struct defer_result (*fn)(void *arg), void *arg)
+{
+    struct defer_result r = fn(arg);
+    switch (r.kind) {
+    case DEFER_DEFERRED: return r.deferred;
+    case DEFER_FAILURE:  return deferred_fail(r.failure);
+    default:             return deferred_succeed(r.value);
+    }
+}
+
+struct deferred *deferred_add_callbacks(struct deferred *d, defer_fn cb, void *cb_arg,
+                                        defer_fn eb, void *eb_arg)
+{
+    queue_push(d, cb, cb_arg, eb, eb_arg);
+    if (d->called)
+        run(d);
+    return d;
+}
+
+struct deferred *deferred_add_callback(struct deferred *d, defer_fn cb, void *arg)
+{
+    return deferred_add_callbacks(d, cb, arg, NULL, NULL);
+}
+
+struct deferred *deferred_add_errback(struct deferred *d, defer_fn eb, void *arg)
+{
+    return deferred_add_callbacks(d, NULL, NULL, eb, arg);
+}
+
+struct deferred *deferred_add_both(struct deferred *d, defer_fn fn, void *arg)
+{
+    return deferred_add_callbacks(d, fn, arg, fn, arg);
+}
+
+struct defer_result defer_chain_cb(struct defer_result r, void *d2)
+{
+    if (r.kind == DEFER_FAILURE)
+        failure_ref(r.failure);           /* d2 takes its own reference */
+    deferred_fire(d2, r);
+    return defer_ok(NULL);
+}
+
+/* ---- state, pause, cancel ------------------------------------------------- */
+
+bool deferred_called(const struct deferred *d) { return d->called; }
+int deferred_paused(const struct deferred *d) { return d->paused; }
+struct defer_result deferred_result(const struct deferred *d) { return d->result; }
+
+bool deferred_waiting(const struct deferred *d)
+{
+    return d->called && d->result.kind == DEFER_DEFERRED;
+}
+
+void deferred_pause(struct deferred *d)
+{
+    d->paused++;
+}
+
+void deferred_unpause(struct deferred *d)
+{
+    if (d->paused <= 0) {
+        fprintf(stderr, "deferred_unpause: Deferred %p is not paused (%d)\n", (void *)d, d->paused);
+        abort();
+    }
+    if (--d->paused == 0 && d->called)
+        run(d);
+}
+
+struct failure *deferred_cancel(struct deferred *d)
+{
+    /* Waiting: forward to the innermost Deferred, iteratively. */
+    while (d->called && d->result.kind == DEFER_DEFERRED)
+        d = d->result.deferred;
+    if (d->called)
+        return NULL;
+    if (d->flavour == DEFER_LIST)
+        return defer_list_cancel(d);
+    struct failure *err = NULL;
+    d->refs++;                            /* the canceller may drop the last reference */
+    if (d->canceller)
+        err = d->canceller(d, d->canceller_arg);
+    else
+        d->suppress = 1;
+    if (!err && !d->called)
+        deferred_errback(d, failure_new(&FAILURE_CANCELLED, 0, "Deferred was cancelled"));
+    deferred_unref(d);
+    return err;
+}
+
+/* ---- clocks -------------------------------------------------------------- */
+
+double defer_clock_now(struct defer_clock *c)
+{
+    return c->ops->now(c);
+}
+
+struct defer_call *defer_call_later(struct defer_clock *c, double delay,
+                                    void (*fn)(void *arg), void *arg)
+{
+    assert(delay >= 0);
+    return c->ops->call_later(c, delay, fn, arg);
+}
+
+bool defer_call_active(const struct defer_call *call)
+{
+    return call->state == DEFER_CALL_PENDING;
+}
+
+static int call_state_error(const struct defer_call *call)
+{
+    return call->state == DEFER_CALL_CALLED ? DEFER_CALL_E_CALLED : DEFER_CALL_E_CANCELLED;
+}
+
+int defer_call_cancel(struct defer_call *call)
+{
+    if (call->state != DEFER_CALL_PENDING)
+        return call_state_error(call);
+    call->state = DEFER_CALL_CANCELLED;
+    call->clock->ops->disarm(call);
+    defer_call_unref(call);               /* the clock's reference */
+    return 0;
+}
+
+int defer_call_reset(struct defer_call *call, double delay)
+{
+    if (call->state != DEFER_CALL_PENDING)
+        return call_state_error(call);
+    call->clock->ops->rearm(call, delay);
+    return 0;
+}
+
+void defer_call_unref(struct defer_call *call)
+{
+    if (call && --call->refs == 0)
+        call->clock->ops->release(call);
+}
+
+void defer_call_run(struct defer_call *call)
+{
+    call->state = DEFER_CALL_CALLED;      /* before fn: active() is false inside it */
+    call->fn(call->arg);
+    defer_call_unref(call);               /* the clock's reference */
+}
+
+/* The fake clock: a list sorted by (deadline, sequence number). */
+struct fake_call {
+    struct defer_call base;       /* must be first */
+    uint64_t seq;                 /* FIFO among equal deadlines */
+    struct fake_call *next;       /* next pending call, or NULL */
+};
+
+struct fake_clock {
+    struct defer_clock clock;     /* must be first */
+    double now;                   /* seconds since creation */
+    uint64_t seq;                 /* next sequence number */
+    struct fake_call *pending;    /* sorted list of pending calls */
+};
+
+static double fake_now(struct defer_clock *c)
+{
+    return ((struct fake_clock *)c)->now;
+}
+
+static void fake_insert(struct fake_clock *fc, struct fake_call *call)
+{
+    struct fake_call **p = &fc->pending;
+    while (*p && (*p)->base.when <= call->base.when)
+        p = &(*p)->next;
+    call->seq = fc->seq++;
+    call->next = *p;
+    *p = call;
+}
+
+static void fake_disarm(struct defer_call *call)
+{
+    struct fake_clock *fc = (struct fake_clock *)call->clock;
+    for (struct fake_call **p = &fc->pending; *p; p = &(*p)->next)
+        if (&(*p)->base == call) {
+            *p = (*p)->next;
+            return;
+        }
+}
+
+static void fake_rearm(struct defer_call *call, double delay)
+{
+    struct fake_clock *fc = (struct fake_clock *)call->clock;
+    fake_disarm(call);
+    call->when = fc->now + delay;
+    fake_insert(fc, (struct fake_call *)call);
+}
+
+static void fake_release(struct defer_call *call)
+{
+    free(call);
+}
+
+static struct defer_call *fake_call_later(struct defer_clock *c, double delay,
+                                          void (*fn)(void *arg), void *arg)
+{
+    struct fake_clock *fc = (struct fake_clock *)c;
+    struct fake_call *call = xmalloc(sizeof *call);
+    call->base = (struct defer_call){ c, 2, DEFER_CALL_PENDING, fc->now + delay, fn, arg };
+    fake_insert(fc, call);
+    return &call->base;
+}
+
+static const struct defer_clock_ops fake_ops = {
+    fake_now, fake_call_later, fake_disarm, fake_rearm, fake_release,
+};
+
+struct defer_clock *defer_fake_clock_new(void)
+{
+    struct fake_clock *fc = calloc(1, sizeof *fc);
+    if (!fc)
+        abort();
+    fc->clock.ops = &fake_ops;
+    return &fc->clock;
+}
+
+void defer_fake_clock_advance(struct defer_clock *c, double seconds)
+{
+    struct fake_clock *fc = (struct fake_clock *)c;
+    fc->now += seconds;
+    while (fc->pending && fc->pending->base.when <= fc->now) {
+        struct fake_call *call = fc->pending;
+        fc->pending = call->next;
+        defer_call_run(&call->base);
+    }
+}
+
+size_t defer_fake_clock_pending(struct defer_clock *c)
+{
+    size_t n = 0;
+    for (struct fake_call *p = ((struct fake_clock *)c)->pending; p; p = p->next)
+        n++;
+    return n;
+}
+
+void defer_fake_clock_free(struct defer_clock *c)
+{
+    struct fake_clock *fc = (struct fake_clock *)c;
+    while (fc->pending) {
+        struct fake_call *call = fc->pending;
+        fc->pending = call->next;
+        call->base.state = DEFER_CALL_CANCELLED;
+        defer_call_unref(&call->base);
+    }
+    free(fc);
+}
+
+/* ---- addTimeout (§4.3) ------------------------------------------------------ */
+
+struct timeout_ctx {
+    struct deferred *d;           /* a reference, dropped when d fires */
+    struct defer_call *call;      /* the timer (our reference) */
+    double seconds;               /* for the TimeoutError message */
+    bool timed_out;               /* the timer fired and cancelled d */
+};
+
+static void timeout_fire(void *arg)
+{
+    struct timeout_ctx *t = arg;
+    t->timed_out = true;
+    struct failure *err = deferred_cancel(t->d);
+    if (err) {                            /* a canceller refused: report, keep waiting */
+        report_unhandled(err);
+        failure_unref(err);
+    }
+}
+
+static struct defer_result timeout_convert(struct defer_result r, void *arg)
+{
+    struct timeout_ctx *t = arg;
+    if (t->timed_out && r.kind == DEFER_FAILURE && failure_is(r.failure, &FAILURE_CANCELLED))
+        return defer_err(failure_new(&FAILURE_TIMEOUT, 0, "Deferred timed out after %g seconds",
+                                     t->seconds));
+    return r;
+}
+
+static struct defer_result timeout_stop(struct defer_result r, void *arg)
+{
+    struct timeout_ctx *t = arg;
+    defer_call_cancel(t->call);           /* no-op when it already ran */
+    defer_call_unref(t->call);
+    deferred_unref(t->d);                 /* safe: the run loop holds a reference */
+    free(t);
+    return r;
+}
+
+struct deferred *deferred_add_timeout(struct deferred *d, double seconds,
+                                      struct defer_clock *clock)
+{
+    struct timeout_ctx *t = xmalloc(sizeof *t);
+    *t = (struct timeout_ctx){ deferred_ref(d), NULL, seconds, false };
+    t->call = defer_call_later(clock, seconds, timeout_fire, t);
+    deferred_add_both(d, timeout_convert, t);
+    return deferred_add_both(d, timeout_stop, t);
+}
+
+/* ---- DeferredList, gather_results (§5) -------------------------------------- */
+
+struct defer_list;
+
+/* Per member: where its outcome goes.  Holds a reference on the list until the
+ * member's pair has run. */
+struct defer_list_slot {
+    struct defer_list *dl;        /* the list */
+    size_t index;                 /* member index */
+};
+
+struct defer_list {
+    struct deferred d;                 /* the list is a Deferred (must be first) */
+    unsigned flags;                    /* DEFER_LIST_* */
+    bool gather;                       /* gather_results: fire with values[] */
+    size_t finished;                   /* members completed */
+    struct deferred **members;         /* a reference on each */
+    struct defer_list_slot *slots;     /* one per member */
+    struct defer_list_results res;     /* the collected outcomes */
+    struct defer_list_first first;     /* fire-on-one-callback result */
+    void **values;                     /* gather_results result */
+};
+
+static void defer_list_destroy(struct deferred *d)
+{
+    struct defer_list *dl = (struct defer_list *)d;
+    for (size_t i = 0; i < dl->res.n; i++) {
+        drop_result(dl->res.items[i].result);
+        deferred_unref(dl->members[i]);
+    }
+    free(dl->members);
+    free(dl->slots);
+    free(dl->res.items);
+    free(dl->values);
+}
+
+static void defer_list_complete(struct defer_list *dl, size_t i)
+{
+    struct defer_list_item *it = &dl->res.items[i];
+    if (it->success && (dl->flags & DEFER_LIST_FIRE_ON_ONE_CALLBACK)) {
+        dl->first = (struct defer_list_first){ it->result.value, i };
+        deferred_callback(&dl->d, &dl->first);
+    } else if (!it->success && (dl->flags & DEFER_LIST_FIRE_ON_ONE_ERRBACK)) {
+        struct failure *sub = it->result.failure;
+        deferred_errback(&dl->d, failure_wrap(&FAILURE_FIRST_ERROR, (int)i, sub,
+                                              "FirstError[#%zu, %s: %s]", i, sub->type->name,
+                                              sub->message));
+    } else if (dl->finished == dl->res.n) {
+        if (!dl->gather) {
+            deferred_callback(&dl->d, &dl->res);
+            return;
+        }
+        dl->values = xmalloc((dl->res.n ? dl->res.n : 1) * sizeof *dl->values);
+        for (size_t k = 0; k < dl->res.n; k++)
+            dl->values[k] = dl->res.items[k].result.value;
+        deferred_callback(&dl->d, dl->values);
+    }
+}
+
+static struct defer_result defer_list_member_cb(struct defer_result r, void *arg)
+{
+    struct defer_list_slot *slot = arg;
+    struct defer_list *dl = slot->dl;
+    struct defer_list_item *it = &dl->res.items[slot->index];
+    it->done = true;
+    it->success = r.kind != DEFER_FAILURE;
+    it->result = r;
+    failure_ref(it->success ? NULL : r.failure);
+    dl->finished++;
+    if (!dl->d.called)
+        defer_list_complete(dl, slot->index);
+    if (!it->success && (dl->flags & DEFER_LIST_CONSUME_ERRORS))
+        r = defer_ok(NULL);
+    deferred_unref(&dl->d);               /* the slot's reference; may free dl */
+    return r;
+}
+
+static struct failure *defer_list_cancel(struct deferred *d)
+{
+    struct defer_list *dl = (struct defer_list *)d;
+    d->refs++;
+    /* Every member, even after the list has fired part-way through. */
+    for (size_t i = 0; i < dl->res.n; i++) {
+        struct failure *err = deferred_cancel(dl->members[i]);
+        if (err) {                        /* logged and ignored, as Twisted does */
+            report_unhandled(err);
+            failure_unref(err);
+        }
+    }
+    deferred_unref(d);
+    return NULL;
+}
+
+static struct deferred *defer_list_build(struct deferred *const *ds, size_t n, unsigned flags,
+                                         bool gather)
+{
+    struct defer_list *dl = xmalloc(sizeof *dl);
+    defer_init(&dl->d);
+    dl->d.flavour = DEFER_LIST;
+    dl->flags = flags;
+    dl->gather = gather;
+    dl->finished = 0;
+    dl->members = xmalloc((n ? n : 1) * sizeof *dl->members);
+    dl->slots = xmalloc((n ? n : 1) * sizeof *dl->slots);
+    dl->res.n = n;
+    dl->res.items = calloc(n ? n : 1, sizeof *dl->res.items);
+    dl->values = NULL;
+    if (!dl->res.items)
+        abort();
+    if (n == 0 && !(flags & DEFER_LIST_FIRE_ON_ONE_CALLBACK)) {
+        if (gather)
+            dl->values = xmalloc(sizeof *dl->values);
+        deferred_callback(&dl->d, gather ? (void *)dl->values : (void *)&dl->res);
+    }
+    for (size_t i = 0; i < n; i++) {
+        dl->members[i] = deferred_ref(ds[i]);
+        dl->slots[i] = (struct defer_list_slot){ dl, i };
+        dl->d.refs++;                     /* the slot's reference */
+        deferred_add_both(ds[i], defer_list_member_cb, &dl->slots[i]);
+    }
+    return &dl->d;
+}
+
+struct deferred *defer_list_new(struct deferred *const *ds, size_t n, unsigned flags)
+{
+    return defer_list_build(ds, n, flags, false);
+}
+
+struct deferred *defer_gather_results(struct deferred *const *ds, size_t n, bool consume_errors)
+{
+    unsigned flags = DEFER_LIST_FIRE_ON_ONE_ERRBACK | (consume_errors ? DEFER_LIST_CONSUME_ERRORS : 0);
+    return defer_list_build(ds, n, flags, true);
+}
+
+/* ---- DeferredSemaphore ------------------------------------------------------- */
+
+/* A queued acquire; the Deferred is the waiter's, this node is the queue's. */
+struct sem_waiter {
+    struct deferred *d;           /* the acquire Deferred (a reference) */
+    struct sem_waiter *next;      /* FIFO */
+    struct defer_semaphore *sem;  /* for the canceller */
+};
+
+struct defer_semaphore {
+    int tokens;                   /* free tokens */
+    int limit;                    /* tokens in all (release beyond it is a bug) */
+    struct sem_waiter *head;      /* waiting acquires, oldest first */
+    struct sem_waiter **tail;     /* where the next waiter goes */
+};
+
+struct defer_semaphore *defer_semaphore_new(int tokens)
+{
+    assert(tokens > 0);
+    struct defer_semaphore *s = xmalloc(sizeof *s);
+    *s = (struct defer_semaphore){ tokens, tokens, NULL, NULL };
+    s->tail = &s->head;
+    return s;
+}
+
+static void sem_unlink(struct defer_semaphore *s, struct sem_waiter *w)
+{
+    struct sem_waiter **p = &s->head;
+    while (*p != w)
+        p = &(*p)->next;
+    *p = w->next;
+    if (s->tail == &w->next)
+        s->tail = p;
+}
+
+/* Cancelling a queued acquire: leave the queue; the Deferred fails with CancelledError. */
+static struct failure *sem_cancel(struct deferred *d, void *arg)
+{
+    struct sem_waiter *w = arg;
+    (void)d;
+    sem_unlink(w->sem, w);
+    deferred_unref(w->d);
+    free(w);
+    return NULL;
+}
+
+struct deferred *defer_semaphore_acquire(struct defer_semaphore *s)
+{
+    if (s->tokens > 0) {
+        s->tokens--;
+        return deferred_succeed(s);
+    }
+    struct sem_waiter *w = xmalloc(sizeof *w);
+    w->d = deferred_new_cancellable(sem_cancel, w);
+    w->next = NULL;
+    w->sem = s;
+    *s->tail = w;
+    s->tail = &w->next;
+    return deferred_ref(w->d);
+}
+
+void defer_semaphore_release(struct defer_semaphore *s)
+{
+    assert(s->tokens < s->limit);
+    struct sem_waiter *w = s->head;
+    if (!w) {
+        s->tokens++;
+        return;
+    }
+    sem_unlink(s, w);
+    struct deferred *d = w->d;
+    free(w);
+    d->canceller = NULL;                  /* no longer queued */
+    deferred_callback(d, s);              /* the token passes straight to the waiter */
+    deferred_unref(d);
+}
+
+int defer_semaphore_tokens(const struct defer_semaphore *s)
+{
+    return s->tokens;
+}
+
+void defer_semaphore_free(struct defer_semaphore *s)
+{
+    while (s->head)
+        failure_unref(deferred_cancel(s->head->d));   /* the canceller unlinks it */
+    free(s);
+}
