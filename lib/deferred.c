@@ -61,19 +61,61 @@ static void *xmalloc(size_t n)
 
 /* ---- life cycle ----------------------------------------------------------- */
 
-static void defer_init(struct deferred *d)
+static inline void defer_init(struct deferred *d)
 {
-    memset(d, 0, offsetof(struct deferred, inline_q));
+    d->result = defer_ok(NULL);
     d->refs = 1;
+    d->paused = 0;
+    d->called = d->running = d->suppress = d->unhandled = 0;
+    d->flavour = DEFER_PLAIN;
+    d->head = d->len = 0;
     d->cap = DEFER_INLINE_PAIRS;
     d->q = d->inline_q;
+    d->canceller = NULL;
+    d->canceller_arg = NULL;
 }
+
+/* Freed plain Deferreds are kept on a per-thread free list (bounded), so the
+ * common create-fire-free cycle does not go through malloc.  The list is
+ * reachable through thread-local storage, so leak checkers do not count it;
+ * deferred_pool_trim() gives it back. */
+#define DEFER_POOL_MAX 4096
+
+static _Thread_local struct deferred *pool_head;   /* linked through result.deferred */
+static _Thread_local unsigned pool_count;           /* entries on the list */
 
 struct deferred *deferred_new(void)
 {
-    struct deferred *d = xmalloc(sizeof *d);
+    struct deferred *d = pool_head;
+    if (d) {
+        pool_head = d->result.deferred;
+        pool_count--;
+    } else {
+        d = xmalloc(sizeof *d);
+    }
     defer_init(d);
     return d;
+}
+
+static void pool_put(struct deferred *d)
+{
+    if (pool_count >= DEFER_POOL_MAX) {
+        free(d);
+        return;
+    }
+    d->result.deferred = pool_head;
+    pool_head = d;
+    pool_count++;
+}
+
+void deferred_pool_trim(void)
+{
+    while (pool_head) {
+        struct deferred *d = pool_head;
+        pool_head = d->result.deferred;
+        free(d);
+    }
+    pool_count = 0;
 }
 
 struct deferred *deferred_new_cancellable(defer_canceller canceller, void *arg)
@@ -108,6 +150,11 @@ static void report_unhandled(const struct failure *f)
 
 static void defer_destroy(struct deferred *d)
 {
+    if (d->result.kind == DEFER_VALUE && d->head == d->len && d->q == d->inline_q
+        && d->flavour == DEFER_PLAIN) {
+        pool_put(d);                      /* the common case: nothing to release */
+        return;
+    }
     if (d->result.kind == DEFER_FAILURE) {
         if (d->unhandled)
             report_unhandled(d->result.failure);
@@ -121,9 +168,12 @@ static void defer_destroy(struct deferred *d)
             deferred_unref(d->q[i].cb_arg);
     if (d->q != d->inline_q)
         free(d->q);
-    if (d->flavour == DEFER_LIST)
+    if (d->flavour == DEFER_LIST) {
         defer_list_destroy(d);
-    free(d);
+        free(d);
+    } else {
+        pool_put(d);
+    }
 }
 
 void deferred_unref(struct deferred *d)
@@ -155,7 +205,7 @@ static void queue_grow(struct deferred *d)
 static inline void queue_push(struct deferred *d, defer_fn cb, void *cb_arg, defer_fn eb,
                               void *eb_arg)
 {
-    if (d->len == d->cap)
+    if (__builtin_expect(d->len == d->cap, 0))
         queue_grow(d);
     d->q[d->len++] = (struct defer_pair){ cb, cb_arg, eb, eb_arg };
 }
@@ -176,17 +226,21 @@ struct run_stack {
     struct deferred *inl[DEFER_STACK_INLINE];   /* the first entries */
 };
 
-static void stack_push(struct run_stack *s, struct deferred *d)
+static void stack_grow(struct run_stack *s)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap * 2;
-        struct deferred **v = xmalloc(cap * sizeof *v);
-        memcpy(v, s->v, s->n * sizeof *v);
-        if (s->v != s->inl)
-            free(s->v);
-        s->v = v;
-        s->cap = cap;
-    }
+    size_t cap = s->cap * 2;
+    struct deferred **v = xmalloc(cap * sizeof *v);
+    memcpy(v, s->v, s->n * sizeof *v);
+    if (s->v != s->inl)
+        free(s->v);
+    s->v = v;
+    s->cap = cap;
+}
+
+static inline void stack_push(struct run_stack *s, struct deferred *d)
+{
+    if (__builtin_expect(s->n == s->cap, 0))
+        stack_grow(s);
     s->v[s->n++] = d;
 }
 
@@ -262,8 +316,10 @@ static void run(struct deferred *d)
 {
     if (d->running)
         return;
-    struct run_stack s = { .v = NULL, .n = 0, .cap = DEFER_STACK_INLINE };
+    struct run_stack s;                   /* no initialiser: inl stays untouched */
     s.v = s.inl;
+    s.n = 0;
+    s.cap = DEFER_STACK_INLINE;
     d->refs++;
     stack_push(&s, d);
     while (s.n > 0) {
@@ -348,7 +404,7 @@ struct deferred *defer_maybe(struct defer_result (*fn)(void *arg), void *arg)
     }
 }
 
-struct deferred *deferred_add_callbacks(struct deferred *d, defer_fn cb, void *cb_arg,
+static inline struct deferred *add_pair(struct deferred *d, defer_fn cb, void *cb_arg,
                                         defer_fn eb, void *eb_arg)
 {
     queue_push(d, cb, cb_arg, eb, eb_arg);
@@ -357,19 +413,25 @@ struct deferred *deferred_add_callbacks(struct deferred *d, defer_fn cb, void *c
     return d;
 }
 
+struct deferred *deferred_add_callbacks(struct deferred *d, defer_fn cb, void *cb_arg,
+                                        defer_fn eb, void *eb_arg)
+{
+    return add_pair(d, cb, cb_arg, eb, eb_arg);
+}
+
 struct deferred *deferred_add_callback(struct deferred *d, defer_fn cb, void *arg)
 {
-    return deferred_add_callbacks(d, cb, arg, NULL, NULL);
+    return add_pair(d, cb, arg, NULL, NULL);
 }
 
 struct deferred *deferred_add_errback(struct deferred *d, defer_fn eb, void *arg)
 {
-    return deferred_add_callbacks(d, NULL, NULL, eb, arg);
+    return add_pair(d, NULL, NULL, eb, arg);
 }
 
 struct deferred *deferred_add_both(struct deferred *d, defer_fn fn, void *arg)
 {
-    return deferred_add_callbacks(d, fn, arg, fn, arg);
+    return add_pair(d, fn, arg, fn, arg);
 }
 
 struct defer_result defer_chain_cb(struct defer_result r, void *d2)

@@ -324,6 +324,10 @@ void defer_semaphore_free(struct defer_semaphore *s);
 
 /* ---- diagnostics -------------------------------------------------------- */
 
+/* Freed Deferreds are cached per thread for reuse (a bounded free list); this
+ * frees the calling thread's cache (e.g. before a thread exits). */
+void deferred_pool_trim(void);
+
 /* Replace the unhandled-error reporter (NULL restores the default, which
  * prints to stderr).  Process-wide; set it before starting threads. */
 void deferred_set_unhandled_hook(void (*hook)(const struct failure *f, void *arg), void *arg);
