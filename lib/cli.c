@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "profile.h"
 #include "units.h"
@@ -339,9 +340,29 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
     return 0;
 }
 
+/* Every in-flight email may hold a socket: lift the soft descriptor limit
+ * to the hard one, and say so when even that is short of the concurrency. */
+static void raise_fd_limit(const struct mb_options *o)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && (long long)rl.rlim_cur < o->concurrency + 64)
+        fprintf(stderr, "summary-%s: warning: only %llu file descriptors for --concurrency %lld"
+                " (raise the hard limit: ulimit -Hn)\n",
+                o->model, (unsigned long long)rl.rlim_cur, o->concurrency);
+}
+
 int mb_options_parse(int argc, char **argv, const char *model, struct mb_options *o)
 {
-    return mb_options_parse_to(argc, argv, model, o, stdout, stderr);
+    int rc = mb_options_parse_to(argc, argv, model, o, stdout, stderr);
+    if (rc == 0)
+        raise_fd_limit(o);
+    return rc;
 }
 
 void mb_options_usage(FILE *f, const char *model)

@@ -1,0 +1,100 @@
+/* async_mailer — sends the run's emails from one reactor thread, each email
+ * a Deferred chain written the way a Twisted user writes it: the code the
+ * async and hybrid models share, so that the two differ only in where the
+ * CPU work (building the email) runs.
+ *
+ * One email, as callbacks on one Deferred:
+ *
+ *     [--blocking call, in the reactor thread: it stalls every connection]
+ *     d = build(job)                        the model's step: the summary and
+ *                                           the message (async: in the reactor;
+ *                                           hybrid: defer_to_thread)
+ *     d.addCallback(send)                   -> attempt: session (idle one, or
+ *                                              smtp_session_open + addTimeout)
+ *                                              -> smtp_session_send + addTimeout
+ *                                              -> give the session back
+ *                                              errback: temporary failure and
+ *                                              retries left -> wait backoff
+ *                                              (callLater) -> attempt again
+ *     d.addCallbacks(delivered, failed)     record in the run's statistics
+ *     d.addBoth(email_end)                  free it; start the chain's next email
+ *
+ * Concurrency: a DeferredSemaphore of --concurrency tokens; the unit that
+ * holds a token is a chain of --chain emails sent in order (1 by default),
+ * as in the threads model.  Closed loop: chains are fed to the semaphore as
+ * tokens come back.  Open loop (--rate): chain c arrives at start + c *
+ * chain / rate and waits for a token; latency is measured from each email's
+ * intended start.  Sessions carry --per-session emails; idle ones wait in a
+ * pool for the next email.  Every connect, greeting and message transaction
+ * is bounded by --timeout (deferred_add_timeout).
+ *
+ * The run is over when every chain has ended and the last session has
+ * closed: reactor_run() then returns. */
+#ifndef MAILBENCH_ASYNC_MAILER_H
+#define MAILBENCH_ASYNC_MAILER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cli.h"
+#include "deferred.h"
+#include "reactor.h"
+#include "retry.h"
+#include "smtp_client.h"
+#include "stats.h"
+#include "summary.h"
+
+struct async_mailer;
+struct smtp_session;
+
+/* One chain of emails in progress (the unit of concurrency). */
+struct async_job {
+    struct async_mailer *m;
+    long long index;            /* the email being sent */
+    long long end;              /* one past the chain's last email */
+    double t0;                  /* mb_now() when the email started (or was due) */
+    int attempt;                /* retries made for this email */
+    struct workload_email e;    /* built by the build step */
+    struct smtp_session *s;     /* the session it is using, or NULL */
+};
+
+/* The model's build step: returns a Deferred (one reference for the caller)
+ * that fires with the job once async_job_build(job) has run, or fails. */
+typedef struct deferred *(*async_build_step)(struct async_job *job, void *arg);
+
+struct async_mailer {
+    const struct mb_options *o;     /* the run's options (borrowed) */
+    struct reactor *r;
+    struct workload_params wp;
+    struct smtp_client_config cfg;
+    struct retry_policy policy;
+    struct mb_run_stats *stats;
+    struct mb_progress *progress;
+    async_build_step build;
+    void *build_arg;
+    uint64_t rng;                   /* retry jitter */
+    struct defer_semaphore *sem;    /* --concurrency tokens */
+    long long nchains;              /* ceil(emails / chain) */
+    long long next_chain;           /* the next chain not yet started */
+    long long chains_done;
+    long long done;                 /* emails ended, delivered or failed */
+    struct smtp_session **idle;     /* sessions waiting for an email */
+    long long nidle, idle_cap;
+    struct defer_call *ticker;      /* progress, while the run lasts */
+    struct defer_call *arrivals;    /* open loop: the next chain's arrival */
+};
+
+/* The CPU work of one email: workload_build into job->e.  Touches only the
+ * job and the (read-only) workload parameters, so it may run in any thread. */
+struct defer_result async_job_build(void *job);
+
+/* Ready to run on r; nothing happens until async_mailer_start. */
+void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struct reactor *r,
+                       struct mb_run_stats *stats, struct mb_progress *progress,
+                       async_build_step build, void *build_arg);
+/* Start the first chains (before reactor_run). */
+void async_mailer_start(struct async_mailer *m);
+/* After reactor_run has returned. */
+void async_mailer_free(struct async_mailer *m);
+
+#endif
