@@ -190,6 +190,23 @@ void mb_run_note_threads(struct mb_run_stats *s, long threads)
         s->threads_peak = threads;
 }
 
+long mb_peak_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    long kb = -1;
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+                break;
+        fclose(f);
+    }
+    if (kb >= 0)
+        return kb;
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+}
+
 void mb_run_finish(struct mb_run_stats *s)
 {
     s->wall_s = mb_now() - s->start_s;
@@ -198,7 +215,7 @@ void mb_run_finish(struct mb_run_stats *s)
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         s->cpu_user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6;
         s->cpu_sys_s = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-        s->max_rss_kb = ru.ru_maxrss;           /* Linux: kilobytes */
+        s->max_rss_kb = mb_peak_rss_kb();
         s->ctx_voluntary = ru.ru_nvcsw;
         s->ctx_involuntary = ru.ru_nivcsw;
     }

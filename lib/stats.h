@@ -11,7 +11,7 @@
  *    thread too (mb_run_merge), then mb_run_finish() adds wall time, CPU
  *    time, peak RSS, context switches (getrusage RUSAGE_SELF) and threads.
  *  - mb_run_write_json(): the "mailbench.run/1" object (the schema is in
- *    /work/notes/common.md and README), written atomically (temp + rename),
+ *    README.md, "The run JSON"), written atomically (temp + rename),
  *    "-" = stdout.  mb_run_print_summary(): two human lines for stderr.
  *  - mb_progress: "delivered x/N, y/s" on stderr at most once a second.
  *
@@ -117,6 +117,12 @@ void mb_run_note_threads(struct mb_run_stats *s, long threads);
 
 /* Ends the run: wall time, getrusage(RUSAGE_SELF), a last thread sample. */
 void mb_run_finish(struct mb_run_stats *s);
+
+/* Peak resident set of this process image, KB: VmHWM from /proc/self/status
+ * (getrusage's ru_maxrss as a fallback).  Not ru_maxrss first: Linux carries
+ * the high-water mark of the process that exec'ed us into it, so a program
+ * started by a 15 MB Python script would report at least 15 MB. */
+long mb_peak_rss_kb(void);
 
 /* Writes the "mailbench.run/1" JSON object for the run to `path` ("-" =
  * stdout; NULL or "" = nothing), atomically through PATH.tmp.PID + rename.

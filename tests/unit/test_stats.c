@@ -234,6 +234,22 @@ static int sh(const char *cmd)
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/* The peak RSS is this image's own: touching 64 MB raises it by about that. */
+static void test_peak_rss(void **state)
+{
+    (void)state;
+    long before = mb_peak_rss_kb();
+    assert_true(before > 0);
+    size_t n = 64u << 20;
+    char *p = malloc(n);
+    assert_non_null(p);
+    memset(p, 1, n);
+    long after = mb_peak_rss_kb();
+    free(p);
+    assert_true(after - before >= 60 * 1024);
+    assert_true(after - before < 80 * 1024);
+}
+
 static void test_json(void **state)
 {
     (void)state;
@@ -312,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_merge_equals_single),
         cmocka_unit_test(test_run_counters),
         cmocka_unit_test(test_finish_and_threads),
+        cmocka_unit_test(test_peak_rss),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_summary_line),
     };
