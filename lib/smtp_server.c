@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <strings.h>
 
@@ -53,6 +54,9 @@ struct smtp_server {
     size_t *rcpt_off;          /* offset in env of each recipient */
     const char **rcpt_ptr;     /* rcpt pointers handed to the message hook */
     unsigned nrcpts;           /* recipients accepted in this transaction */
+    bool refused;              /* this transaction's MAIL or a RCPT was refused:
+                                  a pipelining client's RCPT/DATA that follow
+                                  get 503 but are not its mistake (RFC 2920) */
 
     data_state dstate;         /* DATA scanner position */
     size_t dline_len;          /* raw octets of the current text line so far */
@@ -132,6 +136,7 @@ static void transaction_reset(smtp_server *s)
     s->env_len = 0;
     s->nrcpts = 0;
     s->body_len = 0;
+    s->refused = false;
 }
 
 /* ----------------------------------------------------------- the message */
@@ -422,8 +427,16 @@ static void cmd_mail(smtp_server *s, const char *arg)
     message_view(s, &m, 0);
     switch (decide(s, SMTP_STAGE_MAIL, &m)) {
     case SMTP_VERDICT_ACCEPT:   s->state = ST_MAIL; reply(s, "250 Ok\r\n"); break;
-    case SMTP_VERDICT_TEMPFAIL: transaction_reset(s); reply(s, "451 Temporary failure, try again later\r\n"); break;
-    case SMTP_VERDICT_PERMFAIL: transaction_reset(s); reply(s, "550 Sender rejected\r\n"); break;
+    case SMTP_VERDICT_TEMPFAIL:
+        transaction_reset(s);
+        s->refused = true;
+        reply(s, "451 Temporary failure, try again later\r\n");
+        break;
+    case SMTP_VERDICT_PERMFAIL:
+        transaction_reset(s);
+        s->refused = true;
+        reply(s, "550 Sender rejected\r\n");
+        break;
     case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
     }
 }
@@ -431,7 +444,10 @@ static void cmd_mail(smtp_server *s, const char *arg)
 static void cmd_rcpt(smtp_server *s, const char *arg)
 {
     if (s->state != ST_MAIL && s->state != ST_RCPT) {
-        reply_error(s, "503 Error: need MAIL command\r\n");
+        if (s->refused)
+            reply(s, "503 Error: need MAIL command\r\n");
+        else
+            reply_error(s, "503 Error: need MAIL command\r\n");
         return;
     }
     const char *path;
@@ -459,8 +475,14 @@ static void cmd_rcpt(smtp_server *s, const char *arg)
         s->state = ST_RCPT;
         reply(s, "250 Ok\r\n");
         break;
-    case SMTP_VERDICT_TEMPFAIL: reply(s, "450 Mailbox temporarily unavailable\r\n"); break;
-    case SMTP_VERDICT_PERMFAIL: reply(s, "550 Mailbox unavailable\r\n"); break;
+    case SMTP_VERDICT_TEMPFAIL:
+        s->refused = true;
+        reply(s, "450 Mailbox temporarily unavailable\r\n");
+        break;
+    case SMTP_VERDICT_PERMFAIL:
+        s->refused = true;
+        reply(s, "550 Mailbox unavailable\r\n");
+        break;
     case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
     }
 }
@@ -468,8 +490,12 @@ static void cmd_rcpt(smtp_server *s, const char *arg)
 static void cmd_data(smtp_server *s, const char *arg)
 {
     if (s->state != ST_RCPT) {
-        reply_error(s, s->state == ST_MAIL ? "503 Error: need RCPT command\r\n"
-                                           : "503 Error: need MAIL command\r\n");
+        const char *text = s->state == ST_MAIL ? "503 Error: need RCPT command\r\n"
+                                               : "503 Error: need MAIL command\r\n";
+        if (s->refused)
+            reply(s, text);
+        else
+            reply_error(s, text);
         return;
     }
     if (*arg != '\0') {

@@ -330,6 +330,34 @@ static void test_verdicts(void **state)
     }
 }
 
+/* RFC 2920: a pipelining client sends RCPT and DATA before it knows MAIL or
+ * RCPT was refused.  The 503s they get are not its mistake: not counted as
+ * protocol errors.  The same 503 out of the blue is. */
+static void test_pipelined_refusal_not_an_error(void **state)
+{
+    (void)state;
+    static const smtp_server_stage stages[] = { SMTP_STAGE_MAIL, SMTP_STAGE_RCPT };
+    for (size_t i = 0; i < 2; i++) {
+        session_log l;
+        memset(&l, 0, sizeof l);
+        smtp_server *s = new_session(&l);
+        l.fail_stage = stages[i];
+        l.verdict = i == 0 ? SMTP_VERDICT_TEMPFAIL : SMTP_VERDICT_PERMFAIL;
+        smtp_server_greeting(s);
+        const char *in = "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n";
+        assert_int_equal(smtp_server_feed(s, in, strlen(in)), SMTP_SERVER_OK);
+        drain(s, &l);
+        assert_non_null(strstr(l.transcript.p, "\n503 Error: need "));
+        assert_int_equal(smtp_server_protocol_errors(s), 0);
+        /* after RSET the excuse is gone */
+        in = "RSET\r\nDATA\r\n";
+        assert_int_equal(smtp_server_feed(s, in, strlen(in)), SMTP_SERVER_OK);
+        assert_int_equal(smtp_server_protocol_errors(s), 1);
+        smtp_server_free(s);
+        free(l.transcript.p);
+    }
+}
+
 static void test_shutdown_and_errors(void **state)
 {
     (void)state;
@@ -400,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_message_id_forms),
         cmocka_unit_test(test_command_line_limit),
         cmocka_unit_test(test_verdicts),
+        cmocka_unit_test(test_pipelined_refusal_not_an_error),
         cmocka_unit_test(test_shutdown_and_errors),
         cmocka_unit_test(test_large_streamed),
     };
