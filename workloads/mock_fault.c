@@ -19,18 +19,20 @@ double mock_prng_unit(mock_prng *r)
     return (double)(mock_prng_next(r) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-smtp_server_verdict mock_fault_draw(const mock_fault_config *c, mock_prng *r)
+mock_outcome mock_fault_draw(const mock_fault_config *c, mock_prng *r)
 {
-    if (c->drop <= 0 && c->tempfail <= 0 && c->permfail <= 0)
-        return SMTP_VERDICT_ACCEPT;
+    if (c->drop <= 0 && c->stall <= 0 && c->tempfail <= 0 && c->permfail <= 0)
+        return MOCK_ACCEPT;
     double u = mock_prng_unit(r);
     if (u < c->drop)
-        return SMTP_VERDICT_DROP;
-    if (u < c->drop + c->tempfail)
-        return SMTP_VERDICT_TEMPFAIL;
-    if (u < c->drop + c->tempfail + c->permfail)
-        return SMTP_VERDICT_PERMFAIL;
-    return SMTP_VERDICT_ACCEPT;
+        return MOCK_DROP;
+    if (u < c->drop + c->stall)
+        return MOCK_STALL;
+    if (u < c->drop + c->stall + c->tempfail)
+        return MOCK_TEMPFAIL;
+    if (u < c->drop + c->stall + c->tempfail + c->permfail)
+        return MOCK_PERMFAIL;
+    return MOCK_ACCEPT;
 }
 
 int mock_fault_applies(const mock_fault_config *c, smtp_server_stage st,
@@ -57,12 +59,12 @@ double mock_fault_latency(const mock_fault_config *c, mock_prng *r)
     return d > 0 ? d : 0;
 }
 
-static const char *const stage_names[] = { "greeting", "mail", "rcpt", "data" };
+static const char *const stage_names[] = { "greeting", "mail", "rcpt", "data", "body" };
 static const char *const dist_names[] = { "fixed", "uniform", "exp" };
 
 int mock_fault_parse_stage(const char *s, smtp_server_stage *out)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i <= (int)MOCK_STAGE_BODY; i++)
         if (strcmp(s, stage_names[i]) == 0) {
             *out = (smtp_server_stage)i;
             return 0;

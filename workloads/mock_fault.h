@@ -1,5 +1,5 @@
 /* mock_fault — smtp-mock's seeded randomness: the PRNG (splitmix64), the
- * per-message fault draw (tempfail / permfail / drop) and the reply latency
+ * per-message fault draw (tempfail / permfail / drop / stall) and the reply latency
  * draw (fixed, uniform jitter, or exponential).  Pure functions of the
  * PRNG state: the same seed and the same sequence of calls give the same
  * faults and delays. */
@@ -24,19 +24,36 @@ typedef enum mock_dist {
     MOCK_DIST_EXP           /* exponential with mean latency */
 } mock_dist;
 
+/* Mid-DATA: smtp-mock's own stage, after the 354 when message text arrives
+ * and before the final ".".  The core never calls decide() with it:
+ * smtp-mock draws it itself before feeding the text to the core. */
+#define MOCK_STAGE_BODY ((smtp_server_stage)(SMTP_STAGE_DATA + 1))
+
+/* What a draw decides: the core's verdicts, plus STALL (stop answering). */
+typedef enum mock_outcome {
+    MOCK_ACCEPT = SMTP_VERDICT_ACCEPT,
+    MOCK_TEMPFAIL = SMTP_VERDICT_TEMPFAIL,
+    MOCK_PERMFAIL = SMTP_VERDICT_PERMFAIL,
+    MOCK_DROP = SMTP_VERDICT_DROP,
+    MOCK_STALL                  /* keep the connection open, never reply again */
+} mock_outcome;
+
 typedef struct mock_fault_config {
     double tempfail;        /* probability of a 4xx per message */
     double permfail;        /* probability of a 5xx per message */
     double drop;            /* probability of a dropped connection per message */
-    smtp_server_stage stage;/* where the faults strike */
+    double stall;           /* probability per message of never answering again */
+    smtp_server_stage stage;/* where the faults strike (or MOCK_STAGE_BODY) */
     double latency;         /* seconds before every reply */
     double jitter;          /* seconds, for MOCK_DIST_UNIFORM */
     mock_dist dist;         /* latency distribution */
 } mock_fault_config;
 
-/* One draw: DROP with probability drop, else TEMPFAIL with tempfail, else
- * PERMFAIL with permfail, else ACCEPT.  Draws nothing when all are 0. */
-smtp_server_verdict mock_fault_draw(const mock_fault_config *c, mock_prng *r);
+/* One draw: DROP with probability drop, else STALL with stall, else
+ * TEMPFAIL with tempfail, else PERMFAIL with permfail, else ACCEPT.  Draws
+ * nothing when all are 0.  With stall = 0 the sequence is the one of the
+ * versions before --stall existed (same seed, same faults). */
+mock_outcome mock_fault_draw(const mock_fault_config *c, mock_prng *r);
 
 /* Whether a decision at this stage is a fault opportunity: the configured
  * stage, and for RCPT only the first recipient (one draw per message). */
@@ -46,7 +63,7 @@ int mock_fault_applies(const mock_fault_config *c, smtp_server_stage st,
 /* The delay before the next reply, in seconds (>= 0). */
 double mock_fault_latency(const mock_fault_config *c, mock_prng *r);
 
-/* "greeting", "mail", "rcpt", "data" -> stage; 0 on success, -1 otherwise. */
+/* "greeting", "mail", "rcpt", "data", "body" -> stage; 0 on success, -1 otherwise. */
 int mock_fault_parse_stage(const char *s, smtp_server_stage *out);
 const char *mock_fault_stage_name(smtp_server_stage st);
 

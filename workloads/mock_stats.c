@@ -84,12 +84,14 @@ int mock_stats_write(const mock_stats *st, const char *path, const char *params_
             "  \"duplicates\": %llu,\n  \"recipients\": %llu,\n  \"bytes\": %llu,\n"
             "  \"digest\": \"%s\",\n  \"tempfail_injected\": %llu,\n"
             "  \"permfail_injected\": %llu,\n  \"drops_injected\": %llu,\n"
+            "  \"stalls_injected\": %llu,\n"
             "  \"protocol_errors\": %llu,\n  \"idle_timeouts\": %llu,\n"
             "  \"rejected_connections\": %llu,\n  \"max_concurrent\": %llu,\n",
             U(st->connections), U(st->messages), U(st->unique_messages),
             U(st->messages - st->unique_messages), U(st->recipients), U(st->bytes),
             digest_hex(st->digest, hex), U(st->tempfail_injected),
-            U(st->permfail_injected), U(st->drops_injected), U(st->protocol_errors),
+            U(st->permfail_injected), U(st->drops_injected), U(st->stalls_injected),
+            U(st->protocol_errors),
             U(st->idle_timeouts), U(st->rejected_connections), U(st->max_concurrent));
 #undef U
     fprintf(f, "  \"uptime_s\": %.6f,\n  \"cpu_user_s\": %.6f,\n  \"cpu_sys_s\": %.6f,\n"
@@ -108,12 +110,12 @@ void mock_stats_summary(const mock_stats *st, char *buf, size_t len)
     char hex[17];
     snprintf(buf, len, "smtp-mock: %llu connections, %llu messages (%llu duplicates), "
              "%llu recipients, %llu bytes, digest %s, injected %llu tempfail %llu permfail "
-             "%llu drops, %llu protocol errors, %llu idle timeouts, %llu rejected",
+             "%llu drops %llu stalls, %llu protocol errors, %llu idle timeouts, %llu rejected",
              (unsigned long long)st->connections, (unsigned long long)st->messages,
              (unsigned long long)(st->messages - st->unique_messages),
              (unsigned long long)st->recipients, (unsigned long long)st->bytes,
              digest_hex(st->digest, hex), (unsigned long long)st->tempfail_injected,
              (unsigned long long)st->permfail_injected, (unsigned long long)st->drops_injected,
-             (unsigned long long)st->protocol_errors, (unsigned long long)st->idle_timeouts,
+             (unsigned long long)st->stalls_injected, (unsigned long long)st->protocol_errors, (unsigned long long)st->idle_timeouts,
              (unsigned long long)st->rejected_connections);
 }

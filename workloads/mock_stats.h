@@ -24,6 +24,7 @@ typedef struct mock_stats {
     uint64_t tempfail_injected;    /* 4xx replies injected */
     uint64_t permfail_injected;    /* 5xx replies injected */
     uint64_t drops_injected;       /* connections dropped on purpose */
+    uint64_t stalls_injected;      /* sessions that stopped answering on purpose */
     uint64_t protocol_errors;      /* error replies to bad client input */
     uint64_t idle_timeouts;        /* sessions closed with 421 for idleness */
     uint64_t rejected_connections; /* 421 at accept: over --max-conns */

@@ -5,8 +5,12 @@
  * latency is an ev_timer per connection: the replies produced by one read
  * are queued with a due time (now + latency draw, never earlier than the
  * reply before them, so order is kept) and written together when due.
- * Faults (4xx, 5xx, dropped connection) come from a seeded PRNG through the
- * core's decision hook.  The counts and the digest of accepted messages
+ * Faults (4xx, 5xx, dropped connection, a session that stops answering)
+ * come from a seeded PRNG through the core's decision hook; mid-DATA faults
+ * (--fault-stage body) are drawn here, before the message text reaches the
+ * core.  A stalled session still reads (and discards) what the client sends
+ * but never writes again; it ends when the client closes or at the idle
+ * timeout (closed without a 421: it is not answering).  The counts and the digest of accepted messages
  * (workloads/mock_stats) are written as JSON on SIGTERM/SIGINT.
  *
  * The server closes first after QUIT's 221 (so TIME_WAIT lands here).
@@ -53,6 +57,8 @@ typedef struct conn {
     smtp_server *srv;          /* the protocol core for this session */
     outchunk *head, *tail;     /* replies not yet written, in order */
     int closing;               /* session over: close once the queue is empty */
+    int stalled;               /* --stall struck: discard input and replies */
+    int body_drawn;            /* --fault-stage body: drawn for this message */
     ev_tstamp last_active;     /* loop time of the last read or write */
 } conn;
 
@@ -177,6 +183,10 @@ static int conn_flush(conn *c)
 {
     size_t n;
     const char *out = smtp_server_output(c->srv, &n);
+    if (c->stalled) {          /* replies earlier than the stall still go out */
+        smtp_server_output_consume(c->srv, n);
+        n = 0;
+    }
     if (n > 0 && opt.fault.latency <= 0 && c->head == NULL) {
         ssize_t w = write(c->fd, out, n);
         if (w < 0 && errno != EAGAIN && errno != EINTR) {
@@ -219,6 +229,8 @@ static void conn_writable_cb(struct ev_loop *l, ev_io *w, int revents)
     conn_write_due(container_of(w, conn, wio));
 }
 
+static int body_fault(conn *c);
+
 /* The session is over: stop reading, close once the replies are out. */
 static void conn_finish(conn *c)
 {
@@ -236,7 +248,16 @@ static void conn_readable_cb(struct ev_loop *l, ev_io *w, int revents)
         ssize_t n = read(c->fd, rbuf, sizeof rbuf);
         if (n > 0) {
             c->last_active = ev_now(loop);
-            if (smtp_server_feed(c->srv, rbuf, (size_t)n) == SMTP_SERVER_CLOSE) {
+            if (c->stalled)
+                continue;      /* not answering: read to keep buffers small */
+            if (opt.fault.stage == MOCK_STAGE_BODY && body_fault(c) < 0)
+                return;
+            if (c->stalled)
+                continue;
+            int r = smtp_server_feed(c->srv, rbuf, (size_t)n);
+            if (!smtp_server_in_data(c->srv))
+                c->body_drawn = 0;     /* the next message gets its own draw */
+            if (r == SMTP_SERVER_CLOSE) {
                 conn_finish(c);
                 return;
             }
@@ -265,8 +286,39 @@ static void conn_idle_cb(struct ev_loop *l, ev_timer *w, int revents)
         return;
     }
     stats.idle_timeouts++;
+    if (c->stalled) {          /* not answering: no 421 either */
+        conn_close(c);
+        return;
+    }
     smtp_server_shutdown(c->srv, "Idle timeout, closing transmission channel");
     conn_finish(c);
+}
+
+/* --fault-stage body: the first message text after a 354 draws a fault
+ * before the core sees it, so a dropped or 421'd message is never accepted.
+ * Returns -1 if the connection was closed. */
+static int body_fault(conn *c)
+{
+    if (c->body_drawn || !smtp_server_in_data(c->srv))
+        return 0;
+    c->body_drawn = 1;
+    switch (mock_fault_draw(&opt.fault, &prng)) {
+    case MOCK_DROP:
+        stats.drops_injected++;
+        conn_close(c);         /* unread text left: the kernel sends a RST */
+        return -1;
+    case MOCK_STALL:
+        stats.stalls_injected++;
+        c->stalled = 1;
+        return 0;
+    case MOCK_TEMPFAIL:
+        stats.tempfail_injected++;
+        smtp_server_shutdown(c->srv, "Service not available, closing transmission channel");
+        conn_finish(c);
+        return -1;
+    default:                   /* permfail is refused with this stage */
+        return 0;
+    }
 }
 
 /* ---------------------------------------------------------------- hooks */
@@ -274,14 +326,22 @@ static void conn_idle_cb(struct ev_loop *l, ev_timer *w, int revents)
 static smtp_server_verdict mock_decide(void *arg, smtp_server_stage st,
                                        const smtp_server_message *m)
 {
-    (void)arg;
+    conn *c = arg;
     if (!mock_fault_applies(&opt.fault, st, m))
         return SMTP_VERDICT_ACCEPT;
-    smtp_server_verdict v = mock_fault_draw(&opt.fault, &prng);
-    if (v == SMTP_VERDICT_TEMPFAIL) stats.tempfail_injected++;
-    if (v == SMTP_VERDICT_PERMFAIL) stats.permfail_injected++;
-    if (v == SMTP_VERDICT_DROP) stats.drops_injected++;
-    return v;
+    mock_outcome v = mock_fault_draw(&opt.fault, &prng);
+    if (v == MOCK_TEMPFAIL) stats.tempfail_injected++;
+    if (v == MOCK_PERMFAIL) stats.permfail_injected++;
+    if (v == MOCK_DROP) stats.drops_injected++;
+    if (v != MOCK_STALL)
+        return (smtp_server_verdict)v;
+    /* Stop answering.  At the greeting and after the final "." the core
+     * goes on as if accepted (at DATA the message is stored, like --drop);
+     * at MAIL and RCPT it refuses; either way its replies are discarded. */
+    stats.stalls_injected++;
+    c->stalled = 1;
+    return st == SMTP_STAGE_GREETING || st == SMTP_STAGE_DATA ? SMTP_VERDICT_ACCEPT
+                                                              : SMTP_VERDICT_TEMPFAIL;
 }
 
 /* --maildir: one file per accepted message (blocking I/O, for inspection). */
@@ -323,7 +383,7 @@ static void conn_open(int fd)
     smtp_server_config cfg = { .hostname = opt.hostname, .max_size = opt.max_size,
                                .max_rcpts = (unsigned)opt.max_rcpts,
                                .keep_body = opt.maildir != NULL };
-    smtp_server_hooks hooks = { mock_decide, mock_message, NULL };
+    smtp_server_hooks hooks = { mock_decide, mock_message, c };
     if (c == NULL || (c->srv = smtp_server_new(&cfg, &hooks)) == NULL) {
         free(c);
         close(fd);
@@ -430,9 +490,16 @@ static void usage(FILE *f)
 "  --drop P              probability per message of closing the connection instead\n"
 "                        of replying; at 'data' the message is accepted first (the\n"
 "                        client's retry then shows up as a duplicate)\n"
+"  --stall P             probability per message of no reply ever again: the\n"
+"                        session stays open, input is read and ignored, until the\n"
+"                        client gives up or --idle-timeout closes it (no 421); at\n"
+"                        'data' the message is accepted first, like --drop\n"
 "  --fault-stage S       where faults strike: greeting (421 / 554 / drop per\n"
 "                        session), mail, rcpt (first recipient), data (after the\n"
-"                        final '.'; default)\n"
+"                        final '.'; default), body (mid-DATA: when message text\n"
+"                        arrives after the 354, before the final '.'; never\n"
+"                        accepted: drop closes, tempfail is 421 and close;\n"
+"                        --permfail cannot be used there)\n"
 "  --max-conns N         sessions at once; more get '421' and are closed (default\n"
 "                        100000)\n"
 "  --max-size SIZE       message size limit, advertised in EHLO (default 100MB)\n"
@@ -465,6 +532,7 @@ static void parse_options(int argc, char **argv)
         { "latency-dist", 1, NULL, 'D' }, { "seed", 1, NULL, 's' },
         { "tempfail", 1, NULL, 't' }, { "permfail", 1, NULL, 'p' },
         { "drop", 1, NULL, 'd' }, { "fault-stage", 1, NULL, 'F' },
+        { "stall", 1, NULL, 'T' },
         { "max-conns", 1, NULL, 'c' }, { "max-size", 1, NULL, 'S' },
         { "max-rcpts", 1, NULL, 'r' }, { "idle-timeout", 1, NULL, 'i' },
         { "stats", 1, NULL, 'o' }, { "maildir", 1, NULL, 'm' },
@@ -498,7 +566,8 @@ static void parse_options(int argc, char **argv)
         case 't': if (units_parse_prob(v, &opt.fault.tempfail)) bad_value("tempfail", v, "a probability in [0,1] or a percentage"); break;
         case 'p': if (units_parse_prob(v, &opt.fault.permfail)) bad_value("permfail", v, "a probability in [0,1] or a percentage"); break;
         case 'd': if (units_parse_prob(v, &opt.fault.drop)) bad_value("drop", v, "a probability in [0,1] or a percentage"); break;
-        case 'F': if (mock_fault_parse_stage(v, &opt.fault.stage)) bad_value("fault-stage", v, "greeting, mail, rcpt or data"); break;
+        case 'T': if (units_parse_prob(v, &opt.fault.stall)) bad_value("stall", v, "a probability in [0,1] or a percentage"); break;
+        case 'F': if (mock_fault_parse_stage(v, &opt.fault.stage)) bad_value("fault-stage", v, "greeting, mail, rcpt, data or body"); break;
         case 'c': if (units_parse_count(v, 1, 10000000, &opt.max_conns)) bad_value("max-conns", v, "a count from 1 to 10000000"); break;
         case 'S': if (units_parse_size(v, &opt.max_size) || opt.max_size == 0) bad_value("max-size", v, "a size like 10MB, at least 1"); break;
         case 'r': if (units_parse_count(v, 1, 100000, &opt.max_rcpts)) bad_value("max-rcpts", v, "a count from 1 to 100000"); break;
@@ -515,8 +584,13 @@ static void parse_options(int argc, char **argv)
     }
     if (units_parse_hostport(opt.listen_text, opt.host, &opt.port))
         bad_value("listen", opt.listen_text, "ADDR:PORT like 127.0.0.1:2525");
-    if (opt.fault.tempfail + opt.fault.permfail + opt.fault.drop > 1.0 + 1e-9) {
-        fprintf(stderr, "smtp-mock: --tempfail + --permfail + --drop add up to more than 1\n");
+    if (opt.fault.tempfail + opt.fault.permfail + opt.fault.drop + opt.fault.stall > 1.0 + 1e-9) {
+        fprintf(stderr, "smtp-mock: --tempfail + --permfail + --drop + --stall add up to more than 1\n");
+        exit(2);
+    }
+    if (opt.fault.stage == MOCK_STAGE_BODY && opt.fault.permfail > 0) {
+        fprintf(stderr, "smtp-mock: --permfail cannot be used with --fault-stage body "
+                "(there is no 5xx reply in the middle of DATA)\nTry 'smtp-mock --help'.\n");
         exit(2);
     }
 }
@@ -527,12 +601,12 @@ static void params_json(char *buf, size_t len)
     snprintf(buf, len,
              "{\"listen\": \"%s:%d\", \"hostname\": \"%s\", \"latency_s\": %.6f, "
              "\"jitter_s\": %.6f, \"latency_dist\": \"%s\", \"seed\": %llu, "
-             "\"tempfail\": %g, \"permfail\": %g, \"drop\": %g, \"fault_stage\": \"%s\", "
+             "\"tempfail\": %g, \"permfail\": %g, \"drop\": %g, \"stall\": %g, \"fault_stage\": \"%s\", "
              "\"max_conns\": %lld, \"max_size\": %llu, \"max_rcpts\": %lld, "
              "\"idle_timeout_s\": %.3f, \"maildir\": %s%s%s}",
              opt.host, opt.port, opt.hostname, opt.fault.latency, opt.fault.jitter,
              mock_fault_dist_name(opt.fault.dist), (unsigned long long)opt.seed,
-             opt.fault.tempfail, opt.fault.permfail, opt.fault.drop,
+             opt.fault.tempfail, opt.fault.permfail, opt.fault.drop, opt.fault.stall,
              mock_fault_stage_name(opt.fault.stage), opt.max_conns,
              (unsigned long long)opt.max_size, opt.max_rcpts, opt.idle_timeout,
              opt.maildir ? "\"" : "", opt.maildir ? opt.maildir : "null",

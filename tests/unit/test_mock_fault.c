@@ -1,0 +1,75 @@
+/* Unit tests for workloads/mock_fault: the fault draw (stall added without
+ * changing the sequence of the other faults), the stage names (body). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "mock_fault.h"
+
+/* With stall = 0, the draw is the one smtp-mock made before --stall existed:
+ * DROP below drop, TEMPFAIL below drop + tempfail, PERMFAIL below the sum. */
+static void test_draw_without_stall_unchanged(void **state)
+{
+    (void)state;
+    mock_fault_config c = { .tempfail = 0.2, .permfail = 0.1, .drop = 0.15 };
+    mock_prng a, b;
+    mock_prng_seed(&a, 9);
+    mock_prng_seed(&b, 9);
+    for (int i = 0; i < 10000; i++) {
+        double u = mock_prng_unit(&b);
+        mock_outcome want = u < 0.15 ? MOCK_DROP : u < 0.35 ? MOCK_TEMPFAIL
+                          : u < 0.45 ? MOCK_PERMFAIL : MOCK_ACCEPT;
+        assert_int_equal(want, mock_fault_draw(&c, &a));
+    }
+}
+
+static void test_draw_stall_share(void **state)
+{
+    (void)state;
+    mock_fault_config c = { .stall = 0.25, .drop = 0.25 };
+    mock_prng r;
+    mock_prng_seed(&r, 1);
+    int n[5] = { 0 };
+    for (int i = 0; i < 40000; i++)
+        n[mock_fault_draw(&c, &r)]++;
+    assert_in_range(n[MOCK_STALL], 9500, 10500);
+    assert_in_range(n[MOCK_DROP], 9500, 10500);
+    assert_int_equal(0, n[MOCK_TEMPFAIL] + n[MOCK_PERMFAIL]);
+    /* Nothing configured: no draw at all (the PRNG is not advanced). */
+    mock_fault_config none = { 0 };
+    mock_prng x = r;
+    assert_int_equal(MOCK_ACCEPT, mock_fault_draw(&none, &r));
+    assert_true(x.state == r.state);
+}
+
+static void test_stage_names(void **state)
+{
+    (void)state;
+    const char *names[] = { "greeting", "mail", "rcpt", "data", "body" };
+    for (int i = 0; i < 5; i++) {
+        smtp_server_stage st;
+        assert_int_equal(0, mock_fault_parse_stage(names[i], &st));
+        assert_string_equal(names[i], mock_fault_stage_name(st));
+    }
+    smtp_server_stage st;
+    assert_int_equal(MOCK_STAGE_BODY, (mock_fault_parse_stage("body", &st), st));
+    assert_int_equal(-1, mock_fault_parse_stage("helo", &st));
+    assert_int_equal(-1, mock_fault_parse_stage("", &st));
+    /* The core's stages never match body: the core never draws mid-DATA. */
+    mock_fault_config c = { .stage = MOCK_STAGE_BODY };
+    smtp_server_message m = { 0 };
+    for (int s = SMTP_STAGE_GREETING; s <= SMTP_STAGE_DATA; s++)
+        assert_false(mock_fault_applies(&c, (smtp_server_stage)s, &m));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_draw_without_stall_unchanged),
+        cmocka_unit_test(test_draw_stall_share),
+        cmocka_unit_test(test_stage_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
