@@ -156,7 +156,9 @@ char *units_format_duration(double seconds, char *buf, size_t len)
         snprintf(buf, len, "%.0fus", seconds * 1e6);
     else if (seconds < 1.0)
         snprintf(buf, len, "%.4gms", seconds * 1e3);
-    else
+    else if (seconds < 9999.5)   /* what %.4g rounds below 10000 */
         snprintf(buf, len, "%.4gs", seconds);
+    else                /* %g would switch to "1.2e+04s", which does not parse */
+        snprintf(buf, len, "%.0fs", seconds);
     return buf;
 }
