@@ -183,7 +183,7 @@ static struct ev_slot *event_push(struct smtp_client *c,
                                   int code, const char *text)
 {
     if (c->ev_n == c->ev_cap) {
-        c->ev_cap = c->ev_cap ? 2 * c->ev_cap : 8;
+        c->ev_cap = c->ev_cap ? 2 * c->ev_cap : 2;   /* usually one or two pending */
         c->evq = xrealloc(c->evq, c->ev_cap * sizeof *c->evq);
     }
     struct ev_slot *s = &c->evq[c->ev_n++];
@@ -782,7 +782,17 @@ void smtp_client_consumed(struct smtp_client *c, size_t n)
     assert(n <= c->out_len - c->out_off);
     c->out_off += n;
     c->out_written += n;
-    if (c->out_off == c->out_len) c->out_off = c->out_len = 0;
+    if (c->out_off == c->out_len) {
+        c->out_off = c->out_len = 0;
+        /* A buffer grown for a message body is given back once sent: a
+         * session spends most of its life waiting for a reply, and with
+         * 10,000 sessions the idle buffers would be most of the memory. */
+        if (c->out_cap > 1024) {
+            free(c->out);
+            c->out = NULL;
+            c->out_cap = 0;
+        }
+    }
 }
 
 bool smtp_client_next_event(struct smtp_client *c, struct smtp_client_event *ev)

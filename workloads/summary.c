@@ -446,9 +446,12 @@ int workload_render(const struct workload_params *p, const struct workload_summa
         return -1;
     }
     out->nrcpt = p->recipients > 0 ? p->recipients : 1;
-    out->data = b.data;
+    /* Fit the buffer to the message: it lives as long as its email is in
+     * flight, and the doubling left up to half of it unused. */
+    char *fit = realloc(b.data, b.len + 1);
+    out->data = fit ? fit : b.data;
     out->len = b.len;
-    out->hash = digest_hash(b.data, b.len);
+    out->hash = digest_hash(out->data, out->len);
     return 0;
 }
 
