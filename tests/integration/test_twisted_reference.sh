@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The Twisted reference model (bin/summary-twisted, models/reference/
+# twisted_summary.py) against smtp-mock:
+#  (a) its messages are the C workload's bytes: for several seeds, sizes,
+#      recipient counts and chains, its digest equals its server's AND the
+#      digest bin/summary-async gets for the same options (each message's
+#      hash is over its exact bytes, so equal digests over the same emails
+#      mean equal bytes); and the files smtp-mock stores (--maildir) are
+#      byte-identical to tests/golden/workload/reference.py's output;
+#  (b) verified runs: plain with sessions reused, 4xx + drops (all delivered
+#      after retries), drops after "." (duplicates), 5xx (counted, never
+#      retried), chains, and a server too slow for --timeout;
+#  (c) a bad or unsupported flag exits 2; a refused port exits 3, all failed.
+# Skipped (SKIP lines, pass) when /usr/bin/python3 cannot import twisted.
+source "$(dirname "$0")/common.bash"
+TW="$BIN/summary-twisted"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+
+if ! /usr/bin/python3 -c 'import twisted' 2>/dev/null; then
+    echo "SKIP twisted reference: /usr/bin/python3 cannot import twisted (install python3-twisted)"
+    finish
+fi
+[ -x "$TW" ] || { fail "bin/summary-twisted missing (make builds it)"; finish; }
+
+# run_model LABEL MODEL "MOCK OPTIONS" OPTIONS... — one verified run;
+# sets LAST_JSON and LAST_STATS.
+run_model() {
+    local label=$1 model=$2 mockopts=$3; shift 3
+    start_mock srv $mockopts || { fail "$label: smtp-mock did not start"; return; }
+    local json="$TMP/$label.json"
+    timeout 120 "$BIN/summary-$model" --server "127.0.0.1:$srv_PORT" --json "$json" "$@" \
+        2>"$TMP/$label.err"
+    LAST_RC=$?
+    stop_pid "$srv_PID"
+    LAST_JSON=$json
+    LAST_STATS=$srv_STATS
+    if [ ! -s "$json" ]; then fail "$label: no JSON (exit $LAST_RC)"; cat "$TMP/$label.err"; return; fi
+    local emails delivered failed
+    emails=$(json_get "$json" emails); delivered=$(json_get "$json" delivered)
+    failed=$(json_get "$json" failed)
+    check_eq "$label: every email ended" "$emails" "$((delivered + failed))"
+    check_eq "$label: delivered = server's distinct Message-IDs" \
+        "$(json_get "$srv_STATS" unique_messages)" "$delivered"
+    check_eq "$label: digest = server's digest" \
+        "$(json_get "$srv_STATS" digest)" "$(json_get "$json" digest)"
+}
+
+# (a) the same bytes as the C workload
+i=0
+for opts in "--seed 1 --events 1000" \
+            "--seed 42 --events 20 --recipients 3 --body-bytes 5KB" \
+            "--seed 7 --events 0 --chain 4 --body-bytes 300" \
+            "--seed 123456789 --events 200 --body-bytes 100KB --chain 3"; do
+    i=$((i + 1))
+    # shellcheck disable=SC2086
+    run_model "bytes$i-c" async "" --emails 12 --concurrency 4 --retries 0 $opts
+    c_digest=$(json_get "$LAST_JSON" digest)
+    # shellcheck disable=SC2086
+    run_model "bytes$i-twisted" twisted "" --emails 12 --concurrency 4 --retries 0 $opts
+    check_eq "bytes$i ($opts): twisted digest = C async digest" "$c_digest" "$(json_get "$LAST_JSON" digest)"
+done
+
+mkdir -p "$TMP/maildir"
+run_model "maildir" twisted "--maildir $TMP/maildir" --emails 3 --concurrency 1 \
+    --seed 5 --events 50 --recipients 2 --body-bytes 2KB --chain 2
+n=0
+for idx in 0 1 2; do
+    /usr/bin/python3 "$ROOT/tests/golden/workload/reference.py" --seed 5 --index $idx --events 50 \
+        --recipients 2 --body-bytes 2048 --chain 2 >"$TMP/ref$idx.eml"
+    for f in "$TMP"/maildir/*.eml; do cmp -s "$f" "$TMP/ref$idx.eml" && n=$((n + 1)) && break; done
+done
+check_eq "maildir: each stored message is byte-identical to reference.py's" 3 "$n"
+check_eq "default seed 1, email 0 = golden file" \
+    "$(/usr/bin/python3 "$ROOT/tests/golden/workload/reference.py" | md5sum)" \
+    "$(md5sum <"$ROOT/tests/golden/workload/seed1-email0.eml")"
+
+# (b) verified runs
+run_model "plain-c" async "--latency 1ms" --emails 200 --concurrency 20 --per-session 3 --events 20
+c_conns=$(json_get "$LAST_JSON" connections)
+run_model "plain" twisted "--latency 1ms" --emails 200 --concurrency 20 --per-session 3 --events 20
+check_eq "plain: nothing failed" 0 "$(json_get "$LAST_JSON" failed)"
+check_eq "plain: exit 0" 0 "$LAST_RC"
+check_eq "plain: schema" "mailbench.run/1" "$(json_get "$LAST_JSON" schema)"
+check_eq "plain: model" "twisted" "$(json_get "$LAST_JSON" model)"
+# Each session carries up to 3 emails; both models open C sessions at the
+# start, so the count depends a little on timing: compare with C's.
+conns=$(json_get "$LAST_JSON" connections)
+if [ "$conns" -ge 67 ] && [ "$conns" -le $((c_conns + 10)) ]; then
+    pass "plain: sessions reused ($conns connections; C async: $c_conns)"
+else
+    fail "plain: $conns connections for 200 emails, 3 per session (C async: $c_conns)"
+fi
+check_eq "plain: all run fields present" 28 \
+    "$(jq '[.schema,.model,.params,.emails,.delivered,.failed,.retries,.failure_reasons,.connections,
+            .wall_s,.emails_per_s,.p50_us,.p90_us,.p99_us,.p999_us,.max_us,.mean_us,.latency_mode,
+            .cpu_user_s,.cpu_sys_s,.max_rss_kb,.ctx_voluntary,.ctx_involuntary,.threads_peak,.digest,
+            .git_rev,.machine.cores,.params.per_session] | map(select(. != null)) | length' "$LAST_JSON")"
+
+run_model "faults" twisted "--tempfail 0.1 --drop 0.05 --fault-stage rcpt --seed 7" \
+    --emails 150 --concurrency 10 --retries 20 --events 20
+check_eq "faults: all delivered after retries" 150 "$(json_get "$LAST_JSON" delivered)"
+r=$(json_get "$LAST_JSON" retries)
+if [ "$r" -gt 0 ]; then pass "faults: retried ($r)"; else fail "faults: no retry counted"; fi
+
+run_model "dup" twisted "--drop 0.1 --fault-stage data --seed 3" \
+    --emails 150 --concurrency 10 --retries 20 --events 20
+d=$(json_get "$LAST_STATS" duplicates)
+if [ "$d" -gt 0 ]; then pass "dup: duplicates reported by the server ($d)"; else fail "dup: expected duplicates"; fi
+
+run_model "greeting" twisted "--tempfail 0.2 --fault-stage greeting --seed 9" \
+    --emails 100 --concurrency 10 --retries 20 --events 20
+check_eq "greeting: 421 greetings retried, all delivered" 100 "$(json_get "$LAST_JSON" delivered)"
+
+run_model "permfail" twisted "--permfail 0.2 --fault-stage mail --seed 5" \
+    --emails 100 --concurrency 10 --events 20
+f=$(json_get "$LAST_JSON" failed)
+if [ "$f" -gt 0 ]; then pass "permfail: permanent failures counted ($f)"; else fail "permfail: expected failures"; fi
+check_eq "permfail: no retry of a 5xx" 0 "$(json_get "$LAST_JSON" retries)"
+check_eq "permfail: reason is the server's reply" "$f" \
+    "$(jq '.failure_reasons["550 Sender rejected"] // 0' "$LAST_JSON")"
+check_eq "permfail: exit 3" 3 "$LAST_RC"
+
+run_model "chain" twisted "--latency 1ms" --emails 60 --concurrency 8 --chain 5 \
+    --events 500 --body-bytes 20KB --recipients 3 --per-session 2
+
+# Every reply 2 s late, --timeout 200ms: addTimeout ends each attempt.
+start=$(date +%s.%N)
+run_model "timeout" twisted "--latency 2s" --emails 4 --concurrency 4 --retries 1 --timeout 200ms --events 0
+elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+check_eq "timeout: all failed" 4 "$(json_get "$LAST_JSON" failed)"
+check_eq "timeout: one retry each" 4 "$(json_get "$LAST_JSON" retries)"
+check_eq "timeout: reason" 4 "$(jq '.failure_reasons["Deferred timed out after 0.2 seconds"] // 0' "$LAST_JSON")"
+if [ "$(echo "$elapsed < 5" | bc)" = 1 ]; then pass "timeout: bounded (${elapsed}s)"; else fail "timeout: took ${elapsed}s"; fi
+
+# A profile: its model keys apply, its server keys are ignored, flags override.
+printf 'emails = 7\nconcurrency = 3\nlatency = 5ms   # server side\nevents = 10\n' >"$TMP/p.conf"
+run_model "profile" twisted "" --profile "$TMP/p.conf" --concurrency 2
+check_eq "profile: emails from the profile" 7 "$(json_get "$LAST_JSON" emails)"
+check_eq "profile: the flag overrides it" 2 "$(jq .params.concurrency "$LAST_JSON")"
+
+# (c) usage errors and a refused port
+"$TW" --emails -5 2>"$TMP/bad.err"
+check_eq "bad --emails exits 2" 2 "$?"
+grep -q -- '--emails' "$TMP/bad.err" && pass "message names --emails" || fail "message: $(cat "$TMP/bad.err")"
+for flag in "--threads 4" "--rate 100" "--bogus 1"; do
+    # shellcheck disable=SC2086
+    "$TW" $flag 2>"$TMP/bad.err"
+    check_eq "'$flag' exits 2" 2 "$?"
+    grep -q -- "${flag%% *}" "$TMP/bad.err" && pass "message names ${flag%% *}" || fail "message: $(cat "$TMP/bad.err")"
+done
+"$TW" --help >"$TMP/help.out"
+check_eq "--help exits 0" 0 "$?"
+
+timeout 60 "$TW" --server 127.0.0.1:1 --emails 3 --retries 1 --events 10 \
+    --json "$TMP/refused.json" 2>"$TMP/refused.err"
+check_eq "refused port exits 3" 3 "$?"
+check_eq "refused port, all failed" 3 "$(json_get "$TMP/refused.json" failed)"
+check_eq "refused port, reason" 3 "$(jq '.failure_reasons["connect: Connection refused"] // 0' "$TMP/refused.json")"
+finish
