@@ -2,8 +2,8 @@
 # Loaded first by each figure script.  Variables set by scripts/report-gen
 # with -e: out (path without extension), fmt ('png' or 'svg'), and
 # optionally w, h (size in pixels).  Models keep one colour in every figure:
-# line style 1 sync, 2 threads, 3 async, 4 hybrid; 10/11 the bounds; 12 an
-# invalid run.
+# line style 1 sync, 2 threads, 3 async, 4 hybrid, 5 twisted (reference),
+# 6 smtp-source (load); 10/11 the bounds; 12 an invalid run.
 if (!exists("w")) w = 960
 if (!exists("h")) h = 600
 set encoding utf8
@@ -24,11 +24,17 @@ set style line 1 lc rgb "#1b9e77" lw 2 pt 7 ps 1.0
 set style line 2 lc rgb "#d95f02" lw 2 pt 5 ps 1.0
 set style line 3 lc rgb "#7570b3" lw 3 pt 9 ps 1.3
 set style line 4 lc rgb "#e7298a" lw 2 pt 13 ps 1.2
+# The peers, dashed so that they never read as one of the four models:
+# 5 the Twisted reference, 6 Postfix's smtp-source (a load generator).
+set style line 5 lc rgb "#66a61e" lw 2 dt 2 pt 11 ps 1.2
+set style line 6 lc rgb "#a6761d" lw 2 dt 4 pt 3 ps 1.2
 # Bar charts colour boxes with "lc variable" (a linetype number): same colours.
 set linetype 1 lc rgb "#1b9e77"
 set linetype 2 lc rgb "#d95f02"
 set linetype 3 lc rgb "#7570b3"
 set linetype 4 lc rgb "#e7298a"
+set linetype 5 lc rgb "#66a61e"
+set linetype 6 lc rgb "#a6761d"
 set style line 10 lc rgb "#555555" lw 1.5 dt 2
 set style line 11 lc rgb "#000000" lw 1.5 dt 3
 set style line 12 lc rgb "#ff0000" lw 2 pt 2 ps 2

@@ -1,0 +1,21 @@
+# Figure 9 — question 9: the async model against Postfix's smtp-source,
+# throughput against message size (data1, title1) and against messages per
+# connection (data2, title2, when that sweep was run); log–log.  The panels
+# are plotted here, not with lines.gp: a file cannot be loaded inside an
+# if { } block.
+w = exists("data2") ? 1500 : 960
+h = 600
+load dir."/common.gp"
+panel(f) = "plot for [i=1:words(models)] ".f." index (i-1) using 1:2:3:4 with yerrorlines ls int(word(styles,i)) title word(models,i)"
+set multiplot layout 1,(exists("data2") ? 2 : 1) title "Q9 Peers: async against smtp-source (zero server latency, 10 sessions)"
+set logscale xy
+set ylabel "throughput (messages/s)"
+set xlabel title1
+set title "throughput against ".title1
+eval panel("data1")
+if (exists("data2")) {
+    set xlabel title2
+    set title "throughput against ".title2
+    eval panel("data2")
+}
+unset multiplot
