@@ -3,10 +3,14 @@
  * so the three cannot disagree. */
 #include "cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "profile.h"
 #include "units.h"
@@ -280,11 +284,57 @@ static int next_opt(int argc, char **argv, int *i, const char *model, FILE *err,
     }
     if (eq) {
         *value = eq + 1;
+    } else if (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) == 0) {
+        /* "--emails --seed 3": no value here was ever a number or a name
+         * (--json=--x still works for a file that really starts so). */
+        return usage_error(err, model, "--%s: missing value (got the option '%s')",
+                           (*d)->name, argv[*i + 1]);
     } else if (*i + 1 < argc) {
         *value = argv[++*i];
     } else {
         return usage_error(err, model, "--%s: missing value%s", (*d)->name, "");
     }
+    return 0;
+}
+
+/* --profile FILE must be a readable regular file: say so naming the option
+ * (profile_load's own messages name FILE:LINE for what is inside). */
+static int check_readable(const char *path, FILE *err, const char *model)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return usage_error(err, model, "--profile: cannot read '%s': %s", path, strerror(errno));
+    int dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+    close(fd);
+    if (dir)
+        return usage_error(err, model, "--profile: '%s' is a directory%s", path, "");
+    return 0;
+}
+
+/* --json FILE is written at the end of a run: refuse at the start a path
+ * that cannot be written (missing directory, a directory, no permission),
+ * rather than lose the run.  Nothing is created here. */
+static int check_writable(const char *path, FILE *err, const char *model)
+{
+    struct stat st;
+    char dir[MB_PATH_MAX];
+    if (strcmp(path, "-") == 0)
+        return 0;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return usage_error(err, model, "--json: '%s' is a directory%s", path, "");
+        if (access(path, W_OK) != 0)
+            return usage_error(err, model, "--json: cannot write '%s': %s", path, strerror(errno));
+        return 0;
+    }
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        strcpy(dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0)
+        return usage_error(err, model, "--json: cannot write '%s': %s", path, strerror(errno));
     return 0;
 }
 
@@ -308,6 +358,8 @@ static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out,
             path = value;
         }
     }
+    if (path && check_readable(path, err, o->model) != 0)
+        return 2;
     if (path && profile_load(path, profile_setting, o, err) != 0) {
         fprintf(err, "Try 'summary-%s --help'.\n", o->model);
         return 2;
@@ -337,7 +389,7 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
             return 2;
         }
     }
-    return 0;
+    return o->json[0] ? check_writable(o->json, err, model) : 0;
 }
 
 /* Every in-flight email may hold a socket: lift the soft descriptor limit

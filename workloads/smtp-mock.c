@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -524,6 +525,35 @@ static void bad_value(const char *name, const char *value, const char *expected)
     exit(2);
 }
 
+/* --stats is written only at exit and --maildir at every message: refuse at
+ * start what could not be written then.  need_dir: PATH itself must be a
+ * writable directory; else PATH must be a writable file or creatable. */
+static void check_writable(const char *name, const char *path, int need_dir)
+{
+    struct stat st;
+    char dir[4096];
+    const char *why = NULL;
+    if (*path == '\0') {
+        why = "an empty name";
+    } else if (stat(path, &st) == 0) {
+        if (need_dir && !S_ISDIR(st.st_mode)) why = "not a directory";
+        else if (!need_dir && S_ISDIR(st.st_mode)) why = "a directory";
+        else if (access(path, need_dir ? W_OK | X_OK : W_OK) != 0) why = strerror(errno);
+    } else if (need_dir) {
+        why = strerror(errno);
+    } else {
+        const char *slash = strrchr(path, '/');
+        snprintf(dir, sizeof dir, "%.*s", slash == NULL ? 1 : slash == path ? 1 : (int)(slash - path),
+                 slash == NULL ? "." : path);
+        if (access(dir, W_OK | X_OK) != 0) why = strerror(errno);
+    }
+    if (why) {
+        fprintf(stderr, "smtp-mock: invalid --%s value '%s' (cannot write: %s)\n", name, path, why);
+        fprintf(stderr, "Try 'smtp-mock --help'.\n");
+        exit(2);
+    }
+}
+
 static void parse_options(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -584,6 +614,10 @@ static void parse_options(int argc, char **argv)
     }
     if (units_parse_hostport(opt.listen_text, opt.host, &opt.port))
         bad_value("listen", opt.listen_text, "ADDR:PORT like 127.0.0.1:2525");
+    if (opt.stats_path)
+        check_writable("stats", opt.stats_path, 0);
+    if (opt.maildir)
+        check_writable("maildir", opt.maildir, 1);
     if (opt.fault.tempfail + opt.fault.permfail + opt.fault.drop + opt.fault.stall > 1.0 + 1e-9) {
         fprintf(stderr, "smtp-mock: --tempfail + --permfail + --drop + --stall add up to more than 1\n");
         exit(2);
