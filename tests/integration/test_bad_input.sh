@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Bad input to every program: each option of bin/summary-{sync,threads,async,
+# hybrid} (and bin/summary-twisted when built) and of bin/smtp-mock given a
+# negative, zero-where-invalid, overflowing, wrong-unit or missing value, an
+# unknown option, a bad profile (unknown key, bad value, missing file, a
+# directory), an unwritable --json / --stats / --maildir: exit status 2, one
+# message naming the option (and nothing written to the --json path).  Then
+# scripts/report-gen on a missing folder, a CSV cut mid-row, a truncated
+# runs/*.json and a truncated env.json: exit 2, a clear message, and the -o
+# file left as it was.
+source "$(dirname "$0")/common.bash"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIG=99999999999999999999
+
+# bad PROG NEEDLE ARGS... — PROG ARGS must exit 2, say NEEDLE on stderr and
+# leave $TMP/out.json unwritten.
+bad() {
+    local prog=$1 needle=$2; shift 2
+    rm -f "$TMP/out.json"
+    if [ "$prog" = mock ]; then
+        timeout 10 "$BIN/smtp-mock" --listen 127.0.0.1:0 "$@" >"$TMP/stdout" 2>"$TMP/stderr"
+    else
+        timeout 10 "$prog" "$@" >"$TMP/stdout" 2>"$TMP/stderr"
+    fi
+    local rc=$? name
+    name="$(basename "$prog") $*"
+    if [ "$rc" -ne 2 ]; then
+        fail "$name: exit $rc, expected 2 ($(head -n 1 "$TMP/stderr"))"
+    elif ! grep -qF -- "$needle" "$TMP/stderr"; then
+        fail "$name: message does not name '$needle': $(head -n 1 "$TMP/stderr")"
+    elif [ -e "$TMP/out.json" ]; then
+        fail "$name: wrote the --json file on a usage error"
+    else
+        pass "$name -> 2: $(head -n 1 "$TMP/stderr")"
+    fi
+}
+
+printf 'emails = 5\nbogus-key = 1\n' >"$TMP/unknown.conf"
+printf 'emails = 5\ntimeout = 10xs\n' >"$TMP/badvalue.conf"
+printf 'concurrency = %s\n' "$BIG" >"$TMP/overflow.conf"
+printf 'emails 5\n' >"$TMP/syntax.conf"
+printf 'latency = 5\n' >"$TMP/srvkey.conf"
+mkdir -p "$TMP/adir"
+
+models=(sync threads async hybrid)
+[ -x "$BIN/summary-twisted" ] && models+=(twisted)
+for m in "${models[@]}"; do
+    P="$BIN/summary-$m"
+    # Safe values first (a refused port, one email): a bad value given after
+    # them is the one that must be refused before anything runs.
+    S=(--server 127.0.0.1:1 --emails 1 --retries 0 --timeout 100ms --json "$TMP/out.json")
+    for v in -1 0 $BIG 10x 1.5; do bad "$P" "--emails" "${S[@]}" --emails "$v"; done
+    for v in 0 -3 $BIG; do bad "$P" "--concurrency" "${S[@]}" --concurrency "$v"; done
+    for v in 0 -1 $BIG; do bad "$P" "--recipients" "${S[@]}" --recipients "$v"; done
+    for v in -1 $BIG 1e3; do bad "$P" "--events" "${S[@]}" --events "$v"; done
+    for v in -1 1T 10xB 1GB; do bad "$P" "--body-bytes" "${S[@]}" --body-bytes "$v"; done
+    for v in 0 -2; do bad "$P" "--per-session" "${S[@]}" --per-session "$v"; done
+    for v in 0 $BIG; do bad "$P" "--chain" "${S[@]}" --chain "$v"; done
+    for v in 5 -1ms 10xs 2h; do bad "$P" "--blocking" "${S[@]}" --blocking "$v"; done
+    for v in -1 $BIG; do bad "$P" "--retries" "${S[@]}" --retries "$v"; done
+    for v in 0 10xs -1s 10 ${BIG}s; do bad "$P" "--timeout" "${S[@]}" --timeout "$v"; done
+    for v in -1 $BIG; do bad "$P" "--seed" "${S[@]}" --seed "$v"; done
+    for v in nohost 127.0.0.1:70000 127.0.0.1:0 300.1.1.1:25 127.0.0.1:; do
+        bad "$P" "--server" "${S[@]}" --server "$v"
+    done
+    bad "$P" "--bogus" "${S[@]}" --bogus
+    bad "$P" "--latency" "${S[@]}" --latency 5ms        # a server key, not a flag
+    bad "$P" "--emails: missing value" "${S[@]}" --emails
+    bad "$P" "--progress" "${S[@]}" --progress=1
+    bad "$P" "bogus-key" "${S[@]}" --profile "$TMP/unknown.conf"
+    bad "$P" "10xs" "${S[@]}" --profile "$TMP/badvalue.conf"
+    bad "$P" "$BIG" "${S[@]}" --profile "$TMP/overflow.conf"
+    bad "$P" "key = value" "${S[@]}" --profile "$TMP/syntax.conf"
+    bad "$P" "'5'" "${S[@]}" --profile "$TMP/srvkey.conf"
+    if [ "$m" = twisted ]; then
+        # The Python reference (models/reference/twisted_summary.py) has its
+        # own parser: its messages name the file, not the option.
+        bad "$P" "/nonexistent/p.conf" "${S[@]}" --profile /nonexistent/p.conf
+        bad "$P" "--rate" "${S[@]}" --rate -1
+        continue
+    fi
+    for v in -1 10xs $BIG; do bad "$P" "--rate" "${S[@]}" --rate "$v"; done
+    for v in -1 $BIG; do bad "$P" "--threads" "${S[@]}" --threads "$v"; done
+    bad "$P" "--emails: missing value (got the option '--seed')" "${S[@]}" --emails --seed 3
+    bad "$P" "--profile: cannot read '/nonexistent/p.conf'" "${S[@]}" --profile /nonexistent/p.conf
+    bad "$P" "--profile: '$TMP/adir' is a directory" "${S[@]}" --profile "$TMP/adir"
+    bad "$P" "--json: cannot write '/nonexistent/d/x.json'" "${S[@]}" --json /nonexistent/d/x.json
+    bad "$P" "--json: '$TMP/adir' is a directory" "${S[@]}" --json "$TMP/adir"
+    if [ "$(id -u)" -ne 0 ]; then
+        printf 'emails = 5\n' >"$TMP/noread.conf"; chmod 000 "$TMP/noread.conf"
+        bad "$P" "--profile: cannot read" "${S[@]}" --profile "$TMP/noread.conf"
+    fi
+done
+
+# smtp-mock: every option with a bad value exits 2 before listening (on a
+# port of its own choosing, should one be wrongly accepted).
+M=mock
+for v in -1ms 10xs 10 ${BIG}s; do bad "$M" "--latency" --latency "$v"; done
+for v in -1ms 10xs; do bad "$M" "--jitter" --jitter "$v"; done
+bad "$M" "--latency-dist" --latency-dist pareto
+for v in -1 $BIG 1.5; do bad "$M" "--seed" --seed "$v"; done
+for o in tempfail permfail drop stall; do
+    for v in -0.1 1.5 200% 0.1%% x; do bad "$M" "--$o" "--$o" "$v"; done
+done
+bad "$M" "add up to more than 1" --tempfail 0.6 --drop 0.3 --stall 0.2
+bad "$M" "--fault-stage" --fault-stage helo
+bad "$M" "--permfail cannot be used with --fault-stage body" --fault-stage body --permfail 0.1
+for v in 0 -1 $BIG; do bad "$M" "--max-conns" --max-conns "$v"; done
+for v in 0 -1 1T 10XB; do bad "$M" "--max-size" --max-size "$v"; done
+for v in 0 -1 $BIG; do bad "$M" "--max-rcpts" --max-rcpts "$v"; done
+for v in -1s 5 10xs; do bad "$M" "--idle-timeout" --idle-timeout "$v"; done
+for v in nowhere 127.0.0.1:70000 127.0.0.1:-1 999.0.0.1:0; do bad "$M" "--listen" --listen "$v"; done
+bad "$M" "--hostname" --hostname "two words"
+bad "$M" "--stats" --stats /nonexistent/d/s.json
+bad "$M" "--stats" --stats "$TMP/adir"
+bad "$M" "--maildir" --maildir /nonexistent/d
+bad "$M" "--maildir" --maildir "$TMP/unknown.conf"
+bad "$M" "--bogus" --bogus
+bad "$M" "--latency" --latency
+bad "$M" "extra" extra
+
+# report-gen: a missing or half-written folder never gives a report.
+GEN="$ROOT/scripts/report-gen"
+FIX="$ROOT/tests/fixtures/report/results"
+rg_bad() {            # rg_bad WHAT NEEDLE FOLDER
+    echo "KNOWN CONTENT" >"$TMP/REPORT.md"
+    timeout 60 "$GEN" "$3" --no-plots -o "$TMP/REPORT.md" >/dev/null 2>"$TMP/rg.err"
+    local rc=$?
+    if [ "$rc" -eq 2 ] && grep -qF -- "$2" "$TMP/rg.err" && [ "$(cat "$TMP/REPORT.md")" = "KNOWN CONTENT" ]; then
+        pass "report-gen, $1 -> 2, -o untouched: $(head -n 1 "$TMP/rg.err")"
+    else
+        fail "report-gen, $1: exit $rc, '$(head -n 1 "$TMP/rg.err")', -o $(head -c 40 "$TMP/REPORT.md")"
+    fi
+}
+if [ -d "$FIX" ]; then
+    rg_bad "missing folder" "no such results folder" "$TMP/no-such-folder"
+    cp -r "$FIX" "$TMP/cut"
+    f="$TMP/cut/q1-concurrency.csv"; head -c $(( $(stat -c %s "$f") - 9 )) "$f" >"$TMP/x" && mv "$TMP/x" "$f"
+    rg_bad "CSV cut mid-row" "q1-concurrency.csv is half-written" "$TMP/cut"
+    cp -r "$FIX" "$TMP/short"
+    f="$TMP/short/q2-cpu.csv"; awk -F, 'NR == 3 { NF = 6; OFS = "," } { print }' "$f" >"$TMP/x" && mv "$TMP/x" "$f"
+    rg_bad "CSV row with too few fields" "q2-cpu.csv:3: too few fields" "$TMP/short"
+    cp -r "$FIX" "$TMP/runs"
+    f=$(ls "$TMP/runs/runs/"*.json | head -n 1); head -c 150 "$f" >"$TMP/x" && mv "$TMP/x" "$f"
+    rg_bad "truncated runs/*.json" "not valid JSON" "$TMP/runs"
+    cp -r "$FIX" "$TMP/env"
+    head -c 200 "$FIX/env.json" >"$TMP/env/env.json"
+    rg_bad "truncated env.json" "env.json: not valid JSON" "$TMP/env"
+    cp -r "$FIX" "$TMP/empty"; : >"$TMP/empty/q3-chain.csv"
+    timeout 60 "$GEN" "$TMP/empty" --no-plots -o "$TMP/e.md" >/dev/null 2>&1
+    rc=$?; [ "$rc" -ne 0 ] || grep -q "q3" "$TMP/e.md" && pass "report-gen, empty CSV: exit $rc" \
+        || fail "report-gen, empty CSV: exit 0 and no q3 mention"
+else
+    fail "fixture $FIX missing"
+fi
+finish
