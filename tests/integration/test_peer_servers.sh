@@ -13,6 +13,9 @@
 # smtp-mock's for the same workload).  Loopback only, ports found by binding
 # port 0, every server stopped by pid, every wait bounded.
 source "$(dirname "$0")/common.bash"
+# bash skips the EXIT trap (which stops the servers) when a signal kills it,
+# e.g. run-tests' timeout: turn those signals into an exit.
+trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP; trap 'exit 141' PIPE
 PY=/usr/bin/python3
 SINK=/usr/sbin/smtp-sink
 AIO="$(cd "$(dirname "$0")" && pwd)/aiosmtpd_server.py"
