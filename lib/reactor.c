@@ -231,7 +231,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 static int conn_flush(struct reactor_conn *c)
 {
     while (c->woff < c->wlen) {
-        ssize_t n = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
+        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return 0;
@@ -270,7 +270,7 @@ int reactor_conn_write(struct reactor_conn *c, const void *buf, size_t len)
         return -1;
     const char *p = buf;
     if (c->wlen == c->woff) {             /* nothing queued: try the socket directly */
-        ssize_t n = write(c->fd, p, len);
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             conn_teardown(c, failure_from_errno(&FAILURE_CONNECTION_LOST, errno, "write"));
             return -1;

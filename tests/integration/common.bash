@@ -15,6 +15,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP    # a signal still runs cleanup (via EXIT)
 
 pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; NFAIL=$((NFAIL + 1)); }
@@ -28,6 +29,7 @@ check_eq() {
 start_mock() {
     local name=$1; shift
     local out="$TMP/$name.out" stats="$TMP/$name.stats.json"
+    rm -f "$out" "$stats"       # a reused name must not show the last server's port
     "$BIN/smtp-mock" --listen 127.0.0.1:0 --stats "$stats" "$@" >"$out" 2>"$TMP/$name.err" &
     local pid=$!
     PIDS+=("$pid")
