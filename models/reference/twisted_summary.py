@@ -532,6 +532,14 @@ def build_classes():
     from twisted.internet.defer import Deferred
     from twisted.mail import smtp
 
+    class SessionLost(error.ConnectionLost):
+        """The connection ended while a reply was awaited; `stage` names the
+        command it was awaited for, as the C client's reasons do."""
+
+        def __init__(self, stage, reason):
+            error.ConnectionLost.__init__(self, f"{stage}: connection lost ({reason.getErrorMessage()})")
+            self.stage = stage
+
     class Session(smtp.ESMTPClient):
         """One SMTP connection carrying up to --per-session emails.
 
@@ -555,6 +563,7 @@ def build_classes():
             self.closing = False            # QUIT at the next chance; never reused
             self.lost = False               # connectionLost seen
             self.sent = 0                   # transactions ended on this connection
+            self.stage = "greeting"         # the reply awaited: the last command sent
 
         def connectionMade(self):
             # Twisted writes the body and the final "." separately: without
@@ -588,6 +597,11 @@ def build_classes():
                 self.transport.abortConnection()
 
         # -- ESMTPClient's hooks
+        def sendLine(self, line):
+            word = line.split(b" ", 1)[0].split(b":", 1)[0]
+            self.stage = "end of data" if line in (b".", b"\r\n.") else word.decode("ascii", "replace")
+            smtp.ESMTPClient.sendLine(self, line)
+
         def smtpState_from(self, code, resp):
             if self.ready is not None:      # EHLO answered: the session is open
                 d, self.ready = self.ready, None
@@ -630,7 +644,7 @@ def build_classes():
             self.lost = self.closing = True
             self.parked = False
             self.factory.run.connection_closed()
-            self.fail_pending(reason)
+            self.fail_pending(SessionLost(self.stage, reason))
 
         def fail_pending(self, why):
             for pending in (self.ready, self.current and self.current[1], self.waiting and self.waiting[1]):
@@ -846,7 +860,7 @@ class Mailer:
         if isinstance(v, error.ConnectionRefusedError):
             return "connect: Connection refused"
         if isinstance(v, (error.ConnectionDone, error.ConnectionLost)):
-            return "connection lost"
+            return str(v.args[0]) if v.args else "connection lost"
         if isinstance(v, smtp.SMTPClientError):
             resp = v.resp.decode("utf-8", "replace") if isinstance(v.resp, bytes) else str(v.resp)
             return resp.splitlines()[0] if resp else type(v).__name__
