@@ -99,6 +99,8 @@ static struct defer_result release_session(struct defer_result r, void *arg)
     if (job->s) {
         struct smtp_session *s = job->s;
         job->s = NULL;
+        if (defer_is_failure(r) && smtp_session_maybe_delivered(s))
+            job->maybe = true;
         put_session(job->m, s);
     }
     return r;
@@ -160,7 +162,10 @@ static struct defer_result delivered(struct defer_result r, void *arg)
 static struct defer_result failed(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
-    mb_run_failed(job->m->stats, failure_message(r.failure));
+    if (job->maybe)
+        mb_run_failed_maybe(job->m->stats, failure_message(r.failure), job->e.hash);
+    else
+        mb_run_failed(job->m->stats, failure_message(r.failure));
     return defer_ok(NULL);      /* handled: the run goes on */
 }
 
@@ -189,6 +194,7 @@ static struct defer_result email_end(struct defer_result r, void *arg)
     job->m->done++;
     job->index++;
     job->attempt = 0;
+    job->maybe = false;
     if (job->index < job->end)
         email_start(job);
     else

@@ -54,6 +54,7 @@ struct async_job {
     long long end;              /* one past the chain's last email */
     double t0;                  /* mb_now() when the email started (or was due) */
     int attempt;                /* retries made for this email */
+    bool maybe;                 /* some attempt may have reached the server */
     struct workload_email e;    /* built by the build step */
     struct smtp_session *s;     /* the session it is using, or NULL */
 };

@@ -78,7 +78,7 @@ static void describe_failure(const struct smtp_client_event *ev, char *reason, s
  * MESSAGE_DONE event.  Any failure that leaves the session unusable closes
  * the connection, so the retry starts afresh. */
 static enum attempt attempt_once(struct blocking_mailer *m, const struct workload_email *e,
-                                 char *reason, size_t len)
+                                 char *reason, size_t len, bool *maybe)
 {
     enum attempt r = ensure_connection(m, reason, len);
     if (r != ATTEMPT_OK)
@@ -105,6 +105,8 @@ static enum attempt attempt_once(struct blocking_mailer *m, const struct workloa
             break;
     }
     m->on_conn++;
+    if (ev.maybe_delivered)
+        *maybe = true;
     if (ev.result == SMTP_CLIENT_OK)
         return ATTEMPT_OK;
     describe_failure(&ev, reason, len);
@@ -127,17 +129,20 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
     policy.max_retries = (int)o->retries;
     char reason[256] = "";
     enum attempt r = ATTEMPT_TEMP;
+    bool maybe = false;         /* some attempt may have reached the server */
     for (int attempt = 0; attempt <= policy.max_retries; attempt++) {
         if (attempt > 0) {
             m->stats->retries++;
             blocking_sleep_until(mb_now() + retry_backoff(&policy, attempt - 1, &m->rng));
         }
-        r = attempt_once(m, &e, reason, sizeof reason);
+        r = attempt_once(m, &e, reason, sizeof reason, &maybe);
         if (r != ATTEMPT_TEMP)
             break;
     }
     if (r == ATTEMPT_OK)
         mb_run_delivered(m->stats, e.hash, (uint64_t)((mb_now() - t0) * 1e6));
+    else if (maybe)
+        mb_run_failed_maybe(m->stats, reason, e.hash);
     else
         mb_run_failed(m->stats, reason);
     workload_email_free(&e);

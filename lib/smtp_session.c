@@ -22,6 +22,7 @@ struct smtp_session {
     struct smtp_client *c;      /* the protocol core */
     struct deferred *ready;     /* pending greeting (our reference), or NULL */
     long long sent;             /* messages finished */
+    bool last_maybe;            /* the last one ended "maybe delivered" */
     int inflight;               /* messages queued and not finished */
     bool greeted;               /* READY seen */
     bool closed;                /* CLOSED seen: the session is over */
@@ -73,6 +74,7 @@ static void handle_event(struct smtp_session *s, const struct smtp_client_event 
         struct pending_send *p = ev->user;
         s->sent++;
         s->inflight--;
+        s->last_maybe = ev->result != SMTP_CLIENT_OK && ev->maybe_delivered;
         if (p->d) {
             struct deferred *d = p->d;
             if (ev->result == SMTP_CLIENT_OK)
@@ -267,6 +269,11 @@ bool smtp_session_idle(const struct smtp_session *s)
 {
     return s->greeted && !s->closed && !s->released && s->conn != NULL && s->inflight == 0
         && smtp_client_is_idle(s->c);
+}
+
+bool smtp_session_maybe_delivered(const struct smtp_session *s)
+{
+    return s->last_maybe;
 }
 
 long long smtp_session_sent(const struct smtp_session *s)

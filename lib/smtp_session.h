@@ -56,6 +56,10 @@ struct deferred *smtp_session_send(struct smtp_session *s, const char *from,
 
 /* Can another message be sent now (greeted, nothing in flight, not over)? */
 bool smtp_session_idle(const struct smtp_session *s);
+/* Did the last message that finished here fail after its whole body was
+ * sent, before the reply (the server may have it: a retry may duplicate)?
+ * Also true when a cancel (timeout) struck at that point. */
+bool smtp_session_maybe_delivered(const struct smtp_session *s);
 /* How many messages this session has finished (delivered or not). */
 long long smtp_session_sent(const struct smtp_session *s);
 

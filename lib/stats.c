@@ -155,6 +155,20 @@ void mb_run_failed(struct mb_run_stats *s, const char *reason)
     add_reason(s, reason, 1);
 }
 
+static void add_maybe(struct mb_run_stats *s, uint64_t hash)
+{
+    s->maybe_delivered++;
+    s->maybe_digest += hash;
+    if (s->nmaybe < MB_MAX_MAYBE)
+        s->maybe_hash[s->nmaybe++] = hash;
+}
+
+void mb_run_failed_maybe(struct mb_run_stats *s, const char *reason, uint64_t hash)
+{
+    mb_run_failed(s, reason);
+    add_maybe(s, hash);
+}
+
 void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src)
 {
     dst->delivered += src->delivered;
@@ -162,6 +176,10 @@ void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src)
     dst->retries += src->retries;
     dst->connections += src->connections;
     dst->digest += src->digest;
+    dst->maybe_delivered += src->maybe_delivered;
+    dst->maybe_digest += src->maybe_digest;
+    for (int i = 0; i < src->nmaybe && dst->nmaybe < MB_MAX_MAYBE; i++)
+        dst->maybe_hash[dst->nmaybe++] = src->maybe_hash[i];
     mb_hist_merge(&dst->latency, &src->latency);
     for (int i = 0; i < src->nreasons; i++)
         add_reason(dst, src->reason[i].text, src->reason[i].count);
@@ -295,13 +313,18 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
             "\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu,"
             "\"mean_us\":%.1f,\"latency_mode\":\"%s\",\"cpu_user_s\":%.6f,\"cpu_sys_s\":%.6f,"
             "\"max_rss_kb\":%ld,\"ctx_voluntary\":%ld,\"ctx_involuntary\":%ld,"
-            "\"threads_peak\":%ld,\"digest\":\"%s\",\"git_rev\":",
+            "\"threads_peak\":%ld,\"digest\":\"%s\"",
             (unsigned long long)s->connections, s->wall_s, per_second(s),
             (unsigned long long)mb_hist_percentile(h, 50), (unsigned long long)mb_hist_percentile(h, 90),
             (unsigned long long)mb_hist_percentile(h, 99), (unsigned long long)mb_hist_percentile(h, 99.9),
             (unsigned long long)h->max, mb_hist_mean(h), o->rate > 0 ? "open" : "closed",
             s->cpu_user_s, s->cpu_sys_s, s->max_rss_kb, s->ctx_voluntary, s->ctx_involuntary,
             s->threads_peak, digest_hex(s->digest, digest));
+    fprintf(f, ",\"maybe_delivered\":%llu,\"maybe_digest\":\"%s\",\"maybe_hashes\":[",
+            (unsigned long long)s->maybe_delivered, digest_hex(s->maybe_digest, digest));
+    for (int i = 0; i < s->nmaybe; i++)
+        fprintf(f, "%s\"%s\"", i ? "," : "", digest_hex(s->maybe_hash[i], digest));
+    fputs("],\"git_rev\":", f);
     json_string(f, MAILBENCH_GIT_REV);
     fputc(',', f);
     json_machine(f);

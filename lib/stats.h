@@ -64,6 +64,7 @@ double mb_hist_mean(const struct mb_hist *h);   /* exact; 0 when empty */
 
 #define MB_MAX_REASONS 32       /* distinct failure reasons kept; more go to "other" */
 #define MB_REASON_LEN  80       /* longest reason text kept (truncated) */
+#define MB_MAX_MAYBE   64       /* maybe-delivered hashes listed (all are counted) */
 
 struct mb_reason {
     char text[MB_REASON_LEN];   /* "<code> <text>", e.g. "451 4.3.0 try later", "drop", "timeout" */
@@ -80,6 +81,14 @@ struct mb_run_stats {
     struct mb_hist latency; /* per delivered email, us (see the definition above) */
     int nreasons;           /* entries used in reason[] */
     struct mb_reason reason[MB_MAX_REASONS];    /* failures by reason; mb_run_failed() */
+    /* Failed emails of which some attempt was lost after the whole body had
+     * been sent and before the reply: the server may hold them.  Counted in
+     * `failed` too; the verifier needs them to tell such an email from a
+     * lost one (mb_run_failed_maybe). */
+    uint64_t maybe_delivered;   /* how many */
+    uint64_t maybe_digest;      /* sum of their hashes, mod 2^64 */
+    int nmaybe;                 /* hashes listed in maybe_hash[] (<= MB_MAX_MAYBE) */
+    uint64_t maybe_hash[MB_MAX_MAYBE];
     double start_s;         /* mb_now() at mb_run_init */
     double wall_s;          /* seconds from mb_run_init to mb_run_finish */
     long threads_peak;      /* most threads seen in this process */
@@ -104,6 +113,8 @@ void mb_run_delivered(struct mb_run_stats *s, uint64_t hash, uint64_t latency_us
 /* An email given up for good, with its reason ("550 5.7.1 rejected",
  * "drop", "timeout", ...): counted by reason text. */
 void mb_run_failed(struct mb_run_stats *s, const char *reason);
+/* The same for an email that may have reached the server (see maybe_delivered). */
+void mb_run_failed_maybe(struct mb_run_stats *s, const char *reason, uint64_t hash);
 
 /* dst += src: counters, digest, histogram, reasons; threads_peak = max.
  * Leaves dst's emails, start and rusage fields alone. */

@@ -234,6 +234,38 @@ static int sh(const char *cmd)
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/* Maybe-delivered failures: counted as failed, summed, listed, merged. */
+static void test_maybe_delivered(void **state)
+{
+    (void)state;
+    struct mb_run_stats a, b;
+    mb_run_init(&a, 10);
+    mb_run_init(&b, 0);
+    mb_run_failed_maybe(&a, "end of data: connection lost", 5);
+    mb_run_failed(&a, "550 no");
+    for (int i = 0; i < MB_MAX_MAYBE; i++)
+        mb_run_failed_maybe(&b, "end of data: timeout", 100 + (uint64_t)i);
+    mb_run_merge(&a, &b);
+    assert_int_equal(a.failed, 2 + MB_MAX_MAYBE);
+    assert_int_equal(a.maybe_delivered, 1 + MB_MAX_MAYBE);
+    uint64_t sum = 5;
+    for (int i = 0; i < MB_MAX_MAYBE; i++)
+        sum += 100 + (uint64_t)i;
+    assert_true(a.maybe_digest == sum);
+    assert_int_equal(a.nmaybe, MB_MAX_MAYBE);      /* the list is bounded */
+    assert_true(a.maybe_hash[0] == 5);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    struct mb_options o;
+    assert_int_equal(mb_options_parse_to(1, (char *[]){ "x", NULL }, "sync", &o, stdout, stderr), 0);
+    mb_run_fprint_json(f, &o, "sync", &a);
+    fclose(f);
+    assert_non_null(strstr(buf, "\"maybe_delivered\":65,"));
+    assert_non_null(strstr(buf, "\"maybe_hashes\":[\"0000000000000005\","));
+    free(buf);
+}
+
 /* The peak RSS is this image's own: touching 64 MB raises it by about that. */
 static void test_peak_rss(void **state)
 {
@@ -266,7 +298,8 @@ static void test_json(void **state)
              "\"delivered\",\"failed\",\"retries\",\"failure_reasons\",\"connections\",\"wall_s\","
              "\"emails_per_s\",\"p50_us\",\"p90_us\",\"p99_us\",\"p999_us\",\"max_us\",\"mean_us\","
              "\"latency_mode\",\"cpu_user_s\",\"cpu_sys_s\",\"max_rss_kb\",\"ctx_voluntary\","
-             "\"ctx_involuntary\",\"threads_peak\",\"digest\",\"git_rev\",\"machine\"]) and "
+             "\"ctx_involuntary\",\"threads_peak\",\"digest\",\"maybe_delivered\",\"maybe_digest\","
+             "\"maybe_hashes\",\"git_rev\",\"machine\"]) and "
              "(.params|keys_unsorted) == [\"server\",\"emails\",\"concurrency\",\"threads\",\"recipients\","
              "\"events\",\"body_bytes\",\"per_session\",\"chain\",\"blocking_us\",\"retries\",\"timeout_s\","
              "\"seed\",\"rate\",\"profile\"] and (.machine|keys_unsorted) == [\"cores\",\"kernel\",\"compiler\"]' "
@@ -328,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_run_counters),
         cmocka_unit_test(test_finish_and_threads),
         cmocka_unit_test(test_peak_rss),
+        cmocka_unit_test(test_maybe_delivered),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_summary_line),
     };
