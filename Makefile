@@ -45,7 +45,7 @@ BENCH_SRC:= $(wildcard tests/bench/*.c)
 BENCHES  := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 .SECONDARY:
-.PHONY: all deps test unit integration asan tsan report bench-deferred bench-server clean \
+.PHONY: all deps test unit integration asan tsan report bench-deferred bench-server bench-latency clean \
         fuzz fuzz-ci valgrind
 all: deps $(PROGS)
 
@@ -105,6 +105,9 @@ bench-deferred: all $(BUILD)/bench/bench_deferred
 
 bench-server: all
 	scripts/bench-server
+
+bench-latency: all
+	scripts/bench-latency
 
 report: all
 	scripts/report-run $(if $(FULL),--full)
