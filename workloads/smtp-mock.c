@@ -61,7 +61,14 @@ typedef struct conn {
     int stalled;               /* --stall struck: discard input and replies */
     int body_drawn;            /* --fault-stage body: drawn for this message */
     ev_tstamp last_active;     /* loop time of the last read or write */
+    ev_tstamp opened;          /* loop time of the accept, for --session-timeout */
+    size_t queued;             /* reply bytes in head..tail not yet written */
 } conn;
+
+/* A client that sends without reading its replies would make the reply
+ * queue grow without bound: past QUEUE_HIGH bytes the session stops reading
+ * (TCP flow control then holds the client) until the queue is written out. */
+#define QUEUE_HIGH (256 * 1024)
 
 /* Options, as given on the command line. */
 static struct {
@@ -75,6 +82,7 @@ static struct {
     uint64_t max_size;         /* --max-size */
     long long max_rcpts;       /* --max-rcpts */
     double idle_timeout;       /* --idle-timeout, seconds */
+    double session_timeout;    /* --session-timeout, seconds, 0 = none */
     const char *stats_path;    /* --stats FILE or NULL */
     const char *maildir;       /* --maildir DIR or NULL */
 } opt;
@@ -131,6 +139,7 @@ static int conn_write_due(conn *c)
             return -1;
         }
         c->last_active = ev_now(loop);
+        c->queued -= (size_t)w;
         size_t left = (size_t)w;
         while (c->head && left >= c->head->len - c->head->off) {
             outchunk *o = c->head;
@@ -148,6 +157,8 @@ static int conn_write_due(conn *c)
         }
     }
     ev_io_stop(loop, &c->wio);
+    if (c->queued < QUEUE_HIGH && !c->closing && !ev_is_active(&c->rio))
+        ev_io_start(loop, &c->rio);   /* written out: read again */
     if (c->head) {
         ev_timer_stop(loop, &c->reply_timer);
         ev_timer_set(&c->reply_timer, c->head->due - ev_now(loop), 0);
@@ -171,6 +182,9 @@ static void conn_enqueue(conn *c, const char *p, size_t n, ev_tstamp due)
     o->len = n;
     o->off = 0;
     memcpy(o->data, p, n);
+    c->queued += n;
+    if (c->queued >= QUEUE_HIGH)
+        ev_io_stop(loop, &c->rio);    /* see QUEUE_HIGH */
     if (c->tail)
         c->tail->next = o;
     else
@@ -262,7 +276,7 @@ static void conn_readable_cb(struct ev_loop *l, ev_io *w, int revents)
                 conn_finish(c);
                 return;
             }
-            if (conn_flush(c) < 0 || (size_t)n < sizeof rbuf)
+            if (conn_flush(c) < 0 || (size_t)n < sizeof rbuf || !ev_is_active(&c->rio))
                 return;
             continue;          /* a full buffer: there is probably more */
         }
@@ -280,18 +294,23 @@ static void conn_idle_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
     (void)revents;
     conn *c = container_of(w, conn, idle_timer);
-    ev_tstamp left = c->last_active + opt.idle_timeout - ev_now(l);
-    if (left > 0) {
-        w->repeat = left;
+    ev_tstamp now = ev_now(l);
+    ev_tstamp left = opt.idle_timeout > 0 ? c->last_active + opt.idle_timeout - now : 1e30;
+    ev_tstamp total = opt.session_timeout > 0 ? c->opened + opt.session_timeout - now : 1e30;
+    if (left > 0 && total > 0) {
+        w->repeat = left < total ? left : total;
         ev_timer_again(l, w);
         return;
     }
     stats.idle_timeouts++;
-    if (c->stalled) {          /* not answering: no 421 either */
+    /* Not answering, or the client does not read what is already queued
+     * (a 421 would never arrive): just close. */
+    if (c->stalled || ev_is_active(&c->wio)) {
         conn_close(c);
         return;
     }
-    smtp_server_shutdown(c->srv, "Idle timeout, closing transmission channel");
+    smtp_server_shutdown(c->srv, left <= 0 ? "Idle timeout, closing transmission channel"
+                                            : "Session time limit, closing transmission channel");
     conn_finish(c);
 }
 
@@ -391,7 +410,7 @@ static void conn_open(int fd)
         return;
     }
     c->fd = fd;
-    c->last_active = ev_now(loop);
+    c->last_active = c->opened = ev_now(loop);
     ev_io_init(&c->rio, conn_readable_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_writable_cb, fd, EV_WRITE);
     ev_init(&c->reply_timer, conn_reply_cb);
@@ -405,8 +424,10 @@ static void conn_open(int fd)
         return;
     }
     ev_io_start(loop, &c->rio);
-    if (opt.idle_timeout > 0) {
-        c->idle_timer.repeat = opt.idle_timeout;
+    if (opt.idle_timeout > 0 || opt.session_timeout > 0) {
+        c->idle_timer.repeat = opt.idle_timeout > 0 && (opt.session_timeout <= 0 ||
+                               opt.idle_timeout < opt.session_timeout)
+                               ? opt.idle_timeout : opt.session_timeout;
         ev_timer_again(loop, &c->idle_timer);
     }
     conn_flush(c);
@@ -507,6 +528,9 @@ static void usage(FILE *f)
 "  --max-rcpts N         recipients per message; more get 452 (default 1000)\n"
 "  --idle-timeout DUR    a client silent this long gets 421 and is disconnected\n"
 "                        (default 60s; 0 = never)\n"
+"  --session-timeout DUR a session open this long gets 421 and is disconnected,\n"
+"                        however busy (a client sending a byte a second; default\n"
+"                        0 = never). Both count in idle_timeouts\n"
 "  --stats FILE          on SIGTERM/SIGINT write the counts as JSON\n"
 "                        (schema mailbench.server/1) to FILE, atomically\n"
 "  --maildir DIR         write each accepted message to DIR/NNNNNN.eml (blocking\n"
@@ -562,7 +586,7 @@ static void parse_options(int argc, char **argv)
         { "latency-dist", 1, NULL, 'D' }, { "seed", 1, NULL, 's' },
         { "tempfail", 1, NULL, 't' }, { "permfail", 1, NULL, 'p' },
         { "drop", 1, NULL, 'd' }, { "fault-stage", 1, NULL, 'F' },
-        { "stall", 1, NULL, 'T' },
+        { "stall", 1, NULL, 'T' }, { "session-timeout", 1, NULL, 'O' },
         { "max-conns", 1, NULL, 'c' }, { "max-size", 1, NULL, 'S' },
         { "max-rcpts", 1, NULL, 'r' }, { "idle-timeout", 1, NULL, 'i' },
         { "stats", 1, NULL, 'o' }, { "maildir", 1, NULL, 'm' },
@@ -602,6 +626,7 @@ static void parse_options(int argc, char **argv)
         case 'S': if (units_parse_size(v, &opt.max_size) || opt.max_size == 0) bad_value("max-size", v, "a size like 10MB, at least 1"); break;
         case 'r': if (units_parse_count(v, 1, 100000, &opt.max_rcpts)) bad_value("max-rcpts", v, "a count from 1 to 100000"); break;
         case 'i': if (units_parse_duration(v, &opt.idle_timeout)) bad_value("idle-timeout", v, "a duration like 60s, or 0"); break;
+        case 'O': if (units_parse_duration(v, &opt.session_timeout)) bad_value("session-timeout", v, "a duration like 300s, or 0"); break;
         case 'o': opt.stats_path = v; break;
         case 'm': opt.maildir = v; break;
         case 'h': usage(stdout); exit(0);
@@ -637,12 +662,12 @@ static void params_json(char *buf, size_t len)
              "\"jitter_s\": %.6f, \"latency_dist\": \"%s\", \"seed\": %llu, "
              "\"tempfail\": %g, \"permfail\": %g, \"drop\": %g, \"stall\": %g, \"fault_stage\": \"%s\", "
              "\"max_conns\": %lld, \"max_size\": %llu, \"max_rcpts\": %lld, "
-             "\"idle_timeout_s\": %.3f, \"maildir\": %s%s%s}",
+             "\"idle_timeout_s\": %.3f, \"session_timeout_s\": %.3f, \"maildir\": %s%s%s}",
              opt.host, opt.port, opt.hostname, opt.fault.latency, opt.fault.jitter,
              mock_fault_dist_name(opt.fault.dist), (unsigned long long)opt.seed,
              opt.fault.tempfail, opt.fault.permfail, opt.fault.drop, opt.fault.stall,
              mock_fault_stage_name(opt.fault.stage), opt.max_conns,
-             (unsigned long long)opt.max_size, opt.max_rcpts, opt.idle_timeout,
+             (unsigned long long)opt.max_size, opt.max_rcpts, opt.idle_timeout, opt.session_timeout,
              opt.maildir ? "\"" : "", opt.maildir ? opt.maildir : "null",
              opt.maildir ? "\"" : "");
 }
