@@ -14,7 +14,7 @@
  * (workloads/mock_stats) are written as JSON on SIGTERM/SIGINT.
  *
  * The server closes first after QUIT's 221 (so TIME_WAIT lands here).
- * Not done yet: --profile FILE (option sets by name), a total session limit. */
+ * Not done yet: --profile FILE (option sets by name). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
