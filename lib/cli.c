@@ -73,12 +73,14 @@ static const struct opt opts[] = {
     { "tempfail", K_PROB, MB_KEY_SERVER, S(tempfail), 0, 0, "P", "probability of a 4xx reply" },
     { "permfail", K_PROB, MB_KEY_SERVER, S(permfail), 0, 0, "P", "probability of a 5xx reply" },
     { "drop", K_PROB, MB_KEY_SERVER, S(drop), 0, 0, "P", "probability of a dropped connection" },
+    { "stall", K_PROB, MB_KEY_SERVER, S(stall), 0, 0, "P", "probability that the server stops answering" },
     { "latency-dist", K_CHOICE, MB_KEY_SERVER, S(latency_dist), 0, 0, "fixed|uniform|exp", "latency distribution" },
-    { "fault-stage", K_CHOICE, MB_KEY_SERVER, S(fault_stage), 0, 0, "greeting|mail|rcpt|data", "where faults strike" },
+    { "fault-stage", K_CHOICE, MB_KEY_SERVER, S(fault_stage), 0, 0, "greeting|mail|rcpt|data|body", "where faults strike" },
     { "max-conns", K_COUNT, MB_KEY_SERVER, S(max_conns), 1, 10000000, "N", "connections the server accepts at once" },
     { "max-size", K_SIZE, MB_KEY_SERVER, S(max_size), 0, 1LL << 40, "SIZE", "message size limit" },
     { "max-rcpts", K_COUNT, MB_KEY_SERVER, S(max_rcpts), 1, 1000000, "N", "recipients per message" },
     { "idle-timeout", K_DURATION, MB_KEY_SERVER, S(idle_timeout_s), 0, 86400 * SEC, "DUR", "server closes idle sessions" },
+    { "session-timeout", K_DURATION, MB_KEY_SERVER, S(session_timeout_s), 0, 86400 * SEC, "DUR", "server ends sessions older than this" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -440,9 +442,9 @@ void mb_options_usage(FILE *f, const char *model)
             "\nA profile (workloads/profiles/NAME.conf) holds 'key = value' lines, the keys\n"
             "being the option names without '--'; flags on the command line override it\n"
             "wherever --profile appears.  A profile may also set the server's keys (latency,\n"
-            "jitter, latency-dist, tempfail, permfail, drop, fault-stage, max-conns,\n"
-            "max-size, max-rcpts, idle-timeout), which\n"
-            "this program ignores and smtp-mock uses.\n"
+            "jitter, latency-dist, tempfail, permfail, drop, stall, fault-stage, max-conns,\n"
+            "max-size, max-rcpts, idle-timeout, session-timeout), which this program\n"
+            "ignores and smtp-mock uses.\n"
             "\nExit status 2 on a usage error.\n");
 }
 

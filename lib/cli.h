@@ -44,12 +44,14 @@ struct mb_server_params {
     double tempfail;        /* tempfail: probability of a 4xx reply per transaction */
     double permfail;        /* permfail: probability of a 5xx reply per transaction */
     double drop;            /* drop: probability of dropping the connection */
+    double stall;           /* stall: probability of never replying again */
     char latency_dist[16];  /* latency-dist: fixed|uniform|exp (default fixed) */
-    char fault_stage[16];   /* fault-stage: where faults strike: greeting|mail|rcpt|data (default data) */
+    char fault_stage[16];   /* fault-stage: where faults strike: greeting|mail|rcpt|data|body (default data) */
     long long max_conns;    /* max-conns: concurrent sessions accepted (default 100000) */
     uint64_t max_size;      /* max-size: message size limit, bytes (default 100MB) */
     long long max_rcpts;    /* max-rcpts: recipients per message (default 1000) */
     double idle_timeout_s;  /* idle-timeout: server closes idle sessions after this (default 60s, 0 = never) */
+    double session_timeout_s; /* session-timeout: total time a session may last (0 = no limit) */
     char args[512];         /* the keys that were set, as smtp-mock flags: "--latency 5ms ..." */
 };
 
