@@ -194,9 +194,10 @@ CLI_OPTS = {
 }
 SERVER_KEYS = {
     "latency": "duration", "jitter": "duration", "tempfail": "prob", "permfail": "prob",
-    "drop": "prob", "latency-dist": ("fixed", "uniform", "exp"),
-    "fault-stage": ("greeting", "mail", "rcpt", "data"), "max-conns": "count",
+    "drop": "prob", "stall": "prob", "latency-dist": ("fixed", "uniform", "exp"),
+    "fault-stage": ("greeting", "mail", "rcpt", "data", "body"), "max-conns": "count",
     "max-size": "size", "max-rcpts": "count", "idle-timeout": "duration",
+    "session-timeout": "duration",
 }
 UNSUPPORTED = {
     "threads": "summary-twisted runs one reactor thread; --threads applies to the threads and hybrid models",
@@ -349,9 +350,11 @@ def split_args(argv):
             out.append((name, None))
         elif eq:
             out.append((name, value))
-        elif i + 1 < len(argv):
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
             i += 1
             out.append((name, argv[i]))
+        elif i + 1 < len(argv):
+            raise UsageError(f"--{name}: missing value (got the option '{argv[i + 1]}')")
         else:
             raise UsageError(f"--{name}: missing value")
         i += 1
@@ -379,7 +382,20 @@ def parse_options(argv):
         elif name != "profile":
             apply(o, name, value, "")
     o["host"], o["port"] = parse_hostport(o["server"])
+    check_writable(o["json"])
     return o
+
+
+def check_writable(path):
+    """--json is written at the end: refuse at the start a path that cannot be."""
+    if not path or path == "-":
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"--json: '{path}' is a directory")
+    target = path if os.path.exists(path) else (os.path.dirname(path) or ".")
+    if not os.access(target, os.W_OK):
+        raise UsageError(f"--json: cannot write '{path}': "
+                         f"{'Permission denied' if os.path.exists(target) else 'No such file or directory'}")
 
 
 # ---------------------------------------------------------------- measurement (lib/stats.c)
@@ -480,7 +496,10 @@ def run_json(o, s):
         "cpu_user_s": round(s.cpu_user_s, 6), "cpu_sys_s": round(s.cpu_sys_s, 6),
         "max_rss_kb": s.max_rss_kb, "ctx_voluntary": s.ctx_voluntary,
         "ctx_involuntary": s.ctx_involuntary, "threads_peak": s.threads_peak,
-        "digest": f"{s.digest:016x}", "git_rev": git_rev(),
+        "digest": f"{s.digest:016x}",
+        # No maybe_delivered / maybe_digest / maybe_hashes: twisted.mail does
+        # not say whether a lost connection came after the final "." (README).
+        "git_rev": git_rev(),
         "machine": {"cores": os.cpu_count(), "kernel": f"{u.sysname} {u.release}",
                     "compiler": f"CPython {platform.python_version()}, Twisted {twisted.__version__}"},
     }
