@@ -1,0 +1,55 @@
+/* summary-async — the asynchronous model: one thread, a libev reactor, and
+ * each email a Deferred chain (lib/async_mailer.c, shared with the hybrid
+ * model).  While one email waits for the server, the reactor runs the others;
+ * but everything runs in this one thread, the CPU work of building each email
+ * included: while it computes a summary, no connection is served.
+ *
+ * This file decides only that: the build step runs right here, through
+ * maybeDeferred, and hands its result to the rest of the chain. */
+#include <stdio.h>
+
+#include "async_mailer.h"
+#include "cli.h"
+#include "deferred.h"
+#include "reactor.h"
+#include "stats.h"
+
+/* The build step, in the reactor thread: maybeDeferred(build, job). */
+static struct deferred *build_here(struct async_job *job, void *arg)
+{
+    (void)arg;
+    return defer_maybe(async_job_build, job);
+}
+
+int main(int argc, char **argv)
+{
+    struct mb_options o;
+    int rc = mb_options_parse(argc, argv, "async", &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : 2;
+    o.threads = 1;          /* the reactor's: the JSON says so */
+
+    struct reactor *r = reactor_new();
+    if (r == NULL) {
+        fprintf(stderr, "summary-async: cannot create the libev loop\n");
+        return 1;
+    }
+    struct mb_run_stats stats;
+    struct mb_progress progress;
+    struct async_mailer m;
+    mb_run_init(&stats, (uint64_t)o.emails);
+    mb_progress_init(&progress, &o, "async");
+    async_mailer_init(&m, &o, r, &stats, &progress, build_here, NULL);
+
+    async_mailer_start(&m);
+    reactor_run(r);         /* returns when the last email has ended */
+
+    async_mailer_free(&m);
+    reactor_free(r);
+    mb_progress_done(&progress);
+    mb_run_finish(&stats);
+    mb_run_print_summary(stderr, "async", &o, &stats);
+    if (mb_run_write_json(&o, "async", &stats, o.json) != 0)
+        return 1;
+    return stats.failed == 0 ? 0 : 3;
+}

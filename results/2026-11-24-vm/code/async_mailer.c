@@ -1,0 +1,341 @@
+/* async_mailer — see async_mailer.h. */
+#include "async_mailer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp_session.h"
+
+#define PROGRESS_EVERY_S 0.25
+
+static void chain_start_next(struct async_mailer *m);
+static void email_start(struct async_job *job);
+
+/* ---- small Twisted idioms ------------------------------------------------ */
+
+static void fire_later(void *arg)
+{
+    struct deferred *d = arg;
+    deferred_callback(d, NULL);
+    deferred_unref(d);
+}
+
+/* task.deferLater(reactor, delay): a Deferred firing with NULL after delay. */
+static struct deferred *defer_later(struct reactor *r, double delay)
+{
+    struct deferred *d = deferred_new();
+    defer_call_unref(reactor_call_later(r, delay, fire_later, deferred_ref(d)));
+    return d;
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+static struct defer_result count_connection(struct defer_result r, void *arg)
+{
+    struct async_mailer *m = arg;
+    m->stats->connections++;
+    return r;
+}
+
+/* An idle session from the pool, or a new one. */
+static struct deferred *get_session(struct async_mailer *m)
+{
+    while (m->nidle > 0) {
+        struct smtp_session *s = m->idle[--m->nidle];
+        if (smtp_session_idle(s))
+            return deferred_succeed(s);
+        smtp_session_quit(s);   /* the server closed it while it waited */
+    }
+    struct deferred *d = smtp_session_open(m->r, m->o->host, (int)m->o->port,
+                                           m->o->timeout_s, &m->cfg);
+    deferred_add_timeout(d, m->o->timeout_s, reactor_clock(m->r));
+    return deferred_add_callback(d, count_connection, m);
+}
+
+/* Back to the pool if it may carry another email, else QUIT (or drop it if
+ * it is in no state to say goodbye). */
+static void put_session(struct async_mailer *m, struct smtp_session *s)
+{
+    bool more = m->done + 1 < m->o->emails;     /* an email after this one */
+    if (smtp_session_idle(s) && smtp_session_sent(s) < m->o->per_session && more) {
+        if (m->nidle == m->idle_cap) {
+            long long cap = m->idle_cap ? 2 * m->idle_cap : 16;
+            struct smtp_session **p = realloc(m->idle, (size_t)cap * sizeof *p);
+            if (p == NULL) {
+                smtp_session_quit(s);
+                return;
+            }
+            m->idle = p;
+            m->idle_cap = cap;
+        }
+        m->idle[m->nidle++] = s;
+    } else if (smtp_session_idle(s)) {
+        smtp_session_quit(s);
+    } else {
+        smtp_session_abort(s);
+    }
+}
+
+/* ---- one attempt, and the retries ---------------------------------------- */
+
+static struct deferred *attempt(struct async_job *job);
+
+static struct defer_result send_on_session(struct defer_result r, void *arg)
+{
+    struct async_job *job = arg;
+    struct async_mailer *m = job->m;
+    job->s = r.value;
+    struct deferred *d = smtp_session_send(job->s, job->e.from,
+                                           (const char *const *)job->e.rcpt,
+                                           (size_t)job->e.nrcpt, job->e.data, job->e.len);
+    deferred_add_timeout(d, m->o->timeout_s, reactor_clock(m->r));
+    return defer_wait(d);
+}
+
+static struct defer_result release_session(struct defer_result r, void *arg)
+{
+    struct async_job *job = arg;
+    if (job->s) {
+        struct smtp_session *s = job->s;
+        job->s = NULL;
+        if (defer_is_failure(r) && smtp_session_maybe_delivered(s))
+            job->maybe = true;
+        put_session(job->m, s);
+    }
+    return r;
+}
+
+static struct defer_result retry_now(struct defer_result r, void *arg)
+{
+    (void)r;
+    return defer_wait(attempt(arg));
+}
+
+static struct defer_result maybe_retry(struct defer_result r, void *arg)
+{
+    struct async_job *job = arg;
+    struct async_mailer *m = job->m;
+    if (failure_is(r.failure, &SMTP_PERMFAIL) || job->attempt >= m->policy.max_retries)
+        return r;
+    double delay = retry_backoff(&m->policy, job->attempt, &m->rng);
+    job->attempt++;
+    m->stats->retries++;
+    struct deferred *d = defer_later(m->r, delay);
+    deferred_add_callback(d, retry_now, job);
+    return defer_wait(d);
+}
+
+static struct deferred *attempt(struct async_job *job)
+{
+    struct deferred *d = get_session(job->m);
+    deferred_add_callback(d, send_on_session, job);
+    deferred_add_both(d, release_session, job);
+    deferred_add_errback(d, maybe_retry, job);
+    return d;
+}
+
+/* ---- one email ----------------------------------------------------------- */
+
+struct defer_result async_job_build(void *arg)
+{
+    struct async_job *job = arg;
+    if (workload_build(&job->m->wp, (uint64_t)job->index, &job->e) != 0)
+        return defer_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
+    return defer_ok(job);
+}
+
+static struct defer_result send_email(struct defer_result r, void *arg)
+{
+    (void)r;
+    return defer_wait(attempt(arg));
+}
+
+static struct defer_result delivered(struct defer_result r, void *arg)
+{
+    struct async_job *job = arg;
+    double lat = mb_now() - job->t0;
+    mb_run_delivered(job->m->stats, job->e.hash, (uint64_t)(lat > 0 ? lat * 1e6 : 0));
+    return r;
+}
+
+static struct defer_result failed(struct defer_result r, void *arg)
+{
+    struct async_job *job = arg;
+    if (job->maybe)
+        mb_run_failed_maybe(job->m->stats, failure_message(r.failure), job->e.hash);
+    else
+        mb_run_failed(job->m->stats, failure_message(r.failure));
+    return defer_ok(NULL);      /* handled: the run goes on */
+}
+
+static void chain_end(struct async_job *job)
+{
+    struct async_mailer *m = job->m;
+    free(job);
+    m->chains_done++;
+    defer_semaphore_release(m->sem);
+    if (m->o->rate <= 0)
+        chain_start_next(m);
+    if (m->chains_done < m->nchains)
+        return;
+    /* The last email has ended: say goodbye to the idle sessions and stop
+     * the timers; reactor_run returns once the last connection is closed. */
+    while (m->nidle > 0)
+        smtp_session_quit(m->idle[--m->nidle]);
+    if (m->ticker)
+        defer_call_cancel(m->ticker);
+}
+
+static struct defer_result email_end(struct defer_result r, void *arg)
+{
+    struct async_job *job = arg;
+    workload_email_free(&job->e);
+    job->m->done++;
+    job->index++;
+    job->attempt = 0;
+    job->maybe = false;
+    if (job->index < job->end)
+        email_start(job);
+    else
+        chain_end(job);
+    return r;
+}
+
+static void email_go(void *arg)
+{
+    struct async_job *job = arg;
+    struct async_mailer *m = job->m;
+    if (m->o->rate <= 0)
+        job->t0 = mb_now();
+    if (m->o->blocking_s > 0)
+        workload_blocking_call(m->o->blocking_s);
+    struct deferred *d = m->build(job, m->build_arg);
+    deferred_add_callback(d, send_email, job);
+    deferred_add_callbacks(d, delivered, job, failed, job);
+    deferred_add_both(d, email_end, job);
+    deferred_unref(d);
+}
+
+static void email_start(struct async_job *job)
+{
+    struct async_mailer *m = job->m;
+    if (m->o->rate > 0) {       /* open loop: not before its intended start */
+        job->t0 = m->stats->start_s + (double)job->index / (double)m->o->rate;
+        double wait = job->t0 - mb_now();
+        if (wait > 0) {
+            defer_call_unref(reactor_call_later(m->r, wait, email_go, job));
+            return;
+        }
+    }
+    email_go(job);
+}
+
+/* ---- chains and the semaphore ---------------------------------------------- */
+
+static struct defer_result chain_go(struct defer_result r, void *arg)
+{
+    (void)r;
+    email_start(arg);
+    return defer_ok(NULL);
+}
+
+static void chain_start_next(struct async_mailer *m)
+{
+    if (m->next_chain >= m->nchains)
+        return;
+    struct async_job *job = calloc(1, sizeof *job);
+    if (job == NULL) {
+        fprintf(stderr, "summary-%s: out of memory\n", m->o->model);
+        exit(1);
+    }
+    long long c = m->next_chain++;
+    job->m = m;
+    job->index = c * m->o->chain;
+    job->end = job->index + m->o->chain < m->o->emails ? job->index + m->o->chain
+                                                       : m->o->emails;
+    struct deferred *d = defer_semaphore_acquire(m->sem);
+    deferred_add_callback(d, chain_go, job);
+    deferred_unref(d);
+}
+
+static void arrive(void *arg)
+{
+    struct async_mailer *m = arg;
+    defer_call_unref(m->arrivals);
+    m->arrivals = NULL;
+    double now = mb_now(), per_chain = (double)m->o->chain / (double)m->o->rate;
+    while (m->next_chain < m->nchains
+           && m->stats->start_s + (double)m->next_chain * per_chain <= now)
+        chain_start_next(m);
+    if (m->next_chain < m->nchains) {
+        double due = m->stats->start_s + (double)m->next_chain * per_chain;
+        m->arrivals = reactor_call_later(m->r, due > now ? due - now : 0, arrive, m);
+    }
+}
+
+static void tick(void *arg)
+{
+    struct async_mailer *m = arg;
+    mb_progress_tick(m->progress, (uint64_t)m->done, m->stats);
+    defer_call_unref(m->ticker);
+    m->ticker = m->chains_done < m->nchains
+                    ? reactor_call_later(m->r, PROGRESS_EVERY_S, tick, m) : NULL;
+}
+
+/* ---- the run --------------------------------------------------------------- */
+
+void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struct reactor *r,
+                       struct mb_run_stats *stats, struct mb_progress *progress,
+                       async_build_step build, void *build_arg)
+{
+    memset(m, 0, sizeof *m);
+    m->o = o;
+    m->r = r;
+    mb_options_workload(o, &m->wp);
+    m->cfg.ehlo_name = "client.mailbench.test";
+    m->cfg.pipelining = true;
+    m->policy = (struct retry_policy)RETRY_POLICY_DEFAULT;
+    m->policy.max_retries = (int)o->retries;
+    m->stats = stats;
+    m->progress = progress;
+    m->build = build;
+    m->build_arg = build_arg;
+    uint64_t seeder = o->seed;
+    m->rng = retry_rand64(&seeder);
+    m->nchains = (o->emails + o->chain - 1) / o->chain;
+    m->sem = defer_semaphore_new((int)o->concurrency);
+}
+
+void async_mailer_start(struct async_mailer *m)
+{
+    if (m->nchains == 0)
+        return;
+    m->ticker = reactor_call_later(m->r, PROGRESS_EVERY_S, tick, m);
+    if (m->o->rate > 0) {
+        arrive(m);
+        return;
+    }
+    for (long long i = 0; i < m->o->concurrency && m->next_chain < m->nchains; i++)
+        chain_start_next(m);
+}
+
+void async_mailer_free(struct async_mailer *m)
+{
+    while (m->nidle > 0)
+        smtp_session_abort(m->idle[--m->nidle]);
+    free(m->idle);
+    m->idle = NULL;
+    if (m->ticker) {
+        defer_call_cancel(m->ticker);
+        defer_call_unref(m->ticker);
+        m->ticker = NULL;
+    }
+    if (m->arrivals) {
+        defer_call_cancel(m->arrivals);
+        defer_call_unref(m->arrivals);
+        m->arrivals = NULL;
+    }
+    defer_semaphore_free(m->sem);
+    m->sem = NULL;
+}

@@ -1,0 +1,170 @@
+/* blocking_mailer — see blocking_mailer.h. */
+#include "blocking_mailer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "retry.h"
+#include "smtp_blocking.h"
+
+enum attempt { ATTEMPT_OK, ATTEMPT_TEMP, ATTEMPT_PERM };
+
+void blocking_mailer_init(struct blocking_mailer *m, const struct mb_options *o,
+                          struct mb_run_stats *stats, uint64_t rng_seed)
+{
+    memset(m, 0, sizeof *m);
+    m->o = o;
+    mb_options_workload(o, &m->wp);
+    m->cfg.ehlo_name = "client.mailbench.test";
+    m->cfg.pipelining = true;
+    m->stats = stats;
+    m->rng = rng_seed;
+    m->fd = -1;
+}
+
+void blocking_sleep_until(double t)
+{
+    double d = t - mb_now();
+    if (d <= 0)
+        return;
+    struct timespec ts = { (time_t)d, (long)((d - (double)(time_t)d) * 1e9) };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void drop_connection(struct blocking_mailer *m)
+{
+    if (m->fd >= 0)
+        close(m->fd);
+    smtp_client_free(m->c);
+    m->fd = -1;
+    m->c = NULL;
+    m->on_conn = 0;
+}
+
+/* Opens a connection if none is open; a failure is a temporary one. */
+static enum attempt ensure_connection(struct blocking_mailer *m, char *reason, size_t len)
+{
+    if (m->fd >= 0)
+        return ATTEMPT_OK;
+    m->fd = smtp_blocking_connect(m->o->host, m->o->port, m->o->timeout_s, reason, len);
+    if (m->fd < 0)
+        return ATTEMPT_TEMP;
+    m->stats->connections++;
+    m->c = smtp_client_new(&m->cfg);
+    if (m->c == NULL) {
+        snprintf(reason, len, "out of memory");
+        drop_connection(m);
+        return ATTEMPT_PERM;
+    }
+    return ATTEMPT_OK;
+}
+
+static void describe_failure(const struct smtp_client_event *ev, char *reason, size_t len)
+{
+    if (ev->local || ev->code == 0)
+        snprintf(reason, len, "%s: %s", smtp_client_stage_name(ev->stage), ev->text);
+    else
+        snprintf(reason, len, "%d %s", ev->code, ev->text);
+    char *nl = strchr(reason, '\n');
+    if (nl)
+        *nl = '\0';
+}
+
+/* One try: send the email on the (possibly new) connection and wait for its
+ * MESSAGE_DONE event.  Any failure that leaves the session unusable closes
+ * the connection, so the retry starts afresh. */
+static enum attempt attempt_once(struct blocking_mailer *m, const struct workload_email *e,
+                                 char *reason, size_t len, bool *maybe)
+{
+    enum attempt r = ensure_connection(m, reason, len);
+    if (r != ATTEMPT_OK)
+        return r;
+    if (smtp_client_send(m->c, e->from, (const char *const *)e->rcpt, (size_t)e->nrcpt,
+                         e->data, e->len, NULL) != 0) {
+        snprintf(reason, len, "session unusable");
+        drop_connection(m);
+        return ATTEMPT_TEMP;
+    }
+    struct smtp_client_event ev;
+    for (;;) {
+        int st = smtp_blocking_next_event(m->fd, m->c, m->o->timeout_s, &ev);
+        if (st == SMTP_BLOCKING_TIMEOUT) {
+            smtp_client_abort(m->c, "timeout");
+            continue;
+        }
+        if (st == SMTP_BLOCKING_IDLE) {     /* cannot happen with a message queued */
+            snprintf(reason, len, "client idle with a message queued");
+            drop_connection(m);
+            return ATTEMPT_TEMP;
+        }
+        if (ev.type == SMTP_CLIENT_MESSAGE_DONE)
+            break;
+    }
+    m->on_conn++;
+    if (ev.maybe_delivered)
+        *maybe = true;
+    if (ev.result == SMTP_CLIENT_OK)
+        return ATTEMPT_OK;
+    describe_failure(&ev, reason, len);
+    if (!smtp_client_is_idle(m->c))
+        drop_connection(m);
+    return ev.result == SMTP_CLIENT_PERMFAIL ? ATTEMPT_PERM : ATTEMPT_TEMP;
+}
+
+bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
+{
+    const struct mb_options *o = m->o;
+    if (o->blocking_s > 0)
+        workload_blocking_call(o->blocking_s);
+    struct workload_email e;
+    if (workload_build(&m->wp, index, &e) != 0) {
+        mb_run_failed(m->stats, "workload: out of memory");
+        return false;
+    }
+    struct retry_policy policy = RETRY_POLICY_DEFAULT;
+    policy.max_retries = (int)o->retries;
+    char reason[256] = "";
+    enum attempt r = ATTEMPT_TEMP;
+    bool maybe = false;         /* some attempt may have reached the server */
+    for (int attempt = 0; attempt <= policy.max_retries; attempt++) {
+        if (attempt > 0) {
+            m->stats->retries++;
+            blocking_sleep_until(mb_now() + retry_backoff(&policy, attempt - 1, &m->rng));
+        }
+        r = attempt_once(m, &e, reason, sizeof reason, &maybe);
+        if (r != ATTEMPT_TEMP)
+            break;
+    }
+    if (r == ATTEMPT_OK)
+        mb_run_delivered(m->stats, e.hash, (uint64_t)((mb_now() - t0) * 1e6));
+    else if (maybe)
+        mb_run_failed_maybe(m->stats, reason, e.hash);
+    else
+        mb_run_failed(m->stats, reason);
+    workload_email_free(&e);
+    if (m->on_conn >= o->per_session)
+        blocking_mailer_finish(m);
+    return r == ATTEMPT_OK;
+}
+
+void blocking_mailer_finish(struct blocking_mailer *m)
+{
+    if (m->c == NULL)
+        return;
+    smtp_client_quit(m->c);
+    struct smtp_client_event ev;
+    for (;;) {
+        int st = smtp_blocking_next_event(m->fd, m->c, m->o->timeout_s, &ev);
+        if (st == SMTP_BLOCKING_TIMEOUT) {
+            smtp_client_abort(m->c, "timeout");
+            continue;
+        }
+        if (st != SMTP_BLOCKING_EVENT || ev.type == SMTP_CLIENT_CLOSED)
+            break;
+    }
+    drop_connection(m);
+}

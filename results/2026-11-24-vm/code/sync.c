@@ -1,0 +1,46 @@
+/* summary-sync — the synchronous model: one email after another on a
+ * blocking socket.  While it waits for the server, it does nothing else.
+ *
+ * Everything it does per email is lib/blocking_mailer.c, shared with the
+ * threads model: this file only decides that there is one of it. */
+#include <stdio.h>
+
+#include "blocking_mailer.h"
+#include "cli.h"
+#include "stats.h"
+
+int main(int argc, char **argv)
+{
+    struct mb_options o;
+    int rc = mb_options_parse(argc, argv, "sync", &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : 2;
+    o.concurrency = 1;      /* one at a time, whatever was asked: the JSON says so */
+    o.threads = 1;
+
+    struct mb_run_stats stats;
+    struct mb_progress progress;
+    struct blocking_mailer m;
+    mb_run_init(&stats, (uint64_t)o.emails);
+    mb_progress_init(&progress, &o, "sync");
+    blocking_mailer_init(&m, &o, &stats, o.seed);
+
+    /* Emails go in index order, so every chain's order holds by itself. */
+    for (long long i = 0; i < o.emails; i++) {
+        double t0 = mb_now();
+        if (o.rate > 0) {                       /* open loop: the intended start */
+            t0 = stats.start_s + (double)i / (double)o.rate;
+            blocking_sleep_until(t0);
+        }
+        blocking_mailer_send(&m, (uint64_t)i, t0);
+        mb_progress_tick(&progress, stats.delivered + stats.failed, &stats);
+    }
+    blocking_mailer_finish(&m);
+
+    mb_progress_done(&progress);
+    mb_run_finish(&stats);
+    mb_run_print_summary(stderr, "sync", &o, &stats);
+    if (mb_run_write_json(&o, "sync", &stats, o.json) != 0)
+        return 1;
+    return stats.failed == 0 ? 0 : 3;
+}
