@@ -414,3 +414,14 @@ void mb_progress_done(struct mb_progress *p)
         fputc('\n', stderr);
     p->printed = 0;
 }
+
+int mb_run_end(const struct mb_options *o, const char *model, struct mb_run_stats *s,
+               struct mb_progress *p)
+{
+    mb_progress_done(p);
+    mb_run_finish(s);
+    mb_run_print_summary(stderr, model, o, s);
+    if (mb_run_write_json(o, model, s, o->json) != 0)
+        return 1;
+    return s->failed == 0 ? 0 : 3;
+}

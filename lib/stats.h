@@ -152,6 +152,13 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
 void mb_run_print_summary(FILE *f, const char *model, const struct mb_options *o,
                           const struct mb_run_stats *s);
 
+/* The end of every model's run: end the progress line, mb_run_finish, the
+ * summary on stderr, the JSON to o->json.  Returns the exit status: 0 all
+ * delivered, 3 some failed, 1 the JSON could not be written. */
+struct mb_progress;
+int mb_run_end(const struct mb_options *o, const char *model, struct mb_run_stats *s,
+               struct mb_progress *p);
+
 /* ---------------------------------------------------------------- progress */
 
 struct mb_progress {

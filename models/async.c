@@ -46,10 +46,5 @@ int main(int argc, char **argv)
 
     async_mailer_free(&m);
     reactor_free(r);
-    mb_progress_done(&progress);
-    mb_run_finish(&stats);
-    mb_run_print_summary(stderr, "async", &o, &stats);
-    if (mb_run_write_json(&o, "async", &stats, o.json) != 0)
-        return 1;
-    return stats.failed == 0 ? 0 : 3;
+    return mb_run_end(&o, "async", &stats, &progress);
 }

@@ -3,7 +3,6 @@
  *
  * Everything it does per email is lib/blocking_mailer.c, shared with the
  * threads model: this file only decides that there is one of it. */
-#include <stdio.h>
 
 #include "blocking_mailer.h"
 #include "cli.h"
@@ -37,10 +36,5 @@ int main(int argc, char **argv)
     }
     blocking_mailer_finish(&m);
 
-    mb_progress_done(&progress);
-    mb_run_finish(&stats);
-    mb_run_print_summary(stderr, "sync", &o, &stats);
-    if (mb_run_write_json(&o, "sync", &stats, o.json) != 0)
-        return 1;
-    return stats.failed == 0 ? 0 : 3;
+    return mb_run_end(&o, "sync", &stats, &progress);
 }

@@ -119,10 +119,5 @@ int main(int argc, char **argv)
     }
     free(w);
 
-    mb_progress_done(&progress);
-    mb_run_finish(&stats);
-    mb_run_print_summary(stderr, "threads", &o, &stats);
-    if (mb_run_write_json(&o, "threads", &stats, o.json) != 0)
-        return 1;
-    return stats.failed == 0 ? 0 : 3;
+    return mb_run_end(&o, "threads", &stats, &progress);
 }
