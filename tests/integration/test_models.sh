@@ -74,6 +74,13 @@ for m in "${models[@]}"; do
     check_eq "$m-maybe: server digest = digest + maybe digest" "$(json_get "$srv_STATS" digest)" \
         "$(printf '%016x' $(( 0x$(json_get "$j" digest) + 0x$(json_get "$j" maybe_digest) )))"
 
+    # Open loop: 100 emails due at 500/s take at least their schedule (0.198 s),
+    # and latency is counted from each email's intended start.
+    run_verified "$m-open" "$m" "--latency 1ms" --emails 100 --rate 500 --concurrency 20 --chain 2
+    check_eq "$m-open: latency mode" open "$(json_get "$LAST_JSON" latency_mode)"
+    w=$(json_get "$LAST_JSON" wall_s)
+    if awk -v w="$w" 'BEGIN { exit !(w >= 0.198) }'; then pass "$m-open: paced ($w s)"; else fail "$m-open: too fast for 500/s ($w s)"; fi
+
     # A refused port: every email fails with a reason, exit status 3, no hang.
     timeout 60 "$BIN/summary-$m" --server 127.0.0.1:1 --emails 3 --retries 1 \
         --json "$TMP/refused.json" 2>"$TMP/refused.err"
