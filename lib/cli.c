@@ -59,7 +59,7 @@ static const struct opt opts[] = {
     { "blocking", K_DURATION, MB_KEY_MODEL, O(blocking_s), 0, 60 * SEC, "DUR",
       "a blocking call of DUR per email, in the model's thread" },
     { "retries", K_COUNT, MB_KEY_MODEL, O(retries), 0, 1000, "N", "retries of a temporary failure" },
-    { "timeout", K_DURATION, MB_KEY_MODEL, O(timeout_s), 1, 86400 * SEC, "DUR", "timeout per connect or reply" },
+    { "timeout", K_DURATION, MB_KEY_MODEL, O(timeout_s), 1, 86400 * SEC, "DUR", "each connect/reply; reactor models: set-up, each message" },
     { "seed", K_SEED, MB_KEY_MODEL, O(seed), 0, LLONG_MAX, "S", "seed of the workload" },
     { "rate", K_COUNT, MB_KEY_MODEL, O(rate), 0, 10000000, "R",
       "open loop: start R emails/s, latency from the intended start (0: closed loop)" },

@@ -73,7 +73,9 @@ struct mb_options {
     long long chain;        /* --chain: chains of K dependent emails; 1 = all independent */
     double blocking_s;      /* --blocking: a blocking call per email, seconds; 0 = none */
     long long retries;      /* --retries: retries of a temporarily failed email, 0..1000 */
-    double timeout_s;       /* --timeout: per SMTP reply / connect, seconds, > 0 */
+    double timeout_s;       /* --timeout, seconds, > 0: blocking models bound each connect and each
+                             * reply; reactor models the connect+greeting+EHLO and each message
+                             * (deferred_add_timeout) */
     uint64_t seed;          /* --seed: seeds the workload (and retry jitter) */
     long long rate;         /* --rate: open loop at this many emails/s; 0 = closed loop */
     char profile[MB_PATH_MAX];  /* --profile: the file applied, "" if none */
