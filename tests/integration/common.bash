@@ -61,3 +61,28 @@ stop_pid() {
 json_get() { jq -r ".$2" "$1"; }
 
 finish() { [ "$NFAIL" -eq 0 ]; exit $?; }
+
+# run_verified LABEL MODEL "MOCK OPTIONS" MODEL-OPTIONS... — a fresh smtp-mock,
+# one run of bin/summary-MODEL against it, then the checks that make a run
+# verified: every email ended, delivered = the server's distinct Message-IDs,
+# the digests equal.  Sets LAST_RC, LAST_JSON and LAST_STATS.
+run_verified() {
+    local label=$1 model=$2 mockopts=$3; shift 3
+    start_mock srv $mockopts || { fail "$label: smtp-mock did not start"; return; }
+    local json="$TMP/$label.json"
+    timeout 120 "$BIN/summary-$model" --server "127.0.0.1:$srv_PORT" --json "$json" "$@" \
+        2>"$TMP/$label.err"
+    LAST_RC=$?
+    stop_pid "$srv_PID"
+    LAST_JSON=$json
+    LAST_STATS=$srv_STATS
+    if [ ! -s "$json" ]; then fail "$label: no JSON (exit $LAST_RC)"; cat "$TMP/$label.err"; return; fi
+    local emails delivered failed
+    emails=$(json_get "$json" emails); delivered=$(json_get "$json" delivered)
+    failed=$(json_get "$json" failed)
+    check_eq "$label: every email ended" "$emails" "$((delivered + failed))"
+    check_eq "$label: delivered = server's distinct Message-IDs" \
+        "$(json_get "$srv_STATS" unique_messages)" "$delivered"
+    check_eq "$label: digest = server's digest" \
+        "$(json_get "$srv_STATS" digest)" "$(json_get "$json" digest)"
+}

@@ -10,26 +10,6 @@ for m in sync threads async hybrid; do
     [ -x "$BIN/summary-$m" ] && models+=("$m") || fail "bin/summary-$m missing"
 done
 
-# run_verified LABEL MODEL "MOCK OPTIONS" MODEL OPTIONS...
-run_verified() {
-    local label=$1 model=$2 mockopts=$3; shift 3
-    start_mock srv $mockopts || { fail "$label: smtp-mock did not start"; return; }
-    local json="$TMP/$label.json"
-    timeout 120 "$BIN/summary-$model" --server "127.0.0.1:$srv_PORT" --json "$json" "$@" \
-        2>"$TMP/$label.err"
-    local rc=$?
-    stop_pid "$srv_PID"
-    if [ ! -s "$json" ]; then fail "$label: no JSON (exit $rc)"; cat "$TMP/$label.err"; return; fi
-    local emails delivered failed
-    emails=$(json_get "$json" emails); delivered=$(json_get "$json" delivered)
-    failed=$(json_get "$json" failed)
-    check_eq "$label: every email ended" "$emails" "$((delivered + failed))"
-    check_eq "$label: delivered = server's distinct Message-IDs" \
-        "$(json_get "$srv_STATS" unique_messages)" "$delivered"
-    check_eq "$label: digest = server's digest" \
-        "$(json_get "$srv_STATS" digest)" "$(json_get "$json" digest)"
-    LAST_JSON=$json
-}
 
 for m in "${models[@]}"; do
     run_verified "$m-plain" "$m" "--latency 1ms" --emails 300 --concurrency 20 --per-session 3

@@ -22,28 +22,6 @@ if ! /usr/bin/python3 -c 'import twisted' 2>/dev/null; then
 fi
 [ -x "$TW" ] || { fail "bin/summary-twisted missing (make builds it)"; finish; }
 
-# run_model LABEL MODEL "MOCK OPTIONS" OPTIONS... — one verified run;
-# sets LAST_JSON and LAST_STATS.
-run_model() {
-    local label=$1 model=$2 mockopts=$3; shift 3
-    start_mock srv $mockopts || { fail "$label: smtp-mock did not start"; return; }
-    local json="$TMP/$label.json"
-    timeout 120 "$BIN/summary-$model" --server "127.0.0.1:$srv_PORT" --json "$json" "$@" \
-        2>"$TMP/$label.err"
-    LAST_RC=$?
-    stop_pid "$srv_PID"
-    LAST_JSON=$json
-    LAST_STATS=$srv_STATS
-    if [ ! -s "$json" ]; then fail "$label: no JSON (exit $LAST_RC)"; cat "$TMP/$label.err"; return; fi
-    local emails delivered failed
-    emails=$(json_get "$json" emails); delivered=$(json_get "$json" delivered)
-    failed=$(json_get "$json" failed)
-    check_eq "$label: every email ended" "$emails" "$((delivered + failed))"
-    check_eq "$label: delivered = server's distinct Message-IDs" \
-        "$(json_get "$srv_STATS" unique_messages)" "$delivered"
-    check_eq "$label: digest = server's digest" \
-        "$(json_get "$srv_STATS" digest)" "$(json_get "$json" digest)"
-}
 
 # (a) the same bytes as the C workload
 i=0
@@ -53,15 +31,15 @@ for opts in "--seed 1 --events 1000" \
             "--seed 123456789 --events 200 --body-bytes 100KB --chain 3"; do
     i=$((i + 1))
     # shellcheck disable=SC2086
-    run_model "bytes$i-c" async "" --emails 12 --concurrency 4 --retries 0 $opts
+    run_verified "bytes$i-c" async "" --emails 12 --concurrency 4 --retries 0 $opts
     c_digest=$(json_get "$LAST_JSON" digest)
     # shellcheck disable=SC2086
-    run_model "bytes$i-twisted" twisted "" --emails 12 --concurrency 4 --retries 0 $opts
+    run_verified "bytes$i-twisted" twisted "" --emails 12 --concurrency 4 --retries 0 $opts
     check_eq "bytes$i ($opts): twisted digest = C async digest" "$c_digest" "$(json_get "$LAST_JSON" digest)"
 done
 
 mkdir -p "$TMP/maildir"
-run_model "maildir" twisted "--maildir $TMP/maildir" --emails 3 --concurrency 1 \
+run_verified "maildir" twisted "--maildir $TMP/maildir" --emails 3 --concurrency 1 \
     --seed 5 --events 50 --recipients 2 --body-bytes 2KB --chain 2
 n=0
 for idx in 0 1 2; do
@@ -75,9 +53,9 @@ check_eq "default seed 1, email 0 = golden file" \
     "$(md5sum <"$ROOT/tests/golden/workload/seed1-email0.eml")"
 
 # (b) verified runs
-run_model "plain-c" async "--latency 1ms" --emails 200 --concurrency 20 --per-session 3 --events 20
+run_verified "plain-c" async "--latency 1ms" --emails 200 --concurrency 20 --per-session 3 --events 20
 c_conns=$(json_get "$LAST_JSON" connections)
-run_model "plain" twisted "--latency 1ms" --emails 200 --concurrency 20 --per-session 3 --events 20
+run_verified "plain" twisted "--latency 1ms" --emails 200 --concurrency 20 --per-session 3 --events 20
 check_eq "plain: nothing failed" 0 "$(json_get "$LAST_JSON" failed)"
 check_eq "plain: exit 0" 0 "$LAST_RC"
 check_eq "plain: schema" "mailbench.run/1" "$(json_get "$LAST_JSON" schema)"
@@ -96,22 +74,22 @@ check_eq "plain: all run fields present" 28 \
             .cpu_user_s,.cpu_sys_s,.max_rss_kb,.ctx_voluntary,.ctx_involuntary,.threads_peak,.digest,
             .git_rev,.machine.cores,.params.per_session] | map(select(. != null)) | length' "$LAST_JSON")"
 
-run_model "faults" twisted "--tempfail 0.1 --drop 0.05 --fault-stage rcpt --seed 7" \
+run_verified "faults" twisted "--tempfail 0.1 --drop 0.05 --fault-stage rcpt --seed 7" \
     --emails 150 --concurrency 10 --retries 20 --events 20
 check_eq "faults: all delivered after retries" 150 "$(json_get "$LAST_JSON" delivered)"
 r=$(json_get "$LAST_JSON" retries)
 if [ "$r" -gt 0 ]; then pass "faults: retried ($r)"; else fail "faults: no retry counted"; fi
 
-run_model "dup" twisted "--drop 0.1 --fault-stage data --seed 3" \
+run_verified "dup" twisted "--drop 0.1 --fault-stage data --seed 3" \
     --emails 150 --concurrency 10 --retries 20 --events 20
 d=$(json_get "$LAST_STATS" duplicates)
 if [ "$d" -gt 0 ]; then pass "dup: duplicates reported by the server ($d)"; else fail "dup: expected duplicates"; fi
 
-run_model "greeting" twisted "--tempfail 0.2 --fault-stage greeting --seed 9" \
+run_verified "greeting" twisted "--tempfail 0.2 --fault-stage greeting --seed 9" \
     --emails 100 --concurrency 10 --retries 20 --events 20
 check_eq "greeting: 421 greetings retried, all delivered" 100 "$(json_get "$LAST_JSON" delivered)"
 
-run_model "permfail" twisted "--permfail 0.2 --fault-stage mail --seed 5" \
+run_verified "permfail" twisted "--permfail 0.2 --fault-stage mail --seed 5" \
     --emails 100 --concurrency 10 --events 20
 f=$(json_get "$LAST_JSON" failed)
 if [ "$f" -gt 0 ]; then pass "permfail: permanent failures counted ($f)"; else fail "permfail: expected failures"; fi
@@ -120,12 +98,12 @@ check_eq "permfail: reason is the server's reply" "$f" \
     "$(jq '.failure_reasons["550 Sender rejected"] // 0' "$LAST_JSON")"
 check_eq "permfail: exit 3" 3 "$LAST_RC"
 
-run_model "chain" twisted "--latency 1ms" --emails 60 --concurrency 8 --chain 5 \
+run_verified "chain" twisted "--latency 1ms" --emails 60 --concurrency 8 --chain 5 \
     --events 500 --body-bytes 20KB --recipients 3 --per-session 2
 
 # Every reply 2 s late, --timeout 200ms: addTimeout ends each attempt.
 start=$(date +%s.%N)
-run_model "timeout" twisted "--latency 2s" --emails 4 --concurrency 4 --retries 1 --timeout 200ms --events 0
+run_verified "timeout" twisted "--latency 2s" --emails 4 --concurrency 4 --retries 1 --timeout 200ms --events 0
 elapsed=$(echo "$(date +%s.%N) - $start" | bc)
 check_eq "timeout: all failed" 4 "$(json_get "$LAST_JSON" failed)"
 check_eq "timeout: one retry each" 4 "$(json_get "$LAST_JSON" retries)"
@@ -134,7 +112,7 @@ if [ "$(echo "$elapsed < 5" | bc)" = 1 ]; then pass "timeout: bounded (${elapsed
 
 # A profile: its model keys apply, its server keys are ignored, flags override.
 printf 'emails = 7\nconcurrency = 3\nlatency = 5ms   # server side\nevents = 10\n' >"$TMP/p.conf"
-run_model "profile" twisted "" --profile "$TMP/p.conf" --concurrency 2
+run_verified "profile" twisted "" --profile "$TMP/p.conf" --concurrency 2
 check_eq "profile: emails from the profile" 7 "$(json_get "$LAST_JSON" emails)"
 check_eq "profile: the flag overrides it" 2 "$(jq .params.concurrency "$LAST_JSON")"
 
