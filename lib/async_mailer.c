@@ -339,3 +339,18 @@ void async_mailer_free(struct async_mailer *m)
     defer_semaphore_free(m->sem);
     m->sem = NULL;
 }
+
+int async_mailer_run(const struct mb_options *o, struct reactor *r,
+                     async_build_step build, void *build_arg)
+{
+    struct mb_run_stats stats;
+    struct mb_progress progress;
+    struct async_mailer m;
+    mb_run_init(&stats, (uint64_t)o->emails);
+    mb_progress_init(&progress, o, o->model);
+    async_mailer_init(&m, o, r, &stats, &progress, build, build_arg);
+    async_mailer_start(&m);
+    reactor_run(r);         /* returns when the last email has ended */
+    async_mailer_free(&m);
+    return mb_run_end(o, o->model, &stats, &progress);
+}

@@ -89,7 +89,14 @@ struct async_mailer {
  * job and the (read-only) workload parameters, so it may run in any thread. */
 struct defer_result async_job_build(void *job);
 
-/* Ready to run on r; nothing happens until async_mailer_start. */
+/* A whole run of the model: statistics, progress, the mailer, reactor_run
+ * until the last email has ended and the last session has closed, then
+ * mb_run_end (summary, JSON).  Returns the exit status (0, 3, or 1). */
+int async_mailer_run(const struct mb_options *o, struct reactor *r,
+                     async_build_step build, void *build_arg);
+
+/* The parts, for tests and other drivers.
+ * Ready to run on r; nothing happens until async_mailer_start. */
 void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struct reactor *r,
                        struct mb_run_stats *stats, struct mb_progress *progress,
                        async_build_step build, void *build_arg);

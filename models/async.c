@@ -12,7 +12,6 @@
 #include "cli.h"
 #include "deferred.h"
 #include "reactor.h"
-#include "stats.h"
 
 /* The build step, in the reactor thread: maybeDeferred(build, job). */
 static struct deferred *build_here(struct async_job *job, void *arg)
@@ -34,17 +33,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "summary-async: cannot create the libev loop\n");
         return 1;
     }
-    struct mb_run_stats stats;
-    struct mb_progress progress;
-    struct async_mailer m;
-    mb_run_init(&stats, (uint64_t)o.emails);
-    mb_progress_init(&progress, &o, "async");
-    async_mailer_init(&m, &o, r, &stats, &progress, build_here, NULL);
-
-    async_mailer_start(&m);
-    reactor_run(r);         /* returns when the last email has ended */
-
-    async_mailer_free(&m);
+    int status = async_mailer_run(&o, r, build_here, NULL);
     reactor_free(r);
-    return mb_run_end(&o, "async", &stats, &progress);
+    return status;
 }

@@ -12,7 +12,6 @@
 #include "cli.h"
 #include "deferred.h"
 #include "reactor.h"
-#include "stats.h"
 #include "threadpool.h"
 
 /* The build step, in a worker thread: deferToThread(build, job). */
@@ -42,18 +41,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "summary-hybrid: cannot start %lld worker threads\n", o.threads);
         return 1;
     }
-    struct mb_run_stats stats;
-    struct mb_progress progress;
-    struct async_mailer m;
-    mb_run_init(&stats, (uint64_t)o.emails);
-    mb_progress_init(&progress, &o, "hybrid");
-    async_mailer_init(&m, &o, r, &stats, &progress, build_in_pool, pool);
-
-    async_mailer_start(&m);
-    reactor_run(r);         /* returns when the last email has ended */
-
-    async_mailer_free(&m);
+    int status = async_mailer_run(&o, r, build_in_pool, pool);
     threadpool_free(pool);
     reactor_free(r);
-    return mb_run_end(&o, "hybrid", &stats, &progress);
+    return status;
 }
