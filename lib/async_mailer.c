@@ -106,7 +106,8 @@ static struct defer_result release_session(struct defer_result r, void *arg)
     return r;
 }
 
-static struct defer_result retry_now(struct defer_result r, void *arg)
+/* The email's send step, and its retry after the backoff: one attempt. */
+static struct defer_result send_email(struct defer_result r, void *arg)
 {
     (void)r;
     return defer_wait(attempt(arg));
@@ -122,7 +123,7 @@ static struct defer_result maybe_retry(struct defer_result r, void *arg)
     job->attempt++;
     m->stats->retries++;
     struct deferred *d = defer_later(m->r, delay);
-    deferred_add_callback(d, retry_now, job);
+    deferred_add_callback(d, send_email, job);
     return defer_wait(d);
 }
 
@@ -143,12 +144,6 @@ struct defer_result async_job_build(void *arg)
     if (workload_build(&job->m->wp, (uint64_t)job->index, &job->e) != 0)
         return defer_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
     return defer_ok(job);
-}
-
-static struct defer_result send_email(struct defer_result r, void *arg)
-{
-    (void)r;
-    return defer_wait(attempt(arg));
 }
 
 static struct defer_result delivered(struct defer_result r, void *arg)
