@@ -3,7 +3,7 @@
 w = 1200
 h = 500
 load dir."/common.gp"
-set multiplot layout 1,2 title "Q8 Code: each model's source file"
+set multiplot layout 1,2 title "Q8 Code: each model's file with the layer it waits through"
 set title "lines of code (no blanks, no comments)"
 set ylabel "lines"
 data = data1
