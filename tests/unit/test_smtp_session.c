@@ -143,8 +143,28 @@ static void server_start(struct server *s, struct reactor *r, const struct scrip
 
 static void server_stop(struct server *s)
 {
+    if (s->lfd < 0)
+        return;
     ev_io_stop(reactor_loop(s->r), &s->accept_w);
     close(s->lfd);
+    s->lfd = -1;
+}
+
+/* A test's world: a new reactor with the scripted server on it ... */
+static struct reactor *world_start(struct server *s, const struct script *sc)
+{
+    struct reactor *r = reactor_new();
+    assert_non_null(r);
+    server_start(s, r, sc);
+    return r;
+}
+
+/* ... and its end. */
+static void world_end(struct server *s)
+{
+    struct reactor *r = s->r;
+    server_stop(s);
+    reactor_free(r);
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -236,10 +256,9 @@ static void send_one(struct reactor *r, struct smtp_session *ss, double timeout,
 static void test_send_and_quit(void **state)
 {
     (void)state;
-    struct reactor *r = reactor_new();
     struct script sc = { .greeting = "220 ready\r\n" };
     struct server s;
-    server_start(&s, r, &sc);
+    struct reactor *r = world_start(&s, &sc);
     struct outcome o;
     struct smtp_session *ss = open_session(r, &s, 0, &o);
     assert_non_null(ss);
@@ -255,26 +274,23 @@ static void test_send_and_quit(void **state)
     assert_int_equal(s.messages, 2);
     assert_int_equal(s.quits, 1);
     assert_true(s.lost);
-    server_stop(&s);
-    reactor_free(r);
+    world_end(&s);
 }
 
 /* A 554 greeting: the open fails permanently with the reply's code. */
 static void test_greeting_refused(void **state)
 {
     (void)state;
-    struct reactor *r = reactor_new();
     struct script sc = { .greeting = "554 go away\r\n" };
     struct server s;
-    server_start(&s, r, &sc);
+    struct reactor *r = world_start(&s, &sc);
     struct outcome o;
     assert_null(open_session(r, &s, 0, &o));
     assert_ptr_equal(o.type, &SMTP_PERMFAIL);
     assert_int_equal(o.code, 554);
     assert_non_null(strstr(o.message, "go away"));
     run_for(r, 0.1);
-    server_stop(&s);
-    reactor_free(r);
+    world_end(&s);
 }
 
 /* A server that never greets: addTimeout fails the open with a timeout and
@@ -282,17 +298,15 @@ static void test_greeting_refused(void **state)
 static void test_greeting_timeout(void **state)
 {
     (void)state;
-    struct reactor *r = reactor_new();
     struct script sc = { .greeting = NULL };
     struct server s;
-    server_start(&s, r, &sc);
+    struct reactor *r = world_start(&s, &sc);
     struct outcome o;
     assert_null(open_session(r, &s, 0.1, &o));
     assert_ptr_equal(o.type, &FAILURE_TIMEOUT);
     run_for(r, 0.1);
     assert_true(s.lost);
-    server_stop(&s);
-    reactor_free(r);
+    world_end(&s);
 }
 
 /* RCPT refused with 450: the message fails temporarily with that code, and
@@ -300,10 +314,9 @@ static void test_greeting_timeout(void **state)
 static void test_rcpt_tempfail(void **state)
 {
     (void)state;
-    struct reactor *r = reactor_new();
     struct script sc = { .greeting = "220 ready\r\n", .rcpt_reply = "450 busy\r\n" };
     struct server s;
-    server_start(&s, r, &sc);
+    struct reactor *r = world_start(&s, &sc);
     struct outcome o;
     struct smtp_session *ss = open_session(r, &s, 0, &o);
     assert_non_null(ss);
@@ -314,8 +327,7 @@ static void test_rcpt_tempfail(void **state)
     smtp_session_quit(ss);
     run_for(r, 0.1);
     assert_int_equal(s.messages, 0);
-    server_stop(&s);
-    reactor_free(r);
+    world_end(&s);
 }
 
 /* The server drops the connection in the middle of the body: a temporary
@@ -323,10 +335,9 @@ static void test_rcpt_tempfail(void **state)
 static void test_drop_in_data(void **state)
 {
     (void)state;
-    struct reactor *r = reactor_new();
     struct script sc = { .greeting = "220 ready\r\n", .drop_in_data = true };
     struct server s;
-    server_start(&s, r, &sc);
+    struct reactor *r = world_start(&s, &sc);
     struct outcome o;
     struct smtp_session *ss = open_session(r, &s, 0, &o);
     assert_non_null(ss);
@@ -340,8 +351,7 @@ static void test_drop_in_data(void **state)
     deferred_unref(d);
     smtp_session_abort(ss);
     run_for(r, 0.1);
-    server_stop(&s);
-    reactor_free(r);
+    world_end(&s);
 }
 
 /* No reply to the final ".": addTimeout on the send cancels it, which
@@ -349,10 +359,9 @@ static void test_drop_in_data(void **state)
 static void test_send_timeout_aborts(void **state)
 {
     (void)state;
-    struct reactor *r = reactor_new();
     struct script sc = { .greeting = "220 ready\r\n", .silent_after_data = true };
     struct server s;
-    server_start(&s, r, &sc);
+    struct reactor *r = world_start(&s, &sc);
     struct outcome o;
     struct smtp_session *ss = open_session(r, &s, 0, &o);
     assert_non_null(ss);
@@ -363,23 +372,21 @@ static void test_send_timeout_aborts(void **state)
     run_for(r, 0.1);
     assert_true(s.lost);
     assert_int_equal(s.messages, 1);    /* it did arrive: the client cannot know */
-    server_stop(&s);
-    reactor_free(r);
+    world_end(&s);
 }
 
 /* Nobody listening: the open fails with the reactor's connect error. */
 static void test_connect_refused(void **state)
 {
     (void)state;
-    struct reactor *r = reactor_new();
     struct script sc = { .greeting = "220 ready\r\n" };
     struct server s;
-    server_start(&s, r, &sc);
+    struct reactor *r = world_start(&s, &sc);
     server_stop(&s);                    /* closed: the port now refuses */
     struct outcome o;
     assert_null(open_session(r, &s, 0, &o));
     assert_ptr_equal(o.type, &FAILURE_CONNECTION_REFUSED);
-    reactor_free(r);
+    world_end(&s);
 }
 
 int main(void)
