@@ -81,6 +81,32 @@ static inline void defer_init(struct deferred *d)
  * deferred_pool_trim() gives it back. */
 #define DEFER_POOL_MAX 4096
 
+#if defined(__SANITIZE_ADDRESS__)
+#define DEFER_POOL_OFF 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DEFER_POOL_OFF 1
+#endif
+#endif
+#ifndef DEFER_POOL_OFF
+#define DEFER_POOL_OFF 0
+#include <valgrind/valgrind.h>
+#endif
+
+/* Off under AddressSanitizer (compile time) and valgrind (run time): there a
+ * freed Deferred must really be freed, or a use after free goes unseen. */
+static bool pool_enabled(void)
+{
+#if DEFER_POOL_OFF
+    return false;
+#else
+    static _Thread_local int on = -1;     /* per thread: no shared write */
+    if (on < 0)
+        on = RUNNING_ON_VALGRIND ? 0 : 1;
+    return on;
+#endif
+}
+
 static _Thread_local struct deferred *pool_head;   /* linked through result.deferred */
 static _Thread_local unsigned pool_count;           /* entries on the list */
 
@@ -99,7 +125,7 @@ struct deferred *deferred_new(void)
 
 static void pool_put(struct deferred *d)
 {
-    if (pool_count >= DEFER_POOL_MAX) {
+    if (pool_count >= DEFER_POOL_MAX || !pool_enabled()) {
         free(d);
         return;
     }
@@ -244,6 +270,26 @@ static inline void stack_push(struct run_stack *s, struct deferred *d)
     s->v[s->n++] = d;
 }
 
+static void drop_result(struct defer_result r)
+{
+    if (r.kind == DEFER_FAILURE)
+        failure_unref(r.failure);
+}
+
+/* A function that returns defer_err(NULL) or defer_wait(NULL) has no error or
+ * Deferred to hand over (Twisted: NoCurrentExceptionError); the chain goes on
+ * with a Failure that says so instead of dereferencing NULL later. */
+static struct defer_result check_returned(struct defer_result r)
+{
+    if (r.kind == DEFER_FAILURE && !r.failure)
+        return defer_err(failure_new(&FAILURE_NO_CURRENT_EXCEPTION, 0,
+                                     "a callback returned defer_err(NULL): no Failure"));
+    if (r.kind == DEFER_DEFERRED && !r.deferred)
+        return defer_err(failure_new(&FAILURE_NO_CURRENT_EXCEPTION, 0,
+                                     "a callback returned defer_wait(NULL): no Deferred"));
+    return r;
+}
+
 /* The user function returned Deferred x as cur's result: wait on it, or take
  * its result at once (§2.1, §2.2).  Returns true when cur now waits. */
 static bool chain_on(struct deferred *cur, struct deferred *x)
@@ -272,11 +318,18 @@ static bool chain_on(struct deferred *cur, struct deferred *x)
 static inline bool run_one(struct deferred *cur, defer_fn fn, void *arg)
 {
     struct defer_result old = cur->result;
+    /* The function borrows old.  While it runs, another Deferred may take
+     * cur's result over (a callback elsewhere returns cur, which has a result
+     * and is not paused: chain_on moves it, §2.2) and so cur's own reference
+     * with it; this call keeps one of its own so old outlives the function. */
+    if (old.kind == DEFER_FAILURE)
+        failure_ref(old.failure);
     cur->running = 1;
-    struct defer_result r = fn(old, arg);
+    struct defer_result r = check_returned(fn(old, arg));
     cur->running = 0;
+    drop_result(cur->result);             /* cur's reference: old, or "None" if taken over */
     if (old.kind == DEFER_FAILURE && !(r.kind == DEFER_FAILURE && r.failure == old.failure))
-        failure_unref(old.failure);
+        failure_unref(old.failure);       /* else this call's reference becomes cur's */
     cur->result = r;
     if (r.kind == DEFER_DEFERRED)
         return chain_on(cur, r.deferred);
@@ -343,16 +396,10 @@ static void run(struct deferred *d)
 
 /* ---- firing, adding --------------------------------------------------------- */
 
-static void drop_result(struct defer_result r)
-{
-    if (r.kind == DEFER_FAILURE)
-        failure_unref(r.failure);
-}
-
 int deferred_fire(struct deferred *d, struct defer_result r)
 {
-    if (r.kind == DEFER_DEFERRED)
-        return DEFER_E_INVALID;
+    if (r.kind == DEFER_DEFERRED || (r.kind == DEFER_FAILURE && !r.failure))
+        return DEFER_E_INVALID;           /* d stays unfired */
     if (d->called) {
         drop_result(r);
         if (d->suppress) {
@@ -387,6 +434,8 @@ struct deferred *deferred_succeed(void *value)
 
 struct deferred *deferred_fail(struct failure *f)
 {
+    if (!f)
+        f = failure_new(&FAILURE_NO_CURRENT_EXCEPTION, 0, "deferred_fail(NULL): no Failure");
     struct deferred *d = deferred_new();
     d->called = 1;
     d->result = defer_err(f);
@@ -396,7 +445,7 @@ struct deferred *deferred_fail(struct failure *f)
 
 struct deferred *defer_maybe(struct defer_result (*fn)(void *arg), void *arg)
 {
-    struct defer_result r = fn(arg);
+    struct defer_result r = check_returned(fn(arg));
     switch (r.kind) {
     case DEFER_DEFERRED: return r.deferred;
     case DEFER_FAILURE:  return deferred_fail(r.failure);
@@ -434,12 +483,27 @@ struct deferred *deferred_add_both(struct deferred *d, defer_fn fn, void *arg)
     return add_pair(d, fn, arg, fn, arg);
 }
 
+static struct defer_result defer_chain_unref_cb(struct defer_result r, void *d2)
+{
+    struct defer_result out = defer_chain_cb(r, d2);
+    deferred_unref(d2);
+    return out;
+}
+
 struct defer_result defer_chain_cb(struct defer_result r, void *d2)
 {
     if (r.kind == DEFER_FAILURE)
         failure_ref(r.failure);           /* d2 takes its own reference */
-    deferred_fire(d2, r);
+    if (deferred_fire(d2, r) == DEFER_E_ALREADY_CALLED)   /* d2.callback() raised */
+        return defer_err(failure_new(&FAILURE_ALREADY_CALLED, 0,
+                                     "chainDeferred: the chained Deferred has already been called"));
     return defer_ok(NULL);
+}
+
+struct deferred *deferred_chain(struct deferred *d1, struct deferred *d2)
+{
+    deferred_ref(d2);                     /* until d1's pair has run */
+    return deferred_add_callbacks(d1, defer_chain_unref_cb, d2, defer_chain_unref_cb, d2);
 }
 
 /* ---- state, pause, cancel ------------------------------------------------- */
@@ -518,7 +582,7 @@ int defer_call_cancel(struct defer_call *call)
     if (call->state != DEFER_CALL_PENDING)
         return call_state_error(call);
     call->state = DEFER_CALL_CANCELLED;
-    call->clock->ops->disarm(call);
+    call->ops->disarm(call);
     defer_call_unref(call);               /* the clock's reference */
     return 0;
 }
@@ -527,14 +591,14 @@ int defer_call_reset(struct defer_call *call, double delay)
 {
     if (call->state != DEFER_CALL_PENDING)
         return call_state_error(call);
-    call->clock->ops->rearm(call, delay);
+    call->ops->rearm(call, delay);
     return 0;
 }
 
 void defer_call_unref(struct defer_call *call)
 {
     if (call && --call->refs == 0)
-        call->clock->ops->release(call);
+        call->ops->release(call);
 }
 
 void defer_call_run(struct defer_call *call)
@@ -544,17 +608,16 @@ void defer_call_run(struct defer_call *call)
     defer_call_unref(call);               /* the clock's reference */
 }
 
-/* The fake clock: a list sorted by (deadline, sequence number). */
+/* The fake clock: one list sorted by deadline, kept as task.Clock keeps its
+ * list (a stable sort after each change), see deferred.h. */
 struct fake_call {
     struct defer_call base;       /* must be first */
-    uint64_t seq;                 /* FIFO among equal deadlines */
     struct fake_call *next;       /* next pending call, or NULL */
 };
 
 struct fake_clock {
     struct defer_clock clock;     /* must be first */
     double now;                   /* seconds since creation */
-    uint64_t seq;                 /* next sequence number */
     struct fake_call *pending;    /* sorted list of pending calls */
 };
 
@@ -563,12 +626,14 @@ static double fake_now(struct defer_clock *c)
     return ((struct fake_clock *)c)->now;
 }
 
-static void fake_insert(struct fake_clock *fc, struct fake_call *call)
+/* Insert call in deadline order: after the calls due at the same time
+ * (after_equal) or before them. */
+static void fake_insert(struct fake_clock *fc, struct fake_call *call, bool after_equal)
 {
     struct fake_call **p = &fc->pending;
-    while (*p && (*p)->base.when <= call->base.when)
+    while (*p && ((*p)->base.when < call->base.when
+                  || (after_equal && (*p)->base.when == call->base.when)))
         p = &(*p)->next;
-    call->seq = fc->seq++;
     call->next = *p;
     *p = call;
 }
@@ -583,12 +648,19 @@ static void fake_disarm(struct defer_call *call)
         }
 }
 
+/* A stable sort after the deadline changed: moving later, the call stays
+ * before the calls it preceded (all of them were due no earlier than it);
+ * moving earlier, the calls already due at the new time stay before it. */
 static void fake_rearm(struct defer_call *call, double delay)
 {
     struct fake_clock *fc = (struct fake_clock *)call->clock;
+    double when = fc->now + delay;
+    if (when == call->when)
+        return;
+    bool later = when > call->when;
     fake_disarm(call);
-    call->when = fc->now + delay;
-    fake_insert(fc, (struct fake_call *)call);
+    call->when = when;
+    fake_insert(fc, (struct fake_call *)call, !later);
 }
 
 static void fake_release(struct defer_call *call)
@@ -596,13 +668,15 @@ static void fake_release(struct defer_call *call)
     free(call);
 }
 
+static const struct defer_clock_ops fake_ops;
+
 static struct defer_call *fake_call_later(struct defer_clock *c, double delay,
                                           void (*fn)(void *arg), void *arg)
 {
     struct fake_clock *fc = (struct fake_clock *)c;
     struct fake_call *call = xmalloc(sizeof *call);
-    call->base = (struct defer_call){ c, 2, DEFER_CALL_PENDING, fc->now + delay, fn, arg };
-    fake_insert(fc, call);
+    call->base = (struct defer_call){ c, &fake_ops, 2, DEFER_CALL_PENDING, fc->now + delay, fn, arg };
+    fake_insert(fc, call, true);
     return &call->base;
 }
 
@@ -645,6 +719,7 @@ void defer_fake_clock_free(struct defer_clock *c)
         struct fake_call *call = fc->pending;
         fc->pending = call->next;
         call->base.state = DEFER_CALL_CANCELLED;
+        call->base.clock = NULL;          /* a handle still held must not reach fc */
         defer_call_unref(&call->base);
     }
     free(fc);

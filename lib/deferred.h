@@ -64,15 +64,16 @@
  * - A callback that returns its own Deferred turns the result into a Failure
  *   of type FAILURE_SELF_RETURN instead of wedging silently (§2.4, case 25).
  * - Firing an already-fired Deferred returns DEFER_E_ALREADY_CALLED instead
- *   of raising AlreadyCalledError; firing with a Deferred is refused
- *   (DEFER_E_INVALID).  errback() without a Failure does not exist in C (no
- *   "current exception"), so case 6 has no C form.
+ *   of raising AlreadyCalledError; firing with a Deferred, or errback with a
+ *   NULL Failure (Twisted's errback() with no current exception, case 6), is
+ *   refused with DEFER_E_INVALID and leaves the Deferred unfired.  A callback
+ *   that returns defer_err(NULL) or defer_wait(NULL), and deferred_fail(NULL),
+ *   give a Failure of FAILURE_NO_CURRENT_EXCEPTION instead.
  * - deferred_unpause() without a matching pause() aborts (Twisted goes to -1).
  * - A canceller that "raises" returns a Failure, which deferred_cancel()
  *   returns to its caller (the Deferred stays unfired, as in Twisted).
  * - Failures carry no traceback; trap() passes the same Failure on (failure.h).
- * - chainDeferred and inlineCallbacks / coroutines are not provided: chain with
- *   deferred_add_callbacks(d1, defer_chain_cb, d2, defer_chain_cb, d2) (below).
+ * - inlineCallbacks / coroutines are not provided: write explicit callbacks.
  * - Not thread-safe: a Deferred belongs to one thread (its reactor's).
  */
 #ifndef MAILBENCH_DEFERRED_H
@@ -134,7 +135,7 @@ typedef struct failure *(*defer_canceller)(struct deferred *d, void *arg);
 /* Error codes of the firing functions. */
 enum {
     DEFER_E_ALREADY_CALLED = -1, /* fired before: result and queue untouched */
-    DEFER_E_INVALID = -2,        /* fired with a Deferred as the result */
+    DEFER_E_INVALID = -2,        /* fired with a Deferred, or with a NULL Failure */
 };
 
 /* ---- life cycle ----------------------------------------------------------- */
@@ -158,7 +159,7 @@ struct deferred *defer_maybe(struct defer_result (*fn)(void *arg), void *arg);
  * DEFER_E_ALREADY_CALLED.  After a cancel() without canceller, exactly one
  * late firing is silently accepted (returns 0, result unchanged) (§4.2). */
 int deferred_callback(struct deferred *d, void *value);
-int deferred_errback(struct deferred *d, struct failure *f);   /* takes over f */
+int deferred_errback(struct deferred *d, struct failure *f);   /* takes over f; NULL: DEFER_E_INVALID */
 /* Either, from a result (a DEFER_FAILURE result errbacks; DEFER_DEFERRED is
  * refused with DEFER_E_INVALID). */
 int deferred_fire(struct deferred *d, struct defer_result r);
@@ -173,9 +174,14 @@ struct deferred *deferred_add_callback(struct deferred *d, defer_fn cb, void *ar
 struct deferred *deferred_add_errback(struct deferred *d, defer_fn eb, void *arg);
 struct deferred *deferred_add_both(struct deferred *d, defer_fn fn, void *arg);
 
-/* chainDeferred: deferred_add_callbacks(d1, defer_chain_cb, d2, defer_chain_cb, d2)
- * fires d2 with d1's result at that point; d1's result becomes NULL.  The
- * caller keeps its own reference on d2 alive until then. */
+/* chainDeferred (§2.5): when d1's chain reaches this pair, d2 fires with d1's
+ * result at that point and d1 goes on with NULL (None).  If d2 has already
+ * been called, d1 goes on with a Failure of FAILURE_ALREADY_CALLED instead,
+ * as Twisted's d2.callback raising AlreadyCalledError.  Takes its own
+ * reference on d2 until the pair has run.  Returns d1. */
+struct deferred *deferred_chain(struct deferred *d1, struct deferred *d2);
+/* The pair's function, for deferred_add_callbacks(d1, defer_chain_cb, d2,
+ * defer_chain_cb, d2) when the caller keeps d2 alive itself. */
 struct defer_result defer_chain_cb(struct defer_result r, void *d2);
 
 /* ---- state ------------------------------------------------------------ */
@@ -224,9 +230,13 @@ struct defer_clock {
 
 enum defer_call_state { DEFER_CALL_PENDING, DEFER_CALL_CALLED, DEFER_CALL_CANCELLED };
 
-/* A delayed call (Twisted's DelayedCall); implementations embed it first. */
+/* A delayed call (Twisted's DelayedCall); implementations embed it first.
+ * A handle may outlive its clock: freeing a clock cancels its pending calls
+ * and sets their clock to NULL; cancel / reset then return
+ * DEFER_CALL_E_CANCELLED and unref frees through ops. */
 struct defer_call {
-    struct defer_clock *clock;      /* the clock it runs on */
+    struct defer_clock *clock;      /* the clock it runs on; NULL once that clock is freed */
+    const struct defer_clock_ops *ops;  /* its implementation (release works without the clock) */
     int refs;                       /* caller's reference + 1 while pending */
     enum defer_call_state state;    /* pending, ran, or cancelled */
     double when;                    /* deadline on the clock's time line */
@@ -251,9 +261,14 @@ void defer_call_run(struct defer_call *call);
 enum { DEFER_CALL_E_CALLED = -1, DEFER_CALL_E_CANCELLED = -2 };
 
 /* task.Clock: time starts at 0 and moves only by advance().  advance(n) runs,
- * in deadline order (FIFO for equal deadlines), every call due by now + n,
- * including calls scheduled by those calls.  Freeing it with calls still
- * pending drops them without running them. */
+ * in deadline order, every call due by now + n, including calls scheduled by
+ * those calls.  Equal deadlines run in the order task.Clock gives them: calls
+ * keep their place in one list kept sorted by a stable sort, so new calls go
+ * after those already due at the same time, and a call reset onto another's
+ * deadline keeps its place relative to it (reset later: before the calls
+ * already there; reset earlier: after them).  Freeing the clock with calls
+ * still pending cancels them without running them; their handles stay valid
+ * (see struct defer_call). */
 struct defer_clock *defer_fake_clock_new(void);
 void defer_fake_clock_advance(struct defer_clock *c, double seconds);
 size_t defer_fake_clock_pending(struct defer_clock *c);   /* getDelayedCalls() count */
@@ -325,7 +340,9 @@ void defer_semaphore_free(struct defer_semaphore *s);
 /* ---- diagnostics -------------------------------------------------------- */
 
 /* Freed Deferreds are cached per thread for reuse (a bounded free list); this
- * frees the calling thread's cache (e.g. before a thread exits). */
+ * frees the calling thread's cache (e.g. before a thread exits).  The cache is
+ * off in AddressSanitizer builds and under valgrind, so that a use of a freed
+ * Deferred is reported there instead of touching a recycled one. */
 void deferred_pool_trim(void);
 
 /* Replace the unhandled-error reporter (NULL restores the default, which

@@ -45,6 +45,7 @@ extern const struct failure_type FAILURE_CANCELLED;      /* defer.CancelledError
 extern const struct failure_type FAILURE_TIMEOUT;        /* defer.TimeoutError (add_timeout) */
 extern const struct failure_type FAILURE_ALREADY_CALLED; /* defer.AlreadyCalledError */
 extern const struct failure_type FAILURE_SELF_RETURN;    /* a callback returned its own Deferred */
+extern const struct failure_type FAILURE_NO_CURRENT_EXCEPTION; /* an error without a Failure (NULL) */
 extern const struct failure_type FAILURE_FIRST_ERROR;    /* defer.FirstError: code = index, cause = subFailure */
 /* Operating-system and connection errors (code = errno where there is one). */
 extern const struct failure_type FAILURE_OS_ERROR;           /* any errno failure */

@@ -2,31 +2,48 @@
  * writes (contract in reactor.h). */
 #include "reactor.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
+/* Delayed calls live in the reactor's own binary heap ordered by (deadline,
+ * sequence number), so calls due at the same time run in the order they were
+ * scheduled (libev's timer heap does not keep that order), and one timerfd
+ * (CLOCK_MONOTONIC, absolute, nanoseconds) watched by libev wakes the loop for
+ * the earliest: libev's epoll backend sleeps in whole milliseconds, a timerfd
+ * fires within microseconds of its deadline. */
 struct reactor {
     struct ev_loop *loop;         /* ours: created by reactor_new */
     struct defer_clock clock;     /* the reactor as a Deferred clock */
+    struct reactor_call **heap;   /* pending calls, a min-heap on (when, seq) */
+    size_t n, cap;                /* heap entries, room */
+    uint64_t seq;                 /* next sequence number */
+    int tfd;                      /* the timerfd */
+    ev_io tio;                    /* readable when the timerfd expires; active while n > 0 */
+    double armed;                 /* deadline the timerfd is set to (INFINITY: none) */
 };
 
-/* A delayed call on the reactor: the generic part plus its libev timer. */
+/* A delayed call on the reactor: the generic part plus its heap position. */
 struct reactor_call {
     struct defer_call base;       /* must be first */
-    struct reactor *r;            /* the reactor whose loop runs the timer */
-    ev_timer timer;               /* armed while pending */
+    uint64_t seq;                 /* FIFO among equal deadlines */
+    size_t pos;                   /* index in r->heap while pending */
 };
 
 enum conn_state {
@@ -50,21 +67,135 @@ struct reactor_conn {
     void *proto_arg;                      /* their argument */
     struct failure *reason;               /* why it ended, for connection_lost */
     double connect_timeout;               /* seconds, for the timeout message */
+    char peer[300];                       /* "connect to HOST:PORT", for error messages */
 };
 
 /* ---- loop and clock ----------------------------------------------------- */
 
-static double rclock_now(struct defer_clock *c)
+static double mono_now(void)
 {
-    return ev_now(container_of(c, struct reactor, clock)->loop);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void rcall_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static double rclock_now(struct defer_clock *c)
+{
+    (void)c;
+    return mono_now();
+}
+
+static bool call_before(const struct reactor_call *a, const struct reactor_call *b)
+{
+    return a->base.when < b->base.when || (a->base.when == b->base.when && a->seq < b->seq);
+}
+
+static void heap_set(struct reactor *r, size_t i, struct reactor_call *call)
+{
+    r->heap[i] = call;
+    call->pos = i;
+}
+
+static void heap_up(struct reactor *r, size_t i)
+{
+    struct reactor_call *call = r->heap[i];
+    while (i > 0 && call_before(call, r->heap[(i - 1) / 2])) {
+        heap_set(r, i, r->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(r, i, call);
+}
+
+static void heap_down(struct reactor *r, size_t i)
+{
+    struct reactor_call *call = r->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= r->n)
+            break;
+        if (c + 1 < r->n && call_before(r->heap[c + 1], r->heap[c]))
+            c++;
+        if (!call_before(r->heap[c], call))
+            break;
+        heap_set(r, i, r->heap[c]);
+        i = c;
+    }
+    heap_set(r, i, call);
+}
+
+/* Set the timerfd to the earliest deadline if it is earlier than the one set
+ * (a later one is left: its expiry finds nothing due and re-arms). */
+static void timer_arm(struct reactor *r)
+{
+    if (r->n == 0) {
+        ev_io_stop(r->loop, &r->tio);     /* nothing to wait for: reactor_run may return */
+        return;
+    }
+    ev_io_start(r->loop, &r->tio);
+    double when = r->heap[0]->base.when;
+    if (when >= r->armed)
+        return;
+    struct itimerspec its = { 0 };
+    double whole = floor(when);
+    its.it_value.tv_sec = (time_t)whole;
+    its.it_value.tv_nsec = (long)((when - whole) * 1e9);
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+        its.it_value.tv_nsec = 1;         /* zero would disarm */
+    if (timerfd_settime(r->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+        r->armed = when;
+}
+
+static void heap_push(struct reactor *r, struct reactor_call *call)
+{
+    if (r->n == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 64;
+        r->heap = realloc(r->heap, r->cap * sizeof *r->heap);
+        if (!r->heap)
+            abort();
+    }
+    call->seq = r->seq++;
+    heap_set(r, r->n++, call);
+    heap_up(r, r->n - 1);
+    timer_arm(r);
+}
+
+static void heap_remove(struct reactor *r, struct reactor_call *call)
+{
+    size_t i = call->pos;
+    assert(i < r->n && r->heap[i] == call);
+    struct reactor_call *last = r->heap[--r->n];
+    if (i < r->n) {
+        heap_set(r, i, last);
+        heap_up(r, i);
+        heap_down(r, last->pos);
+    }
+    if (r->n == 0)
+        ev_io_stop(r->loop, &r->tio);
+}
+
+/* The timerfd expired: run every call due now that was scheduled before this
+ * pass began, in (deadline, sequence) order.  A call scheduled by one of them,
+ * even with delay 0, waits for the next loop iteration, so a self-rescheduling
+ * callLater(0) does not starve I/O (case 54). */
+static void timer_expired_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
-    defer_call_run(&container_of(w, struct reactor_call, timer)->base);
+    struct reactor *r = container_of(w, struct reactor, tio);
+    uint64_t ticks;
+    if (read(r->tfd, &ticks, sizeof ticks) < 0) { /* EAGAIN: nothing; the deadline is re-armed below */ }
+    r->armed = INFINITY;
+    double now = mono_now();
+    uint64_t last = r->seq;
+    while (r->n > 0 && r->heap[0]->base.when <= now && r->heap[0]->seq < last) {
+        struct reactor_call *call = r->heap[0];
+        heap_remove(r, call);
+        defer_call_run(&call->base);      /* may schedule or cancel others */
+    }
+    timer_arm(r);
 }
+
+static const struct defer_clock_ops reactor_clock_ops;
 
 static struct defer_call *rclock_call_later(struct defer_clock *c, double delay,
                                             void (*fn)(void *arg), void *arg)
@@ -73,26 +204,25 @@ static struct defer_call *rclock_call_later(struct defer_clock *c, double delay,
     struct reactor_call *call = malloc(sizeof *call);
     if (!call)
         abort();
-    call->base = (struct defer_call){ c, 2, DEFER_CALL_PENDING, ev_now(r->loop) + delay, fn, arg };
-    call->r = r;
-    ev_timer_init(&call->timer, rcall_timer_cb, delay, 0.);
-    ev_timer_start(r->loop, &call->timer);
+    call->base = (struct defer_call){ c, &reactor_clock_ops, 2, DEFER_CALL_PENDING,
+                                      mono_now() + delay, fn, arg };
+    heap_push(r, call);
     return &call->base;
 }
 
 static void rclock_disarm(struct defer_call *base)
 {
-    struct reactor_call *call = (struct reactor_call *)base;
-    ev_timer_stop(call->r->loop, &call->timer);
+    heap_remove(container_of(base->clock, struct reactor, clock), (struct reactor_call *)base);
 }
 
+/* reset(): a new deadline and a new place after the calls already due then
+ * (as Twisted's reactor re-inserts a reset call). */
 static void rclock_rearm(struct defer_call *base, double delay)
 {
-    struct reactor_call *call = (struct reactor_call *)base;
-    ev_timer_stop(call->r->loop, &call->timer);
-    ev_timer_set(&call->timer, delay, 0.);
-    ev_timer_start(call->r->loop, &call->timer);
-    base->when = ev_now(call->r->loop) + delay;
+    struct reactor *r = container_of(base->clock, struct reactor, clock);
+    heap_remove(r, (struct reactor_call *)base);
+    base->when = mono_now() + delay;
+    heap_push(r, (struct reactor_call *)base);
 }
 
 static void rclock_release(struct defer_call *base)
@@ -110,25 +240,43 @@ struct reactor *reactor_new(void)
     if (!r)
         abort();
     r->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!r->loop) {
+    r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (!r->loop || r->tfd < 0) {
+        if (r->loop)
+            ev_loop_destroy(r->loop);
+        if (r->tfd >= 0)
+            close(r->tfd);
         free(r);
         return NULL;
     }
+    r->armed = INFINITY;
+    ev_io_init(&r->tio, timer_expired_cb, r->tfd, EV_READ);
     r->clock.ops = &reactor_clock_ops;
     return r;
 }
 
+/* Calls still pending are cancelled without running; a handle still held
+ * stays valid (deferred.h, struct defer_call). */
 void reactor_free(struct reactor *r)
 {
     if (!r)
         return;
+    while (r->n > 0) {
+        struct reactor_call *call = r->heap[--r->n];
+        call->base.state = DEFER_CALL_CANCELLED;
+        call->base.clock = NULL;
+        defer_call_unref(&call->base);    /* the clock's reference */
+    }
+    free(r->heap);
+    ev_io_stop(r->loop, &r->tio);
+    close(r->tfd);
     ev_loop_destroy(r->loop);
     free(r);
 }
 
 struct ev_loop *reactor_loop(struct reactor *r) { return r->loop; }
 struct defer_clock *reactor_clock(struct reactor *r) { return &r->clock; }
-double reactor_now(struct reactor *r) { return ev_now(r->loop); }
+double reactor_now(struct reactor *r) { (void)r; return mono_now(); }
 
 struct defer_call *reactor_call_later(struct reactor *r, double delay,
                                       void (*fn)(void *arg), void *arg)
@@ -335,7 +483,7 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
         else
             conn_connect_done(c, failure_from_errno(err == ECONNREFUSED ? &FAILURE_CONNECTION_REFUSED
                                                                         : &FAILURE_CONNECT_ERROR,
-                                                    err, "connect"));
+                                                    err, c->peer));
         return;
     }
     if (conn_flush(c) < 0)
@@ -352,8 +500,9 @@ static void conn_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct reactor_conn *c = container_of(w, struct reactor_conn, timer);
-    conn_connect_done(c, failure_new(&FAILURE_CONNECT_TIMEOUT, ETIMEDOUT,
-                                     "connect timed out after %g seconds", c->connect_timeout));
+    /* The same words as the blocking models' (smtp_blocking_connect). */
+    conn_connect_done(c, failure_new(&FAILURE_CONNECT_TIMEOUT, ETIMEDOUT, "%s: timed out after %gs",
+                                     c->peer, c->connect_timeout));
 }
 
 /* Cancelling the connect Deferred: abort the attempt (then: CancelledError). */
@@ -394,9 +543,19 @@ struct reactor_conn *reactor_conn_adopt(struct reactor *r, int fd)
     return c;
 }
 
+/* A literal address is taken as written (AI_NUMERICHOST): getaddrinfo alone
+ * reads "0127.0.0.1" as octal, 87.0.0.1, and a benchmark must never send to a
+ * host its user did not name.  Something made only of digits and dots that
+ * inet_pton refuses is refused here too, not looked up as a name. */
 static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV };
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1)
+        hints.ai_flags |= AI_NUMERICHOST;
+    else if (host[0] == '\0' || strspn(host, "0123456789.") == strlen(host))
+        return EAI_NONAME;
     struct addrinfo *ai = NULL;
     char service[16];
     snprintf(service, sizeof service, "%d", port);
@@ -416,19 +575,21 @@ struct deferred *reactor_connect_tcp(struct reactor *r, const char *host, int po
     socklen_t sslen;
     int rc = resolve(host, port, &ss, &sslen);
     if (rc != 0)
-        return deferred_fail(failure_new(&FAILURE_CONNECT_ERROR, 0, "cannot resolve %s: %s",
+        return deferred_fail(failure_new(&FAILURE_CONNECT_ERROR, 0, "resolve %s: %s",
                                          host, gai_strerror(rc)));
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return deferred_fail(failure_from_errno(&FAILURE_CONNECT_ERROR, errno, "socket"));
     struct reactor_conn *c = conn_alloc(r, fd);
+    snprintf(c->peer, sizeof c->peer, "connect to %s:%d", host, port);
     if (connect(fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS) {
         int err = errno;
+        struct failure *f = failure_from_errno(err == ECONNREFUSED ? &FAILURE_CONNECTION_REFUSED
+                                                                   : &FAILURE_CONNECT_ERROR,
+                                               err, c->peer);
         close(fd);
         conn_free(c);
-        return deferred_fail(failure_from_errno(err == ECONNREFUSED ? &FAILURE_CONNECTION_REFUSED
-                                                                    : &FAILURE_CONNECT_ERROR,
-                                                err, "connect"));
+        return deferred_fail(f);
     }
     /* Completion (even an immediate one) is reported by writability. */
     c->state = CONN_CONNECTING;

@@ -38,16 +38,21 @@ struct reactor_conn;
 
 /* A new reactor on a new libev loop (NULL if libev cannot create one). */
 struct reactor *reactor_new(void);
-/* Free it; the caller has ended every connection, delayed call and pool first. */
+/* Free it; the caller has ended every connection and pool first.  Delayed
+ * calls still pending are cancelled (not run); their handles stay valid. */
 void reactor_free(struct reactor *r);
 struct ev_loop *reactor_loop(struct reactor *r);     /* for ev_async and friends */
 /* The reactor as a Deferred clock (for deferred_add_timeout and defer_call_*). */
 struct defer_clock *reactor_clock(struct reactor *r);
-double reactor_now(struct reactor *r);               /* libev's loop time, seconds */
+double reactor_now(struct reactor *r);               /* CLOCK_MONOTONIC, seconds */
 
 /* callLater: as defer_call_later on reactor_clock(r).  The handle has one
  * reference for the caller: defer_call_cancel / reset / active, then
- * defer_call_unref (dropping it does not cancel the call). */
+ * defer_call_unref (dropping it does not cancel the call).  Calls run in
+ * deadline order, and calls due at the same time in the order they were
+ * scheduled (a reset call counts as scheduled at its reset, as in Twisted's
+ * reactor).  Deadlines are kept by a timerfd: a call runs within microseconds
+ * of its deadline on an idle loop, not libev's whole milliseconds. */
 struct defer_call *reactor_call_later(struct reactor *r, double delay,
                                       void (*fn)(void *arg), void *arg);
 

@@ -678,6 +678,9 @@ void smtp_client_abort(struct smtp_client *c, const char *reason)
     }
     fail_all(c, stage, 0, text, true, maybe);
     closed_event(c, 0, text, SMTP_CLIENT_TEMPFAIL);
+    /* The stage given up in, for a driver that had no message queued yet
+     * (the reactor's session waits for READY before it sends one). */
+    c->evq[c->ev_n - 1].ev.stage = stage;
 }
 
 void smtp_client_eof(struct smtp_client *c)

@@ -28,6 +28,7 @@ struct smtp_session {
     bool closed;                /* CLOSED seen: the session is over */
     bool released;              /* quit or abort called */
     bool aborting;              /* drop the connection rather than close it */
+    bool timed_out;             /* aborted by a timeout: failures are FAILURE_TIMEOUT */
     bool conn_ending;           /* close/abort already asked of the reactor */
     bool pumping, again;        /* re-entrancy of pump() */
 };
@@ -47,10 +48,13 @@ static void session_unref(struct smtp_session *s)
 }
 
 /* The Failure for a failed message or session, from a client event. */
-static struct failure *event_failure(const struct smtp_client_event *ev)
+static struct failure *event_failure(const struct smtp_session *s,
+                                     const struct smtp_client_event *ev)
 {
     const struct failure_type *type =
         ev->result == SMTP_CLIENT_PERMFAIL ? &SMTP_PERMFAIL : &SMTP_TEMPFAIL;
+    if (s->timed_out && ev->local)
+        type = &FAILURE_TIMEOUT;          /* what addTimeout gives, with the stage's words */
     size_t n = strcspn(ev->text, "\n");     /* first line: one reason key per cause */
     if (ev->local || ev->code == 0)
         return failure_new(type, ev->code, "%s: %.*s", smtp_client_stage_name(ev->stage),
@@ -80,7 +84,7 @@ static void handle_event(struct smtp_session *s, const struct smtp_client_event 
             if (ev->result == SMTP_CLIENT_OK)
                 deferred_callback(d, NULL);
             else
-                deferred_errback(d, event_failure(ev));
+                deferred_errback(d, event_failure(s, ev));
             deferred_unref(d);
         }
         free(p);
@@ -94,7 +98,7 @@ static void handle_event(struct smtp_session *s, const struct smtp_client_event 
             struct smtp_client_event e = *ev;
             if (e.result == SMTP_CLIENT_OK)   /* closed cleanly before READY: still a failure */
                 e.result = SMTP_CLIENT_TEMPFAIL;
-            deferred_errback(d, event_failure(&e));
+            deferred_errback(d, event_failure(s, &e));
             deferred_unref(d);
         }
         break;
@@ -173,16 +177,17 @@ static void session_abort(struct smtp_session *s, const char *reason)
     }
 }
 
-/* Cancelling the greeting (a timeout): forget the Deferred, so the abort
- * does not fire it, and let deferred_cancel() fail it with CancelledError. */
+/* Cancelling the greeting or a message (addTimeout is the only caller): the
+ * session gives up on the stage it is in, and the abort fires the Deferred
+ * with the client core's reason ("greeting: timeout before greeting",
+ * "end of data: timeout after end of data, before reply"), the words the
+ * blocking models report for the same stall. */
 static struct failure *ready_cancel(struct deferred *d, void *arg)
 {
     struct smtp_session *s = arg;
-    if (s->ready == d) {
-        s->ready = NULL;
-        deferred_unref(d);      /* deferred_cancel holds its own reference */
-    }
-    session_abort(s, "cancelled");
+    (void)d;
+    s->timed_out = true;
+    session_abort(s, "timeout");
     return NULL;
 }
 
@@ -235,11 +240,9 @@ struct deferred *smtp_session_open(struct reactor *r, const char *host, int port
 static struct failure *send_cancel(struct deferred *d, void *arg)
 {
     struct pending_send *p = arg;
-    if (p->d == d) {
-        p->d = NULL;
-        deferred_unref(d);
-    }
-    session_abort(p->s, "cancelled");
+    (void)d;
+    p->s->timed_out = true;
+    session_abort(p->s, "timeout");
     return NULL;
 }
 

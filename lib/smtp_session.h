@@ -15,9 +15,12 @@
  * message "CODE text" or "stage: description"; a refused or timed-out connect
  * fails with the reactor's FAILURE_CONNECT_ERROR family.
  *
- * Cancelling (hence deferred_add_timeout) an open or send Deferred that has
- * not fired aborts the session: the connect attempt, or the SMTP dialogue
- * (every message queued on it fails temporarily).
+ * Cancelling (hence deferred_add_timeout: the only canceller here is a
+ * timeout) an open or send Deferred that has not fired aborts the session:
+ * the connect attempt, or the SMTP dialogue (every message queued on it
+ * fails).  The Deferred then fails with FAILURE_TIMEOUT and the client
+ * core's words for the stage it gave up in ("greeting: timeout before
+ * greeting"), the same reason the blocking models report.
  *
  * Ownership: the session fired by open's Deferred is one reference for its
  * receiver, given back by smtp_session_quit() or smtp_session_abort()
