@@ -3,13 +3,14 @@
  * "blocking" to the caller, never stuck on a silent or stalled server. */
 #include "smtp_blocking.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -54,13 +55,12 @@ int smtp_blocking_connect(const char *host, int port, double timeout_s,
 {
     double deadline = now_s() + timeout_s;
     if (!host || !*host) host = "127.0.0.1";
-    char portstr[16];
-    snprintf(portstr, sizeof portstr, "%d", port);
-    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICSERV }, *res;
-    int rc = getaddrinfo(host, portstr, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "resolve %s: %s", host, gai_strerror(rc));
+    /* inet_pton, not getaddrinfo: even with AI_NUMERICHOST getaddrinfo reads
+     * "0127.0.0.1" as octal (87.0.0.1) and accepts "127.1"; the caller
+     * resolved any name once (lib/cli.c). */
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    if (port < 1 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "connect to %s:%d: not a numeric IPv4 address and port", host, port);
         errno = EINVAL;
         return -1;
     }
@@ -69,10 +69,9 @@ int smtp_blocking_connect(const char *host, int port, double timeout_s,
     if (fd >= 0) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (connect(fd, res->ai_addr, res->ai_addrlen) < 0)
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
             e = errno == EINPROGRESS ? connect_wait(fd, deadline) : errno;
     }
-    freeaddrinfo(res);
     if (e == 0) return fd;
     if (e == ETIMEDOUT)
         snprintf(err, errlen, "connect to %s:%d: timed out after %gs", host, port,

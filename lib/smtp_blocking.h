@@ -44,7 +44,8 @@ enum smtp_blocking_status {
                                    its events */
 };
 
-/* A TCP connection to host:port (IPv4; NULL or "" = 127.0.0.1), with
+/* A TCP connection to host:port (a numeric IPv4 address, no name lookup;
+ * NULL or "" = 127.0.0.1), with
  * TCP_NODELAY, non-blocking, close-on-exec, connected within timeout_s.
  * Returns the fd, or -1 with errno set and a message in err such as
  * "connect to 127.0.0.1:2525: Connection refused". */

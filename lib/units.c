@@ -1,6 +1,7 @@
 /* units — parsers for what users type; see units.h for the contract. */
 #include "units.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -120,31 +121,98 @@ int units_parse_prob(const char *s, double *out)
     return 0;
 }
 
-int units_parse_hostport(const char *s, char host[64], int *port)
+int units_is_ipv4(const char *s)
+{
+    struct in_addr a;
+    return inet_pton(AF_INET, s, &a) == 1;      /* glibc: no leading zeros */
+}
+
+/* An RFC 1123 host name that no resolver would take for a number. */
+static int is_hostname(const char *s, size_t n)
+{
+    if (n == 0 || n >= UNITS_HOST_MAX)
+        return 0;
+    size_t label = 0;           /* length of the current label */
+    int all_digits = 1;         /* the current label is digits only */
+    for (size_t i = 0; i <= n; i++) {
+        char c = i < n ? s[i] : '.';
+        if (c == '.') {
+            if (label == 0 || label > 63 || s[i - 1] == '-')
+                return 0;
+            if (i == n && all_digits)   /* RFC 1123 2.1, RFC 3696 2: a numeric TLD */
+                return 0;
+            label = 0;
+            all_digits = 1;
+        } else if (isalnum((unsigned char)c) && (unsigned char)c < 128) {
+            label++;
+            all_digits &= isdigit((unsigned char)c) != 0;
+        } else if (c == '-' && label > 0) {
+            label++;
+            all_digits = 0;
+        } else {
+            return 0;
+        }
+    }
+    char name[UNITS_HOST_MAX];
+    struct in_addr a;
+    memcpy(name, s, n);
+    name[n] = '\0';
+    return inet_aton(name, &a) == 0;    /* "0x7f000001": getaddrinfo's numbers */
+}
+
+/* PORT in [min, 65535]: digits only, no leading zero. */
+static int parse_port(const char *s, int min, int *port)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 5 || (s[0] == '0' && n > 1) || strspn(s, "0123456789") != n)
+        return -1;
+    int p = atoi(s);
+    if (p < min || p > 65535)
+        return -1;
+    *port = p;
+    return 0;
+}
+
+/* Splits "HOST:PORT" at its last colon; host is copied (if it fits in hostlen). */
+static int split_hostport(const char *s, char *host, size_t hostlen, int min, int *port)
 {
     if (s == NULL)
         return -1;
     const char *colon = strrchr(s, ':');
-    if (colon == NULL || (size_t)(colon - s) >= 64)
+    if (colon == NULL || (size_t)(colon - s) >= hostlen || parse_port(colon + 1, min, port) != 0)
         return -1;
-    long long p;
-    if (units_parse_count(colon + 1, 0, 65535, &p) != 0 || colon[1] == '-')
-        return -1;
-    size_t n = (size_t)(colon - s);
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    return 0;
+}
+
+int units_parse_hostport(const char *s, char host[64], int *port)
+{
     char h[64];
-    memcpy(h, s, n);
-    h[n] = '\0';
-    if (n == 0 || strcmp(h, "localhost") == 0) {
+    int p;
+    if (split_hostport(s, h, sizeof h, 0, &p) != 0)
+        return -1;
+    if (strcmp(h, "localhost") == 0)
         strcpy(h, "127.0.0.1");
-    } else {
-        unsigned a, b, c, d;
-        char junk;
-        if (sscanf(h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &junk) != 4 ||
-            a > 255 || b > 255 || c > 255 || d > 255)
-            return -1;
-    }
+    else if (!units_is_ipv4(h))
+        return -1;
     strcpy(host, h);
-    *port = (int)p;
+    *port = p;
+    return 0;
+}
+
+int units_parse_server(const char *s, char host[UNITS_HOST_MAX], int *port)
+{
+    char h[UNITS_HOST_MAX];
+    int p;
+    if (split_hostport(s, h, sizeof h, 1, &p) != 0)
+        return -1;
+    if (strcmp(h, "localhost") == 0)
+        strcpy(h, "127.0.0.1");
+    else if (!units_is_ipv4(h) && !is_hostname(h, strlen(h)))
+        return -1;
+    strcpy(host, h);
+    *port = p;
     return 0;
 }
 

@@ -23,9 +23,36 @@ int units_parse_count(const char *s, long long min, long long max, long long *ou
 /* A probability in [0, 1]: "0.05", or a percentage "5%". */
 int units_parse_prob(const char *s, double *out);
 
-/* "HOST:PORT" with PORT in 0..65535; HOST may be empty (means 127.0.0.1),
- * a dotted IPv4 address or "localhost". host must have room for 64 bytes. */
+/* "ADDR:PORT", an address given by number (smtp-mock's --listen):
+ *   ADDR  a dotted IPv4 address as inet_pton(3) reads it: four decimal numbers
+ *         0..255, no leading zero, sign or space ("0127.0.0.1", which
+ *         getaddrinfo and inet_aton read as octal 87.0.0.1, is refused, as are
+ *         "127.1" and "0x7f.0.0.1"), or "localhost", stored as 127.0.0.1.
+ *         It may not be empty: the host must be named.
+ *   PORT  plain decimal 0..65535: digits only, no sign, suffix, space or
+ *         leading zero ("025": octal or decimal?).
+ * host must have room for 64 bytes. */
 int units_parse_hostport(const char *s, char host[64], int *port);
+
+/* Longest host name units_parse_server accepts, with its NUL (RFC 1035: 253). */
+#define UNITS_HOST_MAX 254
+
+/* "HOST:PORT", a server to connect to (the models' --server):
+ *   HOST  an address as for units_parse_hostport, or a host name (RFC 1123:
+ *         labels of 1..63 letters, digits and hyphens, neither first nor last
+ *         a hyphen, joined by single dots, 253 bytes at most, no final dot),
+ *         stored as typed ("localhost" as 127.0.0.1).  A name a resolver
+ *         would read as a number is refused: one whose last label is all
+ *         digits ("1.2.3.04", "2130706433") or that inet_aton(3) accepts
+ *         ("0x7f000001").  IPv6 ("[::1]") is refused: the models connect
+ *         over IPv4 only.
+ *   PORT  as for units_parse_hostport, but 1..65535.
+ * units_is_ipv4(host) tells an address from a name (which the caller must
+ * resolve: see lib/cli.c). */
+int units_parse_server(const char *s, char host[UNITS_HOST_MAX], int *port);
+
+/* 1 if s is a dotted IPv4 address in the strict form above, else 0. */
+int units_is_ipv4(const char *s);
 
 /* Format a duration in seconds as the shortest readable form ("250us",
  * "10ms", "1.5s") into buf; returns buf. */

@@ -280,6 +280,29 @@ static void test_connection_refused(void **state)
     assert_non_null(strstr(err, "no.such.host.invalid"));
 }
 
+/* Issue 11 #13: the address is read as written.  getaddrinfo (even with
+ * AI_NUMERICHOST) reads "0177.0.0.1" as octal 127.0.0.1, "127.1" and
+ * "0x7f000001" likewise: each would reach the listener below. */
+static void test_numeric_address_only(void **state)
+{
+    (void)state;
+    int port;
+    int lfd = listen_any(&port);
+    const char *bad[] = { "0177.0.0.1", "127.1", "0x7f000001", "127.0.0.01", " 127.0.0.1", NULL };
+    for (int i = 0; bad[i]; i++) {
+        char err[256] = "";
+        errno = 0;
+        int fd = smtp_blocking_connect(bad[i], port, 2.0, err, sizeof err);
+        if (fd >= 0) {
+            close(fd);
+            fail_msg("'%s' connected (to 127.0.0.1:%d)", bad[i], port);
+        }
+        assert_int_equal(errno, EINVAL);
+        assert_non_null(strstr(err, bad[i]));
+    }
+    close(lfd);
+}
+
 /* A server that accepts and never says a word: TIMEOUT within the deadline,
  * then abort gives the message a clear failure. */
 static void test_silent_server_timeout(void **state)
@@ -322,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_wire_bytes_big_message),
         cmocka_unit_test(test_lost_after_data),
         cmocka_unit_test(test_connection_refused),
+        cmocka_unit_test(test_numeric_address_only),
         cmocka_unit_test(test_silent_server_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,14 +69,100 @@ static void test_count_prob_hostport(void **state)
     assert_int_equal(units_parse_hostport("127.0.0.1:2525", host, &port), 0);
     assert_string_equal(host, "127.0.0.1");
     assert_int_equal(port, 2525);
-    assert_int_equal(units_parse_hostport(":0", host, &port), 0);
-    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(units_parse_hostport("127.0.0.1:0", host, &port), 0);   /* listen: any port */
     assert_int_equal(port, 0);
     assert_int_equal(units_parse_hostport("localhost:25", host, &port), 0);
+    assert_string_equal(host, "127.0.0.1");
     assert_int_equal(units_parse_hostport("127.0.0.1", host, &port), -1);
     assert_int_equal(units_parse_hostport("127.0.0.1:70000", host, &port), -1);
     assert_int_equal(units_parse_hostport("300.0.0.1:25", host, &port), -1);
     assert_int_equal(units_parse_hostport("example.org:25", host, &port), -1);
+}
+
+/* Issue 11 #13: an address is read the way inet_pton reads it, never the way
+ * getaddrinfo/inet_aton would ("0127.0.0.1" is octal there: 87.0.0.1), and a
+ * port is plain decimal; anything else is refused, *host and *port untouched. */
+static void test_hostport_strict(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "0127.0.0.1:25", "127.0.0.01:25", "127.000.0.1:25", "+127.0.0.1:25", " 127.0.0.1:25",
+        "127.0.0.1 :25", "127.1:25", "0x7f.0.0.1:25", "0x7f000001:25", "2130706433:25",
+        "1.2.3.4.5:25", "1.2.3.:25", ":25", ":0", "[::1]:25", "::1:25", "example.org:25",
+        "127.0.0.1:+25", "127.0.0.1:025", "127.0.0.1:00", "127.0.0.1: 25", "127.0.0.1:25 ",
+        "127.0.0.1:25x", "127.0.0.1:1k", "127.0.0.1:-0", "127.0.0.1:65536", "127.0.0.1:",
+        "127.0.0.1:99999999999999999999", "127.0.0.1", "", NULL,
+    };
+    for (int i = 0; bad[i]; i++) {
+        char host[64] = "untouched";
+        int port = -7;
+        if (units_parse_hostport(bad[i], host, &port) != -1 || port != -7 ||
+            strcmp(host, "untouched") != 0)
+            fail_msg("'%s' accepted: host '%s' port %d", bad[i], host, port);
+    }
+    char host[64];
+    int port;
+    assert_int_equal(units_parse_hostport("10.0.0.255:65535", host, &port), 0);
+    assert_string_equal(host, "10.0.0.255");
+    assert_int_equal(port, 65535);
+    assert_int_equal(units_parse_hostport("0.0.0.0:1", host, &port), 0);
+    assert_string_equal(host, "0.0.0.0");
+}
+
+/* units_parse_server: the same addresses and ports (1..65535), and RFC 1123
+ * host names that no resolver could take for a number. */
+static void test_server_names(void **state)
+{
+    (void)state;
+    static const char *const good[][2] = {
+        { "127.0.0.1:2525", "127.0.0.1" }, { "localhost:25", "127.0.0.1" },
+        { "mail.example.org:25", "mail.example.org" }, { "MX-1.Example.COM:25", "MX-1.Example.COM" },
+        { "1password.com:25", "1password.com" }, { "a:1", "a" }, { "x1:65535", "x1" },
+        { "xn--bcher-kva.example:25", "xn--bcher-kva.example" }, { "a.b2c:25", "a.b2c" },
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char host[UNITS_HOST_MAX];
+        int port = -1;
+        if (units_parse_server(good[i][0], host, &port) != 0 || strcmp(host, good[i][1]) != 0)
+            fail_msg("'%s' refused or read as '%s'", good[i][0], host);
+        assert_true(port >= 1 && port <= 65535);
+    }
+    static const char *const bad[] = {
+        "127.0.0.1:0", ":25", "0127.0.0.1:25", "127.1:25", "0x7f000001:25", "0x7f.1:25",
+        "017700000001:25", "2130706433:25", "1.2.3.04:25", "a.1:25", "bad_name:25",
+        "-lead:25", "trail-:25", "a..b:25", ".a:25", "a.:25", "exa mple:25", "host:25:25",
+        "[::1]:25", "::1:25", "h\xc3\xa9te:25", "a:025", "a:+25", "a:25x", "a:65536", "a:",
+        "a", NULL,
+    };
+    for (int i = 0; bad[i]; i++) {
+        char host[UNITS_HOST_MAX] = "untouched";
+        int port = -7;
+        if (units_parse_server(bad[i], host, &port) != -1 || port != -7 ||
+            strcmp(host, "untouched") != 0)
+            fail_msg("'%s' accepted: host '%s' port %d", bad[i], host, port);
+    }
+    char name[300], host[UNITS_HOST_MAX];        /* lengths: label 63, name 253 */
+    int port;
+    memset(name, 'a', 63);
+    strcpy(name + 63, ":25");
+    assert_int_equal(units_parse_server(name, host, &port), 0);
+    memset(name, 'a', 64);
+    strcpy(name + 64, ":25");
+    assert_int_equal(units_parse_server(name, host, &port), -1);
+    memset(name, 'a', 253);
+    for (int i = 63; i < 253; i += 64)
+        name[i] = '.';
+    strcpy(name + 253, ":25");
+    assert_int_equal(units_parse_server(name, host, &port), 0);
+    assert_int_equal(strlen(host), 253);
+    memset(name, 'a', 254);
+    for (int i = 63; i < 254; i += 64)
+        name[i] = '.';
+    strcpy(name + 254, ":25");
+    assert_int_equal(units_parse_server(name, host, &port), -1);
+    assert_int_equal(units_is_ipv4("192.168.0.1"), 1);
+    assert_int_equal(units_is_ipv4("192.168.0.01"), 0);
+    assert_int_equal(units_is_ipv4("localhost"), 0);
 }
 
 static void test_digest(void **state)
@@ -109,6 +195,8 @@ int main(void)
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_size),
         cmocka_unit_test(test_count_prob_hostport),
+        cmocka_unit_test(test_hostport_strict),
+        cmocka_unit_test(test_server_names),
         cmocka_unit_test(test_digest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
