@@ -3,12 +3,17 @@
  * so the three cannot disagree. */
 #include "cli.h"
 
+#include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,7 +24,7 @@ enum kind {
     K_COUNT,        /* long long in [min, max] */
     K_SIZE,         /* uint64_t bytes, at most max */
     K_DURATION,     /* double seconds, in [min, max] microseconds */
-    K_HOSTPORT,     /* server/host/port */
+    K_HOSTPORT,     /* server/host/port (units_parse_server; names resolved at the end) */
     K_PATH,         /* char[MB_PATH_MAX] */
     K_FLAG,         /* int set to 1, takes no value */
     K_PROB,         /* double in [0, 1] */
@@ -43,11 +48,12 @@ struct opt {
 #define SEC 1000000LL
 
 static const struct opt opts[] = {
-    { "server", K_HOSTPORT, MB_KEY_MODEL, O(server), 1, 65535, "HOST:PORT", "SMTP server to send to" },
+    { "server", K_HOSTPORT, MB_KEY_MODEL, O(server), 1, 65535, "HOST:PORT",
+      "SMTP server: an IPv4 address or a host name, port 1..65535" },
     { "emails", K_COUNT, MB_KEY_MODEL, O(emails), 1, 1000000000, "N", "emails to send" },
     { "concurrency", K_COUNT, MB_KEY_MODEL, O(concurrency), 1, 1000000, "C", "emails in flight at once" },
-    { "threads", K_COUNT, MB_KEY_MODEL, O(threads), 0, 100000, "T",
-      "threads: pool size (default C); hybrid: CPU pool (default cores)" },
+    { "threads", K_COUNT, MB_KEY_MODEL, O(threads), 1, 100000, "T",
+      "threads model: pool (default C); hybrid: CPU pool (default cores)" },
     { "recipients", K_COUNT, MB_KEY_MODEL, O(recipients), 1, WORKLOAD_MAX_RECIPIENTS, "R", "recipients per email" },
     { "events", K_COUNT, MB_KEY_MODEL, O(events), 0, WORKLOAD_MAX_EVENTS, "E",
       "application events summarised per email (CPU work)" },
@@ -148,7 +154,8 @@ static void expected(const struct opt *d, char *buf, size_t len)
         snprintf(buf, len, "a duration from %s to %s with its unit (e.g. 250us, 10ms, 1.5s)", lo, hi);
         break;
     case K_HOSTPORT:
-        snprintf(buf, len, "HOST:PORT with an IPv4 address or localhost and a port 1..65535");
+        snprintf(buf, len, "HOST:PORT with HOST an IPv4 address such as 127.0.0.1 or a host "
+                 "name (not empty, no IPv6) and PORT a number from 1 to 65535");
         break;
     case K_PROB:
         snprintf(buf, len, "a probability from 0 to 1 or a percentage (e.g. 0.05, 5%%)");
@@ -193,13 +200,18 @@ static int store(struct mb_options *o, const struct opt *d, const char *value)
         memcpy(field, &x, sizeof x);
         return 0;
     case K_HOSTPORT: {
-        char host[64];
+        char host[UNITS_HOST_MAX];
         int port;
-        if (strlen(value) >= sizeof o->server || units_parse_hostport(value, host, &port) != 0 ||
-            port < d->min)
+        if (strlen(value) >= sizeof o->server || units_parse_server(value, host, &port) != 0)
             return -1;
         strcpy(o->server, value);
-        strcpy(o->host, host);
+        /* An address is final; a name is resolved once the last --server or
+         * profile key has been read (resolve_server), so that a name which
+         * a flag overrides is never looked up. */
+        if (units_is_ipv4(host))
+            strcpy(o->host, host);
+        else
+            o->host[0] = '\0';
         o->port = port;
         return 0;
     }
@@ -219,6 +231,15 @@ static int store(struct mb_options *o, const struct opt *d, const char *value)
     default:
         return -1;
     }
+}
+
+/* Why option `d` does not apply to `model`, or NULL if it does.  An option a
+ * model would ignore is refused, as the Twisted reference refuses it. */
+static const char *not_for_model(const struct opt *d, const char *model)
+{
+    if (strcmp(d->name, "threads") == 0 && (strcmp(model, "sync") == 0 || strcmp(model, "async") == 0))
+        return "runs one thread; --threads sizes the pools of the threads and hybrid models";
+    return NULL;
 }
 
 /* A server key's flag for smtp-mock, appended to o->srv.args. */
@@ -242,6 +263,11 @@ static int profile_setting(void *ctx, const char *key, const char *value, char *
         snprintf(err, errlen, "'%s' is a command-line option, not allowed in a profile", key);
         return -1;
     }
+    const char *why = not_for_model(d, o->model);
+    if (why) {
+        snprintf(err, errlen, "'%s' is not used by summary-%s, which %s", key, o->model, why);
+        return -1;
+    }
     if (store(o, d, value) != 0) {
         expected(d, exp, sizeof exp);
         snprintf(err, errlen, "bad value '%s' for '%s': expected %s", value, key, exp);
@@ -252,10 +278,15 @@ static int profile_setting(void *ctx, const char *key, const char *value, char *
     return 0;
 }
 
-static int usage_error(FILE *err, const char *model, const char *fmt, const char *a, const char *b)
+/* One line "summary-MODEL: <message>", the hint, and 2 (the exit status). */
+__attribute__((format(printf, 3, 4)))
+static int usage_error(FILE *err, const char *model, const char *fmt, ...)
 {
+    va_list ap;
     fprintf(err, "summary-%s: ", model);
-    fprintf(err, fmt, a, b);
+    va_start(ap, fmt);
+    vfprintf(err, fmt, ap);
+    va_end(ap);
     fprintf(err, "\nTry 'summary-%s --help'.\n", model);
     return 2;
 }
@@ -269,7 +300,7 @@ static int next_opt(int argc, char **argv, int *i, const char *model, FILE *err,
     if (strcmp(a, "-h") == 0)
         return 1;
     if (strncmp(a, "--", 2) != 0)
-        return usage_error(err, model, "unexpected argument '%s'%s", a, "");
+        return usage_error(err, model, "unexpected argument '%s'", a);
     const char *eq = strchr(a + 2, '=');
     size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
     *d = find_opt(a + 2, len);
@@ -294,7 +325,7 @@ static int next_opt(int argc, char **argv, int *i, const char *model, FILE *err,
     } else if (*i + 1 < argc) {
         *value = argv[++*i];
     } else {
-        return usage_error(err, model, "--%s: missing value%s", (*d)->name, "");
+        return usage_error(err, model, "--%s: missing value", (*d)->name);
     }
     return 0;
 }
@@ -310,7 +341,7 @@ static int check_readable(const char *path, FILE *err, const char *model)
     int dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
     close(fd);
     if (dir)
-        return usage_error(err, model, "--profile: '%s' is a directory%s", path, "");
+        return usage_error(err, model, "--profile: '%s' is a directory", path);
     return 0;
 }
 
@@ -325,7 +356,7 @@ static int check_writable(const char *path, FILE *err, const char *model)
         return 0;
     if (stat(path, &st) == 0) {
         if (S_ISDIR(st.st_mode))
-            return usage_error(err, model, "--json: '%s' is a directory%s", path, "");
+            return usage_error(err, model, "--json: '%s' is a directory", path);
         if (access(path, W_OK) != 0)
             return usage_error(err, model, "--json: cannot write '%s': %s", path, strerror(errno));
         return 0;
@@ -340,10 +371,14 @@ static int check_writable(const char *path, FILE *err, const char *model)
     return 0;
 }
 
-/* Pass 1: find --help, bad syntax and the one --profile, and apply the profile. */
+/* Pass 1: find --help, bad syntax, an option given twice and the one
+ * --profile, and apply the profile.  Each option may appear once: "the last
+ * wins" would let a forgotten early flag (or a script's default) be silently
+ * dropped, and the first-wins reading is just as plausible. */
 static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out, FILE *err)
 {
     const char *path = NULL;
+    const char *given[NOPTS] = { NULL };    /* each option's value ("" for a flag) */
     for (int i = 1; i < argc; i++) {
         const struct opt *d = NULL;
         const char *value = NULL;
@@ -352,11 +387,16 @@ static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out,
             mb_options_usage(out, o->model);
         if (rc != 0)
             return rc;
+        const char **first = &given[d - opts];
+        if (*first && d->kind == K_FLAG)
+            return usage_error(err, o->model, "--%s given twice", d->name);
+        if (*first)
+            return usage_error(err, o->model, "--%s given twice ('%s' and '%s')", d->name,
+                               *first, value);
+        *first = value ? value : "";
         if (d->kind == K_PATH && strcmp(d->name, "profile") == 0) {
-            if (path)
-                return usage_error(err, o->model, "--profile given twice ('%s' and '%s')", path, value);
             if (store(o, d, value) != 0)
-                return usage_error(err, o->model, "--profile: bad file name '%s'%s", value, "");
+                return usage_error(err, o->model, "--profile: bad file name '%s'", value);
             path = value;
         }
     }
@@ -369,6 +409,36 @@ static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out,
     return 0;
 }
 
+/* A host name in --server is looked up once, here, and the run uses that
+ * address throughout: no lookup per connection (a blocking call in the
+ * reactor models, and a run whose address could change midway).  IPv4 only,
+ * as the models connect; the name is known not to read as a number
+ * (units_parse_server), so getaddrinfo cannot take it for one. */
+static int resolve_server(struct mb_options *o, int from_flag, FILE *err)
+{
+    char name[UNITS_HOST_MAX];
+    int port;
+    if (o->host[0] != '\0')
+        return 0;
+    int valid = units_parse_server(o->server, name, &port) == 0;
+    assert(valid);                          /* store() took it */
+    (void)valid;
+    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res = NULL;
+    int rc = getaddrinfo(name, NULL, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        const char *why = rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc);
+        if (from_flag)
+            return usage_error(err, o->model, "--server: cannot resolve '%s' (in '%s'): %s",
+                               name, o->server, why);
+        return usage_error(err, o->model, "%s: server = %s: cannot resolve '%s': %s",
+                           o->profile, o->server, name, why);
+    }
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)res->ai_addr;
+    inet_ntop(AF_INET, &sin->sin_addr, o->host, sizeof o->host);
+    freeaddrinfo(res);
+    return 0;
+}
+
 int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_options *o,
                         FILE *out, FILE *err)
 {
@@ -376,10 +446,16 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
     int rc = apply_profile(argc, argv, o, out, err);
     if (rc != 0)
         return rc;
+    int server_flag = 0;                    /* --server was on the command line */
     for (int i = 1; i < argc; i++) {       /* pass 2: the flags, over the profile */
         const struct opt *d = NULL;
         const char *value = NULL;
         next_opt(argc, argv, &i, model, err, &d, &value);      /* checked in pass 1 */
+        const char *why = not_for_model(d, model);
+        if (why)
+            return usage_error(err, model, "--%s: not used by summary-%s, which %s", d->name,
+                               model, why);
+        server_flag |= d->kind == K_HOSTPORT;
         if (d->kind == K_FLAG) {
             int one = 1;
             memcpy((char *)o + d->off, &one, sizeof one);
@@ -391,6 +467,8 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
             return 2;
         }
     }
+    if (resolve_server(o, server_flag, err) != 0)
+        return 2;
     return o->json[0] ? check_writable(o->json, err, model) : 0;
 }
 
@@ -434,11 +512,16 @@ void mb_options_usage(FILE *f, const char *model)
     }
     fprintf(f, "\nDefaults: --server %s --emails %lld --concurrency %lld --recipients %lld\n"
             "  --events %lld --body-bytes 0 --per-session %lld --chain %lld --blocking 0\n"
-            "  --retries %lld --timeout 30s --seed 1 --rate 0\n",
+            "  --retries %lld --timeout 30s --seed 1 --rate 0; without --threads the\n"
+            "  model's pool (threads: C, hybrid: the cores; --threads 0 is refused)\n",
             d.server, d.emails, d.concurrency, d.recipients, d.events, d.per_session, d.chain,
             d.retries);
     fprintf(f, "\nValues: durations 250us, 10ms, 1.5s (\"0\" alone is fine); sizes 512, 100KB, 2MB;\n"
-            "counts 1000 or 10k.  --name=value works too.\n"
+            "counts 1000 or 10k.  --name=value works too.  Each option may be given once\n"
+            "(a second one is an error: \"--emails given twice\").\n"
+            "--server HOST:PORT: HOST is an IPv4 address, read as written (no octal or\n"
+            "short forms), or a host name, looked up once at start; the host must be named\n"
+            "(\":2525\" is refused); no IPv6.  PORT is 1 to 65535, digits only.\n"
             "\nA profile (workloads/profiles/NAME.conf) holds 'key = value' lines, the keys\n"
             "being the option names without '--'; flags on the command line override it\n"
             "wherever --profile appears.  A profile may also set the server's keys (latency,\n"

@@ -11,12 +11,24 @@
  *     mb_options_workload(&o, &wp);
  *
  * Precedence: built-in defaults, then the --profile file (wherever --profile
- * appears on the command line), then every other flag in argv order (a flag
- * given twice: the last wins).  Both "--name value" and "--name=value".
+ * appears on the command line), then the flags, which override its keys.
+ * Each option may be given once: a second one is an error ("--emails given
+ * twice ('1' and '2')"), as is a key given twice in a profile.  Both
+ * "--name value" and "--name=value".
  *
- * Errors a user can make (unknown option, missing or bad value, unknown or
- * duplicated profile key) print one line naming the option or FILE:LINE and
- * the value, then "Try 'summary-MODEL --help'.", and return 2.
+ * Errors a user can make (unknown option, missing or bad value, an option
+ * given twice, unknown or duplicated profile key, an option the model does
+ * not use) print one line naming the option or FILE:LINE and the value, then
+ * "Try 'summary-MODEL --help'.", and return 2.
+ *
+ * --server HOST:PORT (units_parse_server): HOST an IPv4 address read strictly
+ * ("0127.0.0.1" is refused, never read as octal) or a host name, which is
+ * resolved once here (getaddrinfo, IPv4) so the whole run goes to one
+ * address; a name that does not resolve is a usage error.  HOST may not be
+ * empty; PORT is plain decimal 1..65535.  No IPv6.
+ *
+ * --threads T is 1 or more; leave it out for the model's default.  The
+ * one-thread models (sync, async) refuse it rather than ignore it.
  *
  * Values use lib/units: durations "250us" "10ms" "1.5s" ("0" alone is fine),
  * sizes "512" "100KB" "2M" (powers of 1024), counts "1000" "10k".
@@ -34,6 +46,7 @@
 #include <stdio.h>
 
 #include "summary.h"
+#include "units.h"
 
 #define MB_PATH_MAX 1024
 
@@ -57,12 +70,14 @@ struct mb_server_params {
 
 struct mb_options {
     const char *model;      /* "sync", "threads", "async" or "hybrid" (as given to parse) */
-    char server[80];        /* --server as typed, e.g. "127.0.0.1:2525" */
-    char host[64];          /* its host part (dotted IPv4; "localhost"/"" become 127.0.0.1) */
-    int port;               /* its port, 0..65535 */
+    char server[UNITS_HOST_MAX + 8];  /* --server as typed, e.g. "127.0.0.1:2525" */
+    char host[64];          /* the address to connect to, dotted IPv4: HOST itself, or
+                             * the address HOST resolved to ("localhost": 127.0.0.1) */
+    int port;               /* its port, 1..65535 */
     long long emails;       /* --emails: emails to send in the run, >= 1 */
     long long concurrency;  /* --concurrency: emails in flight at once, >= 1 */
-    long long threads;      /* --threads: threads model: pool size; hybrid: CPU pool size.
+    long long threads;      /* --threads: threads model: pool size; hybrid: CPU pool size;
+                             * 1..100000 (refused by sync and async).
                              * 0 = not given: the model picks (threads: = concurrency,
                              * hybrid: = cores) and must store the value it used here
                              * before mb_run_write_json, so the JSON shows it. */

@@ -19,9 +19,9 @@
 /* Output of the last parse() */
 static char out_text[16384], err_text[16384];
 
-/* Parses a NULL-terminated list of arguments (argv[0] added), capturing the
- * output and error streams into out_text / err_text. */
-static int parse_v(struct mb_options *o, const char *const *args)
+/* Parses a NULL-terminated list of arguments (argv[0] added) for `model`,
+ * capturing the output and error streams into out_text / err_text. */
+static int parse_model_v(const char *model, struct mb_options *o, const char *const *args)
 {
     char *argv[64];
     int argc = 0;
@@ -32,7 +32,7 @@ static int parse_v(struct mb_options *o, const char *const *args)
     char *ob = NULL, *eb = NULL;
     size_t ol = 0, el = 0;
     FILE *out = open_memstream(&ob, &ol), *err = open_memstream(&eb, &el);
-    int rc = mb_options_parse_to(argc, argv, "test", o, out, err);
+    int rc = mb_options_parse_to(argc, argv, model, o, out, err);
     fclose(out);
     fclose(err);
     snprintf(out_text, sizeof out_text, "%s", ob);
@@ -41,7 +41,16 @@ static int parse_v(struct mb_options *o, const char *const *args)
     free(eb);
     return rc;
 }
-#define PARSE(o, ...) parse_v(o, (const char *const[]){ __VA_ARGS__, NULL })
+#define PARSE(o, ...) parse_model_v("test", o, (const char *const[]){ __VA_ARGS__, NULL })
+#define PARSE_MODEL(m, o, ...) parse_model_v(m, o, (const char *const[]){ __VA_ARGS__, NULL })
+
+/* rc 2 and one message naming both `name` and `value`, with the hint. */
+#define EXPECT_REFUSED(rc, name, value)                                                     \
+    do {                                                                                    \
+        if ((rc) != 2 || !strstr(err_text, (name)) || !strstr(err_text, (value)) ||         \
+            !strstr(err_text, "--help"))                                                    \
+            fail_msg("%s '%s': rc %d, stderr: %s", (name), (value), (rc), err_text);        \
+    } while (0)
 
 static char *write_temp(const char *text)
 {
@@ -119,9 +128,9 @@ static void test_every_option(void **state)
     assert_int_equal(wp.body_bytes, 102400);
     assert_int_equal(wp.chain, 4);
     assert_int_equal(wp.seed, 9223372036854775807ULL);
-    assert_int_equal(PARSE(&o, "--server", "localhost:2600", "--emails", "1", "--emails", "2"), 0);
+    assert_int_equal(PARSE(&o, "--server", "localhost:2600", "--emails", "2"), 0);
     assert_string_equal(o.host, "127.0.0.1");
-    assert_int_equal(o.emails, 2);             /* the last one wins */
+    assert_int_equal(o.port, 2600);
 }
 
 static void test_help(void **state)
@@ -225,6 +234,130 @@ static void test_profile_precedence(void **state)
     assert_int_equal(PARSE(&o, "--profile", path, "--profile", path), 2);
     assert_non_null(strstr(err_text, "--profile given twice"));
     unlink(path);
+}
+
+/* Issue 11 #13: --server takes an IPv4 address as inet_pton reads it (never
+ * as getaddrinfo would: "0127.0.0.1" is octal there, 87.0.0.1) or a host
+ * name, and a port 1..65535 in plain decimal; the rest is refused at start. */
+static void test_server_strict(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "0127.0.0.1:2525", "127.0.0.01:2525", "+127.0.0.1:2525", " 127.0.0.1:2525",
+        "127.0.0.1 :2525", "127.1:2525", "0x7f.0.0.1:2525", "0x7f000001:2525", "2130706433:2525",
+        "1.2.3.4.5:25", "bad_name:25", "-lead.example:25", "trail-.example:25", "a..b:25",
+        ".a:25", "a.:25", "exa mple:25", "host:25:25", "127.0.0.1:+25", "127.0.0.1:025",
+        "127.0.0.1: 25", "127.0.0.1:25x", "127.0.0.1:25 ", "127.0.0.1:1k", "127.0.0.1:0",
+        "127.0.0.1:65536", "127.0.0.1:-0", ":2525", ":0", "[::1]:25",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct mb_options o;
+        EXPECT_REFUSED(PARSE(&o, "--server", bad[i]), "--server", bad[i]);
+    }
+    struct mb_options o;
+    assert_int_equal(PARSE(&o, "--server", "[::1]:25"), 2);
+    assert_non_null(strstr(err_text, "IPv6"));
+    char label[80], longname[300];  /* a label of 64 letters; a name of 254 bytes */
+    memset(label, 'a', 64);
+    strcpy(label + 64, ":25");
+    EXPECT_REFUSED(PARSE(&o, "--server", label), "--server", label);
+    memset(longname, 'a', 254);
+    for (int i = 63; i < 254; i += 64)
+        longname[i] = '.';
+    strcpy(longname + 254, ":25");
+    EXPECT_REFUSED(PARSE(&o, "--server", longname), "--server", "aaaa");
+    /* A valid name that does not resolve: refused at start, not per email. */
+    EXPECT_REFUSED(PARSE(&o, "--server", "no-such-host.invalid:25"), "--server",
+                   "no-such-host.invalid");
+    assert_non_null(strstr(err_text, "cannot resolve"));
+    /* The same rule for a profile's server key. */
+    const char *path = write_temp("server = 0127.0.0.1:2525\n");
+    assert_int_equal(PARSE(&o, "--profile", path), 2);
+    assert_non_null(strstr(err_text, ":1: bad value '0127.0.0.1:2525' for 'server'"));
+    unlink(path);
+    path = write_temp("server = :2525\n");
+    assert_int_equal(PARSE(&o, "--profile", path), 2);
+    assert_non_null(strstr(err_text, ":1: bad value ':2525' for 'server'"));
+    unlink(path);
+    path = write_temp("server = no-such-host.invalid:25\n");
+    assert_int_equal(PARSE(&o, "--profile", path), 2);
+    assert_non_null(strstr(err_text, "server"));
+    assert_non_null(strstr(err_text, "cannot resolve 'no-such-host.invalid'"));
+    /* ... unless a flag overrides it: the profile's value is then never used. */
+    assert_int_equal(PARSE(&o, "--profile", path, "--server", "127.0.0.1:26"), 0);
+    assert_string_equal(o.host, "127.0.0.1");
+    unlink(path);
+    /* Accepted: the edges of the port range, localhost, a host name. */
+    assert_int_equal(PARSE(&o, "--server", "127.0.0.1:1"), 0);
+    assert_int_equal(o.port, 1);
+    assert_int_equal(PARSE(&o, "--server", "127.0.0.1:65535"), 0);
+    assert_int_equal(o.port, 65535);
+    assert_int_equal(PARSE(&o, "--server", "localhost:25"), 0);
+    assert_string_equal(o.host, "127.0.0.1");
+    assert_string_equal(o.server, "localhost:25");
+    char name[256], arg[300];
+    if (gethostname(name, sizeof name) == 0 && strchr(name, '_') == NULL) {
+        /* A name resolved once, at start: o.host is its address. */
+        snprintf(arg, sizeof arg, "%s:2525", name);
+        int rc = PARSE(&o, "--server", arg);
+        if (rc == 0) {
+            char *end;
+            assert_int_equal(o.port, 2525);
+            assert_true(strtoul(o.host, &end, 10) <= 255 && *end == '.');
+        } else {
+            assert_non_null(strstr(err_text, "cannot resolve"));   /* no entry for it here */
+        }
+    }
+}
+
+/* Issue 11 #15: an option given twice is an error (not "the last wins");
+ * a flag still overrides the profile's key (tested in test_profile_precedence). */
+static void test_repeated_options(void **state)
+{
+    (void)state;
+    struct mb_options o;
+    assert_int_equal(PARSE(&o, "--emails", "1", "--emails", "2"), 2);
+    assert_non_null(strstr(err_text, "--emails given twice ('1' and '2')"));
+    assert_non_null(strstr(err_text, "--help"));
+    assert_int_equal(PARSE(&o, "--emails=1", "--seed", "3", "--emails", "1"), 2);
+    assert_non_null(strstr(err_text, "--emails given twice"));
+    assert_int_equal(PARSE(&o, "--server", "127.0.0.1:1", "--server=127.0.0.1:2"), 2);
+    assert_non_null(strstr(err_text, "--server given twice ('127.0.0.1:1' and '127.0.0.1:2')"));
+    assert_int_equal(PARSE(&o, "--progress", "--progress"), 2);
+    assert_non_null(strstr(err_text, "--progress given twice"));
+    assert_int_equal(PARSE(&o, "--json", "-", "--json", "-"), 2);
+    assert_non_null(strstr(err_text, "--json given twice"));
+}
+
+/* Issue 11 #15: --threads is a pool size, 1 or more; leaving it out is how
+ * the model picks (threads: C, hybrid: the cores).  The one-thread models
+ * refuse it, as the Twisted reference does, rather than ignore it. */
+static void test_threads(void **state)
+{
+    (void)state;
+    struct mb_options o;
+    EXPECT_REFUSED(PARSE_MODEL("threads", &o, "--threads", "0"), "--threads", "'0'");
+    EXPECT_REFUSED(PARSE_MODEL("hybrid", &o, "--threads", "0"), "--threads", "'0'");
+    assert_int_equal(PARSE_MODEL("threads", &o, "--threads", "1"), 0);
+    assert_int_equal(o.threads, 1);
+    assert_int_equal(PARSE_MODEL("hybrid", &o, NULL), 0);
+    assert_int_equal(o.threads, 0);             /* not given: the model's choice */
+    EXPECT_REFUSED(PARSE_MODEL("sync", &o, "--threads", "4"), "--threads", "summary-sync");
+    EXPECT_REFUSED(PARSE_MODEL("async", &o, "--threads=4"), "--threads", "summary-async");
+    const char *path = write_temp("threads = 4\n");
+    assert_int_equal(PARSE_MODEL("sync", &o, "--profile", path), 2);
+    assert_non_null(strstr(err_text, ":1: 'threads'"));
+    assert_int_equal(PARSE_MODEL("threads", &o, "--profile", path), 0);
+    assert_int_equal(o.threads, 4);
+    unlink(path);
+    path = write_temp("threads = 0\n");
+    assert_int_equal(PARSE_MODEL("threads", &o, "--profile", path), 2);
+    assert_non_null(strstr(err_text, ":1: bad value '0' for 'threads'"));
+    unlink(path);
+    assert_int_equal(PARSE_MODEL("threads", &o, "--help"), 1);
+    assert_non_null(strstr(out_text, "default C"));
+    assert_non_null(strstr(out_text, "given twice"));
+    assert_non_null(strstr(out_text, "the host must be named"));
 }
 
 /* A profile `text` must fail with a message containing `want`. */
@@ -337,6 +470,9 @@ int main(void)
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_bad_syntax),
         cmocka_unit_test(test_profile_precedence),
+        cmocka_unit_test(test_server_strict),
+        cmocka_unit_test(test_repeated_options),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_profile_errors),
         cmocka_unit_test(test_profile_parse),
         cmocka_unit_test(test_shipped_profiles),
