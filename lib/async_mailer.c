@@ -45,7 +45,7 @@ static struct deferred *get_session(struct async_mailer *m)
         struct smtp_session *s = m->idle[--m->nidle];
         if (smtp_session_idle(s))
             return deferred_succeed(s);
-        smtp_session_quit(s);   /* the server closed it while it waited */
+        deferred_unref(smtp_session_quit(s));   /* the server closed it while it waited */
     }
     struct deferred *d = smtp_session_open(m->r, m->o->host, (int)m->o->port,
                                            m->o->timeout_s, &m->cfg);
@@ -54,32 +54,33 @@ static struct deferred *get_session(struct async_mailer *m)
 }
 
 /* Back to the pool if it may carry another email, else QUIT (or drop it if
- * it is in no state to say goodbye). */
-static void put_session(struct async_mailer *m, struct smtp_session *s)
+ * it is in no state to say goodbye).  Returns the QUIT's Deferred (fires once
+ * the connection is gone) or NULL when the session stays open or is dropped. */
+static struct deferred *put_session(struct async_mailer *m, struct smtp_session *s)
 {
     bool more = m->done + 1 < m->o->emails;     /* an email after this one */
     if (smtp_session_idle(s) && smtp_session_sent(s) < m->o->per_session && more) {
         if (m->nidle == m->idle_cap) {
             long long cap = m->idle_cap ? 2 * m->idle_cap : 16;
             struct smtp_session **p = realloc(m->idle, (size_t)cap * sizeof *p);
-            if (p == NULL) {
-                smtp_session_quit(s);
-                return;
-            }
+            if (p == NULL)
+                return smtp_session_quit(s);
             m->idle = p;
             m->idle_cap = cap;
         }
         m->idle[m->nidle++] = s;
-    } else if (smtp_session_idle(s)) {
-        smtp_session_quit(s);
-    } else {
-        smtp_session_abort(s);
+        return NULL;
     }
+    if (smtp_session_idle(s))
+        return smtp_session_quit(s);
+    smtp_session_abort(s);
+    return NULL;
 }
 
 /* ---- one attempt, and the retries ---------------------------------------- */
 
 static struct deferred *attempt(struct async_job *job);
+static struct defer_result stamp_reply(struct defer_result r, void *arg);
 
 static struct defer_result send_on_session(struct defer_result r, void *arg)
 {
@@ -90,20 +91,54 @@ static struct defer_result send_on_session(struct defer_result r, void *arg)
                                            (const char *const *)job->e.rcpt,
                                            (size_t)job->e.nrcpt, job->e.data, job->e.len);
     deferred_add_timeout(d, m->o->timeout_s, reactor_clock(m->r));
+    deferred_add_both(d, stamp_reply, job);
     return defer_wait(d);
 }
 
+/* The message's reply is in: the email's latency ends here in every model,
+ * whatever the teardown that follows. */
+static struct defer_result stamp_reply(struct defer_result r, void *arg)
+{
+    ((struct async_job *)arg)->t_reply = mb_now();
+    return r;
+}
+
+/* After the QUIT's Deferred: go on with the attempt's own result. */
+static struct defer_result resume_result(struct defer_result r, void *arg)
+{
+    struct async_job *job = arg;
+    (void)r;
+    struct defer_result held = job->held;
+    job->held = defer_ok(NULL);
+    return held;                /* hands over the reference release_session took */
+}
+
+/* Give the session back.  When it is quit, the email keeps its concurrency
+ * slot until the connection is gone, as the blocking models do (they read
+ * the 221 before their next email); --quit-background releases it at once
+ * and reads the 221 in the background, the reactor's own advantage,
+ * measured as a separate variant. */
 static struct defer_result release_session(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
-    if (job->s) {
-        struct smtp_session *s = job->s;
-        job->s = NULL;
-        if (defer_is_failure(r) && smtp_session_maybe_delivered(s))
-            job->maybe = true;
-        put_session(job->m, s);
+    if (job->s == NULL)
+        return r;
+    struct smtp_session *s = job->s;
+    job->s = NULL;
+    if (defer_is_failure(r) && smtp_session_maybe_delivered(s))
+        job->maybe = true;
+    struct deferred *gone = put_session(job->m, s);
+    if (gone == NULL)
+        return r;
+    if (job->m->o->quit_background) {
+        deferred_unref(gone);
+        return r;
     }
-    return r;
+    if (defer_is_failure(r))
+        failure_ref(r.failure);           /* held across the wait; resume hands it back */
+    job->held = r;
+    deferred_add_callback(gone, resume_result, job);
+    return defer_wait(gone);              /* our reference goes to the chain */
 }
 
 /* The email's send step, and its retry after the backoff: one attempt. */
@@ -149,7 +184,7 @@ struct defer_result async_job_build(void *arg)
 static struct defer_result delivered(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
-    double lat = mb_now() - job->t0;
+    double lat = job->t_reply - job->t0;
     mb_run_delivered(job->m->stats, job->e.hash, (uint64_t)(lat > 0 ? lat * 1e6 : 0));
     return r;
 }
@@ -177,7 +212,7 @@ static void chain_end(struct async_job *job)
     /* The last email has ended: say goodbye to the idle sessions and stop
      * the timers; reactor_run returns once the last connection is closed. */
     while (m->nidle > 0)
-        smtp_session_quit(m->idle[--m->nidle]);
+        deferred_unref(smtp_session_quit(m->idle[--m->nidle]));
     if (m->ticker)
         defer_call_cancel(m->ticker);
 }

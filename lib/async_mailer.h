@@ -53,6 +53,8 @@ struct async_job {
     long long index;            /* the email being sent */
     long long end;              /* one past the chain's last email */
     double t0;                  /* mb_now() when the email started (or was due) */
+    double t_reply;             /* mb_now() when its last attempt's reply came */
+    struct defer_result held;   /* the attempt's result while the QUIT completes */
     int attempt;                /* retries made for this email */
     bool maybe;                 /* some attempt may have reached the server */
     struct workload_email e;    /* built by the build step */

@@ -69,6 +69,8 @@ static const struct opt opts[] = {
     { "seed", K_SEED, MB_KEY_MODEL, O(seed), 0, LLONG_MAX, "S", "seed of the workload" },
     { "rate", K_COUNT, MB_KEY_MODEL, O(rate), 0, 10000000, "R",
       "open loop: start R emails/s, latency from the intended start (0: closed loop)" },
+    { "quit-background", K_FLAG, MB_KEY_MODEL, O(quit_background), 0, 0, NULL,
+      "async/hybrid: free an email's slot when QUIT is sent (default: when the connection is closed)" },
     { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
     { "json", K_PATH, MB_KEY_CLI, O(json), 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)" },
     { "progress", K_FLAG, MB_KEY_CLI, O(progress), 0, 0, NULL, "print progress on stderr (default: if a TTY)" },
@@ -239,6 +241,9 @@ static const char *not_for_model(const struct opt *d, const char *model)
 {
     if (strcmp(d->name, "threads") == 0 && (strcmp(model, "sync") == 0 || strcmp(model, "async") == 0))
         return "runs one thread; --threads sizes the pools of the threads and hybrid models";
+    if (strcmp(d->name, "quit-background") == 0 && strcmp(model, "async") != 0
+        && strcmp(model, "hybrid") != 0)
+        return "blocks on every reply: only a reactor model can read the 221 in the background";
     return NULL;
 }
 
@@ -265,7 +270,8 @@ static int profile_setting(void *ctx, const char *key, const char *value, char *
     }
     const char *why = not_for_model(d, o->model);
     if (why) {
-        snprintf(err, errlen, "'%s' is not used by summary-%s, which %s", key, o->model, why);
+        snprintf(err, errlen, "'%s = %s' is not used by summary-%s, which %s", key, value,
+                 o->model, why);
         return -1;
     }
     if (store(o, d, value) != 0) {
@@ -453,8 +459,8 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
         next_opt(argc, argv, &i, model, err, &d, &value);      /* checked in pass 1 */
         const char *why = not_for_model(d, model);
         if (why)
-            return usage_error(err, model, "--%s: not used by summary-%s, which %s", d->name,
-                               model, why);
+            return usage_error(err, model, "--%s %s: not used by summary-%s, which %s", d->name,
+                               value ? value : "", model, why);
         server_flag |= d->kind == K_HOSTPORT;
         if (d->kind == K_FLAG) {
             int one = 1;

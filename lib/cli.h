@@ -93,6 +93,10 @@ struct mb_options {
                              * (deferred_add_timeout) */
     uint64_t seed;          /* --seed: seeds the workload (and retry jitter) */
     long long rate;         /* --rate: open loop at this many emails/s; 0 = closed loop */
+    int quit_background;    /* --quit-background (async, hybrid): an email's concurrency slot is
+                             * freed when QUIT is sent and the 221 is read in the background;
+                             * 0 (default): held until the connection is closed, like the
+                             * blocking models, which read the 221 before their next email */
     char profile[MB_PATH_MAX];  /* --profile: the file applied, "" if none */
     char json[MB_PATH_MAX];     /* --json: where to write the run JSON, "-" = stdout, "" = none */
     int progress;           /* --progress: print progress on stderr even when it is not a TTY */

@@ -21,6 +21,7 @@ struct smtp_session {
     struct reactor_conn *conn;  /* NULL before connect and once lost */
     struct smtp_client *c;      /* the protocol core */
     struct deferred *ready;     /* pending greeting (our reference), or NULL */
+    struct deferred *gone;      /* quit's Deferred (our reference) until the connection is lost */
     long long sent;             /* messages finished */
     bool last_maybe;            /* the last one ended "maybe delivered" */
     int inflight;               /* messages queued and not finished */
@@ -158,6 +159,12 @@ static void on_lost(struct reactor_conn *conn, struct failure *reason, void *arg
     if (!s->closed)
         smtp_client_eof(s->c);
     pump(s);
+    if (s->gone) {
+        struct deferred *d = s->gone;
+        s->gone = NULL;
+        deferred_callback(d, NULL);
+        deferred_unref(d);
+    }
     session_unref(s);           /* the connection's reference */
 }
 
@@ -284,14 +291,22 @@ long long smtp_session_sent(const struct smtp_session *s)
     return s->sent;
 }
 
-void smtp_session_quit(struct smtp_session *s)
+struct deferred *smtp_session_quit(struct smtp_session *s)
 {
     s->released = true;
+    struct deferred *d;
+    if (s->conn == NULL) {
+        d = deferred_succeed(NULL);
+    } else {
+        d = deferred_new();
+        s->gone = deferred_ref(d);
+    }
     if (!s->closed) {
         smtp_client_quit(s->c);
         pump(s);
     }
     session_unref(s);
+    return d;
 }
 
 void smtp_session_abort(struct smtp_session *s)

@@ -66,8 +66,13 @@ bool smtp_session_maybe_delivered(const struct smtp_session *s);
 /* How many messages this session has finished (delivered or not). */
 long long smtp_session_sent(const struct smtp_session *s);
 
-/* Release: QUIT once queued messages are done, then close. */
-void smtp_session_quit(struct smtp_session *s);
+/* Release: QUIT once queued messages are done, then close.  Returns a
+ * Deferred (one reference for the caller) that fires with NULL once the
+ * connection is gone (the 221 read, or the connection lost however): a
+ * caller that holds a concurrency slot over the whole exchange, as the
+ * blocking models do, waits for it; one that tears down in the background
+ * drops it. */
+struct deferred *smtp_session_quit(struct smtp_session *s);
 /* Release: drop the connection now (queued messages fail temporarily). */
 void smtp_session_abort(struct smtp_session *s);
 

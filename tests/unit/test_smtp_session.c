@@ -269,7 +269,7 @@ static void test_send_and_quit(void **state)
         assert_true(smtp_session_idle(ss));
     }
     assert_int_equal(smtp_session_sent(ss), 2);
-    smtp_session_quit(ss);
+    deferred_unref(smtp_session_quit(ss));
     run_for(r, 0.2);
     assert_int_equal(s.messages, 2);
     assert_int_equal(s.quits, 1);
@@ -324,7 +324,7 @@ static void test_rcpt_tempfail(void **state)
     assert_ptr_equal(o.type, &SMTP_TEMPFAIL);
     assert_int_equal(o.code, 450);
     assert_true(smtp_session_idle(ss));
-    smtp_session_quit(ss);
+    deferred_unref(smtp_session_quit(ss));
     run_for(r, 0.1);
     assert_int_equal(s.messages, 0);
     world_end(&s);
