@@ -1,12 +1,11 @@
 /* reactor — libev glue: delayed calls, TCP connections as Deferreds, buffered
  * writes (contract in reactor.h). */
 #include "reactor.h"
+#include "timerq.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
-#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,34 +15,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
-/* Delayed calls live in the reactor's own binary heap ordered by (deadline,
- * sequence number), so calls due at the same time run in the order they were
- * scheduled (libev's timer heap does not keep that order), and one timerfd
- * (CLOCK_MONOTONIC, absolute, nanoseconds) watched by libev wakes the loop for
- * the earliest: libev's epoll backend sleeps in whole milliseconds, a timerfd
- * fires within microseconds of its deadline. */
+/* Delayed calls live in a timerq (timerq.h): exact deadlines on a timerfd,
+ * and calls due at the same time in the order they were scheduled. */
 struct reactor {
     struct ev_loop *loop;         /* ours: created by reactor_new */
     struct defer_clock clock;     /* the reactor as a Deferred clock */
-    struct reactor_call **heap;   /* pending calls, a min-heap on (when, seq) */
-    size_t n, cap;                /* heap entries, room */
-    uint64_t seq;                 /* next sequence number */
-    int tfd;                      /* the timerfd */
-    ev_io tio;                    /* readable when the timerfd expires; active while n > 0 */
-    double armed;                 /* deadline the timerfd is set to (INFINITY: none) */
+    struct timerq timers;         /* the pending delayed calls */
 };
 
-/* A delayed call on the reactor: the generic part plus its heap position. */
+/* A delayed call on the reactor: the generic part plus its queue entry. */
 struct reactor_call {
     struct defer_call base;       /* must be first */
-    uint64_t seq;                 /* FIFO among equal deadlines */
-    size_t pos;                   /* index in r->heap while pending */
+    struct timerq_entry entry;    /* pending while in r->timers */
 };
 
 enum conn_state {
@@ -72,127 +59,15 @@ struct reactor_conn {
 
 /* ---- loop and clock ----------------------------------------------------- */
 
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static double rclock_now(struct defer_clock *c)
 {
     (void)c;
-    return mono_now();
+    return timerq_now();
 }
 
-static bool call_before(const struct reactor_call *a, const struct reactor_call *b)
+static void rcall_due(struct timerq_entry *e)
 {
-    return a->base.when < b->base.when || (a->base.when == b->base.when && a->seq < b->seq);
-}
-
-static void heap_set(struct reactor *r, size_t i, struct reactor_call *call)
-{
-    r->heap[i] = call;
-    call->pos = i;
-}
-
-static void heap_up(struct reactor *r, size_t i)
-{
-    struct reactor_call *call = r->heap[i];
-    while (i > 0 && call_before(call, r->heap[(i - 1) / 2])) {
-        heap_set(r, i, r->heap[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    heap_set(r, i, call);
-}
-
-static void heap_down(struct reactor *r, size_t i)
-{
-    struct reactor_call *call = r->heap[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= r->n)
-            break;
-        if (c + 1 < r->n && call_before(r->heap[c + 1], r->heap[c]))
-            c++;
-        if (!call_before(r->heap[c], call))
-            break;
-        heap_set(r, i, r->heap[c]);
-        i = c;
-    }
-    heap_set(r, i, call);
-}
-
-/* Set the timerfd to the earliest deadline if it is earlier than the one set
- * (a later one is left: its expiry finds nothing due and re-arms). */
-static void timer_arm(struct reactor *r)
-{
-    if (r->n == 0) {
-        ev_io_stop(r->loop, &r->tio);     /* nothing to wait for: reactor_run may return */
-        return;
-    }
-    ev_io_start(r->loop, &r->tio);
-    double when = r->heap[0]->base.when;
-    if (when >= r->armed)
-        return;
-    struct itimerspec its = { 0 };
-    double whole = floor(when);
-    its.it_value.tv_sec = (time_t)whole;
-    its.it_value.tv_nsec = (long)((when - whole) * 1e9);
-    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-        its.it_value.tv_nsec = 1;         /* zero would disarm */
-    if (timerfd_settime(r->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
-        r->armed = when;
-}
-
-static void heap_push(struct reactor *r, struct reactor_call *call)
-{
-    if (r->n == r->cap) {
-        r->cap = r->cap ? 2 * r->cap : 64;
-        r->heap = realloc(r->heap, r->cap * sizeof *r->heap);
-        if (!r->heap)
-            abort();
-    }
-    call->seq = r->seq++;
-    heap_set(r, r->n++, call);
-    heap_up(r, r->n - 1);
-    timer_arm(r);
-}
-
-static void heap_remove(struct reactor *r, struct reactor_call *call)
-{
-    size_t i = call->pos;
-    assert(i < r->n && r->heap[i] == call);
-    struct reactor_call *last = r->heap[--r->n];
-    if (i < r->n) {
-        heap_set(r, i, last);
-        heap_up(r, i);
-        heap_down(r, last->pos);
-    }
-    if (r->n == 0)
-        ev_io_stop(r->loop, &r->tio);
-}
-
-/* The timerfd expired: run every call due now that was scheduled before this
- * pass began, in (deadline, sequence) order.  A call scheduled by one of them,
- * even with delay 0, waits for the next loop iteration, so a self-rescheduling
- * callLater(0) does not starve I/O (case 54). */
-static void timer_expired_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct reactor *r = container_of(w, struct reactor, tio);
-    uint64_t ticks;
-    if (read(r->tfd, &ticks, sizeof ticks) < 0) { /* EAGAIN: nothing; the deadline is re-armed below */ }
-    r->armed = INFINITY;
-    double now = mono_now();
-    uint64_t last = r->seq;
-    while (r->n > 0 && r->heap[0]->base.when <= now && r->heap[0]->seq < last) {
-        struct reactor_call *call = r->heap[0];
-        heap_remove(r, call);
-        defer_call_run(&call->base);      /* may schedule or cancel others */
-    }
-    timer_arm(r);
+    defer_call_run(&container_of(e, struct reactor_call, entry)->base);
 }
 
 static const struct defer_clock_ops reactor_clock_ops;
@@ -204,15 +79,17 @@ static struct defer_call *rclock_call_later(struct defer_clock *c, double delay,
     struct reactor_call *call = malloc(sizeof *call);
     if (!call)
         abort();
-    call->base = (struct defer_call){ c, &reactor_clock_ops, 2, DEFER_CALL_PENDING,
-                                      mono_now() + delay, fn, arg };
-    heap_push(r, call);
+    double when = timerq_now() + delay;
+    call->base = (struct defer_call){ c, &reactor_clock_ops, 2, DEFER_CALL_PENDING, when, fn, arg };
+    timerq_entry_init(&call->entry, rcall_due);
+    timerq_add(&r->timers, &call->entry, when);
     return &call->base;
 }
 
 static void rclock_disarm(struct defer_call *base)
 {
-    heap_remove(container_of(base->clock, struct reactor, clock), (struct reactor_call *)base);
+    struct reactor *r = container_of(base->clock, struct reactor, clock);
+    timerq_remove(&r->timers, &((struct reactor_call *)base)->entry);
 }
 
 /* reset(): a new deadline and a new place after the calls already due then
@@ -220,9 +97,8 @@ static void rclock_disarm(struct defer_call *base)
 static void rclock_rearm(struct defer_call *base, double delay)
 {
     struct reactor *r = container_of(base->clock, struct reactor, clock);
-    heap_remove(r, (struct reactor_call *)base);
-    base->when = mono_now() + delay;
-    heap_push(r, (struct reactor_call *)base);
+    base->when = timerq_now() + delay;
+    timerq_add(&r->timers, &((struct reactor_call *)base)->entry, base->when);
 }
 
 static void rclock_release(struct defer_call *base)
@@ -240,17 +116,15 @@ struct reactor *reactor_new(void)
     if (!r)
         abort();
     r->loop = ev_loop_new(EVFLAG_AUTO);
-    r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (!r->loop || r->tfd < 0) {
-        if (r->loop)
-            ev_loop_destroy(r->loop);
-        if (r->tfd >= 0)
-            close(r->tfd);
+    if (!r->loop) {
         free(r);
         return NULL;
     }
-    r->armed = INFINITY;
-    ev_io_init(&r->tio, timer_expired_cb, r->tfd, EV_READ);
+    if (timerq_init(&r->timers, r->loop) != 0) {
+        ev_loop_destroy(r->loop);
+        free(r);
+        return NULL;
+    }
     r->clock.ops = &reactor_clock_ops;
     return r;
 }
@@ -261,22 +135,22 @@ void reactor_free(struct reactor *r)
 {
     if (!r)
         return;
-    while (r->n > 0) {
-        struct reactor_call *call = r->heap[--r->n];
+    struct timerq_entry *e;
+    while ((e = timerq_first(&r->timers)) != NULL) {
+        struct reactor_call *call = container_of(e, struct reactor_call, entry);
+        timerq_remove(&r->timers, e);
         call->base.state = DEFER_CALL_CANCELLED;
         call->base.clock = NULL;
         defer_call_unref(&call->base);    /* the clock's reference */
     }
-    free(r->heap);
-    ev_io_stop(r->loop, &r->tio);
-    close(r->tfd);
+    timerq_destroy(&r->timers);
     ev_loop_destroy(r->loop);
     free(r);
 }
 
 struct ev_loop *reactor_loop(struct reactor *r) { return r->loop; }
 struct defer_clock *reactor_clock(struct reactor *r) { return &r->clock; }
-double reactor_now(struct reactor *r) { (void)r; return mono_now(); }
+double reactor_now(struct reactor *r) { (void)r; return timerq_now(); }
 
 struct defer_call *reactor_call_later(struct reactor *r, double delay,
                                       void (*fn)(void *arg), void *arg)
