@@ -1,6 +1,7 @@
 /* async_mailer — see async_mailer.h. */
 #include "async_mailer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,38 @@ static struct defer_result failed(struct defer_result r, void *arg)
     return defer_ok(NULL);      /* handled: the run goes on */
 }
 
+static void cancel_call(struct defer_call **call)
+{
+    if (*call) {
+        defer_call_cancel(*call);
+        defer_call_unref(*call);
+        *call = NULL;
+    }
+}
+
+/* Once every chain that will run has ended: say goodbye to the idle
+ * sessions and stop the timers; reactor_run returns once the last
+ * connection is closed. */
+static void run_over_check(struct async_mailer *m)
+{
+    if (m->chains_done < m->nchains)
+        return;
+    while (m->nidle > 0)
+        deferred_unref(smtp_session_quit(m->idle[--m->nidle]));
+    cancel_call(&m->ticker);
+    cancel_call(&m->window);
+    cancel_call(&m->arrivals);
+}
+
+/* The steady-state window has closed (--duration): no new chain starts. */
+static bool stop_starting(struct async_mailer *m)
+{
+    if (mb_window_may_start())
+        return false;
+    m->nchains = m->next_chain;
+    return true;
+}
+
 static void chain_end(struct async_job *job)
 {
     struct async_mailer *m = job->m;
@@ -207,14 +240,7 @@ static void chain_end(struct async_job *job)
     defer_semaphore_release(m->sem);
     if (m->o->rate <= 0)
         chain_start_next(m);
-    if (m->chains_done < m->nchains)
-        return;
-    /* The last email has ended: say goodbye to the idle sessions and stop
-     * the timers; reactor_run returns once the last connection is closed. */
-    while (m->nidle > 0)
-        deferred_unref(smtp_session_quit(m->idle[--m->nidle]));
-    if (m->ticker)
-        defer_call_cancel(m->ticker);
+    run_over_check(m);
 }
 
 static struct defer_result email_end(struct defer_result r, void *arg)
@@ -225,7 +251,7 @@ static struct defer_result email_end(struct defer_result r, void *arg)
     job->index++;
     job->attempt = 0;
     job->maybe = false;
-    if (job->index < job->end)
+    if (job->index < job->end && !stop_starting(job->m))
         email_start(job);
     else
         chain_end(job);
@@ -272,7 +298,7 @@ static struct defer_result chain_go(struct defer_result r, void *arg)
 
 static void chain_start_next(struct async_mailer *m)
 {
-    if (m->next_chain >= m->nchains)
+    if (m->next_chain >= m->nchains || stop_starting(m))
         return;
     struct async_job *job = calloc(1, sizeof *job);
     if (job == NULL) {
@@ -298,9 +324,27 @@ static void arrive(void *arg)
     while (m->next_chain < m->nchains
            && m->stats->start_s + (double)m->next_chain * per_chain <= now)
         chain_start_next(m);
+    if (stop_starting(m)) {
+        run_over_check(m);
+        return;
+    }
     if (m->next_chain < m->nchains) {
         double due = m->stats->start_s + (double)m->next_chain * per_chain;
         m->arrivals = reactor_call_later(m->r, due > now ? due - now : 0, arrive, m);
+    }
+}
+
+/* The window's CPU snapshots, taken on time (mb_window_next). */
+static void window_due(void *arg)
+{
+    struct async_mailer *m = arg;
+    defer_call_unref(m->window);
+    m->window = NULL;
+    mb_window_poll();
+    double next = mb_window_next();
+    if (next < INFINITY && m->chains_done < m->nchains) {
+        double now = mb_now();
+        m->window = reactor_call_later(m->r, next > now ? next - now : 0, window_due, m);
     }
 }
 
@@ -342,6 +386,8 @@ void async_mailer_start(struct async_mailer *m)
     if (m->nchains == 0)
         return;
     m->ticker = reactor_call_later(m->r, PROGRESS_EVERY_S, tick, m);
+    mb_window_start(m->o, m->stats->start_s);
+    window_due(m);
     if (m->o->rate > 0) {
         arrive(m);
         return;
@@ -356,16 +402,9 @@ void async_mailer_free(struct async_mailer *m)
         smtp_session_abort(m->idle[--m->nidle]);
     free(m->idle);
     m->idle = NULL;
-    if (m->ticker) {
-        defer_call_cancel(m->ticker);
-        defer_call_unref(m->ticker);
-        m->ticker = NULL;
-    }
-    if (m->arrivals) {
-        defer_call_cancel(m->arrivals);
-        defer_call_unref(m->arrivals);
-        m->arrivals = NULL;
-    }
+    cancel_call(&m->ticker);
+    cancel_call(&m->window);
+    cancel_call(&m->arrivals);
     defer_semaphore_free(m->sem);
     m->sem = NULL;
 }

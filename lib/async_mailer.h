@@ -85,6 +85,7 @@ struct async_mailer {
     long long nidle, idle_cap;
     struct defer_call *ticker;      /* progress, while the run lasts */
     struct defer_call *arrivals;    /* open loop: the next chain's arrival */
+    struct defer_call *window;      /* the steady-state window's next snapshot */
 };
 
 /* The CPU work of one email: workload_build into job->e.  Touches only the

@@ -67,6 +67,10 @@ static const struct opt opts[] = {
     { "retries", K_COUNT, MB_KEY_MODEL, O(retries), 0, 1000, "N", "retries of a temporary failure" },
     { "timeout", K_DURATION, MB_KEY_MODEL, O(timeout_s), 1, 86400 * SEC, "DUR", "each connect/reply; reactor models: set-up, each message" },
     { "seed", K_SEED, MB_KEY_MODEL, O(seed), 0, LLONG_MAX, "S", "seed of the workload" },
+    { "duration", K_DURATION, MB_KEY_MODEL, O(duration_s), 0, 86400 * SEC, "DUR",
+      "steady-state window: start emails for DUR after the warm-up, then drain (0: send --emails)" },
+    { "warmup", K_DURATION, MB_KEY_MODEL, O(warmup_s), 0, 3600 * SEC, "DUR",
+      "emails ending in the first DUR count for verification only, not in the figures" },
     { "rate", K_COUNT, MB_KEY_MODEL, O(rate), 0, 10000000, "R",
       "open loop: start R emails/s, latency from the intended start (0: closed loop)" },
     { "quit-background", K_FLAG, MB_KEY_MODEL, O(quit_background), 0, 0, NULL,
@@ -113,7 +117,7 @@ void mb_options_defaults(struct mb_options *o, const char *model)
     strcpy(o->server, "127.0.0.1:2525");
     strcpy(o->host, "127.0.0.1");
     o->port = 2525;
-    o->emails = 1000;
+    o->emails = 0;              /* unset: 1000, or with --duration no cap (mb_options_parse_to) */
     o->concurrency = 10;
     o->recipients = 1;
     o->events = 1000;
@@ -475,6 +479,8 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
     }
     if (resolve_server(o, server_flag, err) != 0)
         return 2;
+    if (o->emails == 0)                     /* not given: a run sized by time has no cap */
+        o->emails = o->duration_s > 0 ? 1000000000 : 1000;
     return o->json[0] ? check_writable(o->json, err, model) : 0;
 }
 
@@ -516,11 +522,12 @@ void mb_options_usage(FILE *f, const char *model)
                  opts[i].metavar ? opts[i].metavar : "");
         fprintf(f, "  %-22s %s\n", left, opts[i].help);
     }
-    fprintf(f, "\nDefaults: --server %s --emails %lld --concurrency %lld --recipients %lld\n"
-            "  --events %lld --body-bytes 0 --per-session %lld --chain %lld --blocking 0\n"
-            "  --retries %lld --timeout 30s --seed 1 --rate 0; without --threads the\n"
-            "  model's pool (threads: C, hybrid: the cores; --threads 0 is refused)\n",
-            d.server, d.emails, d.concurrency, d.recipients, d.events, d.per_session, d.chain,
+    fprintf(f, "\nDefaults: --server %s --emails %lld (with --duration: no cap) --concurrency %lld\n"
+            "  --recipients %lld --events %lld --body-bytes 0 --per-session %lld --chain %lld\n"
+            "  --blocking 0 --retries %lld --timeout 30s --seed 1 --rate 0 --warmup 0 --duration 0;\n"
+            "  without --threads the model's pool (threads: C, hybrid: the cores; --threads 0\n"
+            "  is refused)\n",
+            d.server, 1000LL, d.concurrency, d.recipients, d.events, d.per_session, d.chain,
             d.retries);
     fprintf(f, "\nValues: durations 250us, 10ms, 1.5s (\"0\" alone is fine); sizes 512, 100KB, 2MB;\n"
             "counts 1000 or 10k.  --name=value works too.  Each option may be given once\n"

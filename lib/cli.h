@@ -93,6 +93,10 @@ struct mb_options {
                              * (deferred_add_timeout) */
     uint64_t seed;          /* --seed: seeds the workload (and retry jitter) */
     long long rate;         /* --rate: open loop at this many emails/s; 0 = closed loop */
+    double warmup_s;        /* --warmup: emails ending before start + warmup are not in the figures */
+    double duration_s;      /* --duration: > 0: the run is sized by time (start emails until
+                             * start + warmup + duration; --emails is then only a cap); 0: by
+                             * --emails (mb_window_*, stats.h) */
     int quit_background;    /* --quit-background (async, hybrid): an email's concurrency slot is
                              * freed when QUIT is sent and the 221 is read in the background;
                              * 0 (default): held until the connection is closed, like the

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "digest.h"
+#include "json.h"
 #include "units.h"
 
 #ifndef MAILBENCH_GIT_REV
@@ -125,11 +127,102 @@ void mb_run_init(struct mb_run_stats *s, uint64_t emails)
     mb_stats_sample_threads(s);
 }
 
+/* ---------------------------------------------------------------- window */
+
+/* The process's window.  Written by mb_window_start before the emails start
+ * (before the threads model opens its gate: the mutex orders it); the
+ * snapshots are claimed with a compare-and-swap, so one thread takes each. */
+static struct {
+    double open_at, close_at;     /* window bounds, mb_now() time */
+    _Atomic int state;            /* 0 not open yet, 1 open (first snapshot taken), 2 closed */
+    double t_open, t_close;       /* when the snapshots were taken */
+    double cpu_open, cpu_close;   /* process CPU seconds then */
+} win = { .open_at = 0, .close_at = INFINITY };
+
+static double process_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void mb_window_start(const struct mb_options *o, double start)
+{
+    win.open_at = start + o->warmup_s;
+    win.close_at = o->duration_s > 0 ? win.open_at + o->duration_s : INFINITY;
+    atomic_store(&win.state, 0);
+    mb_window_poll();
+}
+
+bool mb_window_may_start(void)
+{
+    return win.close_at == INFINITY || mb_now() < win.close_at;
+}
+
+static void window_snapshot(int from, double now)
+{
+    int expected = from;
+    if (!atomic_compare_exchange_strong(&win.state, &expected, from + 1))
+        return;                           /* another thread took it */
+    if (from == 0) {
+        win.t_open = now;
+        win.cpu_open = process_cpu_s();
+    } else {
+        win.t_close = now;
+        win.cpu_close = process_cpu_s();
+    }
+}
+
+static void window_poll_at(double now)
+{
+    int st = atomic_load(&win.state);
+    if (st == 0 && now >= win.open_at)
+        window_snapshot(0, now);
+    else if (st == 1 && now >= win.close_at)
+        window_snapshot(1, now);
+}
+
+void mb_window_poll(void)
+{
+    window_poll_at(mb_now());
+}
+
+double mb_window_next(void)
+{
+    int st = atomic_load(&win.state);
+    return st == 0 ? win.open_at : st == 1 ? win.close_at : INFINITY;
+}
+
+static bool in_window(double now)
+{
+    return now >= win.open_at && now < win.close_at;
+}
+
+/* The window as run: CPU per second between the snapshots, times the
+ * window's length (the snapshots may lag its bounds by one poll). */
+static void window_finish(struct mb_run_stats *s, double now)
+{
+    window_poll_at(now);
+    if (atomic_load(&win.state) == 0)
+        window_snapshot(0, now);          /* ended before the warm-up did: an empty window */
+    if (atomic_load(&win.state) == 1)
+        window_snapshot(1, now);          /* ran out of emails before the window closed */
+    double end = now < win.close_at ? now : win.close_at;
+    s->window_s = end > win.open_at ? end - win.open_at : 0;
+    double span = win.t_close - win.t_open;
+    s->cpu_window_s = span > 0 ? (win.cpu_close - win.cpu_open) / span * s->window_s : 0;
+}
+
 void mb_run_delivered(struct mb_run_stats *s, uint64_t hash, uint64_t latency_us)
 {
+    double now = mb_now();
+    window_poll_at(now);
     s->delivered++;
     s->digest += hash;
-    mb_hist_record(&s->latency, latency_us);
+    if (in_window(now)) {
+        s->window_delivered++;
+        mb_hist_record(&s->latency, latency_us);
+    }
 }
 
 static void add_reason(struct mb_run_stats *s, const char *reason, uint64_t n)
@@ -151,7 +244,11 @@ static void add_reason(struct mb_run_stats *s, const char *reason, uint64_t n)
 
 void mb_run_failed(struct mb_run_stats *s, const char *reason)
 {
+    double now = mb_now();
+    window_poll_at(now);
     s->failed++;
+    if (in_window(now))
+        s->window_failed++;
     add_reason(s, reason, 1);
 }
 
@@ -173,6 +270,8 @@ void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src)
 {
     dst->delivered += src->delivered;
     dst->failed += src->failed;
+    dst->window_delivered += src->window_delivered;
+    dst->window_failed += src->window_failed;
     dst->retries += src->retries;
     dst->connections += src->connections;
     dst->digest += src->digest;
@@ -227,7 +326,11 @@ long mb_peak_rss_kb(void)
 
 void mb_run_finish(struct mb_run_stats *s)
 {
-    s->wall_s = mb_now() - s->start_s;
+    double now = mb_now();
+    s->wall_s = now - s->start_s;
+    window_finish(s, now);
+    if (win.close_at < INFINITY)          /* sized by time: the emails it got to */
+        s->emails = s->delivered + s->failed;
     mb_stats_sample_threads(s);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
@@ -241,38 +344,27 @@ void mb_run_finish(struct mb_run_stats *s)
 
 /* ---------------------------------------------------------------- JSON */
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
+/* The rate in the window (the whole run when there is no warm-up or duration). */
 static double per_second(const struct mb_run_stats *s)
 {
-    return s->wall_s > 0 ? (double)s->delivered / s->wall_s : 0.0;
+    return s->window_s > 0 ? (double)s->window_delivered / s->window_s : 0.0;
 }
 
 static void json_params(FILE *f, const struct mb_options *o)
 {
     fprintf(f, "\"params\":{\"server\":");
-    json_string(f, o->server);
+    json_write_string(f, o->server);
     fprintf(f, ",\"emails\":%lld,\"concurrency\":%lld,\"threads\":%lld,\"recipients\":%lld,"
             "\"events\":%lld,\"body_bytes\":%llu,\"per_session\":%lld,\"chain\":%lld,"
             "\"blocking_us\":%lld,\"retries\":%lld,\"timeout_s\":%.9g,\"seed\":%llu,\"rate\":%lld,"
+            "\"warmup_s\":%.6g,\"duration_s\":%.6g,\"quit_background\":%s,"
             "\"profile\":", o->emails, o->concurrency, o->threads, o->recipients, o->events,
             (unsigned long long)o->body_bytes, o->per_session, o->chain,
             (long long)llround(o->blocking_s * 1e6), o->retries, o->timeout_s,
-            (unsigned long long)o->seed, o->rate);
+            (unsigned long long)o->seed, o->rate, o->warmup_s, o->duration_s,
+            o->quit_background ? "true" : "false");
     if (o->profile[0])
-        json_string(f, o->profile);
+        json_write_string(f, o->profile);
     else
         fputs("null", f);
     fputs("},", f);
@@ -285,9 +377,9 @@ static void json_machine(FILE *f)
     if (uname(&u) == 0)
         snprintf(kernel, sizeof kernel, "%s %s", u.sysname, u.release);
     fprintf(f, "\"machine\":{\"cores\":%ld,\"kernel\":", sysconf(_SC_NPROCESSORS_ONLN));
-    json_string(f, kernel);
+    json_write_string(f, kernel);
     fputs(",\"compiler\":", f);
-    json_string(f, MB_COMPILER);
+    json_write_string(f, MB_COMPILER);
     fputs("}", f);
 }
 
@@ -297,7 +389,7 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
     const struct mb_hist *h = &s->latency;
     char digest[17];
     fputs("{\"schema\":\"mailbench.run/1\",\"model\":", f);
-    json_string(f, model);
+    json_write_string(f, model);
     fputc(',', f);
     json_params(f, o);
     fprintf(f, "\"emails\":%llu,\"delivered\":%llu,\"failed\":%llu,\"retries\":%llu,"
@@ -306,7 +398,7 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
             (unsigned long long)s->retries);
     for (int i = 0; i < s->nreasons; i++) {
         fputs(i ? "," : "", f);
-        json_string(f, s->reason[i].text);
+        json_write_string(f, s->reason[i].text);
         fprintf(f, ":%llu", (unsigned long long)s->reason[i].count);
     }
     fprintf(f, "},\"connections\":%llu,\"wall_s\":%.6f,\"emails_per_s\":%.3f,"
@@ -320,12 +412,18 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
             (unsigned long long)h->max, mb_hist_mean(h), o->rate > 0 ? "open" : "closed",
             s->cpu_user_s, s->cpu_sys_s, s->max_rss_kb, s->ctx_voluntary, s->ctx_involuntary,
             s->threads_peak, digest_hex(s->digest, digest));
+    fprintf(f, ",\"window_s\":%.6f,\"window_delivered\":%llu,\"window_failed\":%llu,"
+            "\"cpu_window_s\":%.6f,\"cpu_per_email_us\":%.3f",
+            s->window_s, (unsigned long long)s->window_delivered,
+            (unsigned long long)s->window_failed, s->cpu_window_s,
+            s->window_delivered + s->window_failed
+                ? s->cpu_window_s * 1e6 / (double)(s->window_delivered + s->window_failed) : 0.0);
     fprintf(f, ",\"maybe_delivered\":%llu,\"maybe_digest\":\"%s\",\"maybe_hashes\":[",
             (unsigned long long)s->maybe_delivered, digest_hex(s->maybe_digest, digest));
     for (int i = 0; i < s->nmaybe; i++)
         fprintf(f, "%s\"%s\"", i ? "," : "", digest_hex(s->maybe_hash[i], digest));
     fputs("],\"git_rev\":", f);
-    json_string(f, MAILBENCH_GIT_REV);
+    json_write_string(f, MAILBENCH_GIT_REV);
     fputc(',', f);
     json_machine(f);
     fputs("}\n", f);

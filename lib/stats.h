@@ -30,6 +30,7 @@
 #ifndef MAILBENCH_STATS_H
 #define MAILBENCH_STATS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -89,6 +90,12 @@ struct mb_run_stats {
     uint64_t maybe_digest;      /* sum of their hashes, mod 2^64 */
     int nmaybe;                 /* hashes listed in maybe_hash[] (<= MB_MAX_MAYBE) */
     uint64_t maybe_hash[MB_MAX_MAYBE];
+    /* The steady-state window (mb_window_start): only emails that end inside
+     * it count in the latency histogram, the rate and the marginal CPU. */
+    uint64_t window_delivered;  /* delivered inside the window */
+    uint64_t window_failed;     /* given up inside the window */
+    double window_s;            /* its length as run (mb_run_finish) */
+    double cpu_window_s;        /* process CPU (user + sys) spent over the window */
     double start_s;         /* mb_now() at mb_run_init */
     double wall_s;          /* seconds from mb_run_init to mb_run_finish */
     long threads_peak;      /* most threads seen in this process */
@@ -126,7 +133,25 @@ void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src);
 long mb_stats_sample_threads(struct mb_run_stats *s);
 void mb_run_note_threads(struct mb_run_stats *s, long threads);
 
-/* Ends the run: wall time, getrusage(RUSAGE_SELF), a last thread sample. */
+/* ---- the steady-state window (--warmup, --duration) ----
+ * One per process.  The model calls mb_window_start(o, t) when its emails
+ * start (the threads model: once every thread is up): the window opens at
+ * t + warmup and closes at t + warmup + duration (never, with no duration).
+ * Emails that end inside it make the figures; every email still counts for
+ * the verification (delivered, digest).  The process's CPU time is read
+ * when the window opens and closes (the first mb_window_poll at or after
+ * each instant; the reactor models poll from timers at those instants), so
+ * start-up and the drain after the window are not in the CPU per email. */
+void mb_window_start(const struct mb_options *o, double start);
+/* May another email start?  False once the window has closed (duration mode). */
+bool mb_window_may_start(void);
+/* Read the CPU clock if the window has just opened or closed; cheap otherwise. */
+void mb_window_poll(void);
+/* The next instant mb_window_poll has work to do, or INFINITY. */
+double mb_window_next(void);
+
+/* Ends the run: wall time, getrusage(RUSAGE_SELF), a last thread sample,
+ * the window's length and CPU (closing it now if it is still open). */
 void mb_run_finish(struct mb_run_stats *s);
 
 /* Peak resident set of this process image, KB: VmHWM from /proc/self/status

@@ -23,15 +23,17 @@ int main(int argc, char **argv)
     mb_run_init(&stats, (uint64_t)o.emails);
     mb_progress_init(&progress, &o, "sync");
     blocking_mailer_init(&m, &o, &stats, o.seed);
+    mb_window_start(&o, stats.start_s);
 
     /* Emails go in index order, so every chain's order holds by itself. */
-    for (long long i = 0; i < o.emails; i++) {
+    for (long long i = 0; i < o.emails && mb_window_may_start(); i++) {
         double t0 = mb_now();
         if (o.rate > 0) {                       /* open loop: the intended start */
             t0 = stats.start_s + (double)i / (double)o.rate;
             blocking_sleep_until(t0);
         }
         blocking_mailer_send(&m, (uint64_t)i, t0);
+        mb_window_poll();
         mb_progress_tick(&progress, stats.delivered + stats.failed, &stats);
     }
     blocking_mailer_finish(&m);

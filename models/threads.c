@@ -64,11 +64,13 @@ static void *worker_main(void *arg)
         pthread_cond_wait(&r->opened, &r->lock);
     pthread_mutex_unlock(&r->lock);
     for (;;) {
+        if (!mb_window_may_start())
+            break;
         long long c = atomic_fetch_add(&r->next_chain, 1);
         if (c >= r->nchains)
             break;
         long long end = (c + 1) * o->chain < o->emails ? (c + 1) * o->chain : o->emails;
-        for (long long i = c * o->chain; i < end; i++) {
+        for (long long i = c * o->chain; i < end && mb_window_may_start(); i++) {
             double t0 = mb_now();
             if (o->rate > 0) {
                 t0 = r->start + (double)i / (double)o->rate;
@@ -130,14 +132,18 @@ int main(int argc, char **argv)
     o.threads = o.concurrency = started;
     pthread_mutex_lock(&run.lock);      /* every worker is up: open the gate */
     stats.start_s = run.start = mb_now();
+    mb_window_start(&o, run.start);
     run.go = true;
     pthread_cond_broadcast(&run.opened);
     pthread_mutex_unlock(&run.lock);
 
-    /* The main thread only reports progress until every email has ended. */
-    while (atomic_load(&run.done) < o.emails) {
+    /* The main thread only reports progress, and reads the CPU clock when
+     * the steady-state window opens and closes, until every worker is done. */
+    while (atomic_load(&run.live) > 0) {
+        mb_window_poll();
         mb_progress_tick(&progress, (uint64_t)atomic_load(&run.done), &stats);
-        blocking_sleep_until(mb_now() + 0.05);
+        double next = mb_now() + 0.05, edge = mb_window_next();
+        blocking_sleep_until(edge < next ? edge : next);
     }
     for (long long i = 0; i < started; i++) {
         pthread_join(w[i].tid, NULL);
