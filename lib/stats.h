@@ -95,6 +95,7 @@ struct mb_run_stats {
     uint64_t window_delivered;  /* delivered inside the window */
     uint64_t window_failed;     /* given up inside the window */
     double window_s;            /* its length as run (mb_run_finish) */
+    double window_first, window_last;   /* mb_now() of the first and last delivery in it (0: none) */
     double cpu_window_s;        /* process CPU (user + sys) spent over the window */
     double start_s;         /* mb_now() at mb_run_init */
     double wall_s;          /* seconds from mb_run_init to mb_run_finish */
