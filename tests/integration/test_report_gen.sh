@@ -95,7 +95,7 @@ check_eq "smtp-source -d at 100 messages per connection" 100 "$(jq -r 'select(.m
 if grep -q "skipping the peer twisted: .*summary-twisted is missing" "$TMP/sw.err" \
     && jq -e '.sweeps["q1-concurrency"].skipped.twisted | test("missing")' "$TMP/sw/env.json" >/dev/null; then
     pass "missing twisted skipped with the reason"; else fail "twisted not skipped: $(head -3 "$TMP/sw.err")"; fi
-if grep -q '^\[16/17\] .* | elapsed' "$TMP/sw.err"; then pass "progress on stderr"; else fail "no progress line: $(head -2 "$TMP/sw.err")"; fi
+if grep -q '^\[22/23\] .* | elapsed' "$TMP/sw.err"; then pass "progress on stderr"; else fail "no progress line: $(head -2 "$TMP/sw.err")"; fi
 check_eq "env.json complete" true "$(jq -r .complete "$TMP/sw/env.json")"
 FAKE_LOSE=smtp-source MAILBENCH_SMTP_SOURCE="$FIX/fakebin/smtp-source" timeout 60 "$ROOT/scripts/sweep" --profile quick \
     --bin "$FIX/fakebin" --out "$TMP/sw2" --models smtp-source "$ROOT/scripts/sweeps/q9-reuse.conf" >/dev/null 2>&1
