@@ -9,6 +9,7 @@
 
 #include "digest.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* Session states: what the next command may be. */
 typedef enum {
@@ -28,9 +30,10 @@ typedef enum {
     ST_CLOSED      /* caller must send the output and close */
 } server_state;
 
-/* Where the DATA scanner is within a line. */
+/* Where the DATA scanner is within a line.  Only CR LF ends a line: after a
+ * bare LF the scanner stays in D_LINE, so a "." after it is text. */
 typedef enum {
-    D_BOL,         /* at the beginning of a line */
+    D_BOL,         /* at the beginning of a line (after CR LF, or the 354) */
     D_DOT,         /* line began with "." */
     D_DOT_CR,      /* line began with ".\r" */
     D_LINE         /* inside a line */
@@ -59,7 +62,11 @@ struct smtp_server {
                                   get 503 but are not its mistake (RFC 2920) */
 
     data_state dstate;         /* DATA scanner position */
-    size_t dline_len;          /* raw octets of the current text line so far */
+    int d_started;             /* the BODY stage was decided for this message */
+    int d_cr;                  /* the last text byte was a CR (its LF not seen yet) */
+    char d_bare;               /* first bare '\r' or '\n' in the text, or 0 */
+    size_t dline_len;          /* octets of the current text line so far, the
+                                  stuffing dot not counted (4.5.3.1.6) */
     int d_too_long;            /* a text line exceeded 1000 octets */
     int d_too_big;             /* the message exceeded max_size */
     uint64_t d_size;           /* unstuffed message bytes so far */
@@ -68,7 +75,8 @@ struct smtp_server {
     int msgid_fold;            /* Message-ID value is on a folded line */
     char hdr[SMTP_SERVER_MAX_TEXT_LINE + 1]; /* current header line */
     size_t hdr_len;            /* bytes in hdr[] (truncated to its size) */
-    char msgid[SMTP_SERVER_MAX_TEXT_LINE + 1]; /* Message-ID, "" if none */
+    char msgid[SMTP_SERVER_MAX_TEXT_LINE + 1]; /* Message-ID (may hold NULs) */
+    size_t msgid_len;          /* bytes in msgid[], 0 if none */
     char *body;                /* unstuffed text, only with cfg.keep_body */
     size_t body_len, body_cap; /* used / allocated bytes of body */
 };
@@ -100,16 +108,22 @@ static void reply(smtp_server *s, const char *text)
     s->out_len += n;
 }
 
+/* Formatted straight into the output, whatever its length: a reply is
+ * never cut (a cut one would have no CRLF and the client would hang). */
 static void replyf(smtp_server *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void replyf(smtp_server *s, const char *fmt, ...)
 {
-    char buf[SMTP_SERVER_MAX_CMD_LINE * 2];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    reply(s, buf);
+    if (n < 0 || buf_reserve(&s->out, &s->out_cap, s->out_len + (size_t)n + 1) < 0)
+        abort();
+    va_start(ap, fmt);
+    vsnprintf(s->out + s->out_len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    s->out_len += (size_t)n;
 }
 
 /* A reply to input the client got wrong: counted as a protocol error. */
@@ -162,7 +176,8 @@ static void message_view(smtp_server *s, smtp_server_message *m, int complete)
     m->rcpts = s->rcpt_ptr;
     m->size = s->d_size;
     m->hash = digest_final(&s->d_digest);
-    m->message_id = s->msgid[0] ? s->msgid : NULL;
+    m->message_id = s->msgid_len ? s->msgid : NULL;
+    m->message_id_len = s->msgid_len;
     if (s->cfg.keep_body) {
         if (buf_reserve(&s->body, &s->body_cap, s->body_len + 1) < 0)
             abort();
@@ -171,34 +186,36 @@ static void message_view(smtp_server *s, smtp_server_message *m, int complete)
     }
 }
 
-/* "Message-ID: <x@y>" (any case, any spaces): copies the value to msgid. */
+/* "Message-ID: <x@y>" (any case, any spaces): copies the value to msgid,
+ * every byte of it (a NUL is data, not the end: ids that differ after it
+ * are different ids). */
 static void header_line(smtp_server *s)
 {
     size_t n = s->hdr_len;
     while (n > 0 && (s->hdr[n - 1] == '\n' || s->hdr[n - 1] == '\r'))
         n--;
-    s->hdr[n] = '\0';
     if (n == 0) {
         s->in_headers = 0;
         return;
     }
-    const char *v;
+    const char *v, *end = s->hdr + n;
     if (s->msgid_fold && (s->hdr[0] == ' ' || s->hdr[0] == '\t')) {
         v = s->hdr;            /* the value folded onto the next line */
-    } else if (s->msgid[0] == '\0' && n >= 11 && strncasecmp(s->hdr, "Message-ID:", 11) == 0) {
+    } else if (s->msgid_len == 0 && n >= 11 && strncasecmp(s->hdr, "Message-ID:", 11) == 0) {
         v = s->hdr + 11;
     } else {
         s->msgid_fold = 0;
         return;
     }
-    while (*v == ' ' || *v == '\t')
+    while (v < end && (*v == ' ' || *v == '\t'))
         v++;
-    size_t len = strlen(v);
-    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
-        len--;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t len = (size_t)(end - v);
     s->msgid_fold = (len == 0);
     memmove(s->msgid, v, len);
     s->msgid[len] = '\0';
+    s->msgid_len = len;
 }
 
 /* n unstuffed bytes of the message; eol: they end the current line. */
@@ -234,6 +251,9 @@ static void data_begin(smtp_server *s)
 {
     s->state = ST_DATA;
     s->dstate = D_BOL;
+    s->d_started = 0;
+    s->d_cr = 0;
+    s->d_bare = 0;
     s->dline_len = 0;
     s->d_too_long = s->d_too_big = 0;
     s->d_size = 0;
@@ -242,6 +262,7 @@ static void data_begin(smtp_server *s)
     s->msgid_fold = 0;
     s->hdr_len = 0;
     s->msgid[0] = '\0';
+    s->msgid_len = 0;
     s->body_len = 0;
 }
 
@@ -249,7 +270,11 @@ static void data_begin(smtp_server *s)
 static void data_end(smtp_server *s)
 {
     s->state = ST_READY;
-    if (s->d_too_long) {
+    if (s->d_bare == '\n') {
+        reply_error(s, "554 Error: bare <LF> received\r\n");
+    } else if (s->d_bare == '\r') {
+        reply_error(s, "554 Error: bare <CR> received\r\n");
+    } else if (s->d_too_long) {
         reply_error(s, "500 Line too long\r\n");
     } else if (s->d_too_big) {
         reply(s, "552 Message size exceeds fixed maximum message size\r\n");
@@ -269,6 +294,37 @@ static void data_end(smtp_server *s)
     transaction_reset(s);
 }
 
+/* Text inside a line, up to and including the first LF in p[0..n); returns
+ * the bytes consumed.  A CR must be followed by LF and an LF preceded by CR:
+ * a bare one marks the message (refused at its end) and does not end the
+ * line, so no "." after it can end DATA. */
+static size_t data_text(smtp_server *s, const char *p, size_t n)
+{
+    const char *nl = memchr(p, '\n', n);
+    size_t k = nl ? (size_t)(nl - p) + 1 : n;
+    if (s->d_cr && p[0] != '\n' && !s->d_bare)
+        s->d_bare = '\r';      /* the CR that ended the last piece */
+    for (const char *cr = memchr(p, '\r', k); cr && !s->d_bare;
+         cr = memchr(cr + 1, '\r', (size_t)(p + k - cr - 1))) {
+        if (cr + 1 == p + k)
+            break;             /* the last byte: its LF may be in the next piece */
+        if (cr[1] != '\n')
+            s->d_bare = '\r';
+    }
+    int crlf = nl && (k >= 2 ? p[k - 2] == '\r' : s->d_cr);
+    if (nl && !crlf && !s->d_bare)
+        s->d_bare = '\n';
+    s->d_cr = !nl && p[k - 1] == '\r';
+    s->dline_len += k;
+    data_emit(s, p, k, crlf);
+    if (crlf) {
+        if (s->dline_len > SMTP_SERVER_MAX_TEXT_LINE)
+            s->d_too_long = 1;
+        s->dstate = D_BOL;
+    }
+    return k;
+}
+
 /* Scans DATA text; returns the bytes consumed (fewer than n only when the
  * final "." was found: the rest are commands). */
 static size_t data_consume(smtp_server *s, const char *p, size_t n)
@@ -278,9 +334,9 @@ static size_t data_consume(smtp_server *s, const char *p, size_t n)
         switch (s->dstate) {
         case D_BOL:
             s->dline_len = 0;
+            s->d_cr = 0;
             if (p[i] == '.') {
-                s->dstate = D_DOT;
-                s->dline_len = 1;
+                s->dstate = D_DOT;  /* not counted: stuffing, or the end */
                 i++;
                 continue;
             }
@@ -289,7 +345,6 @@ static size_t data_consume(smtp_server *s, const char *p, size_t n)
         case D_DOT:
             if (p[i] == '\r') {
                 s->dstate = D_DOT_CR;
-                s->dline_len++;
                 i++;
                 continue;
             }
@@ -300,25 +355,42 @@ static size_t data_consume(smtp_server *s, const char *p, size_t n)
                 data_end(s);
                 return i + 1;
             }
-            data_emit(s, "\r", 1, 0); /* "." CR then more: keep the CR */
+            /* "." CR and then not LF: the dot was stuffing, the CR is bare. */
+            if (!s->d_bare)
+                s->d_bare = '\r';
+            s->dline_len = 1;
+            data_emit(s, "\r", 1, 0);
             s->dstate = D_LINE;
             break;
-        case D_LINE: {
-            const char *nl = memchr(p + i, '\n', n - i);
-            size_t k = nl ? (size_t)(nl - (p + i)) + 1 : n - i;
-            s->dline_len += k;
-            data_emit(s, p + i, k, nl != NULL);
-            if (nl) {
-                if (s->dline_len > SMTP_SERVER_MAX_TEXT_LINE)
-                    s->d_too_long = 1;
-                s->dstate = D_BOL;
-            }
-            i += k;
+        case D_LINE:
+            i += data_text(s, p + i, n - i);
             break;
-        }
         }
     }
     return n;
+}
+
+/* The first text after the 354 (SMTP_STAGE_BODY): ask the hook.  Returns
+ * 0 to go on, -1 when the session was closed. */
+static int data_start(smtp_server *s)
+{
+    smtp_server_message m;
+    s->d_started = 1;
+    message_view(s, &m, 0);
+    switch (decide(s, SMTP_STAGE_BODY, &m)) {
+    case SMTP_VERDICT_ACCEPT:
+        return 0;
+    case SMTP_VERDICT_TEMPFAIL:
+    case SMTP_VERDICT_PERMFAIL:
+        replyf(s, "421 %s Service not available, closing transmission channel\r\n",
+               s->cfg.hostname);
+        break;
+    case SMTP_VERDICT_DROP:
+        break;
+    }
+    transaction_reset(s);
+    s->state = ST_CLOSED;
+    return -1;
 }
 
 /* -------------------------------------------------------------- commands */
@@ -600,6 +672,10 @@ static void line_done(smtp_server *s)
     /* The 512-octet limit includes CR LF, so the text may have 510. */
     if (s->line_overflow || n + 2 > SMTP_SERVER_MAX_CMD_LINE) {
         reply_error(s, "500 Line too long\r\n");
+    } else if (memchr(s->line, '\0', n) != NULL) {
+        /* Not the command before the NUL ("QUIT\0x" is not QUIT): the
+         * handlers read the line as a C string. */
+        reply_error(s, "500 Error: NUL in command line\r\n");
     } else {
         s->line[n] = '\0';
         command_line(s);
@@ -613,6 +689,8 @@ static void line_done(smtp_server *s)
 smtp_server *smtp_server_new(const smtp_server_config *config,
                              const smtp_server_hooks *hooks)
 {
+    if (config->hostname && !smtp_server_hostname_valid(config->hostname))
+        return NULL;
     smtp_server *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
@@ -675,6 +753,8 @@ int smtp_server_feed(smtp_server *s, const char *data, size_t len)
     const char *p = data, *end = data + len;
     while (p < end && s->state != ST_CLOSED) {
         if (s->state == ST_DATA) {
+            if (!s->d_started && data_start(s) < 0)
+                break;
             p += data_consume(s, p, (size_t)(end - p));
             continue;
         }
@@ -712,6 +792,46 @@ void smtp_server_output_consume(smtp_server *s, size_t n)
     }
     memmove(s->out, s->out + n, s->out_len - n);
     s->out_len -= n;
+}
+
+/* One label of a domain: 1..63 letters, digits, '-', no '-' at either end. */
+static int label_valid(const char *p, size_t n)
+{
+    if (n == 0 || n > 63 || p[0] == '-' || p[n - 1] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];      /* ASCII, whatever the locale */
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int smtp_server_hostname_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > 255)
+        return 0;
+    if (name[0] == '[') {      /* an address literal, RFC 5321 4.1.3 */
+        char addr[256];
+        unsigned char bin[16];
+        if (name[n - 1] != ']' || n < 3)
+            return 0;
+        snprintf(addr, sizeof addr, "%.*s", (int)(n - 2), name + 1);
+        if (strncasecmp(addr, "IPv6:", 5) == 0)
+            return inet_pton(AF_INET6, addr + 5, bin) == 1;
+        return inet_pton(AF_INET, addr, bin) == 1;
+    }
+    for (const char *p = name;;) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (!label_valid(p, len))
+            return 0;
+        if (dot == NULL)
+            return 1;
+        p = dot + 1;
+    }
 }
 
 unsigned long smtp_server_protocol_errors(const smtp_server *s) { return s->errors; }

@@ -9,17 +9,30 @@
  * 8BITMIME); MAIL FROM (SIZE=, BODY=); RCPT TO; DATA, with dot-stuffing
  * undone and <CRLF>.<CRLF> found across any read boundaries; RSET, NOOP,
  * VRFY, QUIT; any number of messages per session.  Error replies:
- *   500 unknown command, command line over 512 octets, text line over 1000
+ *   500 unknown command, command line over 512 octets or holding a NUL,
+ *       text line over 1000 (the stuffing dot not counted, RFC 5321
+ *       4.5.3.1.6)
  *   502 known command not implemented      503 bad sequence of commands
  *   501 syntax error in arguments          555 unknown MAIL/RCPT parameter
  *   552 message over the size limit        452 too many recipients
+ *   554 a bare CR or LF in the message text (see below)
+ *
+ * Line ends.  A command line ends at LF (a CR before it is dropped: a bare
+ * LF is tolerated there).  The message text is strict, as RFC 5321 2.3.8
+ * and RFC 5322 2.3 require and as Postfix does with smtpd_forbid_bare_newline:
+ * only CR LF ends a text line, so DATA ends only at <CRLF>.<CRLF>; a bare LF
+ * or CR (<LF>.<CR><LF>, <CR>.<CR><LF>, the SMTP-smuggling shapes) never ends
+ * it, the text runs on to the real end and the message is refused with 554
+ * (a protocol error): what follows a smuggled "." is never read as commands.
+ * Every reply is a whole CRLF-ended line, however long the hostname.
  *
  * Events reach the caller through hooks (smtp_server_hooks), called
  * synchronously from inside smtp_server_greeting()/smtp_server_feed():
  *   decide(stage)  before the success reply at the greeting, MAIL, RCPT and
- *                  end of DATA: lets the caller inject a 4xx, a 5xx or a
- *                  dropped connection (the core never delays: the caller
- *                  holds the output as long as it likes);
+ *                  end of DATA, and when the message text starts (BODY):
+ *                  lets the caller inject a 4xx, a 5xx or a dropped
+ *                  connection (the core never delays: the caller holds the
+ *                  output as long as it likes);
  *   message(msg)   a message was accepted (verdict ACCEPT, or DROP at end of
  *                  DATA: accepted, then the connection is dropped without
  *                  the 250 — the client will retry, a duplicate).
@@ -43,7 +56,12 @@ typedef enum smtp_server_stage {
     SMTP_STAGE_GREETING,  /* before the 220 */
     SMTP_STAGE_MAIL,      /* before MAIL's 250 */
     SMTP_STAGE_RCPT,      /* before each RCPT's 250 (rcpt index in msg->nrcpts) */
-    SMTP_STAGE_DATA       /* after the final ".", before the 250 */
+    SMTP_STAGE_DATA,      /* after the final ".", before the 250 */
+    SMTP_STAGE_BODY       /* after the 354, before the first byte of text is
+                             read (in the same feed as DATA, or later):
+                             TEMPFAIL and PERMFAIL give 421 and close (no 5xx
+                             exists in the middle of DATA), DROP closes; the
+                             message is then never accepted */
 } smtp_server_stage;
 
 /* What the caller wants the server to do at a stage. */
@@ -62,7 +80,9 @@ typedef struct smtp_server_message {
     size_t nrcpts;             /* recipients accepted so far */
     uint64_t size;             /* body bytes after dot-unstuffing, without ".\r\n" */
     uint64_t hash;             /* digest_hash() of those bytes */
-    const char *message_id;    /* "<...>" from the Message-ID header, or NULL */
+    const char *message_id;    /* "<...>" from the Message-ID header, or NULL;
+                                  NUL-terminated, but may hold NULs itself: */
+    size_t message_id_len;     /* its length in bytes (compare all of them) */
     const char *body;          /* the bytes, only with config.keep_body, else NULL */
 } smtp_server_message;
 
@@ -76,7 +96,8 @@ typedef struct smtp_server_hooks {
 } smtp_server_hooks;
 
 typedef struct smtp_server_config {
-    const char *hostname;      /* in the greeting and EHLO reply; NULL: "localhost" */
+    const char *hostname;      /* in the greeting and EHLO reply; NULL: "localhost";
+                                  must pass smtp_server_hostname_valid() */
     uint64_t max_size;         /* message size limit (SIZE), 0 = none */
     unsigned max_rcpts;        /* recipients per message, 0 = 100 (RFC minimum) */
     int keep_body;             /* keep the unstuffed body for the message hook */
@@ -88,7 +109,8 @@ typedef struct smtp_server smtp_server;
 enum { SMTP_SERVER_OK = 0, SMTP_SERVER_CLOSE = 1 };
 
 /* A new session; config and hooks are copied (hostname is not: it must
- * outlive the session).  NULL when out of memory. */
+ * outlive the session).  NULL when out of memory or when the hostname is
+ * not valid. */
 smtp_server *smtp_server_new(const smtp_server_config *config,
                              const smtp_server_hooks *hooks);
 void smtp_server_free(smtp_server *s);
@@ -107,6 +129,12 @@ void smtp_server_shutdown(smtp_server *s, const char *text);
 /* Output buffer: the pending reply bytes; the caller removes what it sent. */
 const char *smtp_server_output(const smtp_server *s, size_t *len);
 void smtp_server_output_consume(smtp_server *s, size_t n);
+
+/* Whether name may be put in replies as the server's name: a domain of
+ * letters, digits and '-' in dot-separated labels of 1..63 (no '-' at either
+ * end), or an address literal "[192.0.2.1]" / "[IPv6:2001:db8::1]"; at most
+ * 255 octets.  Nothing else (no space, quote, control character). */
+int smtp_server_hostname_valid(const char *name);
 
 /* Counters for the session so far. */
 unsigned long smtp_server_protocol_errors(const smtp_server *s); /* 5xx for bad input */

@@ -15,9 +15,11 @@
  *     code 2xx..5xx (a reply is never half-written into the buffer);
  *   - a CLOSE result is final: later feeds return CLOSE and add no output;
  *   - an accepted message: nrcpts >= 1, size within max_size, with
- *     keep_body the body hashes to msg->hash, a Message-ID is non-empty,
- *     trimmed and has no LF (the core takes any value, not only "<...>",
- *     and a bare CR may stay in it).
+ *     keep_body the body hashes to msg->hash, is empty or ends in CRLF,
+ *     has no bare CR or LF (only <CRLF>.<CRLF> ends DATA: no smuggling)
+ *     and no line over 998 octets; a Message-ID is non-empty, trimmed,
+ *     message_id_len long (NULs may be inside), NUL-terminated, and has no
+ *     LF (the core takes any value, not only "<...>").
  * Seed corpus: tests/fuzz/corpus/fuzz_smtp_server/ (the golden transcripts
  * of tests/golden/server, CRLF, behind a header). */
 #include "smtp_server.h"
@@ -51,6 +53,25 @@ static smtp_server_verdict decide(void *arg, smtp_server_stage stage,
     return (smtp_server_verdict)v;
 }
 
+/* Accepted text: CR LF line ends only, lines of at most 998 octets. */
+static void check_text(const char *b, size_t n)
+{
+    size_t line = 0;
+    if (n > 0 && (n < 2 || b[n - 2] != '\r' || b[n - 1] != '\n'))
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] == '\r' && (i + 1 == n || b[i + 1] != '\n'))
+            abort();
+        if (b[i] == '\n') {
+            if (i == 0 || b[i - 1] != '\r' || line > 998 + 1 /* its CR */)
+                abort();
+            line = 0;
+        } else {
+            line++;
+        }
+    }
+}
+
 static void message(void *arg, const smtp_server_message *msg)
 {
     struct run *r = arg;
@@ -65,14 +86,17 @@ static void message(void *arg, const smtp_server_message *msg)
         abort();
     if (msg->message_id) {  /* the core keeps any value, "<...>" or not */
         const char *id = msg->message_id;
-        size_t n = strlen(id);
-        if (n == 0 || strchr(id, '\n') || id[0] == ' ' || id[0] == '\t' ||
-            id[n - 1] == ' ' || id[n - 1] == '\t')
+        size_t n = msg->message_id_len;
+        if (n == 0 || id[n] != '\0' || memchr(id, '\n', n) || id[0] == ' ' ||
+            id[0] == '\t' || id[n - 1] == ' ' || id[n - 1] == '\t')
             abort();
+    } else if (msg->message_id_len != 0) {
+        abort();
     }
     if (r->keep_body) {
         if (msg->body == NULL || digest_hash(msg->body, msg->size) != msg->hash)
             abort();
+        check_text(msg->body, msg->size);
     }
 }
 

@@ -1,6 +1,8 @@
 /* Unit tests for lib/smtp_server: golden transcripts, every input fed one
  * byte at a time, dot-unstuffing and the final "." across every split,
- * Message-ID extraction, limits, and the decision hooks.
+ * Message-ID extraction (NULs included), limits (the stuffing dot not
+ * counted), bare CR / LF in DATA (never the end: no smuggling), NUL in
+ * commands, long hostnames, and the decision hooks.
  *
  * Golden transcripts: tests/golden/server/NAME.in holds what the client
  * sends (LF in the file, sent as CRLF); NAME.ref holds the server's replies
@@ -46,6 +48,7 @@ typedef struct {
     size_t body_len;               /* its length */
     uint64_t hash;                 /* its hash */
     char msgid[256];               /* its Message-ID, "" if none */
+    size_t msgid_len;              /* its length (it may hold NULs) */
     smtp_server_stage fail_stage;  /* stage where verdict applies */
     smtp_server_verdict verdict;   /* verdict at fail_stage */
     smtp_server *srv;              /* the session, to keep the transcript in order */
@@ -78,6 +81,12 @@ static void log_message(void *arg, const smtp_server_message *m)
     l->body_len = m->size;
     l->hash = m->hash;
     snprintf(l->msgid, sizeof l->msgid, "%s", m->message_id ? m->message_id : "");
+    assert_true(m->message_id_len < sizeof l->msgid);
+    if (m->message_id) {
+        memcpy(l->msgid, m->message_id, m->message_id_len);
+        assert_int_equal(m->message_id[m->message_id_len], '\0');
+    }
+    l->msgid_len = m->message_id_len;
     l->nmsg++;
 }
 
@@ -245,15 +254,159 @@ static void test_unstuff_every_split(void **state)
     }
 }
 
-/* A bare ".\r" inside a line, CR without LF, and an empty message. */
+/* A line ".\r" then text (a bare CR: refused at the end), a line of one
+ * stuffed dot, and an empty message. */
 static void test_odd_dots(void **state)
 {
     (void)state;
     session_log l;
-    char *t = run_simple(HELLO ".\rX\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n.\r\n", 1, &l);
-    assert_non_null(strstr(t, "size=4 id=-\n250 Ok: queued\n"));
+    char *t = run_simple(HELLO ".\rX\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"
+                         "..\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n.\r\n", 1, &l);
+    assert_non_null(strstr(t, "354 End data with <CR><LF>.<CR><LF>\n554 Error: bare <CR> received\n"));
+    assert_non_null(strstr(t, "size=3 id=-\n250 Ok: queued\n"));
     assert_non_null(strstr(t, "size=0 id=-\n250 Ok: queued\n"));
     assert_int_equal(l.nmsg, 2);
+    free(t);
+}
+
+/* RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF, "not
+ * counting the leading dot duplicated for transparency".  A 998-octet line
+ * starting with "." goes out as 999 + CRLF (smtplib does this with an
+ * ordinary message) and is accepted; 999 octets are one too many, dot or
+ * not.  Whole and one byte at a time. */
+static void test_stuffed_dot_not_counted(void **state)
+{
+    (void)state;
+    for (size_t len = 998; len <= 999; len++) {
+        for (int dot = 0; dot <= 1; dot++) {
+            char line[1001], in[2048];
+            memset(line, 'x', len);
+            line[0] = dot ? '.' : 'x';
+            line[len] = '\0';
+            snprintf(in, sizeof in, HELLO "%s%s\r\n.\r\nQUIT\r\n", dot ? "." : "", line);
+            for (size_t step = 0; step <= 1; step++) {
+                session_log l;
+                memset(&l, 0, sizeof l);
+                int closed;
+                char *t = run(in, strlen(in), step, &l, &closed);
+                if (len == 998) {
+                    if (strstr(t, "250 Ok: queued\n") == NULL)
+                        fail_msg("%zu octets, dot %d: not accepted:\n%s", len, dot, t);
+                    assert_int_equal(l.body_len, len + 2);
+                    assert_memory_equal(l.body, line, len);
+                } else if (strstr(t, "500 Line too long\n") == NULL) {
+                    fail_msg("%zu octets, dot %d: not refused:\n%s", len, dot, t);
+                }
+                assert_true(closed);
+                free(t);
+            }
+        }
+    }
+}
+
+/* SMTP smuggling: RFC 5321 ends DATA only at <CRLF>.<CRLF>.  A bare LF or CR
+ * before the "." (<LF>.<CR><LF>, <LF>.<LF>, <CR>.<CR><LF>, <CR><LF>.<LF>,
+ * <CR><LF>.<CR>x) never ends it: the "smuggled" transaction after it is
+ * message text, the message is refused at the real end with 554 (a protocol
+ * error), nothing is accepted, and the session goes on.  Whole, and split
+ * at every point. */
+static void test_bare_newline_never_ends_data(void **state)
+{
+    (void)state;
+    static const char *const shapes[] = {
+        "\n.\r\n", "\n.\n", "\r.\r\n", "\r\n.\n", "\r\n.\rx", "\n", "\r", "\r\r\n",
+    };
+    static const char smuggled[] = "MAIL FROM:<evil@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n"
+                                   "Message-ID: <evil@x>\r\n\r\nevil\r\n.\r\nNOOP\r\n";
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        char in[1024];
+        snprintf(in, sizeof in, HELLO "Message-ID: <s@x>\r\n\r\nhi%s%s", shapes[i], smuggled);
+        size_t len = strlen(in);
+        for (size_t cut = 0; cut <= len; cut++) {
+            session_log l;
+            memset(&l, 0, sizeof l);
+            smtp_server *s = new_session(&l);
+            smtp_server_greeting(s);
+            assert_int_equal(smtp_server_feed(s, in, cut), SMTP_SERVER_OK);
+            assert_int_equal(smtp_server_feed(s, in + cut, len - cut), SMTP_SERVER_OK);
+            drain(s, &l);
+            const char *want = shapes[i][0] == '\n' || strncmp(shapes[i], "\r\n.\n", 4) == 0
+                ? "354 End data with <CR><LF>.<CR><LF>\n554 Error: bare <LF> received\n250 Ok\n"
+                : "354 End data with <CR><LF>.<CR><LF>\n554 Error: bare <CR> received\n250 Ok\n";
+            if (strstr(l.transcript.p, want) == NULL)
+                fail_msg("shape %zu cut %zu: want ...%s in:\n%s", i, cut, want, l.transcript.p);
+            assert_int_equal(l.nmsg, 0);
+            assert_int_equal(smtp_server_protocol_errors(s), 1);
+            assert_int_equal(smtp_server_in_data(s), 0);
+            smtp_server_free(s);
+            free(l.transcript.p);
+        }
+    }
+}
+
+/* CR LF split across feeds at every point, and a CR at the end of a feed
+ * followed by something else: only the real CR LF counts. */
+static void test_crlf_across_feeds(void **state)
+{
+    (void)state;
+    static const char ok[] = HELLO "a\r\nb\r\n\r\n.\r\n";
+    static const char bare[] = HELLO "a\rb\r\n.\r\n";
+    for (int k = 0; k < 2; k++) {
+        const char *in = k ? bare : ok;
+        size_t len = strlen(in);
+        for (size_t cut = 0; cut <= len; cut++) {
+            session_log l;
+            memset(&l, 0, sizeof l);
+            smtp_server *s = new_session(&l);
+            smtp_server_greeting(s);
+            smtp_server_feed(s, in, cut);
+            smtp_server_feed(s, in + cut, len - cut);
+            drain(s, &l);
+            assert_int_equal(l.nmsg, k ? 0 : 1);
+            assert_non_null(strstr(l.transcript.p, k ? "\n554 " : "\n250 Ok: queued\n"));
+            smtp_server_free(s);
+            free(l.transcript.p);
+        }
+    }
+}
+
+/* The Message-ID is every byte of the value: one with a NUL is kept whole
+ * (two ids that differ after the NUL are two ids). */
+static void test_message_id_nul(void **state)
+{
+    (void)state;
+    static const char in[] = HELLO "Message-ID: <a\0b@x> \r\n\r\nx\r\n.\r\n";
+    session_log l;
+    memset(&l, 0, sizeof l);
+    int closed;
+    free(run(in, sizeof in - 1, 0, &l, &closed));
+    assert_int_equal(l.nmsg, 1);
+    assert_int_equal(l.msgid_len, 7);
+    assert_memory_equal(l.msgid, "<a\0b@x>", 7);
+    memset(&l, 0, sizeof l);
+    free(run(in, sizeof in - 1, 1, &l, &closed));
+    assert_int_equal(l.msgid_len, 7);
+    assert_memory_equal(l.msgid, "<a\0b@x>", 7);
+}
+
+/* A NUL in a command line refuses the whole line: the handlers read it as a
+ * C string, so "QUIT\0x" must not be QUIT, nor "MAIL FROM:<a@x>\0..." a
+ * MAIL with the rest cut off. */
+static void test_nul_in_command(void **state)
+{
+    (void)state;
+    static const char in[] = "NOOP\0x\r\nRSET\0\r\nEHLO c\r\nMAIL FROM:<a@x>\0 SIZE=x\r\n"
+                             "QUIT\0now\r\nNOOP\r\n";
+    session_log l;
+    memset(&l, 0, sizeof l);
+    int closed;
+    char *t = run(in, sizeof in - 1, 0, &l, &closed);
+    assert_string_equal(t, "220 mock.test ESMTP mailbench\n"
+                           "500 Error: NUL in command line\n500 Error: NUL in command line\n"
+                           "250-mock.test\n250-PIPELINING\n250-SIZE 10000\n250 8BITMIME\n"
+                           "500 Error: NUL in command line\n500 Error: NUL in command line\n"
+                           "250 Ok\n");
+    assert_false(closed);
     free(t);
 }
 
@@ -304,6 +457,12 @@ static void test_verdicts(void **state)
         { SMTP_STAGE_DATA, SMTP_VERDICT_TEMPFAIL, "451 Requested action aborted", 0, 1 },
         { SMTP_STAGE_DATA, SMTP_VERDICT_PERMFAIL, "554 Transaction failed", 0, 1 },
         { SMTP_STAGE_DATA, SMTP_VERDICT_DROP, "354 End data", 1, 1 },
+        /* BODY: asked in the same feed as DATA, before the text is read. */
+        { SMTP_STAGE_BODY, SMTP_VERDICT_TEMPFAIL, "354 End data with <CR><LF>.<CR><LF>\n"
+          "421 mock.test Service not available, closing transmission channel\n", 0, 1 },
+        { SMTP_STAGE_BODY, SMTP_VERDICT_PERMFAIL, "354 End data with <CR><LF>.<CR><LF>\n421 ", 0, 1 },
+        { SMTP_STAGE_BODY, SMTP_VERDICT_DROP, "354 End data with <CR><LF>.<CR><LF>\n", 0, 1 },
+        { SMTP_STAGE_BODY, SMTP_VERDICT_ACCEPT, "250 Ok: queued\n221 ", 1, 1 },
     };
     const char *in = HELLO "Message-ID: <v@x>\r\n\r\nhi\r\n.\r\nQUIT\r\n";
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -325,6 +484,8 @@ static void test_verdicts(void **state)
         assert_int_equal(rc == SMTP_SERVER_CLOSE, cases[i].closed);
         if (cases[i].v == SMTP_VERDICT_DROP)   /* no 221, nothing after the drop */
             assert_null(strstr(l.transcript.p, "221"));
+        if (cases[i].stage == SMTP_STAGE_BODY && cases[i].v != SMTP_VERDICT_ACCEPT)
+            assert_null(strstr(l.transcript.p, "250 Ok: queued"));   /* never accepted */
         smtp_server_free(s);
         free(l.transcript.p);
     }
@@ -376,6 +537,68 @@ static void test_shutdown_and_errors(void **state)
     free(l.transcript.p);
 }
 
+/* Every reply naming the server is whole and CRLF-ended, however long the
+ * name (a 1,000-octet name once cut the greeting at 1,023 bytes, no CRLF). */
+static void test_long_hostname(void **state)
+{
+    (void)state;
+    char host[256];
+    memset(host, 'a', 255);
+    host[63] = host[127] = host[191] = '.';
+    host[255] = '\0';
+    smtp_server_config cfg = { .hostname = host };
+    smtp_server *s = smtp_server_new(&cfg, NULL);
+    assert_non_null(s);
+    smtp_server_greeting(s);
+    const char *in = "EHLO c\r\nQUIT\r\n";
+    assert_int_equal(smtp_server_feed(s, in, strlen(in)), SMTP_SERVER_CLOSE);
+    char want[2048];
+    snprintf(want, sizeof want, "220 %s ESMTP mailbench\r\n250-%s\r\n250-PIPELINING\r\n"
+             "250-SIZE 0\r\n250 8BITMIME\r\n221 %s Bye\r\n", host, host, host);
+    size_t n;
+    const char *out = smtp_server_output(s, &n);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(out, want, n);
+    smtp_server_free(s);
+    /* Nor is a long text given to smtp_server_shutdown() cut. */
+    char text[3000];
+    memset(text, 't', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    s = smtp_server_new(&cfg, NULL);
+    assert_non_null(s);
+    smtp_server_shutdown(s, text);
+    out = smtp_server_output(s, &n);
+    assert_int_equal(n, 4 + strlen(host) + 1 + strlen(text) + 2);
+    assert_memory_equal(out + n - 4, "tt\r\n", 4);
+    smtp_server_free(s);
+    /* A name that would break the replies is refused. */
+    static const char *const bad[] = { "", "a b", "a\"b", "a\\b", "a\tb", "a\r\nb", "a..b",
+                                       ".a", "a.", "-a", "a-", "a_b", "[1.2.3]", "[IPv6:zz]",
+                                       "[127.0.0.1", NULL };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cfg.hostname = bad[i];
+        if (bad[i] == NULL) {
+            char longname[300];
+            memset(longname, 'a', 256);
+            for (int k = 63; k < 256; k += 64)
+                longname[k] = '.';
+            longname[256] = '\0';
+            cfg.hostname = longname;   /* 256 octets, labels fine: too long */
+            assert_false(smtp_server_hostname_valid(longname));
+            assert_null(smtp_server_new(&cfg, NULL));
+            continue;
+        }
+        if (smtp_server_hostname_valid(bad[i]))
+            fail_msg("'%s' taken as a hostname", bad[i]);
+        assert_null(smtp_server_new(&cfg, NULL));
+    }
+    static const char *const good[] = { "localhost", "mx-1.example.org", "a", "1.2.3.4",
+                                        "[192.0.2.1]", "[IPv6:2001:db8::1]", "[ipv6:::1]" };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (!smtp_server_hostname_valid(good[i]))
+            fail_msg("'%s' refused as a hostname", good[i]);
+}
+
 static void hash_message(void *arg, const smtp_server_message *m)
 {
     assert_null(m->body);      /* not kept unless asked */
@@ -425,11 +648,17 @@ int main(void)
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_unstuff_every_split),
         cmocka_unit_test(test_odd_dots),
+        cmocka_unit_test(test_stuffed_dot_not_counted),
+        cmocka_unit_test(test_bare_newline_never_ends_data),
+        cmocka_unit_test(test_crlf_across_feeds),
+        cmocka_unit_test(test_message_id_nul),
+        cmocka_unit_test(test_nul_in_command),
         cmocka_unit_test(test_message_id_forms),
         cmocka_unit_test(test_command_line_limit),
         cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_pipelined_refusal_not_an_error),
         cmocka_unit_test(test_shutdown_and_errors),
+        cmocka_unit_test(test_long_hostname),
         cmocka_unit_test(test_large_streamed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
