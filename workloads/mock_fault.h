@@ -24,10 +24,9 @@ typedef enum mock_dist {
     MOCK_DIST_EXP           /* exponential with mean latency */
 } mock_dist;
 
-/* Mid-DATA: smtp-mock's own stage, after the 354 when message text arrives
- * and before the final ".".  The core never calls decide() with it:
- * smtp-mock draws it itself before feeding the text to the core. */
-#define MOCK_STAGE_BODY ((smtp_server_stage)(SMTP_STAGE_DATA + 1))
+/* Mid-DATA: after the 354 when message text arrives and before the final
+ * ".": the core's SMTP_STAGE_BODY ("body" on the command line). */
+#define MOCK_STAGE_BODY SMTP_STAGE_BODY
 
 /* What a draw decides: the core's verdicts, plus STALL (stop answering). */
 typedef enum mock_outcome {

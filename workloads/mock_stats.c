@@ -2,8 +2,10 @@
 #include "mock_stats.h"
 
 #include "digest.h"
+#include "json.h"
 #include "stats.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +60,8 @@ int mock_stats_message(mock_stats *st, const smtp_server_message *m)
     st->bytes += m->size;
     int first = 1;
     if (m->message_id != NULL) {
-        uint64_t h = digest_hash(m->message_id, strlen(m->message_id));
+        /* Every byte: ids that differ after a NUL are not duplicates. */
+        uint64_t h = digest_hash(m->message_id, m->message_id_len);
         first = idset_insert(st, h ? h : 1);
     }
     if (first) {
@@ -73,23 +76,32 @@ int mock_stats_write(const mock_stats *st, const char *path, const char *params_
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    char tmp[4096], hex[17];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL)
+    char *tmp, hex[17];
+    if (asprintf(&tmp, "%s.tmp", path) < 0)
         return -1;
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        int err = errno;
+        free(tmp);
+        errno = err;
+        return -1;
+    }
 #define U(x) (unsigned long long)(x)
-    fprintf(f, "{\n  \"schema\": \"mailbench.server/1\",\n"
+    fputs("{\n  \"schema\": ", f);
+    json_write_string(f, "mailbench.server/1");
+    fprintf(f, ",\n"
             "  \"connections\": %llu,\n  \"messages\": %llu,\n  \"unique_messages\": %llu,\n"
             "  \"duplicates\": %llu,\n  \"recipients\": %llu,\n  \"bytes\": %llu,\n"
-            "  \"digest\": \"%s\",\n  \"tempfail_injected\": %llu,\n"
+            "  \"digest\": ",
+            U(st->connections), U(st->messages), U(st->unique_messages),
+            U(st->messages - st->unique_messages), U(st->recipients), U(st->bytes));
+    json_write_string(f, digest_hex(st->digest, hex));
+    fprintf(f, ",\n  \"tempfail_injected\": %llu,\n"
             "  \"permfail_injected\": %llu,\n  \"drops_injected\": %llu,\n"
             "  \"stalls_injected\": %llu,\n"
             "  \"protocol_errors\": %llu,\n  \"idle_timeouts\": %llu,\n"
             "  \"rejected_connections\": %llu,\n  \"max_concurrent\": %llu,\n",
-            U(st->connections), U(st->messages), U(st->unique_messages),
-            U(st->messages - st->unique_messages), U(st->recipients), U(st->bytes),
-            digest_hex(st->digest, hex), U(st->tempfail_injected),
+            U(st->tempfail_injected),
             U(st->permfail_injected), U(st->drops_injected), U(st->stalls_injected),
             U(st->protocol_errors),
             U(st->idle_timeouts), U(st->rejected_connections), U(st->max_concurrent));
@@ -98,10 +110,15 @@ int mock_stats_write(const mock_stats *st, const char *path, const char *params_
             "  \"max_rss_kb\": %ld,\n  \"params\": %s\n}\n", uptime_s,
             ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
             ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, mb_peak_rss_kb(), params_json);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        int err = errno;
         unlink(tmp);
+        free(tmp);
+        errno = err;
         return -1;
     }
+    free(tmp);
     return 0;
 }
 

@@ -1,7 +1,7 @@
 /* mock_stats — smtp-mock's ground truth: what it accepted and injected.
  *
- * Every accepted message is counted; its Message-ID (hashed to 64 bits) goes
- * into a set so that a second copy (a client retrying after a dropped
+ * Every accepted message is counted; its Message-ID (all its bytes, hashed
+ * to 64 bits) goes into a set so that a second copy (a client retrying after a dropped
  * connection) counts as a duplicate and is left out of the digest.  The
  * digest is the sum of the messages' hashes (lib/digest.h) over the first
  * copy of each Message-ID; a message without a Message-ID is always a first
@@ -41,7 +41,8 @@ void mock_stats_free(mock_stats *st);
 int mock_stats_message(mock_stats *st, const smtp_server_message *m);
 
 /* Writes the JSON atomically (PATH.tmp, then rename); params_json is the
- * text of the "params" object.  Adds uptime and this process's CPU time and
+ * text of the "params" object (its strings written with lib/json.h, as are
+ * the ones written here).  Adds uptime and this process's CPU time and
  * peak RSS.  Returns 0, or -1 with errno set. */
 int mock_stats_write(const mock_stats *st, const char *path, const char *params_json,
                      double uptime_s);

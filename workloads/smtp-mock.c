@@ -6,10 +6,11 @@
  * are queued with a due time (now + latency draw, never earlier than the
  * reply before them, so order is kept) and written together when due.
  * Faults (4xx, 5xx, dropped connection, a session that stops answering)
- * come from a seeded PRNG through the core's decision hook; mid-DATA faults
- * (--fault-stage body) are drawn here, before the message text reaches the
- * core.  A stalled session still reads (and discards) what the client sends
- * but never writes again; it ends when the client closes or at the idle
+ * come from a seeded PRNG through the core's decision hook, mid-DATA faults
+ * (--fault-stage body) too: the core asks before it reads the first byte of
+ * text, even when DATA and the text came in one read.  A stalled session
+ * accepts no other message; it still reads (and discards) what the client
+ * sends but never writes again; it ends when the client closes or at the idle
  * timeout (closed without a 421: it is not answering).  The counts and the digest of accepted messages
  * (workloads/mock_stats) are written as JSON on SIGTERM/SIGINT.
  *
@@ -34,6 +35,7 @@
 
 #include <ev.h>
 
+#include "json.h"
 #include "mock_fault.h"
 #include "mock_stats.h"
 #include "smtp_server.h"
@@ -59,7 +61,8 @@ typedef struct conn {
     outchunk *head, *tail;     /* replies not yet written, in order */
     int closing;               /* session over: close once the queue is empty */
     int stalled;               /* --stall struck: discard input and replies */
-    int body_drawn;            /* --fault-stage body: drawn for this message */
+    size_t stall_keep;         /* output bytes the core had made before the
+                                  stall (in the same read): still sent */
     ev_tstamp last_active;     /* loop time of the last read or write */
     ev_tstamp opened;          /* loop time of the accept, for --session-timeout */
     size_t queued;             /* reply bytes in head..tail not yet written */
@@ -72,9 +75,9 @@ typedef struct conn {
 
 /* Options, as given on the command line. */
 static struct {
-    char host[64];             /* --listen address */
-    int port;                  /* --listen port, 0 = any free one */
-    const char *listen_text;   /* --listen as typed, for params */
+    char host[64];             /* --listen address, dotted quad */
+    struct in_addr addr;       /* the same, parsed */
+    int port;                  /* --listen port (0 = any free one), then the one bound */
     const char *hostname;      /* --hostname, in 220/250/221 replies */
     mock_fault_config fault;   /* --latency, --jitter, --latency-dist, faults */
     uint64_t seed;             /* --seed */
@@ -198,9 +201,10 @@ static int conn_flush(conn *c)
 {
     size_t n;
     const char *out = smtp_server_output(c->srv, &n);
+    size_t all = n;
     if (c->stalled) {          /* replies earlier than the stall still go out */
-        smtp_server_output_consume(c->srv, n);
-        n = 0;
+        n = c->stall_keep;
+        c->stall_keep = 0;
     }
     if (n > 0 && opt.fault.latency <= 0 && c->head == NULL) {
         ssize_t w = write(c->fd, out, n);
@@ -212,14 +216,13 @@ static int conn_flush(conn *c)
         c->last_active = ev_now(loop);
         if (done < n)
             conn_enqueue(c, out + done, n - done, 0);
-        smtp_server_output_consume(c->srv, n);
     } else if (n > 0) {
         /* ev_time(), not ev_now(): under load the loop time can be many
          * milliseconds old, and the reply would leave early. */
         double d = mock_fault_latency(&opt.fault, &prng);
         conn_enqueue(c, out, n, ev_time() + d);
-        smtp_server_output_consume(c->srv, n);
     }
+    smtp_server_output_consume(c->srv, all);
     if (c->head == NULL) {
         if (c->closing) {
             conn_close(c);
@@ -244,8 +247,6 @@ static void conn_writable_cb(struct ev_loop *l, ev_io *w, int revents)
     conn_write_due(container_of(w, conn, wio));
 }
 
-static int body_fault(conn *c);
-
 /* The session is over: stop reading, close once the replies are out. */
 static void conn_finish(conn *c)
 {
@@ -265,14 +266,11 @@ static void conn_readable_cb(struct ev_loop *l, ev_io *w, int revents)
             c->last_active = ev_now(loop);
             if (c->stalled)
                 continue;      /* not answering: read to keep buffers small */
-            if (opt.fault.stage == MOCK_STAGE_BODY && body_fault(c) < 0)
-                return;
-            if (c->stalled)
-                continue;
             int r = smtp_server_feed(c->srv, rbuf, (size_t)n);
-            if (!smtp_server_in_data(c->srv))
-                c->body_drawn = 0;     /* the next message gets its own draw */
-            if (r == SMTP_SERVER_CLOSE) {
+            /* A stall struck in this read: what the core did after it (a
+             * QUIT read in the same bytes) is not acted on: the session
+             * stays open and silent. */
+            if (r == SMTP_SERVER_CLOSE && !c->stalled) {
                 conn_finish(c);
                 return;
             }
@@ -314,39 +312,17 @@ static void conn_idle_cb(struct ev_loop *l, ev_timer *w, int revents)
     conn_finish(c);
 }
 
-/* --fault-stage body: the first message text after a 354 draws a fault
- * before the core sees it, so a dropped or 421'd message is never accepted.
- * Returns -1 if the connection was closed. */
-static int body_fault(conn *c)
-{
-    if (c->body_drawn || !smtp_server_in_data(c->srv))
-        return 0;
-    c->body_drawn = 1;
-    switch (mock_fault_draw(&opt.fault, &prng)) {
-    case MOCK_DROP:
-        stats.drops_injected++;
-        conn_close(c);         /* unread text left: the kernel sends a RST */
-        return -1;
-    case MOCK_STALL:
-        stats.stalls_injected++;
-        c->stalled = 1;
-        return 0;
-    case MOCK_TEMPFAIL:
-        stats.tempfail_injected++;
-        smtp_server_shutdown(c->srv, "Service not available, closing transmission channel");
-        conn_finish(c);
-        return -1;
-    default:                   /* permfail is refused with this stage */
-        return 0;
-    }
-}
-
 /* ---------------------------------------------------------------- hooks */
 
 static smtp_server_verdict mock_decide(void *arg, smtp_server_stage st,
                                        const smtp_server_message *m)
 {
     conn *c = arg;
+    /* Stalled earlier in this read (a pipelining client sent more): nothing
+     * more is accepted, and the session is not closed either: a 4xx at
+     * MAIL, RCPT or the final ".", whose reply is discarded like any now. */
+    if (c->stalled)
+        return st == SMTP_STAGE_BODY ? SMTP_VERDICT_ACCEPT : SMTP_VERDICT_TEMPFAIL;
     if (!mock_fault_applies(&opt.fault, st, m))
         return SMTP_VERDICT_ACCEPT;
     mock_outcome v = mock_fault_draw(&opt.fault, &prng);
@@ -355,26 +331,29 @@ static smtp_server_verdict mock_decide(void *arg, smtp_server_stage st,
     if (v == MOCK_DROP) stats.drops_injected++;
     if (v != MOCK_STALL)
         return (smtp_server_verdict)v;
-    /* Stop answering.  At the greeting and after the final "." the core
-     * goes on as if accepted (at DATA the message is stored, like --drop);
-     * at MAIL and RCPT it refuses; either way its replies are discarded. */
+    /* Stop answering.  At the greeting, after the 354 (body) and after the
+     * final "." the core goes on as if accepted (at DATA the message is
+     * stored, like --drop; at body it never is: see c->stalled above); at
+     * MAIL and RCPT it refuses; either way its replies are discarded. */
     stats.stalls_injected++;
     c->stalled = 1;
-    return st == SMTP_STAGE_GREETING || st == SMTP_STAGE_DATA ? SMTP_VERDICT_ACCEPT
-                                                              : SMTP_VERDICT_TEMPFAIL;
+    smtp_server_output(c->srv, &c->stall_keep);
+    return st == SMTP_STAGE_MAIL || st == SMTP_STAGE_RCPT ? SMTP_VERDICT_TEMPFAIL
+                                                          : SMTP_VERDICT_ACCEPT;
 }
 
 /* --maildir: one file per accepted message (blocking I/O, for inspection). */
 static void maildir_write(const smtp_server_message *m)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%06llu.eml", opt.maildir,
-             (unsigned long long)stats.messages);
+    char *path;
+    if (asprintf(&path, "%s/%06llu.eml", opt.maildir, (unsigned long long)stats.messages) < 0)
+        abort();
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || write(fd, m->body, m->size) != (ssize_t)m->size)
         fprintf(stderr, "smtp-mock: cannot write %s: %s\n", path, strerror(errno));
     if (fd >= 0)
         close(fd);
+    free(path);
 }
 
 static void mock_message(void *arg, const smtp_server_message *m)
@@ -459,15 +438,18 @@ static void listen_cb(struct ev_loop *l, ev_io *w, int revents)
     }
 }
 
-/* Binds and listens; prints "listening on ADDR:PORT".  Exits 1 on failure. */
+/* Binds and listens; prints "listening on ADDR:PORT" and keeps the port
+ * bound in opt.port (for params).  Exits 1 on failure (the address itself
+ * was checked by parse_listen). */
 static int listen_start(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port) };
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port),
+                              .sin_addr = opt.addr };
     socklen_t salen = sizeof sa;
-    if (fd < 0 || inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1) {
-        fprintf(stderr, "smtp-mock: cannot use address %s\n", opt.host);
+    if (fd < 0) {
+        fprintf(stderr, "smtp-mock: socket: %s\n", strerror(errno));
         exit(1);
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -478,7 +460,8 @@ static int listen_start(void)
                 strerror(errno));
         exit(1);
     }
-    printf("listening on %s:%d\n", opt.host, ntohs(sa.sin_port));
+    opt.port = ntohs(sa.sin_port);
+    printf("listening on %s:%d\n", opt.host, opt.port);
     fflush(stdout);
     return fd;
 }
@@ -498,10 +481,15 @@ static void usage(FILE *f)
 "A single-threaded libev SMTP server for benchmarks: configurable reply latency,\n"
 "injected failures, and exact counts of what it accepted.\n"
 "\n"
-"  --listen ADDR:PORT    address to listen on (default 127.0.0.1:2525; port 0 picks\n"
-"                        a free port). When ready, prints 'listening on ADDR:PORT'\n"
-"                        as the first line on stdout.\n"
-"  --hostname NAME       name in the 220/250/221 replies (default mailbench-mock)\n"
+"  --listen ADDR:PORT    address to listen on (default 127.0.0.1:2525): ADDR an IPv4\n"
+"                        address as written (no leading zeros or short forms) or\n"
+"                        localhost, PORT 0 to 65535 in plain digits (0 picks a free\n"
+"                        port).\n"
+"                        When ready, prints 'listening on ADDR:PORT' (the port\n"
+"                        bound) as the first line on stdout.\n"
+"  --hostname NAME       name in the 220/250/221 replies (default mailbench-mock):\n"
+"                        letters, digits, '-' and '.', at most 255, or an address\n"
+"                        literal like [192.0.2.1] or [IPv6:2001:db8::1]\n"
 "  --latency DUR         delay before every reply, greeting included (e.g. 100ms,\n"
 "                        250us, 1s; default 0). A timer, never a sleep.\n"
 "  --jitter DUR          spread of the latency: uniform in LATENCY +/- JITTER\n"
@@ -520,9 +508,9 @@ static void usage(FILE *f)
 "  --fault-stage S       where faults strike: greeting (421 / 554 / drop per\n"
 "                        session), mail, rcpt (first recipient), data (after the\n"
 "                        final '.'; default), body (mid-DATA: when message text\n"
-"                        arrives after the 354, before the final '.'; never\n"
-"                        accepted: drop closes, tempfail is 421 and close;\n"
-"                        --permfail cannot be used there)\n"
+"                        arrives after the 354, even in the same write as DATA,\n"
+"                        before the final '.'; never accepted: drop closes,\n"
+"                        tempfail is 421 and close; --permfail cannot be used there)\n"
 "  --max-conns N         sessions at once; more get '421' and are closed (default\n"
 "                        100000)\n"
 "  --max-size SIZE       message size limit, advertised in EHLO (default 100MB)\n"
@@ -537,6 +525,10 @@ static void usage(FILE *f)
 "  --maildir DIR         write each accepted message to DIR/NNNNNN.eml (blocking\n"
 "                        writes: for inspection, not for benchmarks)\n"
 "  --help                this text\n"
+"\n"
+"Each option may be given once (a second one is an error: \"--latency given\n"
+"twice\"). Message text must use CRLF line ends: a bare CR or LF never ends\n"
+"DATA (only <CRLF>.<CRLF> does) and the message is refused with 554.\n"
 "\n"
 "The server closes the connection after its 221 reply to QUIT, so TIME_WAIT\n"
 "sockets accumulate on the server side. It stops on SIGTERM or SIGINT, writes\n"
@@ -579,6 +571,17 @@ static void check_writable(const char *name, const char *path, int need_dir)
     }
 }
 
+/* --listen ADDR:PORT as units_parse_hostport reads it (an IPv4 address as
+ * inet_pton reads it, or localhost; a decimal port).  Exits 2 naming the
+ * value otherwise. */
+static void parse_listen(const char *v)
+{
+    if (units_parse_hostport(v, opt.host, &opt.port) != 0 ||
+        inet_pton(AF_INET, opt.host, &opt.addr) != 1)
+        bad_value("listen", v, "ADDR:PORT like 127.0.0.1:2525: an IPv4 address as "
+                  "written or localhost, a port from 0 to 65535");
+}
+
 static void parse_options(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -593,9 +596,12 @@ static void parse_options(int argc, char **argv)
         { "stats", 1, NULL, 'o' }, { "maildir", 1, NULL, 'm' },
         { "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
     };
-    int dist_given = 0, ch;
+    /* The value each option was first given, to refuse a second one: "the
+     * last wins" would silently drop a value a script or a user meant. */
+    const char *given[sizeof longopts / sizeof longopts[0]] = { 0 };
+    int dist_given = 0, ch, idx;
     long long n;
-    opt.listen_text = "127.0.0.1:2525";
+    const char *listen = "127.0.0.1:2525";
     opt.hostname = "mailbench-mock";
     opt.seed = 1;
     opt.max_conns = 100000;
@@ -604,11 +610,21 @@ static void parse_options(int argc, char **argv)
     opt.idle_timeout = 60;
     opt.fault.stage = SMTP_STAGE_DATA;
     opt.fault.dist = MOCK_DIST_FIXED;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((idx = -1, ch = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
         const char *v = optarg;
+        if (idx >= 0 && v != NULL) {
+            if (given[idx]) {
+                fprintf(stderr, "smtp-mock: --%s given twice ('%s' and '%s')\n"
+                        "Try 'smtp-mock --help'.\n", longopts[idx].name, given[idx], v);
+                exit(2);
+            }
+            given[idx] = v;
+        }
         switch (ch) {
-        case 'l': opt.listen_text = v; break;
-        case 'H': if (*v == '\0' || strpbrk(v, " \r\n")) bad_value("hostname", v, "a name without spaces");
+        case 'l': listen = v; break;
+        case 'H': if (!smtp_server_hostname_valid(v))
+                      bad_value("hostname", v, "letters, digits, '-' and '.', at most 255, "
+                                "or an address literal like [192.0.2.1]");
                   opt.hostname = v; break;
         case 'L': if (units_parse_duration(v, &opt.fault.latency)) bad_value("latency", v, "a duration like 100ms"); break;
         case 'j': if (units_parse_duration(v, &opt.fault.jitter)) bad_value("jitter", v, "a duration like 10ms");
@@ -638,8 +654,7 @@ static void parse_options(int argc, char **argv)
         fprintf(stderr, "smtp-mock: unexpected argument '%s'\nTry 'smtp-mock --help'.\n", argv[optind]);
         exit(2);
     }
-    if (units_parse_hostport(opt.listen_text, opt.host, &opt.port))
-        bad_value("listen", opt.listen_text, "ADDR:PORT like 127.0.0.1:2525");
+    parse_listen(listen);
     if (opt.stats_path)
         check_writable("stats", opt.stats_path, 0);
     if (opt.maildir)
@@ -655,22 +670,39 @@ static void parse_options(int argc, char **argv)
     }
 }
 
-/* The "params" object of the stats JSON. */
-static void params_json(char *buf, size_t len)
+/* The "params" object of the stats JSON (malloc'd; NULL if out of memory).
+ * Every string goes through json_write_string: a --maildir may hold any
+ * byte. */
+static char *params_json(void)
 {
-    snprintf(buf, len,
-             "{\"listen\": \"%s:%d\", \"hostname\": \"%s\", \"latency_s\": %.6f, "
-             "\"jitter_s\": %.6f, \"latency_dist\": \"%s\", \"seed\": %llu, "
-             "\"tempfail\": %g, \"permfail\": %g, \"drop\": %g, \"stall\": %g, \"fault_stage\": \"%s\", "
-             "\"max_conns\": %lld, \"max_size\": %llu, \"max_rcpts\": %lld, "
-             "\"idle_timeout_s\": %.3f, \"session_timeout_s\": %.3f, \"maildir\": %s%s%s}",
-             opt.host, opt.port, opt.hostname, opt.fault.latency, opt.fault.jitter,
-             mock_fault_dist_name(opt.fault.dist), (unsigned long long)opt.seed,
-             opt.fault.tempfail, opt.fault.permfail, opt.fault.drop, opt.fault.stall,
-             mock_fault_stage_name(opt.fault.stage), opt.max_conns,
-             (unsigned long long)opt.max_size, opt.max_rcpts, opt.idle_timeout, opt.session_timeout,
-             opt.maildir ? "\"" : "", opt.maildir ? opt.maildir : "null",
-             opt.maildir ? "\"" : "");
+    char *buf = NULL, listen[96];
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL)
+        return NULL;
+    snprintf(listen, sizeof listen, "%s:%d", opt.host, opt.port);
+    fputs("{\"listen\": ", f);
+    json_write_string(f, listen);
+    fputs(", \"hostname\": ", f);
+    json_write_string(f, opt.hostname);
+    fprintf(f, ", \"latency_s\": %.6f, \"jitter_s\": %.6f, \"latency_dist\": ",
+            opt.fault.latency, opt.fault.jitter);
+    json_write_string(f, mock_fault_dist_name(opt.fault.dist));
+    fprintf(f, ", \"seed\": %llu, \"tempfail\": %g, \"permfail\": %g, \"drop\": %g, "
+            "\"stall\": %g, \"fault_stage\": ", (unsigned long long)opt.seed,
+            opt.fault.tempfail, opt.fault.permfail, opt.fault.drop, opt.fault.stall);
+    json_write_string(f, mock_fault_stage_name(opt.fault.stage));
+    fprintf(f, ", \"max_conns\": %lld, \"max_size\": %llu, \"max_rcpts\": %lld, "
+            "\"idle_timeout_s\": %.3f, \"session_timeout_s\": %.3f, \"maildir\": ",
+            opt.max_conns, (unsigned long long)opt.max_size, opt.max_rcpts,
+            opt.idle_timeout, opt.session_timeout);
+    json_write_string(f, opt.maildir);
+    fputs("}", f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
 }
 
 /* As many descriptors as the hard limit allows: 10,000 sessions need them. */
@@ -703,10 +735,11 @@ int main(int argc, char **argv)
 
     ev_run(loop, 0);
 
-    char params[2048], line[1024];
-    params_json(params, sizeof params);
-    if (opt.stats_path && mock_stats_write(&stats, opt.stats_path, params, ev_time() - start) < 0)
+    char *params = params_json(), line[1024];
+    if (opt.stats_path && (params == NULL ||
+                           mock_stats_write(&stats, opt.stats_path, params, ev_time() - start) < 0))
         fprintf(stderr, "smtp-mock: cannot write %s: %s\n", opt.stats_path, strerror(errno));
+    free(params);
     mock_stats_summary(&stats, line, sizeof line);
     fprintf(stderr, "%s\n", line);
     mock_stats_free(&stats);

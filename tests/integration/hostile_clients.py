@@ -2,6 +2,7 @@
 """Hostile clients against smtp-mock, for tests/integration/test_hostile_clients.sh.
 
   hostile_clients.py garbage PORT        bad bytes in one session; prints "name code ..."
+  hostile_clients.py smuggle PORT        bare LF / CR before "." in DATA; prints "shape codes"
   hostile_clients.py slow PORT GAP SECS  one byte every GAP seconds for at most SECS;
                                          prints "closed CODE after T" or "open after T"
   hostile_clients.py noread PORT PID MB  send up to MB megabytes of NOOPs without reading,
@@ -97,11 +98,20 @@ def garbage(port):
     ask("mail-rcpt-data", b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n", 3)
     ask("over-max-size", b"Message-ID: <big@hostile>\r\n\r\n" + (b"w" * 98 + b"\r\n") * 200 + b".\r\n")
     ask("mail-rcpt-data", b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n", 3)
-    # A bare-LF "." must not end the message (SMTP smuggling): one message.
-    ask("bare-lf-dot-smuggling", b"Message-ID: <smuggle@hostile>\r\n\r\nhi\n.\nMAIL FROM:<evil@x>\n"
-        b"RCPT TO:<c@x>\nDATA\nMessage-ID: <evil@hostile>\n\nevil\n.\r\n")
-    ask("mail-rcpt-data", b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n", 3)
     ask("nul-in-text", b"Message-ID: <nul@hostile>\r\n\r\nhel\x00lo\r\n.\r\n")
+    # RFC 5321 4.5.3.1.6: the stuffing dot is not counted in the 1000
+    # octets: a text line of 998 octets starting with "." is sent as 999.
+    ask("mail-rcpt-data", b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n", 3)
+    ask("dot-line-998", b"Message-ID: <dot998@hostile>\r\n\r\n.." + b"d" * 997 + b"\r\n.\r\n")
+    # Message-IDs that differ only after a NUL are two messages, not a
+    # duplicate (the server compares every byte).
+    for tag in (b"b", b"c"):
+        ask("mail-rcpt-data", b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n", 3)
+        ask("msgid-nul-" + tag.decode(), b"Message-ID: <a\x00" + tag + b"@hostile>\r\n\r\nx\r\n.\r\n")
+    # NUL in a command line: refused whole, not read as the command before it.
+    for name, cmd in (("nul-after-noop", b"NOOP\x00junk\r\n"), ("nul-after-rset", b"RSET\x00\r\n"),
+                      ("nul-after-quit", b"QUIT\x00now\r\n")):
+        ask(name, cmd)
     ask("still-answers", b"NOOP\r\n")
     s.close()
     # Garbage then an abrupt close, then a fresh session still works.
@@ -109,6 +119,49 @@ def garbage(port):
     g.sendall(os.urandom(65536))
     g.close()
     out.append("after-random-close " + transaction(port, "after-garbage"))
+    out.append("smtplib-dot-line-998 " + smtplib_dot_line(port))
+    print("\n".join(out))
+
+
+def smtplib_dot_line(port):
+    """Python's smtplib sending an ordinary message with a 998-octet line
+    that starts with "." (smtplib stuffs it to 999): the DATA reply code."""
+    import smtplib
+    msg = b"Message-ID: <smtplib-dot@hostile>\r\n\r\n." + b"s" * 997 + b"\r\nend\r\n"
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.sendmail("a@x", ["b@x"], msg)
+        return "250"
+    except smtplib.SMTPResponseException as e:
+        return str(e.smtp_code)
+    except (OSError, smtplib.SMTPException) as e:
+        return "error:" + type(e).__name__
+
+
+def smuggle(port):
+    """SMTP smuggling: DATA ends only at <CR><LF>.<CR><LF>.  A bare LF or CR
+    before the "." never ends it: the smuggled commands stay message text,
+    and the message is refused (554) at the real end, as Postfix does with
+    smtpd_forbid_bare_newline.  One session; prints "name code" per shape
+    (one reply each: never a 250, never the smuggled transaction's)."""
+    s = connect(port)
+    r = Replies(s)
+    out = ["greeting " + r.code()]
+    s.sendall(b"EHLO smuggler\r\n")
+    r.code()
+    smuggled = (b"MAIL FROM:<evil@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n"
+                b"Message-ID: <evil@hostile>\r\n\r\nevil\r\n.\r\n")
+    for name, shape in (("lf-dot-crlf", b"\n.\r\n"), ("lf-dot-lf", b"\n.\n"),
+                        ("cr-dot-crlf", b"\r.\r\n"), ("crlf-dot-lf", b"\r\n.\n"),
+                        ("crlf-dot-cr", b"\r\n.\r")):
+        s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n")
+        codes = [r.code() for _ in range(3)]
+        s.sendall(b"Message-ID: <smuggle@hostile>\r\n\r\nhi" + shape + smuggled + b"NOOP\r\n")
+        codes += [r.code() for _ in range(2)]     # the end of DATA, then NOOP's
+        out.append("%s %s" % (name, "/".join(codes)))
+    s.sendall(b"QUIT\r\n")
+    out.append("quit " + r.code())
+    s.close()
     print("\n".join(out))
 
 
@@ -226,6 +279,8 @@ def main():
     cmd, port = sys.argv[1], int(sys.argv[2])
     if cmd == "garbage":
         garbage(port)
+    elif cmd == "smuggle":
+        smuggle(port)
     elif cmd == "slow":
         slow(port, float(sys.argv[3]), float(sys.argv[4]))
     elif cmd == "noread":

@@ -18,7 +18,11 @@ bad() {
     local prog=$1 needle=$2; shift 2
     rm -f "$TMP/out.json"
     if [ "$prog" = mock ]; then
-        timeout 10 "$BIN/smtp-mock" --listen 127.0.0.1:0 "$@" >"$TMP/stdout" 2>"$TMP/stderr"
+        # A port of its own choosing, unless --listen is what is tested
+        # (smtp-mock refuses an option given twice).
+        local listen=(--listen 127.0.0.1:0)
+        case " $* " in *" --listen "*) listen=() ;; esac
+        timeout 10 "$BIN/smtp-mock" "${listen[@]}" "$@" >"$TMP/stdout" 2>"$TMP/stderr"
     else
         timeout 10 "$prog" "$@" >"$TMP/stdout" 2>"$TMP/stderr"
     fi
@@ -109,8 +113,23 @@ for v in 0 -1 $BIG; do bad "$M" "--max-conns" --max-conns "$v"; done
 for v in 0 -1 1T 10XB; do bad "$M" "--max-size" --max-size "$v"; done
 for v in 0 -1 $BIG; do bad "$M" "--max-rcpts" --max-rcpts "$v"; done
 for v in -1s 5 10xs; do bad "$M" "--idle-timeout" --idle-timeout "$v"; done
-for v in nowhere 127.0.0.1:70000 127.0.0.1:-1 999.0.0.1:0; do bad "$M" "--listen" --listen "$v"; done
-bad "$M" "--hostname" --hostname "two words"
+# --listen: an IPv4 address as inet_pton reads it (no leading zero, sign or
+# space), or localhost; a port of digits only.  The message names both.
+for v in nowhere 127.0.0.1:70000 127.0.0.1:-1 999.0.0.1:0 0127.0.0.1:0 +127.0.0.1:0 " 127.0.0.1:0" \
+         127.0.0.01:0 127.1:0 127.0.0.1:+25 "127.0.0.1: 25" 127.0.0.1:2k 127.0.0.1 :; do
+    bad "$M" "invalid --listen value '$v'" --listen "$v"
+done
+# --hostname: letters, digits, '-' and '.', at most 255, or an address
+# literal; anything else would break the replies or the stats JSON.
+long=$(head -c 1000 /dev/zero | tr '\0' a)
+for v in "two words" 'a"b' 'a\b' "$(printf 'a\tb')" "$long" "" "[300.0.0.1]" "[IPv6:zz]" "a_b" "a..b"; do
+    bad "$M" "invalid --hostname value '$v'" --hostname "$v"
+done
+# An option given twice is refused, not silently the last one.
+bad "$M" "--latency given twice" --latency 1ms --latency 2ms
+bad "$M" "--hostname given twice" --hostname a --hostname b
+bad "$M" "--listen given twice" --listen 127.0.0.1:0 --listen 127.0.0.1:0
+bad "$M" "--stats given twice" --stats "$TMP/s1.json" --stats "$TMP/s2.json"
 bad "$M" "--stats" --stats /nonexistent/d/s.json
 bad "$M" "--stats" --stats "$TMP/adir"
 bad "$M" "--maildir" --maildir /nonexistent/d

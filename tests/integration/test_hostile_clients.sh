@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Hostile clients against smtp-mock (helper: hostile_clients.py): garbage and
-# NUL bytes, bare LF, overlong command and text lines, an oversize message,
-# bare-LF-dot smuggling, random bytes then a close; a client sending one byte
+# NUL bytes (in commands, in the text, in a Message-ID), bare LF, overlong
+# command and text lines (a 998-octet line starting with "." is not one), an
+# oversize message, random bytes then a close; SMTP smuggling (a bare LF or
+# CR before the "." never ends DATA); a client sending one byte
 # at a time (idle and total-time limits); a client that never reads its
 # replies (the server stays responsive and its memory bounded); 10,000
 # connections at once over --max-conns 1000 (421 and closed promptly while a
@@ -32,16 +34,36 @@ check_eq "a 5 MB line: one 500 when it ends" 500 "$(field line-5MB-then-crlf)"
 check_eq "EXPN: 502" 502 "$(field unknown-verb)"
 check_eq "text line over 1000 octets: 500 at the end of DATA" 500 "$(field text-line-1001-octets)"
 check_eq "message over --max-size: 552" 552 "$(field over-max-size)"
-check_eq "bare LF '.' does not end DATA (no smuggling): one 250" 250 "$(field bare-lf-dot-smuggling)"
 check_eq "NUL inside the text: accepted" 250 "$(field nul-in-text)"
+check_eq "998-octet text line starting with '.' (999 stuffed): accepted" 250 "$(field dot-line-998)"
+check_eq "Python smtplib, a 998-octet line starting with '.': accepted" 250 "$(field smtplib-dot-line-998)"
+check_eq "Message-ID with a NUL: accepted" "250 250" "$(field msgid-nul-b) $(field msgid-nul-c)"
+check_eq "NUL after a verb: the whole line refused (not NOOP, RSET, QUIT)" "500 500 500" \
+    "$(field nul-after-noop) $(field nul-after-rset) $(field nul-after-quit)"
 check_eq "the session still answers" 250 "$(field still-answers)"
 check_eq "random bytes then a close; a new client is served" 250 "$(field after-random-close)"
 stop_pid "$G_PID"
-# smuggled text, the NUL message and the last client: 3 messages, no 'evil' one.
-check_eq "messages accepted (smuggling gave one, not two)" 3 "$(json_get "$G_STATS" messages)"
+# The NUL text, the 998-octet line, the two NUL Message-IDs, the last client
+# and smtplib's: 6 messages, none a duplicate (the IDs differ after the NUL).
+check_eq "messages accepted" 6 "$(json_get "$G_STATS" messages)"
+check_eq "Message-IDs differing after a NUL are not duplicates" 0 "$(json_get "$G_STATS" duplicates)"
 rss=$(json_get "$G_STATS" max_rss_kb)
 [ "${rss:-999999}" -lt $((32768 * RSS_SCALE)) ] && pass "peak RSS after garbage and a 5 MB line: ${rss} KB" \
     || fail "peak RSS ${rss} KB after garbage"
+
+# SMTP smuggling: <LF>.<CR><LF>, <LF>.<LF>, <CR>.<CR><LF>, <CR><LF>.<LF> and
+# <CR><LF>.<CR> never end DATA; the text runs to the real <CR><LF>.<CR><LF>,
+# the message is refused (554) and counted as a protocol error, and the
+# smuggled transaction is never run (no 250, no message).
+start_mock U || exit 1
+out=$(timeout 60 $PY "$H" smuggle "$U_PORT" 2>&1)
+for shape in lf-dot-crlf lf-dot-lf cr-dot-crlf crlf-dot-lf crlf-dot-cr; do
+    check_eq "smuggling $shape: 554 at the real end, nothing smuggled" "250/250/354/554/250" "$(field "$shape")"
+done
+check_eq "smuggling: the session ends normally" 221 "$(field quit)"
+stop_pid "$U_PID"
+check_eq "smuggling: no message accepted" 0 "$(json_get "$U_STATS" messages)"
+check_eq "smuggling: each a protocol error" 5 "$(json_get "$U_STATS" protocol_errors)"
 
 # One byte at a time: every 0.5 s is never idle for 1 s but meets the 3 s
 # session limit; every 1.5 s meets the idle timeout.  Both: 421, then closed.

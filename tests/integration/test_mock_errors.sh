@@ -110,6 +110,96 @@ start_mock K --permfail 1 --fault-stage greeting || exit 1
 check_eq "permfail at greeting" "554 503 221 EOF" "$(printf 'EHLO x\nQUIT\nNOOP\n' | dialog "$K_PORT")"
 stop_pid "$K_PID"
 
+# --fault-stage body when DATA and the text come in one write (a pipelining
+# client with a small message): the fault still strikes before the final
+# "." -- dropped, never accepted; a 421 with --tempfail.
+onewrite() {            # onewrite PORT: the reply codes, up to EOF or 2 s of silence
+    $PY - "$1" <<'PYEOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+f = s.makefile("rb")
+def code():
+    while True:
+        try:
+            l = f.readline()
+        except ConnectionResetError:
+            return "EOF"
+        except socket.timeout:
+            return "TIMEOUT"
+        if not l: return "EOF"
+        if l[3:4] != b"-": return l[:3].decode()
+r = [code()]
+s.sendall(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"
+          b"Message-ID: <one-write@x>\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+while r[-1] not in ("EOF", "TIMEOUT") and len(r) < 8:
+    r.append(code())
+print(" ".join(r))
+PYEOF
+}
+start_mock BD --fault-stage body --drop 1 || exit 1
+check_eq "body drop, DATA and text in one write: closed after the 354" \
+    "220 250 250 250 354 EOF" "$(onewrite "$BD_PORT")"
+stop_pid "$BD_PID"
+check_eq "body drop in one write: drops_injected" 1 "$(json_get "$BD_STATS" drops_injected)"
+check_eq "body drop in one write: nothing accepted" 0 "$(json_get "$BD_STATS" messages)"
+start_mock BT --fault-stage body --tempfail 1 || exit 1
+check_eq "body tempfail, DATA and text in one write: 421 after the 354" \
+    "220 250 250 250 354 421 EOF" "$(onewrite "$BT_PORT")"
+stop_pid "$BT_PID"
+check_eq "body tempfail in one write: nothing accepted, one injected" "0 1" \
+    "$(json_get "$BT_STATS" messages) $(json_get "$BT_STATS" tempfail_injected)"
+start_mock BS --fault-stage body --stall 1 || exit 1
+check_eq "body stall, DATA and text in one write: silent after the 354, not closed" \
+    "220 250 250 250 354 TIMEOUT" "$(onewrite "$BS_PORT")"
+stop_pid "$BS_PID"
+check_eq "body stall in one write: nothing accepted, one injected" "0 1" \
+    "$(json_get "$BS_STATS" messages) $(json_get "$BS_STATS" stalls_injected)"
+# The same at data: the message is stored (as documented), then silence --
+# the QUIT that came in the same write is not acted on (no close).
+start_mock DS --fault-stage data --stall 1 || exit 1
+check_eq "data stall, QUIT in the same write: silent after the 354, not closed" \
+    "220 250 250 250 354 TIMEOUT" "$(onewrite "$DS_PORT")"
+stop_pid "$DS_PID"
+check_eq "data stall in one write: the message stored, one injected" "1 1" \
+    "$(json_get "$DS_STATS" messages) $(json_get "$DS_STATS" stalls_injected)"
+
+# The stats JSON: params.listen is the port bound (not the 0 asked for);
+# every string is escaped (a --maildir with a quote, a backslash, a tab and
+# a byte that is not UTF-8 still gives valid JSON, holding the path).
+base="$TMP/ma\"il\\dir	tab"
+odd="$base"$'\xff'
+mkdir -p "$odd"
+start_mock J --maildir "$odd" --hostname mx-1.example.org || exit 1
+stop_pid "$J_PID"
+if jq -e . "$J_STATS" >/dev/null 2>&1; then pass "stats JSON is valid with an odd --maildir"
+else fail "stats JSON invalid: $(grep -o '"params".*' "$J_STATS" | head -c 300)"; fi
+check_eq "params.listen: the port bound" "127.0.0.1:$J_PORT" "$(jq -r .params.listen "$J_STATS" 2>&1)"
+check_eq "params.hostname" "mx-1.example.org" "$(jq -r .params.hostname "$J_STATS" 2>&1)"
+[ "$(jq -r .params.maildir "$J_STATS" 2>&1)" = "$base"$'\xef\xbf\xbd' ] \
+    && pass "params.maildir: the path (the non-UTF-8 byte as U+FFFD)" \
+    || fail "params.maildir: '$(jq -r .params.maildir "$J_STATS" 2>&1)'"
+
+# A hostname of 255 octets (the longest allowed): every reply naming it is
+# whole, CRLF-ended (the client gets the 220, the EHLO reply and the 221).
+h255=$(printf 'a%.0s' $(seq 1 63)).$(printf 'b%.0s' $(seq 1 63)).$(printf 'c%.0s' $(seq 1 63)).$(printf 'd%.0s' $(seq 1 63))
+start_mock LH --hostname "$h255" || exit 1
+out=$($PY - "$LH_PORT" "$h255" <<'PYEOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"EHLO c\r\nQUIT\r\n")
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d: break
+    data += d
+h = sys.argv[2].encode()
+want = (b"220 " + h + b" ESMTP mailbench\r\n250-" + h + b"\r\n")
+print("ok" if data.startswith(want) and data.endswith(b"221 " + h + b" Bye\r\n") else repr(data[:80]))
+PYEOF
+)
+check_eq "hostname of ${#h255} octets: whole replies" ok "$out"
+stop_pid "$LH_PID"
+
 # Latency: every reply is held about --latency.
 start_mock L --latency 200ms || exit 1
 ms=$($PY - "$L_PORT" <<'PYEOF'
@@ -128,9 +218,10 @@ stop_pid "$L_PID"
 
 # Bad option values: one clear message, exit 2.
 for args in "--latency 10" "--drop 2" "--tempfail 0.6 --permfail 0.6" "--fault-stage helo" \
-            "--listen nowhere" "--max-conns 0" "--max-size 1T" "--latency-dist pareto" "--bogus" "extra"; do
+            "--listen nowhere" "--listen 0127.0.0.1:0" "--latency 1ms --latency 2ms" \
+            "--max-conns 0" "--max-size 1T" "--latency-dist pareto" "--bogus" "extra"; do
     # shellcheck disable=SC2086
-    "$BIN/smtp-mock" $args >/dev/null 2>"$TMP/bad.err"
+    timeout 10 "$BIN/smtp-mock" $args >/dev/null 2>"$TMP/bad.err"
     rc=$?
     if [ "$rc" -eq 2 ] && [ -s "$TMP/bad.err" ]; then pass "bad option '$args' exits 2"
     else fail "bad option '$args': exit $rc, stderr '$(cat "$TMP/bad.err")'"; fi

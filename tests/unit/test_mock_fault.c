@@ -57,11 +57,13 @@ static void test_stage_names(void **state)
     assert_int_equal(MOCK_STAGE_BODY, (mock_fault_parse_stage("body", &st), st));
     assert_int_equal(-1, mock_fault_parse_stage("helo", &st));
     assert_int_equal(-1, mock_fault_parse_stage("", &st));
-    /* The core's stages never match body: the core never draws mid-DATA. */
+    /* Body is the core's own stage (asked before the first byte of text,
+     * even in the read that carried DATA): no other stage matches it. */
     mock_fault_config c = { .stage = MOCK_STAGE_BODY };
     smtp_server_message m = { 0 };
     for (int s = SMTP_STAGE_GREETING; s <= SMTP_STAGE_DATA; s++)
         assert_false(mock_fault_applies(&c, (smtp_server_stage)s, &m));
+    assert_true(mock_fault_applies(&c, SMTP_STAGE_BODY, &m));
 }
 
 int main(void)
