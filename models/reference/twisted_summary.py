@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import resource
+import socket
 import subprocess
 import sys
 import time
@@ -154,25 +155,66 @@ def parse_prob(s):
     return v
 
 
+def is_ipv4(host):
+    """A dotted IPv4 address as inet_pton reads it (no leading zeros): units_is_ipv4."""
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def is_hostname(host):
+    """An RFC 1123 host name no resolver would take for a number (units.c is_hostname)."""
+    if not 0 < len(host) < 254 or not host.isascii():
+        return False
+    labels = host.split(".")
+    for label in labels:
+        if not 0 < len(label) <= 63 or label[0] == "-" or label[-1] == "-":
+            return False
+        if not all(c.isalnum() or c == "-" for c in label):
+            return False
+    if labels[-1].isdigit():            # RFC 1123 2.1, RFC 3696 2: a numeric TLD
+        return False
+    try:
+        socket.inet_aton(host)          # "0x7f000001": getaddrinfo's numbers
+        return False
+    except (OSError, ValueError):
+        return True
+
+
 def parse_hostport(s):
+    """HOST:PORT as units_parse_server: HOST an IPv4 address as written or a host
+    name ("localhost" = 127.0.0.1), PORT 1..65535 in plain decimal."""
     host, colon, port = s.rpartition(":")
-    if not colon or len(host) >= 64 or port.startswith("-"):
+    if (not colon or not port.isascii() or not port.isdigit() or len(port) > 5
+            or (port[0] == "0" and len(port) > 1) or not 1 <= int(port) <= 65535):
         raise ValueError(s)
-    p = parse_count(port)
-    if not 1 <= p <= 65535:
+    if host == "localhost":
+        return "127.0.0.1", int(port)
+    if not is_ipv4(host) and not is_hostname(host):
         raise ValueError(s)
-    if host in ("", "localhost"):
-        return "127.0.0.1", p
-    parts = host.split(".")
-    if len(parts) != 4 or not all(x.isdigit() and x.isascii() and int(x) <= 255 for x in parts):
-        raise ValueError(s)
-    return host, p
+    return host, int(port)
+
+
+def resolve_server(o, from_flag):
+    """A host name is looked up once, at start (IPv4), as lib/cli.c does."""
+    host, port = parse_hostport(o["server"])
+    if not is_ipv4(host):
+        try:
+            host = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        except (OSError, UnicodeError) as e:
+            why = getattr(e, "strerror", None) or str(e)
+            if from_flag:
+                raise UsageError(f"--server: cannot resolve '{host}' (in '{o['server']}'): {why}") from None
+            raise UsageError(f"{o['profile']}: server = {o['server']}: cannot resolve '{host}': {why}") from None
+    return host, port
 
 
 SEC = 1_000_000
 # name: (kind, min, max, metavar, help); kinds as in lib/cli.c.
 MODEL_OPTS = {
-    "server": ("hostport", 1, 65535, "HOST:PORT", "SMTP server to send to"),
+    "server": ("hostport", 1, 65535, "HOST:PORT", "SMTP server: an IPv4 address or a host name, port 1..65535"),
     "emails": ("count", 1, 1_000_000_000, "N", "emails to send"),
     "concurrency": ("count", 1, 1_000_000, "C", "emails in flight at once (a DeferredSemaphore)"),
     "recipients": ("count", 1, 1000, "R", "recipients per email"),
@@ -200,7 +242,7 @@ SERVER_KEYS = {
     "session-timeout": "duration",
 }
 UNSUPPORTED = {
-    "threads": "summary-twisted runs one reactor thread; --threads applies to the threads and hybrid models",
+    "threads": "runs one reactor thread; --threads sizes the pools of the threads and hybrid models",
 }
 
 
@@ -213,7 +255,8 @@ def expected(kind, lo, hi):
         f = lambda us: f"{us // SEC}s" if us >= SEC and us % SEC == 0 else ("0" if us == 0 else f"{us}us")  # noqa: E731
         return f"a duration from {f(lo)} to {f(hi)} with its unit (e.g. 250us, 10ms, 1.5s)"
     if kind == "hostport":
-        return "HOST:PORT with an IPv4 address or localhost and a port 1..65535"
+        return ("HOST:PORT with HOST an IPv4 address such as 127.0.0.1 or a host name "
+                "(not empty, no IPv6) and PORT a number from 1 to 65535")
     return "a file name"
 
 
@@ -259,16 +302,24 @@ def usage(f):
     f.write("\nDefaults: --server 127.0.0.1:2525 --emails 1000 --concurrency 10 --recipients 1\n"
             "  --events 1000 --body-bytes 0 --per-session 1 --chain 1 --blocking 0\n"
             "  --retries 5 --timeout 30s --seed 1\n"
-            "\nNot supported here (exit 2): --threads, --rate other than 0.  A profile's\n"
-            "server keys are accepted and ignored, as by the C models.\n"
+            "\nNot supported here (exit 2): --threads (any value: one reactor thread),\n"
+            "--rate other than 0.  A profile's server keys are accepted and ignored, as by\n"
+            "the C models; flags override the profile's keys.\n"
             "Values: durations 250us, 10ms, 1.5s; sizes 512, 100KB, 2MB; counts 1000 or 10k.\n"
+            "Each option may be given once (a second one is an error: \"--emails given twice\").\n"
+            "--server HOST:PORT: HOST is an IPv4 address, read as written (no octal or\n"
+            "short forms), or a host name, looked up once at start; the host must be named\n"
+            "(\":2525\" is refused); no IPv6.  PORT is 1 to 65535, digits only.\n"
             "Exit status: 0 all delivered, 3 some failed, 2 usage error.\n")
 
 
 def apply(o, name, value, where):
-    """Stores --name value (from argv or a profile) or raises UsageError."""
+    """Stores --name value (from argv, where = "", or a profile, where =
+    "FILE:LINE: ") or raises UsageError; the messages are lib/cli.c's."""
     if name in UNSUPPORTED:
-        raise UsageError(f"{where}--{name} is not supported: {UNSUPPORTED[name]}")
+        if where:
+            raise UsageError(f"{where}'{name} = {value}' is not used by {PROG}, which {UNSUPPORTED[name]}")
+        raise UsageError(f"--{name} {value}: not used by {PROG}, which {UNSUPPORTED[name]}")
     if name == "rate":
         try:
             if parse_count(value) != 0:
@@ -282,16 +333,25 @@ def apply(o, name, value, where):
     try:
         o[name] = convert(kind, lo, hi, value)
     except ValueError:
-        raise UsageError(f"{where}--{name}: bad value '{value}': expected {expected(kind, lo, hi)}") from None
+        if where:
+            raise UsageError(f"{where}bad value '{value}' for '{name}': "
+                             f"expected {expected(kind, lo, hi)}") from None
+        raise UsageError(f"--{name}: bad value '{value}': expected {expected(kind, lo, hi)}") from None
 
 
 def load_profile(o, path):
+    """--profile FILE, as lib/cli.c's check_readable + lib/profile.c."""
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+        with open(path, "rb") as f:
+            data = f.read()
+    except IsADirectoryError:
+        raise UsageError(f"--profile: '{path}' is a directory") from None
     except OSError as e:
-        raise UsageError(f"{path}: cannot open: {e.strerror}") from None
-    seen = set()
+        raise UsageError(f"--profile: cannot read '{path}': {e.strerror}") from None
+    if b"\0" in data:
+        raise UsageError(f"{path}: not a text file")
+    lines = data.decode("utf-8", "surrogateescape").split("\n")
+    seen = {}                               # key: the line it was first set on
     for n, line in enumerate(lines, 1):
         for i, c in enumerate(line):       # a '#' after whitespace starts a comment
             if c == "#" and (i == 0 or line[i - 1] in " \t"):
@@ -303,11 +363,15 @@ def load_profile(o, path):
         key, eq, value = line.partition("=")
         key, value = key.strip(" \t"), value.strip(" \t")
         where = f"{path}:{n}: "
-        if not eq or not value:
-            raise UsageError(f"{where}expected 'key = value'")
+        if not eq:
+            raise UsageError(f"{where}expected 'key = value', got '{line}'")
+        if not key:
+            raise UsageError(f"{where}missing key before '='")
+        if not value:
+            raise UsageError(f"{where}missing value for '{key}'")
         if key in seen:
-            raise UsageError(f"{where}'{key}' given twice")
-        seen.add(key)
+            raise UsageError(f"{where}'{key}' set twice (first on line {seen[key]})")
+        seen[key] = n
         if key in SERVER_KEYS:
             k = SERVER_KEYS[key]
             ok = value in k if isinstance(k, tuple) else True
@@ -328,8 +392,9 @@ def load_profile(o, path):
 
 
 def split_args(argv):
-    """[(name, value)] from argv; value None for flags; 'help' ends parsing."""
-    out, i = [], 0
+    """[(name, value)] from argv; value None for flags; 'help' ends parsing.
+    Each option may appear once, as in lib/cli.c."""
+    out, i, given = [], 0, {}
     while i < len(argv):
         a = argv[i]
         if a == "-h":
@@ -357,6 +422,12 @@ def split_args(argv):
             raise UsageError(f"--{name}: missing value (got the option '{argv[i + 1]}')")
         else:
             raise UsageError(f"--{name}: missing value")
+        value = out[-1][1]
+        if name in given and value is None:
+            raise UsageError(f"--{name} given twice")
+        if name in given:
+            raise UsageError(f"--{name} given twice ('{given[name]}' and '{value}')")
+        given[name] = value
         i += 1
     return out
 
@@ -368,9 +439,7 @@ def parse_options(argv):
     if args and args[0][0] == "help":
         usage(sys.stdout)
         return None
-    profiles = [v for k, v in args if k == "profile"]
-    if len(profiles) > 1:
-        raise UsageError(f"--profile given twice ('{profiles[0]}' and '{profiles[1]}')")
+    profiles = [v for k, v in args if k == "profile"]      # one at most (split_args)
     if profiles:
         if not profiles[0]:
             raise UsageError("--profile: bad file name ''")
@@ -381,7 +450,7 @@ def parse_options(argv):
             o["progress"] = True
         elif name != "profile":
             apply(o, name, value, "")
-    o["host"], o["port"] = parse_hostport(o["server"])
+    o["host"], o["port"] = resolve_server(o, any(k == "server" for k, _ in args))
     check_writable(o["json"])
     return o
 

@@ -4,7 +4,11 @@
 # negative, zero-where-invalid, overflowing, wrong-unit or missing value, an
 # unknown option, a bad profile (unknown key, bad value, missing file, a
 # directory), an unwritable --json / --stats / --maildir: exit status 2, one
-# message naming the option (and nothing written to the --json path).  Then
+# message naming the option (and nothing written to the --json path).  The
+# models and the Twisted reference agree (issue 11): --server is read strictly
+# (no octal, signs, spaces, empty host, IPv6; a name must resolve; port plain
+# decimal 1..65535), an option given twice is an error, --threads 0 is
+# refused, and a missing --profile names the option.  Then
 # scripts/report-gen on a missing folder, a CSV cut mid-row, a truncated
 # runs/*.json and a truncated env.json: exit 2, a clear message, and the -o
 # file left as it was.
@@ -32,6 +36,10 @@ bad() {
         fail "$name: exit $rc, expected 2 ($(head -n 1 "$TMP/stderr"))"
     elif ! grep -qF -- "$needle" "$TMP/stderr"; then
         fail "$name: message does not name '$needle': $(head -n 1 "$TMP/stderr")"
+    elif [ "$prog" != mock ] && [ "$(wc -l <"$TMP/stderr")" -ne 2 ]; then
+        fail "$name: not one message and the hint: $(tr '\n' '|' <"$TMP/stderr")"
+    elif [[ "$needle" != *"given twice"* ]] && grep -q "given twice" "$TMP/stderr"; then
+        fail "$name: refused for a repeated option, not for the value under test"
     elif [ -e "$TMP/out.json" ]; then
         fail "$name: wrote the --json file on a usage error"
     else
@@ -44,7 +52,21 @@ printf 'emails = 5\ntimeout = 10xs\n' >"$TMP/badvalue.conf"
 printf 'concurrency = %s\n' "$BIG" >"$TMP/overflow.conf"
 printf 'emails 5\n' >"$TMP/syntax.conf"
 printf 'latency = 5\n' >"$TMP/srvkey.conf"
+printf 'server = 0177.0.0.1:1\n' >"$TMP/octal.conf"
+printf 'server = :1\n' >"$TMP/nohost.conf"
+printf 'threads = 0\n' >"$TMP/threads0.conf"
+printf 'server = localhost:2\n' >"$TMP/server2.conf"
 mkdir -p "$TMP/adir"
+
+# safe OPT — SAFE=the safe values of S without OPT, so that the option under
+# test is given once (a second one would be refused as given twice).
+safe() {
+    local i
+    SAFE=()
+    for ((i = 0; i < ${#S[@]}; i += 2)); do
+        [ "${S[i]}" = "$1" ] || SAFE+=("${S[i]}" "${S[i + 1]}")
+    done
+}
 
 models=(sync threads async hybrid)
 [ -x "$BIN/summary-twisted" ] && models+=(twisted)
@@ -53,20 +75,62 @@ for m in "${models[@]}"; do
     # Safe values first (a refused port, one email): a bad value given after
     # them is the one that must be refused before anything runs.
     S=(--server 127.0.0.1:1 --emails 1 --retries 0 --timeout 100ms --json "$TMP/out.json")
-    for v in -1 0 $BIG 10x 1.5; do bad "$P" "--emails" "${S[@]}" --emails "$v"; done
-    for v in 0 -3 $BIG; do bad "$P" "--concurrency" "${S[@]}" --concurrency "$v"; done
-    for v in 0 -1 $BIG; do bad "$P" "--recipients" "${S[@]}" --recipients "$v"; done
-    for v in -1 $BIG 1e3; do bad "$P" "--events" "${S[@]}" --events "$v"; done
-    for v in -1 1T 10xB 1GB; do bad "$P" "--body-bytes" "${S[@]}" --body-bytes "$v"; done
-    for v in 0 -2; do bad "$P" "--per-session" "${S[@]}" --per-session "$v"; done
-    for v in 0 $BIG; do bad "$P" "--chain" "${S[@]}" --chain "$v"; done
-    for v in 5 -1ms 10xs 2h; do bad "$P" "--blocking" "${S[@]}" --blocking "$v"; done
-    for v in -1 $BIG; do bad "$P" "--retries" "${S[@]}" --retries "$v"; done
-    for v in 0 10xs -1s 10 ${BIG}s; do bad "$P" "--timeout" "${S[@]}" --timeout "$v"; done
-    for v in -1 $BIG; do bad "$P" "--seed" "${S[@]}" --seed "$v"; done
-    for v in nohost 127.0.0.1:70000 127.0.0.1:0 300.1.1.1:25 127.0.0.1:; do
-        bad "$P" "--server" "${S[@]}" --server "$v"
+    safe --emails
+    for v in -1 0 $BIG 10x 1.5; do bad "$P" "--emails: bad value '$v'" "${SAFE[@]}" --emails "$v"; done
+    for v in 0 -3 $BIG; do bad "$P" "--concurrency: bad value '$v'" "${S[@]}" --concurrency "$v"; done
+    for v in 0 -1 $BIG; do bad "$P" "--recipients: bad value '$v'" "${S[@]}" --recipients "$v"; done
+    for v in -1 $BIG 1e3; do bad "$P" "--events: bad value '$v'" "${S[@]}" --events "$v"; done
+    for v in -1 1T 10xB 1GB; do bad "$P" "--body-bytes: bad value '$v'" "${S[@]}" --body-bytes "$v"; done
+    for v in 0 -2; do bad "$P" "--per-session: bad value '$v'" "${S[@]}" --per-session "$v"; done
+    for v in 0 $BIG; do bad "$P" "--chain: bad value '$v'" "${S[@]}" --chain "$v"; done
+    for v in 5 -1ms 10xs 2h; do bad "$P" "--blocking: bad value '$v'" "${S[@]}" --blocking "$v"; done
+    safe --retries
+    for v in -1 $BIG; do bad "$P" "--retries: bad value '$v'" "${SAFE[@]}" --retries "$v"; done
+    safe --timeout
+    for v in 0 10xs -1s 10 ${BIG}s; do bad "$P" "--timeout: bad value '$v'" "${SAFE[@]}" --timeout "$v"; done
+    for v in -1 $BIG; do bad "$P" "--seed: bad value '$v'" "${S[@]}" --seed "$v"; done
+    # --server (issue 11 #13): every address read as written.  0177.0.0.1 and
+    # 127.0.0.01 are 127.0.0.1 to getaddrinfo (octal; 0127.0.0.1 would be
+    # 87.0.0.1): they must be refused, not reach the loopback's port 1.
+    safe --server
+    for v in nohost 127.0.0.1:70000 127.0.0.1:0 300.1.1.1:25 127.0.0.1: \
+             0177.0.0.1:1 127.0.0.01:1 +127.0.0.1:1 " 127.0.0.1:1" "127.0.0.1 :1" 127.1:1 \
+             0x7f000001:1 2130706433:1 127.0.0.1:+1 127.0.0.1:01 "127.0.0.1: 1" 127.0.0.1:1x \
+             "127.0.0.1:1 " 127.0.0.1:1k 127.0.0.1:65536 127.0.0.1:-0 :1 "[::1]:1" ::1:1 a_b:1 \
+             -a.example:1 a..b:1; do
+        bad "$P" "--server: bad value '$v'" "${SAFE[@]}" --server "$v"
     done
+    bad "$P" "no IPv6" "${SAFE[@]}" --server "[::1]:1"
+    # A well-formed name that does not resolve (RFC 6761 .invalid): refused
+    # at start, once, instead of every email failing on a resolver error.
+    bad "$P" "--server: cannot resolve 'no-such-host.invalid'" "${SAFE[@]}" --server no-such-host.invalid:1
+    bad "$P" "bad value '0177.0.0.1:1' for 'server'" "${SAFE[@]}" --profile "$TMP/octal.conf"
+    bad "$P" "bad value ':1' for 'server'" "${SAFE[@]}" --profile "$TMP/nohost.conf"
+    # An option given twice (issue 11 #15): an error, whatever the option.
+    safe --emails
+    bad "$P" "--emails given twice ('1' and '2')" "${SAFE[@]}" --emails 1 --emails=2
+    bad "$P" "--server given twice ('127.0.0.1:1' and 'localhost:1')" "${S[@]}" --server localhost:1
+    bad "$P" "--json given twice" "${S[@]}" --json "$TMP/out.json"
+    bad "$P" "--progress given twice" "${S[@]}" --progress --progress
+    bad "$P" "--profile given twice" "${S[@]}" --profile "$TMP/octal.conf" --profile "$TMP/octal.conf"
+    # --threads 0 (issue 11 #15): refused by every model, each saying why.
+    case $m in
+    threads|hybrid) bad "$P" "--threads: bad value '0'" "${S[@]}" --threads 0 ;;
+    *) bad "$P" "--threads 0: not used by summary-$m" "${S[@]}" --threads 0 ;;
+    esac
+    bad "$P" "threads" "${S[@]}" --profile "$TMP/threads0.conf"
+    # A flag overrides the profile's key: not "given twice" (the port is refused: exit 3).
+    timeout 10 "$P" "${S[@]}" --profile "$TMP/server2.conf" >/dev/null 2>"$TMP/stderr"
+    check_eq "$m: --server over the profile's server, run (exit 3)" 3 "$?"
+    check_eq "$m: --server over the profile's server, the flag's" "127.0.0.1:1" \
+        "$(jq -r .params.server "$TMP/out.json" 2>/dev/null)"
+    # Accepted: localhost, and a name looked up at start (exit 3: the port is refused).
+    safe --server
+    for v in localhost:1 127.0.0.1:1; do
+        timeout 10 "$P" "${SAFE[@]}" --server "$v" >/dev/null 2>"$TMP/stderr"
+        check_eq "$m --server $v: accepted, the port refused" 3 "$?"
+    done
+    rm -f "$TMP/out.json"
     bad "$P" "--bogus" "${S[@]}" --bogus
     bad "$P" "--latency" "${S[@]}" --latency 5ms        # a server key, not a flag
     bad "$P" "--emails: missing value" "${S[@]}" --emails
@@ -76,24 +140,28 @@ for m in "${models[@]}"; do
     bad "$P" "$BIG" "${S[@]}" --profile "$TMP/overflow.conf"
     bad "$P" "key = value" "${S[@]}" --profile "$TMP/syntax.conf"
     bad "$P" "'5'" "${S[@]}" --profile "$TMP/srvkey.conf"
-    if [ "$m" = twisted ]; then
-        # The Python reference (models/reference/twisted_summary.py) has its
-        # own parser: its messages name the file, not the option.
-        bad "$P" "/nonexistent/p.conf" "${S[@]}" --profile /nonexistent/p.conf
-        bad "$P" "--rate" "${S[@]}" --rate -1
-        continue
-    fi
-    for v in -1 10xs $BIG; do bad "$P" "--rate" "${S[@]}" --rate "$v"; done
-    for v in -1 $BIG; do bad "$P" "--threads" "${S[@]}" --threads "$v"; done
-    bad "$P" "--emails: missing value (got the option '--seed')" "${S[@]}" --emails --seed 3
+    # Issue 11 #14: a bad --profile names the option and the file, in every model.
     bad "$P" "--profile: cannot read '/nonexistent/p.conf'" "${S[@]}" --profile /nonexistent/p.conf
     bad "$P" "--profile: '$TMP/adir' is a directory" "${S[@]}" --profile "$TMP/adir"
-    bad "$P" "--json: cannot write '/nonexistent/d/x.json'" "${S[@]}" --json /nonexistent/d/x.json
-    bad "$P" "--json: '$TMP/adir' is a directory" "${S[@]}" --json "$TMP/adir"
     if [ "$(id -u)" -ne 0 ]; then
         printf 'emails = 5\n' >"$TMP/noread.conf"; chmod 000 "$TMP/noread.conf"
         bad "$P" "--profile: cannot read" "${S[@]}" --profile "$TMP/noread.conf"
     fi
+    safe --emails
+    bad "$P" "--emails: missing value (got the option '--seed')" "${SAFE[@]}" --emails --seed 3
+    safe --json
+    bad "$P" "--json: cannot write '/nonexistent/d/x.json'" "${SAFE[@]}" --json /nonexistent/d/x.json
+    bad "$P" "--json: '$TMP/adir' is a directory" "${SAFE[@]}" --json "$TMP/adir"
+    if [ "$m" = twisted ]; then
+        bad "$P" "--rate" "${S[@]}" --rate -1
+        bad "$P" "--threads 4: not used by summary-twisted" "${S[@]}" --threads 4
+        continue
+    fi
+    for v in -1 10xs $BIG; do bad "$P" "--rate: bad value '$v'" "${S[@]}" --rate "$v"; done
+    case $m in
+    sync|async) bad "$P" "--threads 4: not used by summary-$m" "${S[@]}" --threads 4 ;;
+    *) for v in -1 0 $BIG; do bad "$P" "--threads: bad value '$v'" "${S[@]}" --threads "$v"; done ;;
+    esac
 done
 
 # smtp-mock: every option with a bad value exits 2 before listening (on a

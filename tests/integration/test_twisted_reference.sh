@@ -10,7 +10,10 @@
 #  (b) verified runs: plain with sessions reused, 4xx + drops (all delivered
 #      after retries), drops after "." (duplicates), 5xx (counted, never
 #      retried), chains, and a server too slow for --timeout;
-#  (c) a bad or unsupported flag exits 2; a refused port exits 3, all failed.
+#  (c) a bad or unsupported flag exits 2; a refused port exits 3, all failed;
+#  (d) its options are read as the C models read them (issue 11): the same
+#      exit status and message as bin/summary-async for each --server form,
+#      an option given twice, a missing --profile, --threads 0.
 # Skipped (SKIP lines, pass) when /usr/bin/python3 cannot import twisted.
 source "$(dirname "$0")/common.bash"
 TW="$BIN/summary-twisted"
@@ -134,4 +137,37 @@ timeout 60 "$TW" --server 127.0.0.1:1 --emails 3 --retries 1 --events 10 \
 check_eq "refused port exits 3" 3 "$?"
 check_eq "refused port, all failed" 3 "$(json_get "$TMP/refused.json" failed)"
 check_eq "refused port, reason" 3 "$(jq '.failure_reasons["connect: Connection refused"] // 0' "$TMP/refused.json")"
+
+# (d) the C parser's verdicts.  Port 1 on the loopback is refused: an
+# accepted --server ends in exit 3 at once; 0177.0.0.1 and 127.0.0.01 are the
+# loopback to a resolver (octal), so a wrong verdict stays on this machine.
+same_verdict() {        # same_verdict ARGS... — async and twisted: same exit, same message
+    local a=(--retries 0 --timeout 100ms) c t
+    [[ " $* " == *" --server"* ]] || a+=(--server 127.0.0.1:1)
+    [[ " $* " == *" --emails"* ]] || a+=(--emails 1)
+    timeout 20 "$BIN/summary-async" "${a[@]}" "$@" >/dev/null 2>"$TMP/c.err"; c=$?
+    timeout 20 "$TW" "${a[@]}" "$@" >/dev/null 2>"$TMP/t.err"; t=$?
+    local cm tm
+    cm=$(head -n 1 "$TMP/c.err" | sed 's/^summary-async: //; s/summary-async/MODEL/g; s/one thread/one (reactor) thread/')
+    tm=$(head -n 1 "$TMP/t.err" | sed 's/^summary-twisted: //; s/summary-twisted/MODEL/g; s/one reactor thread/one (reactor) thread/')
+    [ "$c" -eq 3 ] && cm="" && tm=""        # a run: the summaries differ by design
+    if [ "$c" = "$t" ] && [ "$cm" = "$tm" ]; then
+        pass "same verdict as C for '$*': exit $t${tm:+: $tm}"
+    else
+        fail "'$*': C exit $c '$cm', twisted exit $t '$tm'"
+    fi
+}
+for v in 0177.0.0.1:1 127.0.0.01:1 +127.0.0.1:1 " 127.0.0.1:1" 127.1:1 0x7f000001:1 :1 "[::1]:1" \
+         a_b:1 a..b:1 127.0.0.1:+1 127.0.0.1:01 "127.0.0.1: 1" 127.0.0.1:1k 127.0.0.1:0 \
+         127.0.0.1:65536 no-such-host.invalid:1 localhost:1 127.0.0.1:1; do
+    same_verdict --server "$v"
+done
+same_verdict --emails 1 --emails 2
+same_verdict --server 127.0.0.1:1 --server=127.0.0.1:1
+same_verdict --progress --progress
+same_verdict --threads 0
+same_verdict --profile /nonexistent/p.conf
+same_verdict --profile "$TMP"
+printf 'server = 0177.0.0.1:1\n' >"$TMP/octal.conf"
+same_verdict --profile "$TMP/octal.conf"
 finish
