@@ -56,6 +56,8 @@ printf 'server = 0177.0.0.1:1\n' >"$TMP/octal.conf"
 printf 'server = :1\n' >"$TMP/nohost.conf"
 printf 'threads = 0\n' >"$TMP/threads0.conf"
 printf 'server = localhost:2\n' >"$TMP/server2.conf"
+printf 'emails = \351\n' >"$TMP/latin1.conf"         # not UTF-8: a bad value, not a crash
+printf 'emails = 1\000\n' >"$TMP/nul.conf"
 mkdir -p "$TMP/adir"
 
 # safe OPT — SAFE=the safe values of S without OPT, so that the option under
@@ -139,6 +141,8 @@ for m in "${models[@]}"; do
     bad "$P" "10xs" "${S[@]}" --profile "$TMP/badvalue.conf"
     bad "$P" "$BIG" "${S[@]}" --profile "$TMP/overflow.conf"
     bad "$P" "key = value" "${S[@]}" --profile "$TMP/syntax.conf"
+    bad "$P" "latin1.conf:1: bad value" "${S[@]}" --profile "$TMP/latin1.conf"
+    bad "$P" "nul.conf: not a text file" "${S[@]}" --profile "$TMP/nul.conf"
     bad "$P" "'5'" "${S[@]}" --profile "$TMP/srvkey.conf"
     # Issue 11 #14: a bad --profile names the option and the file, in every model.
     bad "$P" "--profile: cannot read '/nonexistent/p.conf'" "${S[@]}" --profile /nonexistent/p.conf
