@@ -417,29 +417,31 @@ struct reactor_conn *reactor_conn_adopt(struct reactor *r, int fd)
     return c;
 }
 
-/* A literal address is taken as written (AI_NUMERICHOST): getaddrinfo alone
- * reads "0127.0.0.1" as octal, 87.0.0.1, and a benchmark must never send to a
- * host its user did not name.  Something made only of digits and dots that
- * inet_pton refuses is refused here too, not looked up as a name. */
+/* host must be a numeric IPv4 or IPv6 address, read as inet_pton reads it:
+ * getaddrinfo, even with AI_NUMERICHOST, reads "0127.0.0.1" as octal
+ * (87.0.0.1), "127.1" and "0x7f000001" too, and a benchmark must never send
+ * to a host its user did not name.  Names are resolved once, at start, by
+ * the caller (lib/cli.c), not per connection: that lookup would block. */
 static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICSERV };
-    unsigned char buf[sizeof(struct in6_addr)];
-    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1)
-        hints.ai_flags |= AI_NUMERICHOST;
-    else if (host[0] == '\0' || strspn(host, "0123456789.") == strlen(host))
-        return EAI_NONAME;
-    struct addrinfo *ai = NULL;
-    char service[16];
-    snprintf(service, sizeof service, "%d", port);
-    int rc = getaddrinfo(host, service, &hints, &ai);
-    if (rc != 0)
-        return rc;
-    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-    *len = ai->ai_addrlen;
-    freeaddrinfo(ai);
-    return 0;
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    if (port < 1 || port > 65535)
+        return EAI_SERVICE;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        *len = sizeof *sin;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *sin6;
+        return 0;
+    }
+    return EAI_NONAME;
 }
 
 struct deferred *reactor_connect_tcp(struct reactor *r, const char *host, int port,
@@ -449,8 +451,9 @@ struct deferred *reactor_connect_tcp(struct reactor *r, const char *host, int po
     socklen_t sslen;
     int rc = resolve(host, port, &ss, &sslen);
     if (rc != 0)
-        return deferred_fail(failure_new(&FAILURE_CONNECT_ERROR, 0, "resolve %s: %s",
-                                         host, gai_strerror(rc)));
+        return deferred_fail(failure_new(&FAILURE_CONNECT_ERROR, 0,
+                                         "connect to %s:%d: not a numeric address or port (%s)",
+                                         host, port, gai_strerror(rc)));
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return deferred_fail(failure_from_errno(&FAILURE_CONNECT_ERROR, errno, "socket"));

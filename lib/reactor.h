@@ -69,8 +69,9 @@ struct reactor_protocol {
     void (*connection_lost)(struct reactor_conn *c, struct failure *reason, void *arg);
 };
 
-/* Connect to host:port (numeric or resolvable name; resolution blocks).
- * connect_timeout <= 0 means none. */
+/* Connect to host:port; host is a numeric address (IPv4 or IPv6, read
+ * strictly, as inet_pton: resolve names once, beforehand), else the Deferred
+ * has already failed.  connect_timeout <= 0 means none. */
 struct deferred *reactor_connect_tcp(struct reactor *r, const char *host, int port,
                                      double connect_timeout);
 /* Wrap an already connected socket (e.g. an accepted one); sets O_NONBLOCK

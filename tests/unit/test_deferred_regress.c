@@ -351,6 +351,29 @@ static void test_timeout_outlives_reactor(void **state)
     deferred_unref(d);
 }
 
+/* ---- the reactor connects only to the address it was given ------------- */
+
+static void test_connect_numeric_only(void **state)
+{
+    (void)state;
+    struct reactor *r = reactor_new();
+    /* getaddrinfo reads these as 87.0.0.1, 127.0.0.1 and 127.0.0.1. */
+    const char *bad[] = { "0127.0.0.1", "127.1", "0x7f000001", " 127.0.0.1", "localhost", "" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct deferred *d = reactor_connect_tcp(r, bad[i], 2525, 1.0);
+        assert_true(deferred_called(d));
+        struct defer_result res = deferred_result(d);
+        assert_true(defer_is_failure(res));
+        assert_ptr_equal(res.failure->type, &FAILURE_CONNECT_ERROR);
+        assert_non_null(strstr(failure_message(res.failure), "not a numeric address"));
+        deferred_add_errback(d, NULL, NULL);
+        deferred_cancel(d);
+        deferred_unref(d);
+    }
+    assert_int_equal(unhandled, (int)(sizeof bad / sizeof *bad));
+    reactor_free(r);
+}
+
 /* ---- 6. the free list must not hide a use after free from ASan ------------ */
 
 static void test_freed_deferred_is_poisoned(void **state)
@@ -374,7 +397,7 @@ int main(void)
         T(test_errback_null_refused), T(test_callback_returns_null_error),
         T(test_fake_clock_reset_order), T(test_reactor_same_deadline_fifo),
         T(test_timeout_outlives_fake_clock), T(test_timeout_outlives_reactor),
-        T(test_freed_deferred_is_poisoned),
+        T(test_connect_numeric_only), T(test_freed_deferred_is_poisoned),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
