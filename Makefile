@@ -23,15 +23,23 @@ SANFLAGS ?=
 CFLAGS   ?=
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror \
             -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-            -MMD -MP -Ilib -Iworkloads $(SANFLAGS)
+            -MMD -MP $(SANFLAGS)
+# Dependencies run one way, and the include paths enforce it:
+#   models/ (the mains, models/mailer/) -> workloads/ -> lib/
+# lib/ is compiled with -Ilib alone, so a workload header there fails to build.
+INC      := -Ilib -Iworkloads -Imodels/mailer
+$(BUILD)/lib/%.o:       INC := -Ilib
+$(BUILD)/workloads/%.o: INC := -Ilib -Iworkloads
 LDFLAGS  += $(SANFLAGS)
 LDLIBS   := -lev -lpthread -lm
 # Every run's JSON records the revision it was built from.
 GIT_REV  := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 CFLAGS   += -DMAILBENCH_GIT_REV='"$(GIT_REV)"'
 
-# The shared library: everything in lib/ and workloads/ except the server's main.
-LIB_SRC  := $(wildcard lib/*.c) $(filter-out workloads/smtp-mock.c,$(wildcard workloads/*.c))
+# The shared library: everything in lib/, workloads/ (but the server's main)
+# and models/mailer/ (what the models share).
+LIB_SRC  := $(wildcard lib/*.c) $(filter-out workloads/smtp-mock.c,$(wildcard workloads/*.c)) \
+            $(wildcard models/mailer/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIBA     := $(BUILD)/libmailbench.a
 
@@ -54,7 +62,7 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(INC) -c $< -o $@
 
 $(LIBA): $(LIB_OBJ)
 	@rm -f $@

@@ -54,10 +54,10 @@ static const struct opt opts[] = {
     { "concurrency", K_COUNT, MB_KEY_MODEL, O(concurrency), 1, 1000000, "C", "emails in flight at once" },
     { "threads", K_COUNT, MB_KEY_MODEL, O(threads), 1, 100000, "T",
       "threads model: pool (default C); hybrid: CPU pool (default cores)" },
-    { "recipients", K_COUNT, MB_KEY_MODEL, O(recipients), 1, WORKLOAD_MAX_RECIPIENTS, "R", "recipients per email" },
-    { "events", K_COUNT, MB_KEY_MODEL, O(events), 0, WORKLOAD_MAX_EVENTS, "E",
+    { "recipients", K_COUNT, MB_KEY_MODEL, O(recipients), 1, MB_MAX_RECIPIENTS, "R", "recipients per email" },
+    { "events", K_COUNT, MB_KEY_MODEL, O(events), 0, MB_MAX_EVENTS, "E",
       "application events summarised per email (CPU work)" },
-    { "body-bytes", K_SIZE, MB_KEY_MODEL, O(body_bytes), 0, (long long)WORKLOAD_MAX_BODY_BYTES, "B",
+    { "body-bytes", K_SIZE, MB_KEY_MODEL, O(body_bytes), 0, (long long)MB_MAX_BODY_BYTES, "B",
       "pad each message to B bytes (0: the summary only)" },
     { "per-session", K_COUNT, MB_KEY_MODEL, O(per_session), 1, 1000000000, "K", "emails per SMTP connection" },
     { "chain", K_COUNT, MB_KEY_MODEL, O(chain), 1, 1000000000, "K",
@@ -542,13 +542,4 @@ void mb_options_usage(FILE *f, const char *model)
             "max-size, max-rcpts, idle-timeout, session-timeout), which this program\n"
             "ignores and smtp-mock uses.\n"
             "\nExit status 2 on a usage error.\n");
-}
-
-void mb_options_workload(const struct mb_options *o, struct workload_params *wp)
-{
-    wp->seed = o->seed;
-    wp->events = o->events;
-    wp->recipients = (int)o->recipients;
-    wp->body_bytes = o->body_bytes;
-    wp->chain = o->chain;
 }

@@ -8,7 +8,7 @@
  *     if (rc != 0)
  *         return rc == 1 ? 0 : 2;          // 1 = --help printed, 2 = usage error printed
  *     struct workload_params wp;
- *     mb_options_workload(&o, &wp);
+ *     mailer_workload_params(&o, &wp);     // models/mailer/mailer.h
  *
  * Precedence: built-in defaults, then the --profile file (wherever --profile
  * appears on the command line), then the flags, which override its keys.
@@ -45,7 +45,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "summary.h"
 #include "units.h"
 
 #define MB_PATH_MAX 1024
@@ -125,8 +124,12 @@ void mb_options_defaults(struct mb_options *o, const char *model);
 /* Prints the full usage text for `model` on f. */
 void mb_options_usage(FILE *f, const char *model);
 
-/* The workload parameters the options describe. */
-void mb_options_workload(const struct mb_options *o, struct workload_params *wp);
+/* The option bounds the workload can take (workloads/summary.h's
+ * WORKLOAD_MAX_*: models/mailer/mailer.c checks at compile time that the two
+ * agree, so lib/ never includes a workload header). */
+#define MB_MAX_EVENTS     10000000LL
+#define MB_MAX_RECIPIENTS 1000
+#define MB_MAX_BODY_BYTES (256ULL << 20)
 
 /* Which side a profile key belongs to: MB_KEY_MODEL, MB_KEY_SERVER,
  * MB_KEY_CLI (command line only), or -1 if unknown.  smtp-mock uses it to

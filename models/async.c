@@ -1,5 +1,5 @@
 /* summary-async — the asynchronous model: one thread, a libev reactor, and
- * each email a Deferred chain (lib/async_mailer.c, shared with the hybrid
+ * each email a Deferred chain (models/mailer/async_mailer.c, shared with the hybrid
  * model).  While one email waits for the server, the reactor runs the others;
  * but everything runs in this one thread, the CPU work of building each email
  * included: while it computes a summary, no connection is served.

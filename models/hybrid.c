@@ -3,7 +3,7 @@
  * of --threads worker threads through deferToThread (default: one per
  * core), and the result comes back to the reactor thread as the Deferred
  * firing.  The SMTP dialogue, the retries and the timeouts stay in the one
- * reactor thread (lib/async_mailer.c, shared with the async model); so does
+ * reactor thread (models/mailer/async_mailer.c, shared with the async model); so does
  * the --blocking call, which therefore still stalls every connection. */
 #include <stdio.h>
 #include <unistd.h>

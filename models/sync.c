@@ -1,7 +1,7 @@
 /* summary-sync — the synchronous model: one email after another on a
  * blocking socket.  While it waits for the server, it does nothing else.
  *
- * Everything it does per email is lib/blocking_mailer.c, shared with the
+ * Everything it does per email is models/mailer/blocking_mailer.c, shared with the
  * threads model: this file only decides that there is one of it. */
 
 #include "blocking_mailer.h"
@@ -29,7 +29,7 @@ int main(int argc, char **argv)
     for (long long i = 0; i < o.emails && mb_window_may_start(); i++) {
         double t0 = mb_now();
         if (o.rate > 0) {                       /* open loop: the intended start */
-            t0 = stats.start_s + (double)i / (double)o.rate;
+            t0 = mailer_due(stats.start_s, i, o.rate);
             blocking_sleep_until(t0);
         }
         blocking_mailer_send(&m, (uint64_t)i, t0);

@@ -1,5 +1,5 @@
 /* summary-threads — the threaded model: a pool of pthreads, each running the
- * same blocking code as the sync model (lib/blocking_mailer.c).  While one
+ * same blocking code as the sync model (models/mailer/blocking_mailer.c).  While one
  * thread waits for the server, the kernel runs another.
  *
  * The unit of work is a chain of --chain emails (1 by default): a thread
@@ -73,7 +73,7 @@ static void *worker_main(void *arg)
         for (long long i = c * o->chain; i < end && mb_window_may_start(); i++) {
             double t0 = mb_now();
             if (o->rate > 0) {
-                t0 = r->start + (double)i / (double)o->rate;
+                t0 = mailer_due(r->start, i, o->rate);
                 blocking_sleep_until(t0);
             }
             blocking_mailer_send(&m, (uint64_t)i, t0);

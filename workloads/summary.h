@@ -57,7 +57,7 @@
 #define WORKLOAD_FROM "reports@mailbench.test"
 
 /* What one email is made of.  Models get it from struct mb_options with
- * mb_options_workload() (lib/cli.h), or fill it themselves. */
+ * mailer_workload_params() (models/mailer/mailer.h), or fill it themselves. */
 struct workload_params {
     uint64_t seed;          /* --seed: the whole run's randomness */
     long long events;       /* --events: requests summarised per email (0 ..) */

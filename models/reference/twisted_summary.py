@@ -226,7 +226,13 @@ MODEL_OPTS = {
     "retries": ("count", 0, 1000, "N", "retries of a temporary failure"),
     "timeout": ("duration", 1, 86400 * SEC, "DUR", "timeout per connect+greeting and per message (addTimeout)"),
     "seed": ("count", 0, (1 << 63) - 1, "S", "seed of the workload"),
+    "duration": ("duration", 0, 86400 * SEC, "DUR",
+                 "steady-state window: start emails for DUR after the warm-up, then drain (0: send --emails)"),
+    "warmup": ("duration", 0, 3600 * SEC, "DUR",
+               "emails ending in the first DUR count for verification only, not in the figures"),
     "rate": ("count", 0, 0, "0", "open loop is not implemented here: only 0 (closed loop)"),
+    "quit-background": ("flag", 0, 0, None,
+                        "free an email's slot when QUIT is sent (default: when the connection is closed)"),
 }
 CLI_OPTS = {
     "profile": ("path", 0, 0, "FILE", "read settings from FILE first (flags override it)"),
@@ -280,16 +286,16 @@ def convert(kind, lo, hi, value):
     if kind == "hostport":
         parse_hostport(value)
         return value
-    if not value:
+    if kind == "flag" or not value:     # a flag has no value (a profile cannot set one)
         raise ValueError(value)
     return value
 
 
 def defaults():
-    return {"server": "127.0.0.1:2525", "emails": 1000, "concurrency": 10, "recipients": 1,
+    return {"server": "127.0.0.1:2525", "emails": 0, "concurrency": 10, "recipients": 1,
             "events": 1000, "body-bytes": 0, "per-session": 1, "chain": 1, "blocking": 0.0,
-            "retries": 5, "timeout": 30.0, "seed": 1, "rate": 0, "profile": None, "json": None,
-            "progress": False}
+            "retries": 5, "timeout": 30.0, "seed": 1, "rate": 0, "duration": 0.0, "warmup": 0.0,
+            "quit-background": False, "profile": None, "json": None, "progress": False}
 
 
 def usage(f):
@@ -299,9 +305,17 @@ def usage(f):
     for name, (kind, lo, hi, meta, text) in list(MODEL_OPTS.items()) + list(CLI_OPTS.items()):
         left = f"--{name}" + (f" {meta}" if meta else "")
         f.write(f"  {left:<22} {text}\n")
-    f.write("\nDefaults: --server 127.0.0.1:2525 --emails 1000 --concurrency 10 --recipients 1\n"
-            "  --events 1000 --body-bytes 0 --per-session 1 --chain 1 --blocking 0\n"
-            "  --retries 5 --timeout 30s --seed 1\n"
+    f.write("\nDefaults: --server 127.0.0.1:2525 --emails 1000 (with --duration: no cap) --concurrency 10\n"
+            "  --recipients 1 --events 1000 --body-bytes 0 --per-session 1 --chain 1 --blocking 0\n"
+            "  --retries 5 --timeout 30s --seed 1 --rate 0 --warmup 0 --duration 0\n"
+            "\nThe SMTP exchange is the C models' (lib/smtp_client.c): EHLO, then MAIL, RCPT...\n"
+            "and DATA in one write when the server offers PIPELINING, the text and its final\n"
+            "\".\" in one write, no RSET after a delivered message, QUIT after the last one.\n"
+            "An email holds its --concurrency slot until its connection is closed (the 221\n"
+            "read), or until QUIT is sent with --quit-background; its latency ends at the\n"
+            "reply to its final \".\".  --duration/--warmup: only emails ending in the window\n"
+            "make the rate, the latency figures and the CPU per email (the process CPU\n"
+            "over the window: Python's start-up and imports are not in it).\n"
             "\nNot supported here (exit 2): --threads (any value: one reactor thread),\n"
             "--rate other than 0.  A profile's server keys are accepted and ignored, as by\n"
             "the C models; flags override the profile's keys.\n"
@@ -409,9 +423,9 @@ def split_args(argv):
             raise UsageError(f"unknown option '{a}'{hint}")
         if name == "help":
             return [("help", None)]
-        if name == "progress":
+        if (MODEL_OPTS.get(name) or CLI_OPTS.get(name) or ("",))[0] == "flag":
             if eq:
-                raise UsageError(f"--progress takes no value (got '{value}')")
+                raise UsageError(f"--{name} takes no value (got '{value}')")
             out.append((name, None))
         elif eq:
             out.append((name, value))
@@ -446,11 +460,13 @@ def parse_options(argv):
         o["profile"] = profiles[0]
         load_profile(o, profiles[0])
     for name, value in args:
-        if name == "progress":
-            o["progress"] = True
+        if value is None:                   # a flag: --progress, --quit-background
+            o[name] = True
         elif name != "profile":
             apply(o, name, value, "")
     o["host"], o["port"] = resolve_server(o, any(k == "server" for k, _ in args))
+    if o["emails"] == 0:                    # not given: a run sized by time has no cap
+        o["emails"] = 1_000_000_000 if o["duration"] > 0 else 1000
     check_writable(o["json"])
     return o
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mailer.h"
 #include "profile.h"
 
 /* Output of the last parse() */
@@ -122,7 +123,7 @@ static void test_every_option(void **state)
     assert_string_equal(o.json, "-");
     assert_int_equal(o.progress, 1);
     struct workload_params wp;
-    mb_options_workload(&o, &wp);
+    mailer_workload_params(&o, &wp);
     assert_int_equal(wp.events, 100000);
     assert_int_equal(wp.recipients, 3);
     assert_int_equal(wp.body_bytes, 102400);

@@ -17,7 +17,7 @@ void blocking_mailer_init(struct blocking_mailer *m, const struct mb_options *o,
 {
     memset(m, 0, sizeof *m);
     m->o = o;
-    mb_options_workload(o, &m->wp);
+    mailer_workload_params(o, &m->wp);
     m->cfg.ehlo_name = "client.mailbench.test";
     m->cfg.pipelining = true;
     m->stats = stats;

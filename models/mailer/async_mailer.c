@@ -277,7 +277,7 @@ static void email_start(struct async_job *job)
 {
     struct async_mailer *m = job->m;
     if (m->o->rate > 0) {       /* open loop: not before its intended start */
-        job->t0 = m->stats->start_s + (double)job->index / (double)m->o->rate;
+        job->t0 = mailer_due(m->stats->start_s, job->index, m->o->rate);
         double wait = job->t0 - mb_now();
         if (wait > 0) {
             defer_call_unref(reactor_call_later(m->r, wait, email_go, job));
@@ -302,8 +302,8 @@ static void chain_start_next(struct async_mailer *m)
         return;
     struct async_job *job = calloc(1, sizeof *job);
     if (job == NULL) {
-        fprintf(stderr, "summary-%s: out of memory\n", m->o->model);
-        exit(1);
+        fprintf(stderr, "summary-%s: out of memory for a chain\n", m->o->model);
+        abort();                /* cannot go on: as every allocation failure in lib/ */
     }
     long long c = m->next_chain++;
     job->m = m;
@@ -320,16 +320,17 @@ static void arrive(void *arg)
     struct async_mailer *m = arg;
     defer_call_unref(m->arrivals);
     m->arrivals = NULL;
-    double now = mb_now(), per_chain = (double)m->o->chain / (double)m->o->rate;
+    double now = mb_now();
+    /* Chain c arrives when its first email is due. */
     while (m->next_chain < m->nchains
-           && m->stats->start_s + (double)m->next_chain * per_chain <= now)
+           && mailer_due(m->stats->start_s, m->next_chain * m->o->chain, m->o->rate) <= now)
         chain_start_next(m);
     if (stop_starting(m)) {
         run_over_check(m);
         return;
     }
     if (m->next_chain < m->nchains) {
-        double due = m->stats->start_s + (double)m->next_chain * per_chain;
+        double due = mailer_due(m->stats->start_s, m->next_chain * m->o->chain, m->o->rate);
         m->arrivals = reactor_call_later(m->r, due > now ? due - now : 0, arrive, m);
     }
 }
@@ -366,7 +367,7 @@ void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struc
     memset(m, 0, sizeof *m);
     m->o = o;
     m->r = r;
-    mb_options_workload(o, &m->wp);
+    mailer_workload_params(o, &m->wp);
     m->cfg.ehlo_name = "client.mailbench.test";
     m->cfg.pipelining = true;
     m->policy = (struct retry_policy)RETRY_POLICY_DEFAULT;

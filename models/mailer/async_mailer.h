@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "cli.h"
+#include "mailer.h"
 #include "deferred.h"
 #include "reactor.h"
 #include "retry.h"

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "cli.h"
+#include "mailer.h"
 #include "smtp_client.h"
 #include "stats.h"
 #include "summary.h"
