@@ -39,6 +39,6 @@ set style line 10 lc rgb "#555555" lw 1.5 dt 2
 set style line 11 lc rgb "#000000" lw 1.5 dt 3
 set style line 12 lc rgb "#ff0000" lw 2 pt 2 ps 2
 set style line 13 lc rgb "#444444" lw 1 dt 4
-little_title = "bound: Little's law, in-flight ÷ time per email"
-cpu_title = "bound: CPU, cores ÷ CPU time per email"
+little_title = "each model's Little's-law bound (its colour, dashed)"
+cpu_title = "each model's CPU bound (its colour, dotted)"
 invalid_title = "invalid run (not in medians)"
