@@ -66,4 +66,15 @@ fresh; copy_threads q2-latency emails_per_s; scale q2-latency async emails_per_s
 if sed -n '/^### 2b/,/^## 3/p' "$TMP/r.md" | grep -q "async at"; then
     fail "a 2% loss made async the winner: $(sed -n '/^### 2b/,/^## 3/p' "$TMP/r.md" | grep Verdict)"
 else pass "a 2% loss to threads is not an async win"; fi
+
+# scripts/compare-results: the same folder twice agrees; a folder where async
+# lost throughput flips that row (exit 1) and lists the points that moved.
+"$ROOT/scripts/compare-results" "$FIX" "$FIX" >"$TMP/cmp0" 2>&1; check_eq "compare-results: same folder exits 0" 0 $?
+if grep -q "0 verdict(s) flip" "$TMP/cmp0"; then pass "same folder: no flip"; else fail "same folder: $(grep flip "$TMP/cmp0")"; fi
+fresh; scale q1-concurrency async emails_per_s 0.3
+"$ROOT/scripts/compare-results" "$FIX" "$TMP/res" >"$TMP/cmp1" 2>&1; check_eq "compare-results: a flip exits 1" 1 $?
+if grep -q "^| throughput with many tasks | advantage .*| disadvantage .*| \*\*FLIP\*\* |" "$TMP/cmp1"; then
+    pass "the flipped row is named"; else fail "flip not shown: $(grep 'many tasks' "$TMP/cmp1")"; fi
+if grep -q "^| q1-concurrency | async | 10000 |" "$TMP/cmp1"; then pass "moved points listed"; else fail "moved points: $(grep -c q1-concurrency "$TMP/cmp1")"; fi
+"$ROOT/scripts/compare-results" "$FIX" "$TMP/nowhere" >/dev/null 2>&1; check_eq "compare-results: not a results folder exits 2" 2 $?
 finish
