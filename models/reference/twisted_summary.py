@@ -10,21 +10,51 @@ lib/retry.c and the same "mailbench.run/1" JSON, model "twisted".  Run it with
 It is written the way a Twisted user writes a bulk sender, and reads side by
 side with lib/async_mailer.c:
 
-  * one connection is an ESMTPClient subclass (twisted.mail.smtp), driven
-    through the documented multi-message hooks getMailFrom / getMailTo /
-    getMailData / sentMail, so that a session can carry --per-session emails;
-    with --per-session 1 its conversation is that of smtp.sendmail (EHLO,
-    MAIL, RCPT, DATA, body, ".", RSET, QUIT), minus the TLS context sendmail
-    builds per message and plus TCP_NODELAY (see /work/shared DESIGN pitfalls);
+  * one connection is a subclass of twisted.mail.smtp.ESMTPClient, driven
+    through the documented multi-message hooks (getMailTo, getMailData,
+    sentMail) so that a session can carry --per-session emails.  Its
+    exchange is the C models' (lib/smtp_client.c with cfg.pipelining, as
+    every C model sends), so that "C against Twisted" compares languages,
+    not protocols (issue 10): per email, on a fresh connection, greeting;
+    EHLO; MAIL FROM, RCPT TO (x --recipients) and DATA in one write when
+    the server offers PIPELINING; the text and its final "." in one write;
+    QUIT once the session is done (after --per-session emails; the next
+    email's MAIL/RCPT/DATA go right after the previous 250, no RSET).
+    That is 4 round trips to the reply to ".", and one more to the 221.
+    Stock ESMTPClient has no PIPELINING, sends RSET after every message
+    (smtp.sendmail: greeting, EHLO, MAIL, RCPT, DATA, text, RSET, QUIT: 6
+    round trips to the reply to ".", 8 in all, against 4 and 5) and writes
+    the text and "." separately; subclassing is enough to
+    change that, as a Twisted user would: the state methods smtpState_from
+    (send the pipelined group), smtpState_data (one write), smtpState_msgSent
+    (no RSET: the next message, or QUIT) are overridden, and the replies to
+    the group are taken in order by one more state, smtpState_pipelined.
+    Lock-step MAIL, RCPT, DATA (ESMTPClient's own states) remain for a
+    server that does not offer PIPELINING.  RSET goes out, in front of the
+    next MAIL, only after a failed transaction the server had accepted MAIL
+    for; MAIL carries SIZE= when the server offers SIZE; a 421 ends the
+    session without QUIT: all as lib/smtp_client.c.  TCP_NODELAY is set
+    (stock sendmail() does not: Nagle + delayed ACK, see the DESIGN
+    pitfalls) and no TLS context is built per message (stock sendmail()
+    builds one);
   * concurrency: a DeferredSemaphore of --concurrency tokens; the unit that
     holds a token is a chain of --chain emails, each email's Deferred chained
-    on the previous one's;
+    on the previous one's.  An email holds its token until its connection
+    is closed (its QUIT's Deferred fires once the 221 is read and the
+    socket closed), as the blocking models do; --quit-background frees it
+    when QUIT is sent (a reactor's own advantage, measured apart).  Its
+    latency ends at the reply to its final "." in either case;
   * temporary failures (4xx, a lost connection, a timeout) are retried with
     bounded exponential backoff and equal jitter (base 10 ms, cap 1 s, at most
     --retries) via task.deferLater; 5xx are permanent and counted by reason;
   * every connect + greeting and every message transaction is bounded by
     --timeout with Deferred.addTimeout (the Deferreds' cancellers abort the
-    connection, as sendmail's does).
+    connection, as sendmail's does);
+  * runs are sized by time as the C models' (--warmup, --duration; lib/
+    stats.c's window): only emails ending in the window make the rate, the
+    latency figures and the CPU per email, which is the process CPU read
+    when the window opens and closes (time.process_time), so Python's
+    start-up (~0.4 s of imports) is not in it.
 
 Twisted's own retries (the factories' retries=5, immediate reconnects, no
 back-off, 4xx after MAIL/RCPT/DATA never retried) and its missing default
@@ -34,6 +64,7 @@ Exit status: 0 all delivered, 3 some failed, 2 usage error, 1 internal error.
 """
 import io
 import json
+import math
 import os
 import platform
 import resource
@@ -51,6 +82,7 @@ PROG = "summary-twisted"
 MODEL = "twisted"
 FROM = "reports@mailbench.test"         # WORKLOAD_FROM
 EHLO_NAME = "client.mailbench.test"     # what lib/async_mailer.c says
+MAIL_FROM = b"MAIL FROM:<" + FROM.encode("ascii") + b">"
 RETRY_BASE_S, RETRY_CAP_S = 0.010, 1.0  # RETRY_POLICY_DEFAULT
 M64 = (1 << 64) - 1
 
@@ -500,8 +532,65 @@ def proc_status(field):
     return -1
 
 
+class Window:
+    """The steady-state window (lib/stats.c's mb_window_*).  start() is called
+    when the emails start: the window opens at start + warmup and closes at
+    start + warmup + duration (never, without a duration).  Emails that end
+    inside it make the figures; the process CPU time is read when it opens
+    and when it closes (poll_at from the Mailer's timers at those instants
+    and from every email's end), so Python's start-up, the imports and the
+    drain after the window are not in the CPU per email."""
+
+    def __init__(self):
+        self.open_at, self.close_at = 0.0, math.inf
+        self.state = 0                  # 0 not open yet, 1 open, 2 closed
+        self.t_open = self.t_close = self.cpu_open = self.cpu_close = 0.0
+
+    def start(self, o, start):
+        self.open_at = start + o["warmup"]
+        self.close_at = self.open_at + o["duration"] if o["duration"] > 0 else math.inf
+        self.state = 0
+        self.poll_at(now())
+
+    def may_start(self):
+        """May another email start?  False once the window has closed."""
+        return self.close_at == math.inf or now() < self.close_at
+
+    def snapshot(self, t):
+        if self.state == 0:
+            self.t_open, self.cpu_open = t, time.process_time()
+        else:
+            self.t_close, self.cpu_close = t, time.process_time()
+        self.state += 1
+
+    def poll_at(self, t):
+        if self.state == 0 and t >= self.open_at or self.state == 1 and t >= self.close_at:
+            self.snapshot(t)
+
+    def next(self):
+        """The next instant poll_at has work to do, or inf."""
+        return self.open_at if self.state == 0 else self.close_at if self.state == 1 else math.inf
+
+    def contains(self, t):
+        return self.open_at <= t < self.close_at
+
+    def finish(self, t):
+        """(window_s, cpu_window_s): the window as run, closed now if still open;
+        the CPU per second between the snapshots times the window's length."""
+        self.poll_at(t)
+        if self.state == 0:
+            self.snapshot(t)            # ended before the warm-up did: an empty window
+        if self.state == 1:
+            self.snapshot(t)            # ran out of emails before the window closed
+        end = min(t, self.close_at)
+        window_s = end - self.open_at if end > self.open_at else 0.0
+        span = self.t_close - self.t_open
+        return window_s, (self.cpu_close - self.cpu_open) / span * window_s if span > 0 else 0.0
+
+
 class RunStats:
-    """mb_run_stats: counters, exact latency samples, failure reasons."""
+    """mb_run_stats: counters, exact latency samples (emails ending in the
+    window only), failure reasons."""
 
     def __init__(self, emails):
         self.emails, self.delivered, self.failed, self.retries = emails, 0, 0, 0
@@ -509,6 +598,9 @@ class RunStats:
         self.latencies_us = []
         self.reasons = {}
         self.threads_peak = 0
+        self.window = Window()
+        self.window_delivered = self.window_failed = 0
+        self.window_first = self.window_last = 0.0  # first and last delivery in the window
         self.sample_threads()
         self.start_s = now()
 
@@ -516,19 +608,42 @@ class RunStats:
         self.threads_peak = max(self.threads_peak, proc_status("Threads"))
 
     def record_delivered(self, hash_, latency_us):
+        t = now()
+        self.window.poll_at(t)
         self.delivered += 1
         self.digest = (self.digest + hash_) & M64
-        self.latencies_us.append(latency_us)
+        if self.window.contains(t):
+            self.window_delivered += 1
+            if self.window_first == 0:
+                self.window_first = t
+            self.window_last = t
+            self.latencies_us.append(latency_us)
 
     def record_failed(self, reason):
+        t = now()
+        self.window.poll_at(t)
         self.failed += 1
+        if self.window.contains(t):
+            self.window_failed += 1
         reason = reason[:79]
         if reason not in self.reasons and len(self.reasons) >= 31:
             reason = "other"
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
+    def per_second(self):
+        """The rate in the window: deliveries between its first and last over
+        that span (10 or more), else over the window's length (stats.c)."""
+        span = self.window_last - self.window_first
+        if self.window_delivered >= 10 and span > 0:
+            return (self.window_delivered - 1) / span
+        return self.window_delivered / self.window_s if self.window_s > 0 else 0.0
+
     def finish(self):
-        self.wall_s = now() - self.start_s
+        t = now()
+        self.wall_s = t - self.start_s
+        self.window_s, self.cpu_window_s = self.window.finish(t)
+        if self.window.close_at < math.inf:     # sized by time: the emails it got to
+            self.emails = self.delivered + self.failed
         self.sample_threads()
         ru = resource.getrusage(resource.RUSAGE_SELF)
         self.cpu_user_s, self.cpu_sys_s = ru.ru_utime, ru.ru_stime
@@ -568,11 +683,12 @@ def run_json(o, s):
                    "body_bytes": o["body-bytes"], "per_session": o["per-session"],
                    "chain": o["chain"], "blocking_us": round(o["blocking"] * 1e6),
                    "retries": o["retries"], "timeout_s": o["timeout"], "seed": o["seed"],
-                   "rate": 0, "profile": o["profile"]},
+                   "rate": 0, "warmup_s": o["warmup"], "duration_s": o["duration"],
+                   "quit_background": o["quit-background"], "profile": o["profile"]},
         "emails": s.emails, "delivered": s.delivered, "failed": s.failed, "retries": s.retries,
         "failure_reasons": s.reasons, "connections": s.connections,
         "wall_s": round(s.wall_s, 6),
-        "emails_per_s": round(s.delivered / s.wall_s, 3) if s.wall_s > 0 else 0.0,
+        "emails_per_s": round(s.per_second(), 3),
         "p50_us": percentile(lat, 50), "p90_us": percentile(lat, 90),
         "p99_us": percentile(lat, 99), "p999_us": percentile(lat, 99.9),
         "max_us": lat[-1] if lat else 0,
@@ -582,6 +698,10 @@ def run_json(o, s):
         "max_rss_kb": s.max_rss_kb, "ctx_voluntary": s.ctx_voluntary,
         "ctx_involuntary": s.ctx_involuntary, "threads_peak": s.threads_peak,
         "digest": f"{s.digest:016x}",
+        "window_s": round(s.window_s, 6), "window_delivered": s.window_delivered,
+        "window_failed": s.window_failed, "cpu_window_s": round(s.cpu_window_s, 6),
+        "cpu_per_email_us": round(s.cpu_window_s * 1e6 / (s.window_delivered + s.window_failed), 3)
+        if s.window_delivered + s.window_failed else 0.0,
         # No maybe_delivered / maybe_digest / maybe_hashes: twisted.mail does
         # not say whether a lost connection came after the final "." (README).
         "git_rev": git_rev(),
@@ -619,7 +739,7 @@ def fmt_us(us):
 
 def print_summary(o, s):
     lat = sorted(s.latencies_us)
-    rate = s.delivered / s.wall_s if s.wall_s > 0 else 0.0
+    rate = s.per_second()
     sys.stderr.write(f"{PROG}: {s.delivered}/{s.emails} delivered, {s.failed} failed, "
                      f"{s.retries} retries, {s.wall_s:.3f}s, {rate:.1f} emails/s\n")
     sys.stderr.write(f"{PROG}: latency p50 {fmt_us(percentile(lat, 50))} p99 {fmt_us(percentile(lat, 99))} "
@@ -632,27 +752,47 @@ def print_summary(o, s):
 def build_classes():
     """The Twisted classes, defined once Twisted is imported (so --help and
     usage errors work, and say so, without it)."""
+    from collections import deque
     from twisted.internet import error, protocol
-    from twisted.internet.defer import Deferred
+    from twisted.internet.defer import Deferred, succeed
     from twisted.mail import smtp
+
+    SUCCESS = smtp.SUCCESS
+    STAGES = {b"EHLO": "EHLO", b"HELO": "EHLO", b"MAIL": "MAIL", b"RCPT": "RCPT",
+              b"DATA": "DATA", b"RSET": "RSET", b"QUIT": "QUIT"}   # smtp_client_stage_name
 
     class SessionLost(error.ConnectionLost):
         """The connection ended while a reply was awaited; `stage` names the
-        command it was awaited for, as the C client's reasons do."""
+        command it was awaited for, in the C client's words ("RCPT:
+        connection lost after RCPT, before reply"); `reason` is Twisted's."""
 
         def __init__(self, stage, reason):
-            error.ConnectionLost.__init__(self, f"{stage}: connection lost ({reason.getErrorMessage()})")
-            self.stage = stage
+            what = "before greeting" if stage == "greeting" else f"after {stage}, before reply"
+            error.ConnectionLost.__init__(self, f"{stage}: connection lost {what}")
+            self.stage, self.reason = stage, reason
 
     class Session(smtp.ESMTPClient):
-        """One SMTP connection carrying up to --per-session emails.
+        """One SMTP connection carrying up to --per-session emails, with the
+        C client's exchange (lib/smtp_client.c, cfg.pipelining = true).
 
-        ESMTPClient calls getMailFrom() after EHLO and after each RSET; when
-        no email is waiting we park there (self.parked) until send() gives
-        one, and getMailFrom() returning None means QUIT.  The Deferreds:
-        `ready` fires with the session once EHLO is answered; each send()
-        fires when the reply to "." is 2xx, or fails with SMTPDeliveryError
-        (the server's code) or the reason the connection was lost."""
+        ESMTPClient's states do the greeting, EHLO (HELO fallback) and, when
+        the server does not offer PIPELINING, the lock-step MAIL, RCPT...,
+        DATA (smtpState_to, smtpState_toOrData).  Overridden:
+          * esmtpState_serverConfig notes PIPELINING and SIZE;
+          * smtpState_from starts a message: with PIPELINING, [RSET] MAIL,
+            RCPT... and DATA in one write, their replies taken in order by
+            smtpState_pipelined; it parks when no email is waiting (send()
+            resumes it) and sends QUIT once the session is released;
+          * smtpState_data writes the text and its final "." in one write
+            (stock Twisted streams it with a FileSender and writes "." alone);
+          * smtpState_msgSent ends a message without stock Twisted's RSET:
+            RSET is sent, in front of the next MAIL, only after a failed
+            transaction the server had accepted MAIL for (as the C client);
+          * a 421 ends the session without QUIT (the server is closing).
+        The Deferreds: `ready` fires with the session once EHLO is answered;
+        each send() fires when the reply to "." is 2xx, or fails with
+        SMTPDeliveryError (the server's code) or the reason the connection
+        was lost; each quit() fires once the connection is closed."""
         requireAuthentication = False       # as smtp.sendmail() sets them
         requireTransportSecurity = False
         heloFallback = True
@@ -662,16 +802,24 @@ def build_classes():
             self.factory = factory
             self.ready = factory.ready      # fired by smtpState_from the first time
             self.current = None             # (email, Deferred) in transaction
-            self.waiting = None             # (email, Deferred) given while RSET is outstanding
+            self.waiting = None             # (email, Deferred) given while a message ends
             self.parked = False             # in smtpState_from with nothing to send
             self.closing = False            # QUIT at the next chance; never reused
             self.lost = False               # connectionLost seen
+            self.gone = []                  # quit()'s Deferreds, fired by connectionLost
             self.sent = 0                   # transactions ended on this connection
-            self.stage = "greeting"         # the reply awaited: the last command sent
+            self.stage = "greeting"         # the reply awaited (lock-step): the last command sent
+            self.pipelining = False         # the server offers PIPELINING
+            self.size_limit = 0             # its SIZE (0: none): MAIL carries SIZE=n
+            self.pending_rset = False       # RSET goes out in front of the next MAIL
+            self.due = deque()              # pipelined commands whose replies are awaited
+            self.mail_ok = False            # the server accepted this transaction's MAIL
+            self.failure = None             # (code, resp): the transaction's first failure
+            self.mail_line = None           # lock-step: MAIL, sent once RSET is answered
 
         def connectionMade(self):
-            # Twisted writes the body and the final "." separately: without
-            # TCP_NODELAY, Nagle + delayed ACK add ~40 ms per email.
+            # One write per flight is not enough: without TCP_NODELAY a
+            # write after an unacknowledged one waits for the delayed ACK.
             self.transport.setTcpNoDelay(True)
             self.factory.run.live += 1
             smtp.ESMTPClient.connectionMade(self)
@@ -686,40 +834,186 @@ def build_classes():
             self.waiting = (email, d)
             if self.parked:
                 self.parked = False
-                smtp.ESMTPClient.smtpState_from(self, 250, b"")
+                self.smtpState_from(250, b"")
             return d
 
         def quit(self):
+            """QUIT after the message in progress (if any).  The Deferred
+            fires once the connection is closed: the 221 read and the socket
+            closed, or the connection lost; cancelling it drops the connection."""
             self.closing = True
+            if self.lost:
+                return succeed(None)
+            d = Deferred(lambda _: self.abort())
+            self.gone.append(d)
             if self.parked:
                 self.parked = False
                 self._disconnectFromServer()
+            return d
 
         def abort(self):
             self.closing = True
             if not self.lost:
                 self.transport.abortConnection()
 
-        # -- ESMTPClient's hooks
+        # -- writing
         def sendLine(self, line):
-            word = line.split(b" ", 1)[0].split(b":", 1)[0]
-            self.stage = "end of data" if line in (b".", b"\r\n.") else word.decode("ascii", "replace")
+            self.stage = STAGES.get(line[:4], "end of data")
             smtp.ESMTPClient.sendLine(self, line)
+
+        def send_group(self, lines):
+            """Several commands in one write (RFC 2920: DATA last)."""
+            if self.debug:
+                for line in lines:
+                    self.log.append(b">>> " + line)
+            self.transport.write(b"\r\n".join(lines) + b"\r\n")
+
+        def where(self):
+            return self.due[0] if self.due else self.stage
+
+        def fail(self, code, resp):
+            if self.failure is None:        # the first failure is the reason
+                self.failure = (code, resp)
+
+        # -- ESMTPClient's states
+        def esmtpState_serverConfig(self, code, resp):
+            for line in resp.splitlines()[1:]:     # the keywords after the greeting line
+                word, _, arg = line.partition(b" ")
+                word = word.upper()
+                if word == b"PIPELINING":
+                    self.pipelining = True
+                elif word == b"SIZE":
+                    self.size_limit = int(arg) if arg.isdigit() else 0
+            smtp.ESMTPClient.esmtpState_serverConfig(self, code, resp)
 
         def smtpState_from(self, code, resp):
             if self.ready is not None:      # EHLO answered: the session is open
                 d, self.ready = self.ready, None
                 self.parked = True
                 d.callback(self)
-            elif self.waiting is None and not self.closing:
-                self.parked = True
+            elif self.closing:
+                self._disconnectFromServer()   # QUIT
+            elif self.waiting is not None:
+                self.start_message()
             else:
-                smtp.ESMTPClient.smtpState_from(self, code, resp)
+                self.parked = True
 
-        def getMailFrom(self):
-            if self.waiting is None:
-                return None                 # QUIT
+        def start_message(self):
             self.current, self.waiting = self.waiting, None
+            email = self.current[0]
+            self._from = FROM
+            self.toAddressesResult, self.successAddresses = [], []
+            self.failure, self.mail_ok = None, False
+            if self.size_limit and email.size > self.size_limit:
+                self.fail(552, (f"5.3.4 message size {email.size} exceeds the server's SIZE "
+                                f"limit {self.size_limit} (not sent)").encode("ascii"))
+                self._from = None
+                self.sentMail(552, self.failure[1], 0, [], self.log)
+                self.smtpState_from(552, b"")
+                return
+            mail = MAIL_FROM + (b" SIZE=%d" % email.size if self.size_limit else b"")
+            if self.pipelining:
+                lines = [b"RSET"] if self.pending_rset else []
+                lines += [mail] + email.rcpt_lines + [b"DATA"]
+                self.due.extend(line[:4].decode("ascii") for line in lines)
+                self.pending_rset = False
+                self._expected = range(0, 1000)    # every reply to smtpState_pipelined
+                self._okresponse = self.smtpState_pipelined
+                self.send_group(lines)
+            elif self.pending_rset:         # lock-step: RSET, then MAIL
+                self.pending_rset = False
+                self.mail_line = mail
+                self._expected = range(0, 1000)
+                self._okresponse = self.smtpState_rset
+                self.sendLine(b"RSET")
+            else:
+                self.send_mail(mail)
+
+        def smtpState_rset(self, code, resp):
+            if code == 421:                 # the server is closing the session
+                self.fail(code, resp)
+                return self.smtpState_msgSent(code, resp)
+            self.send_mail(self.mail_line)  # any other reply is ignored (RFC 5321 4.1.1.5)
+
+        def send_mail(self, mail):
+            self._expected = [250]
+            self._okresponse = self.smtpState_to
+            self._failresponse = self.smtpTransferFailed
+            self.sendLine(mail)
+
+        def smtpState_to(self, code, resp):
+            self.mail_ok = True
+            return smtp.ESMTPClient.smtpState_to(self, code, resp)
+
+        def smtpState_pipelined(self, code, resp):
+            """The replies to [RSET] MAIL, RCPT... and DATA, in order."""
+            what = self.due.popleft()
+            if code == 421:                 # the server is closing the session
+                self.due.clear()
+                self.fail(code, resp)
+                return self.smtpState_msgSent(code, resp)
+            if what == "MAIL":
+                self.mail_ok = code in SUCCESS
+                if not self.mail_ok:
+                    self.fail(code, resp)
+            elif what == "RCPT":
+                addr = self.current[0].rcpt[len(self.toAddressesResult)]
+                self.toAddressesResult.append((addr, code, resp))
+                if code in SUCCESS:
+                    self.successAddresses.append(addr)
+            elif what == "DATA":
+                if not self.successAddresses and self.toAddressesResult:
+                    self.fail(*self.toAddressesResult[-1][1:])    # every RCPT refused
+                if code == 354 and self.failure is not None:
+                    # DATA accepted without recipients: end the empty
+                    # message (RFC 2920 3.1), whatever the server says of it.
+                    self._okresponse = self.smtpState_msgSent
+                    self.stage = "end of data"
+                    self.send_group([b"."])
+                elif code == 354:
+                    self.smtpState_data(code, resp)
+                else:
+                    self.fail(code, resp)
+                    self.smtpState_msgSent(code, resp)
+            # RSET: its reply is ignored (RFC 5321 4.1.1.5)
+
+        def smtpState_data(self, code, resp):
+            chunk = self.transformChunk(self.getMailData().read())   # "\n" -> CRLF, dot-stuffed
+            self.stage = "end of data"
+            self._expected = SUCCESS
+            self._okresponse = self.smtpState_msgSent
+            self._failresponse = self.smtpTransferFailed
+            if self.debug:
+                self.log.append(b">>> .")
+            self.transport.write(chunk + (b".\r\n" if chunk.endswith(b"\r\n") else b"\r\n.\r\n"))
+
+        def smtpState_msgSent(self, code, resp):
+            if self._from is not None:
+                if self.failure is None and code not in SUCCESS:
+                    refused = [a for a in self.toAddressesResult if a[1] not in SUCCESS]
+                    if refused and not self.successAddresses:
+                        self.fail(refused[-1][1], refused[-1][2])
+                    else:
+                        self.fail(code, resp)
+                self.pending_rset = self.failure is not None and self.mail_ok
+                self.closing = self.closing or code == 421     # not back to the pool
+                self._from = None
+                fcode, fresp = self.failure or (code, resp)
+                self.sentMail(fcode, fresp, len(self.successAddresses), self.toAddressesResult, self.log)
+            self.toAddressesResult = []
+            if code == 421:                 # no QUIT: close, as the server does
+                self.closing = True
+                self.transport.loseConnection()
+            else:
+                self.smtpState_from(code, resp)
+
+        def smtpTransferFailed(self, code, resp):
+            if code == 421:
+                self.fail(code, resp)
+            smtp.ESMTPClient.smtpTransferFailed(self, code, resp)
+
+        # -- the message hooks
+        def getMailFrom(self):
             return FROM
 
         def getMailTo(self):
@@ -731,16 +1025,17 @@ def build_classes():
         def sentMail(self, code, resp, numOk, addresses, log):
             (email, d), self.current = self.current, None
             self.sent += 1
-            if code in smtp.SUCCESS:
+            if code in SUCCESS:
                 d.callback(email)
-                return
-            if numOk == 0 and addresses:    # "No recipients accepted": the RCPT's reply
-                code, resp = addresses[-1][1], addresses[-1][2]
-            d.errback(smtp.SMTPDeliveryError(code, resp, None, addresses))
+            else:
+                d.errback(smtp.SMTPDeliveryError(code, resp, None, addresses))
 
         def sendError(self, exc):
             self.closing = True
-            smtp.ESMTPClient.sendError(self, exc)   # QUIT, or drop the connection
+            if getattr(exc, "code", None) == 421:
+                self.smtpState_disconnect(-1, None)     # the server is closing: no QUIT
+            else:
+                smtp.ESMTPClient.sendError(self, exc)   # QUIT, or drop the connection
             self.fail_pending(exc)
 
         def connectionLost(self, reason):
@@ -748,7 +1043,11 @@ def build_classes():
             self.lost = self.closing = True
             self.parked = False
             self.factory.run.connection_closed()
-            self.fail_pending(SessionLost(self.stage, reason))
+            self.fail_pending(SessionLost(self.where(), reason))
+            gone, self.gone = self.gone, []
+            for d in gone:
+                if not d.called:
+                    d.callback(None)
 
         def fail_pending(self, why):
             for pending in (self.ready, self.current and self.current[1], self.waiting and self.waiting[1]):
@@ -793,15 +1092,16 @@ def build_classes():
 
 class Email:
     """One built email: what the transaction needs and what the stats record."""
-    __slots__ = ("index", "rcpt", "wire", "hash")
+    __slots__ = ("index", "rcpt", "rcpt_lines", "wire", "size", "hash")
 
 
 class Job:
     """One email in progress (struct async_job)."""
-    __slots__ = ("index", "t0", "attempt", "email", "session")
+    __slots__ = ("index", "t0", "t_reply", "attempt", "email", "session")
 
     def __init__(self, index):
-        self.index, self.t0, self.attempt, self.email, self.session = index, 0.0, 0, None, None
+        self.index, self.t0, self.t_reply, self.attempt = index, 0.0, 0.0, 0
+        self.email = self.session = None
 
 
 class Mailer:
@@ -811,13 +1111,15 @@ class Mailer:
         self.smtp, self.error, self.open_session = build_classes()
         self.o, self.reactor, self.stats = o, reactor, stats
         self.rcpt = [f"ops+{i}@example.test".encode("ascii") for i in range(o["recipients"])]
+        self.rcpt_lines = [b"RCPT TO:<" + r + b">" for r in self.rcpt]
         self.backoff = Backoff(o["seed"])
         self.sem = defer.DeferredSemaphore(o["concurrency"])
         self.nchains = -(-o["emails"] // o["chain"])
-        self.next_chain = self.chains_done = self.done = 0
+        self.next_chain = self.chains_done = self.started = self.done = 0
         self.idle = []          # sessions waiting for an email
         self.live = 0           # connections open
         self.finished = False   # every chain has ended
+        self.window_call = None
 
     # -- sessions
     def get_session(self):
@@ -836,13 +1138,17 @@ class Mailer:
         return session
 
     def put_session(self, s):
-        more = self.done + 1 < self.o["emails"]
+        """Back to the pool if it may carry another email, else QUIT (or drop
+        it if it is in no state to say goodbye).  Returns the QUIT's Deferred
+        (fires once the connection is gone), or None."""
+        more = self.done + 1 < self.o["emails"]     # an email after this one
         if s.usable() and s.sent < self.o["per-session"] and more:
             self.idle.append(s)
-        elif not s.lost and not s.closing and s.current is None:
-            s.quit()
-        else:
-            s.abort()
+            return None
+        if s.usable():
+            return s.quit()
+        s.abort()
+        return None
 
     def connection_closed(self):
         self.live -= 1
@@ -861,13 +1167,29 @@ class Mailer:
         job.session = session
         d = session.send(job.email)
         d.addTimeout(self.o["timeout"], self.reactor)
+        d.addBoth(self.stamp_reply, job)
         return d
 
-    def release_session(self, result, job):
-        if job.session is not None:
-            s, job.session = job.session, None
-            self.put_session(s)
+    def stamp_reply(self, result, job):
+        """The message's reply is in: the email's latency ends here, whatever
+        the teardown that follows."""
+        job.t_reply = now()
         return result
+
+    def release_session(self, result, job):
+        """Give the session back.  When it is quit, the email keeps its
+        concurrency slot until the connection is gone, as the blocking models
+        do (they read the 221 before their next email); --quit-background
+        frees the slot at once and reads the 221 in the background."""
+        if job.session is None:
+            return result
+        s, job.session = job.session, None
+        gone = self.put_session(s)
+        if gone is None or self.o["quit-background"]:
+            return result
+        gone.addTimeout(self.o["timeout"], self.reactor)    # a server that never answers QUIT
+        gone.addBoth(lambda _: result)
+        return gone
 
     def permanent(self, failure):
         code = getattr(failure.value, "code", -1)
@@ -886,7 +1208,8 @@ class Mailer:
         o = self.o
         data = workload.render(o["seed"], job.index, o["events"], o["recipients"], o["body-bytes"], o["chain"])
         e = Email()
-        e.index, e.rcpt, e.hash = job.index, self.rcpt, digest_hash(data)
+        e.index, e.rcpt, e.rcpt_lines, e.hash = job.index, self.rcpt, self.rcpt_lines, digest_hash(data)
+        e.size = len(data)                      # MAIL's SIZE=, as the C client counts it
         e.wire = data.replace(b"\r\n", b"\n")   # Twisted's sender turns "\n" into CRLF
         job.email = e
         return job
@@ -895,7 +1218,7 @@ class Mailer:
         return self.attempt(job)
 
     def delivered(self, result, job):
-        us = int((now() - job.t0) * 1e6)
+        us = int((job.t_reply - job.t0) * 1e6)
         self.stats.record_delivered(job.email.hash, max(us, 0))
         return result
 
@@ -908,7 +1231,11 @@ class Mailer:
         return None
 
     def send_one(self, _, index):
-        """One email, as callbacks on one Deferred; fires when it has ended."""
+        """One email, as callbacks on one Deferred; fires when it has ended.
+        None once the window has closed (--duration): the chain stops."""
+        if self.stop_starting():
+            return None
+        self.started += 1
         job = Job(index)
         job.t0 = now()
         if self.o["blocking"] > 0:
@@ -920,6 +1247,13 @@ class Mailer:
         return d
 
     # -- chains and the semaphore
+    def stop_starting(self):
+        """The steady-state window has closed (--duration): nothing new starts."""
+        if self.stats.window.may_start():
+            return False
+        self.nchains = self.next_chain
+        return True
+
     def run_chain(self, first, end):
         """Emails first..end-1, each started when the previous one has ended."""
         d = self.defer.succeed(None)
@@ -928,7 +1262,7 @@ class Mailer:
         return d
 
     def start_chain(self):
-        if self.next_chain >= self.nchains:
+        if self.next_chain >= self.nchains or self.stop_starting():
             return
         c = self.next_chain
         self.next_chain += 1
@@ -941,6 +1275,8 @@ class Mailer:
         self.start_chain()
         if self.chains_done == self.nchains:
             self.finished = True
+            if self.window_call is not None and self.window_call.active():
+                self.window_call.cancel()
             while self.idle:
                 self.idle.pop().quit()
             if self.live == 0:
@@ -949,7 +1285,18 @@ class Mailer:
                 self.reactor.callLater(self.o["timeout"], self.reactor.stop)
         return None
 
+    def window_due(self):
+        """The window's CPU snapshots, taken on time."""
+        self.window_call = None
+        w = self.stats.window
+        w.poll_at(now())
+        if w.next() < math.inf and not self.finished:
+            self.window_call = self.reactor.callLater(max(w.next() - now(), 0), self.window_due)
+
     def start(self):
+        self.stats.start_s = now()      # the run's clock: the reactor is up, the imports done
+        self.stats.window.start(self.o, self.stats.start_s)
+        self.window_due()
         for _ in range(min(self.o["concurrency"], self.nchains)):
             self.start_chain()
 
@@ -1012,13 +1359,14 @@ def main(argv):
         ticker.start(1.0, now=False)
     reactor.callWhenRunning(m.start)
     reactor.run(installSignalHandlers=True)
-    stats.finish()
     if progress:
         sys.stderr.write("\n")
-    lost = o["emails"] - stats.delivered - stats.failed
-    if lost:        # stopped by a signal or the QUIT guard before every email ended
-        for _ in range(lost):
-            stats.record_failed("not sent: run interrupted")
+    # Stopped by a signal or the QUIT guard before every email ended: the
+    # rest failed (sized by time: the emails started and not ended).
+    planned = m.started if o["duration"] > 0 else o["emails"]
+    for _ in range(planned - stats.delivered - stats.failed):
+        stats.record_failed("not sent: run interrupted")
+    stats.finish()
     print_summary(o, stats)
     if o["json"]:
         write_json(run_json(o, stats), o["json"])

@@ -13,7 +13,20 @@
 #  (c) a bad or unsupported flag exits 2; a refused port exits 3, all failed;
 #  (d) its options are read as the C models read them (issue 11): the same
 #      exit status and message as bin/summary-async for each --server form,
-#      an option given twice, a missing --profile, --threads 0.
+#      an option given twice, a missing --profile, --threads 0, the window
+#      options and --quit-background;
+#  (e) the same SMTP exchange as bin/summary-async (issue 10, like for like):
+#      through a loopback proxy that writes each connection's flights (the
+#      commands sent between two server replies), the same transcripts, e.g.
+#      "EHLO | MAIL RCPT DATA | TEXT | QUIT" (pipelined, no RSET, text and
+#      "." in one flight); the server's per-command counts ("commands" in
+#      smtp-mock's stats) equal, when smtp-mock reports them; and the same
+#      time per email at --latency 20ms (within 10%: 4 round trips to the
+#      reply to ".", one more to the 221, the slot held until the close);
+#  (f) runs sized by time (--warmup, --duration): the C models' JSON keys in
+#      their order, only emails ending in the window counted, the CPU per
+#      email without Python's start-up, --emails as a cap; --quit-background
+#      frees the slot when QUIT is sent.
 # Skipped (SKIP lines, pass) when /usr/bin/python3 cannot import twisted.
 source "$(dirname "$0")/common.bash"
 TW="$BIN/summary-twisted"
@@ -170,4 +183,225 @@ same_verdict --profile /nonexistent/p.conf
 same_verdict --profile "$TMP"
 printf 'server = 0177.0.0.1:1\n' >"$TMP/octal.conf"
 same_verdict --profile "$TMP/octal.conf"
+
+# (d, continued) the window options and --quit-background, read as C reads them
+same_verdict --duration 1
+same_verdict --warmup 2h
+same_verdict --duration -1s
+same_verdict --quit-background=1
+same_verdict --quit-background --quit-background
+printf 'quit-background = 1\n' >"$TMP/qb.conf"
+same_verdict --profile "$TMP/qb.conf"
+printf 'duration = 100ms\nwarmup = 0\n' >"$TMP/timed.conf"
+same_verdict --profile "$TMP/timed.conf"
+
+# (e) the same exchange as the C models.  The proxy forwards to smtp-mock
+# and writes a line per connection: the client's commands, grouped into
+# flights (what it sent between two replies), the message text as TEXT.
+cat >"$TMP/proxy.py" <<'EOF'
+import collections, selectors, signal, socket, sys
+
+upstream, out = int(sys.argv[1]), open(sys.argv[2], "w", buffering=1)
+sel, conns = selectors.DefaultSelector(), set()
+lsock = socket.socket()
+lsock.bind(("127.0.0.1", 0))
+lsock.listen(128)
+print(f"listening on 127.0.0.1:{lsock.getsockname()[1]}", flush=True)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+
+
+class Conn:
+    def __init__(self, c, s):
+        self.c, self.s, self.closed = c, s, False
+        self.flights = [[]]                 # the client's commands per flight
+        self.cbuf = self.sbuf = b""         # partial lines
+        self.body = False                   # the client is sending a message's text
+        self.due = collections.deque()      # commands awaiting their reply
+
+    def client_bytes(self, data):
+        self.cbuf += data
+        *lines, self.cbuf = self.cbuf.split(b"\r\n")
+        for line in lines:
+            if self.body:
+                if line == b".":
+                    self.body = False
+                    self.flights[-1].append("TEXT")
+                    self.due.append("TEXT")
+                continue
+            word = line[:4].decode("ascii", "replace").upper()
+            self.flights[-1].append(word)
+            self.due.append(word)
+
+    def server_bytes(self, data):
+        self.sbuf += data
+        *lines, self.sbuf = self.sbuf.split(b"\r\n")
+        for line in lines:
+            if line[3:4] != b"-" and self.due:      # a reply's last line
+                if self.due.popleft() == "DATA":
+                    self.body = line.startswith(b"354")
+        if self.flights[-1]:
+            self.flights.append([])
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        conns.discard(self)
+        for x in (self.c, self.s):
+            try:
+                sel.unregister(x)
+            except (KeyError, ValueError):
+                pass
+            x.close()
+        out.write(" | ".join(" ".join(f) for f in self.flights if f) + "\n")
+
+
+sel.register(lsock, selectors.EVENT_READ, None)
+try:
+    while True:
+        for key, _ in sel.select():
+            if key.data is None:
+                c, _ = lsock.accept()
+                s = socket.create_connection(("127.0.0.1", upstream))
+                for x in (c, s):
+                    x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn = Conn(c, s)
+                conns.add(conn)
+                sel.register(c, selectors.EVENT_READ, (conn, "c"))
+                sel.register(s, selectors.EVENT_READ, (conn, "s"))
+                continue
+            conn, side = key.data
+            if conn.closed:
+                continue
+            src, dst = (conn.c, conn.s) if side == "c" else (conn.s, conn.c)
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                conn.close()
+                continue
+            (conn.client_bytes if side == "c" else conn.server_bytes)(data)
+            try:
+                dst.sendall(data)
+            except OSError:
+                conn.close()
+finally:
+    for conn in list(conns):        # SIGTERM: what is still open, as seen so far
+        conn.close()
+EOF
+
+# exchange LABEL MODEL "MOCK OPTIONS" OPTIONS... — the run's connections
+# through the proxy, "COUNT TRANSCRIPT" lines, sorted.
+exchange() {
+    local label=$1 model=$2 mockopts=$3 i port="" ppid rc; shift 3
+    # shellcheck disable=SC2086
+    start_mock xm $mockopts || { echo "smtp-mock did not start"; return; }
+    /usr/bin/python3 "$TMP/proxy.py" "$xm_PORT" "$TMP/$label.flights" >"$TMP/$label.proxy" 2>&1 &
+    ppid=$!
+    PIDS+=("$ppid")
+    for i in $(seq 1 100); do
+        port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$TMP/$label.proxy")
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    timeout 60 "$BIN/summary-$model" --server "127.0.0.1:$port" --events 5 "$@" \
+        >/dev/null 2>"$TMP/$label.err"
+    rc=$?
+    sleep 0.2
+    stop_pid "$ppid"
+    stop_pid "$xm_PID"
+    [ "$rc" = 0 ] || [ "$rc" = 3 ] || echo "exit $rc: $(head -n 2 "$TMP/$label.err")"
+    sort "$TMP/$label.flights" | uniq -c | sed 's/^ *//'
+}
+k=0
+while IFS= read -r line; do
+    mockopts=${line%%;*}; opts=${line#*;}
+    k=$((k + 1))
+    # shellcheck disable=SC2086
+    c=$(exchange "x$k-c" async "$mockopts" $opts)
+    # shellcheck disable=SC2086
+    t=$(exchange "x$k-t" twisted "$mockopts" $opts)
+    if [ -n "$t" ] && [ "$c" = "$t" ]; then
+        pass "exchange ($mockopts;$opts): twisted = C async: $(echo "$t" | paste -sd '/' -)"
+    else
+        fail "exchange ($mockopts;$opts): C async: [$c], twisted: [$t]"
+    fi
+done <<'EOF'
+--latency 1ms; --emails 3 --concurrency 1
+--latency 1ms; --emails 7 --concurrency 1 --per-session 3 --recipients 2
+--latency 1ms; --emails 3 --concurrency 1 --duration 1s
+--tempfail 0.4 --fault-stage rcpt --seed 3; --emails 9 --concurrency 1 --per-session 3 --retries 2
+--permfail 0.4 --fault-stage mail --seed 4; --emails 9 --concurrency 1 --per-session 3 --recipients 2
+--tempfail 0.4 --fault-stage data --seed 5; --emails 9 --concurrency 1 --per-session 3 --retries 2
+EOF
+check_eq "exchange: one email, pipelined, no RSET" "3 EHLO | MAIL RCPT DATA | TEXT | QUIT" \
+    "$(sort "$TMP/x1-t.flights" | uniq -c | sed 's/^ *//')"
+
+# The same time per email at --latency 20ms, one email in flight: 4 round
+# trips to the reply to "." (the latency), one more to the 221 (the rate).
+run_verified "rt-c" async "--latency 20ms" --concurrency 1 --warmup 200ms --duration 1s --events 20 --retries 0
+run_verified "rt" twisted "--latency 20ms" --concurrency 1 --warmup 200ms --duration 1s --events 20 --retries 0
+within() {      # within DESC FIELD PCT — twisted's .FIELD within PCT% of C async's
+    local c t
+    c=$(jq ".$2" "$TMP/rt-c.json"); t=$(jq ".$2" "$LAST_JSON")
+    if [ "$(echo "$t > 0 && $c > 0 && ($t - $c) / $c * 100 <= $3 && ($c - $t) / $c * 100 <= $3" | bc -l)" = 1 ]
+    then pass "$1: twisted $t, C async $c (within $3%)"
+    else fail "$1: twisted $t, C async $c (not within $3%)"; fi
+}
+within "rt: emails/s at --latency 20ms (5 round trips + the close)" emails_per_s 10
+within "rt: p50 latency at --latency 20ms (4 round trips)" p50_us 10
+check_eq "rt: one connection at a time (the slot held until the close)" 1 "$(json_get "$LAST_STATS" max_concurrent)"
+# The server's own count of each command, when smtp-mock reports it.
+if jq -e 'has("commands")' "$LAST_STATS" >/dev/null; then
+    run_verified "cmd-c" async "--latency 1ms" --emails 12 --concurrency 1 --per-session 3 \
+        --recipients 2 --events 5
+    cp "$LAST_STATS" "$TMP/cmd-c.stats"
+    run_verified "cmd" twisted "--latency 1ms" --emails 12 --concurrency 1 --per-session 3 \
+        --recipients 2 --events 5
+    c=$(jq -c '.commands' "$TMP/cmd-c.stats"); t=$(jq -c '.commands' "$LAST_STATS")
+    if [ -n "$t" ] && [ "$t" != null ] && [ "$c" = "$t" ]; then
+        pass "cmd: the server's per-command counts, twisted = C async: $t"
+    else
+        fail "cmd: the server's per-command counts: C async $c, twisted $t"
+    fi
+else
+    echo "SKIP cmd: smtp-mock reports no per-command counts (no \"commands\" in its stats)"
+fi
+
+# (f) runs sized by time: the C JSON, the window, the marginal CPU
+check_eq "timed: the C models' keys, in their order (no maybe_*)" \
+    "$(jq -c '[keys_unsorted[] | select(startswith("maybe_") | not)]' "$TMP/rt-c.json")" \
+    "$(jq -c 'keys_unsorted' "$LAST_JSON")"
+check_eq "timed: the C models' params, in their order" \
+    "$(jq -c '.params | keys_unsorted' "$TMP/rt-c.json")" "$(jq -c '.params | keys_unsorted' "$LAST_JSON")"
+check_eq "timed: params" '[1000000000,0.2,1,false]' \
+    "$(jq -c '.params | [.emails, .warmup_s, .duration_s, .quit_background]' "$LAST_JSON")"
+check_eq "timed: window_s is the duration" true "$(jq '.window_s == 1' "$LAST_JSON")"
+check_eq "timed: emails = delivered + failed, the window's within them" true \
+    "$(jq '.emails == .delivered + .failed and .window_delivered + .window_failed < .emails
+           and .window_delivered >= 8' "$LAST_JSON")"
+check_eq "timed: cpu_per_email_us = cpu_window_s / window emails (to its rounding)" true \
+    "$(jq '(.cpu_window_s * 1e6 / (.window_delivered + .window_failed) - .cpu_per_email_us) | fabs < 0.5' "$LAST_JSON")"
+# ~10 emails of ~2 ms CPU each in the window; the imports alone cost more.
+check_eq "timed: Python's start-up is not in the window's CPU" true \
+    "$(jq '.cpu_window_s > 0 and .cpu_window_s < (.cpu_user_s + .cpu_sys_s) / 2' "$LAST_JSON")"
+
+run_verified "qb" twisted "--latency 20ms" --concurrency 1 --warmup 200ms --duration 1s --events 20 \
+    --retries 0 --quit-background
+check_eq "qb: params.quit_background" true "$(jq '.params.quit_background' "$LAST_JSON")"
+check_eq "qb: the next connection opens while the 221 is awaited" 2 "$(json_get "$LAST_STATS" max_concurrent)"
+if [ "$(echo "$(jq .emails_per_s "$LAST_JSON") > 1.1 * $(jq .emails_per_s "$TMP/rt.json")" | bc -l)" = 1 ]; then
+    pass "qb: faster than holding the slot ($(jq .emails_per_s "$LAST_JSON") > $(jq .emails_per_s "$TMP/rt.json") emails/s)"
+else
+    fail "qb: $(jq .emails_per_s "$LAST_JSON") emails/s, holding the slot $(jq .emails_per_s "$TMP/rt.json")"
+fi
+
+start=$(date +%s.%N)
+run_verified "cap" twisted "" --duration 5s --emails 5 --concurrency 2 --events 20
+check_eq "cap: --emails caps a timed run" 5 "$(json_get "$LAST_JSON" emails)"
+elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+if [ "$(echo "$elapsed < 4" | bc)" = 1 ]; then pass "cap: ends with its emails (${elapsed}s)"; else fail "cap: took ${elapsed}s"; fi
+run_verified "timed-reuse" twisted "--latency 1ms" --duration 500ms --warmup 100ms --concurrency 8 \
+    --per-session 3 --chain 2 --events 20
 finish
