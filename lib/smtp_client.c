@@ -369,7 +369,30 @@ static void greeting_done(struct smtp_client *c, int code, const char *text)
     else session_fail(c, SMTP_STAGE_GREETING, code, text);
 }
 
-/* EHLO reply lines after the first are keywords: pick PIPELINING and SIZE. */
+/* The SIZE keyword's line (n bytes at p, "SIZE" matched): RFC 1870's
+ * "SIZE" [SP 1*DIGIT] with a value that fits in 64 bits gives the limit (0:
+ * none); any other shape ("SIZE -1", "SIZE 12x", an overflow) is ignored,
+ * as Postfix's client does: no limit is assumed, and the server still
+ * refuses what is too large with 552 after DATA. */
+static void parse_size(struct smtp_client *c, const char *p, size_t n)
+{
+    uint64_t v = 0;
+    if (n == 4) {
+        c->size_limit = 0;
+        return;
+    }
+    if (p[4] != ' ' || n == 5)
+        return;
+    for (size_t i = 5; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9' || v > (UINT64_MAX - (uint64_t)(p[i] - '0')) / 10)
+            return;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    c->size_limit = v;
+}
+
+/* EHLO reply lines after the first are keywords: pick PIPELINING and SIZE.
+ * The text holds no NUL (reply_line refuses one). */
 static void parse_extensions(struct smtp_client *c, const char *text)
 {
     const char *p = strchr(text, '\n');
@@ -380,7 +403,7 @@ static void parse_extensions(struct smtp_client *c, const char *text)
         if (n == 10 && strncasecmp(p, "PIPELINING", 10) == 0)
             c->pipelining = c->cfg.pipelining;
         else if (n >= 4 && strncasecmp(p, "SIZE", 4) == 0 && (n == 4 || p[4] == ' '))
-            c->size_limit = n > 5 ? strtoull(p + 5, NULL, 10) : 0;
+            parse_size(c, p, n);
         p = end;
     }
 }
@@ -430,10 +453,35 @@ static void start_txn(struct smtp_client *c)
     }
 }
 
+/* The offset of the first CR or LF in msg that is not part of a CRLF, or
+ * len if there is none.  Such a message is refused: dot-stuffing goes by
+ * CRLF lines, so a "." after a bare LF would go out unstuffed, and a lenient
+ * server would end DATA there (the SMTP-smuggling shape). */
+static size_t bare_eol(const char *msg, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r'))
+            return i;
+        if (msg[i] == '\r' && (i + 1 == len || msg[i + 1] != '\n'))
+            return i;
+    }
+    return len;
+}
+
 static void start_next(struct smtp_client *c)
 {
     while (c->head) {
         struct txn *t = c->head;
+        size_t bad = bare_eol(t->msg, t->len);
+        if (bad < t->len) {
+            char why[160];
+            snprintf(why, sizeof why, "5.6.0 bare %s at byte %zu of the message "
+                     "(lines must end in CRLF; not sent)", t->msg[bad] == '\n' ? "LF" : "CR",
+                     bad);
+            txn_fail(t, SMTP_STAGE_MAIL, 554, why);
+            txn_report(c, 554, why, true, false);
+            continue;
+        }
         if (c->size_limit && t->len > c->size_limit) {
             char why[128];
             snprintf(why, sizeof why, "5.3.4 message size %zu exceeds the "
@@ -588,6 +636,13 @@ static void reply_line(struct smtp_client *c, const char *l, size_t n)
     if (n < 3 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' ||
         l[2] < '0' || l[2] > '9' || (n > 3 && l[3] != ' ' && l[3] != '-')) {
         protocol_error(c, "malformed reply line \"%.*s\"", (int)(n < 80 ? n : 80), l);
+        return;
+    }
+    /* The text is kept as a C string: a NUL would cut it (and hide the EHLO
+     * keywords after it). */
+    const char *nul = memchr(l, '\0', n);
+    if (nul) {
+        protocol_error(c, "NUL in reply line \"%.*s\"", (int)(nul - l < 80 ? nul - l : 80), l);
         return;
     }
     int code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');

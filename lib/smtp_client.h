@@ -29,9 +29,9 @@
  * - Input.  smtp_client_feed() takes server bytes split anywhere.  Replies may
  *   be multi-line ("250-..." lines then "250 ..."); lines end in CRLF (a bare
  *   LF is tolerated).  A line that is not "ddd", "ddd text" or "ddd-text" with
- *   a code 200..599, a multi-line reply whose codes differ, a reply nobody
- *   asked for (other than 421), or a line longer than cfg.max_line is a
- *   protocol error: PROTOCOL_ERROR event, every pending message fails
+ *   a code 200..599, a line holding a NUL, a multi-line reply whose codes
+ *   differ, a reply nobody asked for (other than 421), or a line longer than
+ *   cfg.max_line is a protocol error: PROTOCOL_ERROR event, every pending message fails
  *   (temporary), CLOSED event; the driver should close the connection.
  * - RSET.  After a transaction that failed once the server had accepted MAIL,
  *   RSET is always sent before the next MAIL.  After a successful one, RSET is
@@ -44,7 +44,9 @@
  *   fails at stage RCPT with the last RCPT reply.
  * - SIZE.  When the server advertises SIZE, MAIL carries SIZE=<len>; a message
  *   larger than the advertised limit fails at once, permanently, with a local
- *   552 and is not sent.
+ *   552 and is not sent.  The keyword is read strictly, "SIZE" [SP 1*DIGIT]
+ *   (RFC 1870) with a value that fits in 64 bits; any other shape ("SIZE -1",
+ *   "SIZE 12x") is ignored, as Postfix's client does: no limit, no SIZE=.
  * - Failures of the session.  Greeting not 220, or EHLO and HELO both
  *   rejected: every queued message fails with that reply (temporary for 4xx,
  *   permanent for 5xx), QUIT is sent (except for 421) and CLOSED follows.
@@ -56,9 +58,11 @@
  *   queued messages fail the same way; CLOSED follows.  Each message gets
  *   exactly one MESSAGE_DONE event, whatever happens.
  * - Messages.  msg is the message as rendered: CRLF lines, ending in CRLF
- *   (if it does not, the core adds CRLF before the terminator).  Lines are
- *   delimited by CRLF for dot-stuffing; a bare LF is passed through.  The
- *   message bytes are BORROWED: they must stay valid and unchanged until that
+ *   (if it does not, the core adds CRLF before the terminator).  A CR or LF
+ *   that is not part of a CRLF is refused: when its turn comes the message
+ *   fails at once, permanently, with a local 554 ("bare LF at byte N") and
+ *   nothing of it is sent, so a "." after a bare LF can never end DATA early
+ *   at a lenient server (SMTP smuggling).  The message bytes are BORROWED: they must stay valid and unchanged until that
  *   message's MESSAGE_DONE event (the envelope strings are copied).
  * - Event strings and arrays belong to the client and stay valid until the
  *   next smtp_client_next_event() or smtp_client_free() call.

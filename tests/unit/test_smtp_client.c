@@ -22,6 +22,19 @@
 
 #include "smtp_client.h"
 
+/* The server core, for the round trip below.  Its stage names clash with the
+ * client's (SMTP_STAGE_MAIL in both), and this test uses none of them: they
+ * are renamed while its header is read. */
+#define SMTP_STAGE_GREETING SMTP_SERVER_STAGE_GREETING
+#define SMTP_STAGE_MAIL SMTP_SERVER_STAGE_MAIL
+#define SMTP_STAGE_RCPT SMTP_SERVER_STAGE_RCPT
+#define SMTP_STAGE_DATA SMTP_SERVER_STAGE_DATA
+#include "smtp_server.h"
+#undef SMTP_STAGE_GREETING
+#undef SMTP_STAGE_MAIL
+#undef SMTP_STAGE_RCPT
+#undef SMTP_STAGE_DATA
+
 /* ---- messages and scenarios ------------------------------------------- */
 
 struct msgspec {
@@ -35,7 +48,10 @@ static const char B1[] =
     "Message-ID: <1@mailbench>\r\n\r\nHello.\r\n";
 static const char BDOT[] =
     ".top\r\nSubject: dots\r\n\r\n.leading dot\r\n..two dots\r\na.b\r\n"
-    "bare\n.lf\r\n.\r\nmiddle\r\n.\r\n";
+    "crlf\r\n.lf\r\n.\r\nmiddle\r\n.\r\n";
+/* A bare LF: refused locally, nothing of it sent (then M1 goes as usual). */
+static const char BBARELF[] =
+    "Subject: smuggle\r\n\r\nhi\n.\r\nMAIL FROM:<evil@example.org>\r\n";
 static const char BNOEOL[] = "Subject: no newline\r\n\r\nlast line";
 static char BBIG[201];
 
@@ -46,6 +62,7 @@ static const struct msgspec M3 = { "alice@example.org",
     { "a@example.org", "b@example.org" }, B1 };
 static const struct msgspec MDOT = { "alice@example.org", { "bob@example.org" }, BDOT };
 static const struct msgspec MNOEOL = { "alice@example.org", { "bob@example.org" }, BNOEOL };
+static const struct msgspec MBARELF = { "alice@example.org", { "bob@example.org" }, BBARELF };
 static const struct msgspec MEMPTY = { "alice@example.org", { "bob@example.org" }, "" };
 static const struct msgspec MBIG = { "alice@example.org", { "bob@example.org" }, BBIG };
 
@@ -89,6 +106,7 @@ static const struct scenario scenarios[] = {
     { "multiline_mismatch", PLAIN, { &M1 }, true },
     { "unexpected_reply", PLAIN, { &M1 }, false },
     { "bare_lf", PLAIN, { &M1 }, true },
+    { "bare_lf_message", PLAIN, { &MBARELF, &M1 }, true },
     { "multiline_everywhere", PLAIN, { &M2, &M1 }, true },
 };
 #define NSCEN (sizeof scenarios / sizeof *scenarios)
@@ -554,6 +572,194 @@ static void test_line_limit(void **state)
     }
 }
 
+/* A NUL in a reply line is a protocol error: it used to end the text there,
+ * so the extensions after it were lost (here PIPELINING and SIZE). */
+static void test_reply_nul(void **state)
+{
+    (void)state;
+    static const char ehlo[] = "250-mx\r\n250-X\0Y\r\n250-PIPELINING\r\n250 SIZE 1000\r\n";
+    struct smtp_client *c = client(true);
+    feed_str(c, "220 mx ESMTP\r\n");
+    expect_take(c, "EHLO c\r\n");
+    smtp_client_feed(c, ehlo, sizeof ehlo - 1);
+    struct smtp_client_event ev = next(c, SMTP_CLIENT_PROTOCOL_ERROR);
+    assert_string_equal(ev.text, "NUL in reply line \"250-X\"");
+    next(c, SMTP_CLIENT_CLOSED);
+    smtp_client_free(c);
+
+    static const char greeting[] = "220 mx\0 ESMTP\r\n";     /* in any reply */
+    c = client(false);
+    assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, "hi\r\n", 4, (void *)1), 0);
+    smtp_client_feed(c, greeting, sizeof greeting - 1);
+    next(c, SMTP_CLIENT_PROTOCOL_ERROR);
+    ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
+    assert_int_equal(ev.result, SMTP_CLIENT_TEMPFAIL);
+    assert_int_equal(ev.stage, SMTP_STAGE_GREETING);
+    next(c, SMTP_CLIENT_CLOSED);
+    assert_false(smtp_client_has_output(c));
+    smtp_client_free(c);
+}
+
+/* SIZE is read strictly (RFC 1870: "SIZE" [SP 1*DIGIT]); anything else is
+ * ignored, as if no limit were given (Postfix's client does the same): it
+ * used to be strtoull's reading ("SIZE -1" a limit of 2^64-1, "SIZE 12x" a
+ * limit of 12 that refused a 20-byte message locally). */
+static void test_size_strict(void **state)
+{
+    (void)state;
+    static const struct { const char *line; uint64_t limit; } cases[] = {
+        { "SIZE 1000", 1000 }, { "SIZE", 0 }, { "SIZE 0", 0 },
+        { "size 77", 77 }, { "SIZE 18446744073709551615", UINT64_MAX },
+        { "SIZE -1", 0 }, { "SIZE x", 0 }, { "SIZE 12x", 0 }, { "SIZE +5", 0 },
+        { "SIZE  5", 0 }, { "SIZE 5 ", 0 }, { "SIZE ", 0 }, { "SIZE 0x10", 0 },
+        { "SIZE 18446744073709551616", 0 }, { "SIZE 99999999999999999999999", 0 },
+    };
+    static const char body[] = "twenty bytes, here\r\n";   /* 20 > 12 */
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct smtp_client *c = client(false);
+        char reply[128];
+        snprintf(reply, sizeof reply, "220 mx\r\n250-mx\r\n250 %s\r\n", cases[i].line);
+        assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, body, sizeof body - 1, NULL), 0);
+        feed_str(c, reply);
+        struct smtp_client_event ev = next(c, SMTP_CLIENT_READY);
+        if (ev.size_limit != cases[i].limit)
+            fail_msg("\"%s\": limit %llu, want %llu", cases[i].line,
+                     (unsigned long long)ev.size_limit, (unsigned long long)cases[i].limit);
+        char *out = take(c);
+        if (cases[i].limit)
+            assert_non_null(strstr(out, " SIZE=20\r\n"));
+        else
+            assert_string_equal(out, "EHLO c\r\nMAIL FROM:<s@x>\r\n");
+        free(out);
+        assert_false(smtp_client_next_event(c, &ev));
+        smtp_client_free(c);
+    }
+}
+
+/* A bare LF or CR in the message is refused: the message fails at once,
+ * permanently, with a local 554, and nothing of it is sent.  It used to be
+ * passed through, and the "." after a bare LF was not stuffed, so a lenient
+ * server would end DATA there and read what followed as commands. */
+static void test_bare_eol_refused(void **state)
+{
+    (void)state;
+    static const struct { const char *body, *why; } bad[] = {
+        { "a\n.\r\nMAIL FROM:<evil@x>\r\n", "5.6.0 bare LF at byte 1 of the message "
+          "(lines must end in CRLF; not sent)" },
+        { "Subject: x\r\n\r\nb\r.\r\n", "5.6.0 bare CR at byte 15 of the message "
+          "(lines must end in CRLF; not sent)" },
+        { "\n", "5.6.0 bare LF at byte 0 of the message (lines must end in CRLF; not sent)" },
+        { "end\r", "5.6.0 bare CR at byte 3 of the message (lines must end in CRLF; not sent)" },
+        { "x\r\r\n", "5.6.0 bare CR at byte 1 of the message (lines must end in CRLF; not sent)" },
+    };
+    for (int pipe = 0; pipe <= 1; pipe++) {
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            struct smtp_client *c = client(pipe);
+            feed_str(c, pipe ? GREET_EHLO_PIPE : GREET_EHLO);
+            next(c, SMTP_CLIENT_READY);
+            free(take(c));
+            assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, bad[i].body,
+                                              strlen(bad[i].body), (void *)1), 0);
+            assert_false(smtp_client_has_output(c));
+            struct smtp_client_event ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
+            assert_int_equal(ev.result, SMTP_CLIENT_PERMFAIL);
+            assert_int_equal(ev.stage, SMTP_STAGE_MAIL);
+            assert_int_equal(ev.code, 554);
+            assert_true(ev.local);
+            assert_string_equal(ev.text, bad[i].why);
+            assert_true(smtp_client_is_idle(c));
+            /* the session goes on: the next message is sent as usual */
+            assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, "ok\r\n", 4, (void *)2), 0);
+            char *out = take(c);
+            assert_int_equal(strncmp(out, "MAIL FROM:<s@x>", 15), 0);
+            free(out);
+            smtp_client_free(c);
+        }
+    }
+}
+
+/* ---- client core against the server core ------------------------------ */
+
+struct rt_server {
+    char *body;            /* the last message accepted (copy) */
+    size_t size;           /* its length */
+    int accepted;          /* messages accepted */
+};
+
+static void rt_message(void *arg, const smtp_server_message *m)
+{
+    struct rt_server *r = arg;
+    free(r->body);
+    r->body = malloc(m->size + 1);
+    assert_non_null(r->body);
+    memcpy(r->body, m->body, m->size);
+    r->size = m->size;
+    r->accepted++;
+}
+
+/* Moves bytes both ways until the client is finished; returns the
+ * MESSAGE_DONE event's code (0 if none). */
+static int round_trip(const char *msg, size_t len, struct rt_server *r)
+{
+    smtp_server_config scfg = { .hostname = "mx.example", .keep_body = 1 };
+    smtp_server_hooks hooks = { NULL, rt_message, r };
+    smtp_server *s = smtp_server_new(&scfg, &hooks);
+    assert_non_null(s);
+    struct smtp_client *c = client(true);
+    assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, msg, len, NULL), 0);
+    smtp_client_quit(c);
+    int code = 0, closed = 0;
+    smtp_server_greeting(s);
+    for (int rounds = 0; rounds < 50 && !smtp_client_is_finished(c); rounds++) {
+        size_t n;
+        const char *p = smtp_server_output(s, &n);
+        smtp_client_feed(c, p, n);
+        smtp_server_output_consume(s, n);
+        if (closed) smtp_client_eof(c);
+        n = smtp_client_output(c, &p);
+        if (n > 0 && !closed) closed = smtp_server_feed(s, p, n) == SMTP_SERVER_CLOSE;
+        smtp_client_consumed(c, n);
+        struct smtp_client_event ev;
+        while (smtp_client_next_event(c, &ev))
+            if (ev.type == SMTP_CLIENT_MESSAGE_DONE) code = ev.code;
+    }
+    assert_true(smtp_client_is_finished(c));
+    smtp_client_free(c);
+    smtp_server_free(s);
+    return code;
+}
+
+/* A 998-octet text line starting with '.' goes through: the client stuffs
+ * it to 999 octets and the server does not count the stuffing dot against
+ * its 1,000-octet limit (RFC 5321 4.5.3.1.6); the server gets the line back
+ * unstuffed.  One octet more is refused by the server, not cut. */
+static void test_round_trip_dot_line(void **state)
+{
+    (void)state;
+    for (size_t line = 998; line <= 999; line++) {
+        static const char head[] = "Subject: dots\r\n\r\n";
+        size_t len = sizeof head - 1 + line + 2;
+        char *msg = malloc(len + 1);
+        memcpy(msg, head, sizeof head - 1);
+        memset(msg + sizeof head - 1, 'x', line);
+        msg[sizeof head - 1] = '.';
+        memcpy(msg + len - 2, "\r\n", 3);
+        struct rt_server r = { 0 };
+        int code = round_trip(msg, len, &r);
+        if (line == 998) {
+            assert_int_equal(code, 250);
+            assert_int_equal(r.accepted, 1);
+            assert_int_equal(r.size, len);
+            assert_memory_equal(r.body, msg, len);
+        } else {
+            assert_int_equal(code / 100, 5);
+            assert_int_equal(r.accepted, 0);
+        }
+        free(r.body);
+        free(msg);
+    }
+}
+
 int main(void)
 {
     memset(BBIG, 'x', 198);
@@ -567,6 +773,10 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_send_while_busy),
         cmocka_unit_test(test_line_limit),
+        cmocka_unit_test(test_reply_nul),
+        cmocka_unit_test(test_size_strict),
+        cmocka_unit_test(test_bare_eol_refused),
+        cmocka_unit_test(test_round_trip_dot_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
