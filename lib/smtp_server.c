@@ -624,6 +624,28 @@ static const struct command {
     { "BDAT", NULL }, { "AUTH", NULL }, { "STARTTLS", NULL },
 };
 
+static const char *const cmd_names[SMTP_CMD_COUNT] = {
+    "EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "other",
+};
+
+const char *smtp_server_cmd_name(smtp_server_cmd c)
+{
+    return (unsigned)c < SMTP_CMD_COUNT ? cmd_names[c] : "?";
+}
+
+/* Counts a command line by its verb (vlen bytes at verb; NULL: not a
+ * command at all). */
+static void count_command(smtp_server *s, const char *verb, size_t vlen)
+{
+    if (s->cfg.counts == NULL)
+        return;
+    int c = SMTP_CMD_OTHER;
+    for (int i = 0; verb && vlen == 4 && i < SMTP_CMD_OTHER; i++)
+        if (strncasecmp(verb, cmd_names[i], 4) == 0)
+            c = i;
+    s->cfg.counts->commands[c]++;
+}
+
 /* One complete command line in s->line (without CR LF, NUL-terminated). */
 static void command_line(smtp_server *s)
 {
@@ -632,6 +654,7 @@ static void command_line(smtp_server *s)
     const char *arg = verb + vlen;
     while (*arg == ' ')
         arg++;
+    count_command(s, verb, vlen);
     if (s->state == ST_NOSERVICE) {
         if (vlen == 4 && strncasecmp(verb, "QUIT", 4) == 0)
             cmd_quit(s, arg);
@@ -671,10 +694,12 @@ static void line_done(smtp_server *s)
         n--;
     /* The 512-octet limit includes CR LF, so the text may have 510. */
     if (s->line_overflow || n + 2 > SMTP_SERVER_MAX_CMD_LINE) {
+        count_command(s, NULL, 0);
         reply_error(s, "500 Line too long\r\n");
     } else if (memchr(s->line, '\0', n) != NULL) {
         /* Not the command before the NUL ("QUIT\0x" is not QUIT): the
          * handlers read the line as a C string. */
+        count_command(s, NULL, 0);
         reply_error(s, "500 Error: NUL in command line\r\n");
     } else {
         s->line[n] = '\0';
@@ -751,6 +776,7 @@ int smtp_server_greeting(smtp_server *s)
 int smtp_server_feed(smtp_server *s, const char *data, size_t len)
 {
     const char *p = data, *end = data + len;
+    size_t out_before = s->out_len;
     while (p < end && s->state != ST_CLOSED) {
         if (s->state == ST_DATA) {
             if (!s->d_started && data_start(s) < 0)
@@ -767,6 +793,8 @@ int smtp_server_feed(smtp_server *s, const char *data, size_t len)
         line_done(s);
         p = nl + 1;
     }
+    if (s->cfg.counts && s->out_len > out_before)
+        s->cfg.counts->reply_batches++;
     return s->state == ST_CLOSED ? SMTP_SERVER_CLOSE : SMTP_SERVER_OK;
 }
 

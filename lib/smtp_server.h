@@ -95,12 +95,34 @@ typedef struct smtp_server_hooks {
     void *arg;                 /* passed to both */
 } smtp_server_hooks;
 
+/* What clients sent, by command verb (for tests that compare clients'
+ * exchanges).  Counted per command line, refused ones too. */
+typedef enum smtp_server_cmd {
+    SMTP_CMD_EHLO, SMTP_CMD_HELO, SMTP_CMD_MAIL, SMTP_CMD_RCPT, SMTP_CMD_DATA,
+    SMTP_CMD_RSET, SMTP_CMD_NOOP, SMTP_CMD_QUIT,
+    SMTP_CMD_OTHER,            /* any other verb, or a line too long / with a NUL */
+    SMTP_CMD_COUNT             /* number of the above */
+} smtp_server_cmd;
+
+/* Counters the caller owns; any number of sessions of one thread may share
+ * them (smtp_server_config.counts). */
+typedef struct smtp_server_counts {
+    uint64_t commands[SMTP_CMD_COUNT]; /* command lines by verb */
+    uint64_t reply_batches;    /* smtp_server_feed() calls that produced at least
+                                  one reply byte: a client's round trips when
+                                  the caller feeds each read (a pipelined
+                                  MAIL/RCPT/DATA group is one, the text and
+                                  its "." one) */
+} smtp_server_counts;
+
 typedef struct smtp_server_config {
     const char *hostname;      /* in the greeting and EHLO reply; NULL: "localhost";
                                   must pass smtp_server_hostname_valid() */
     uint64_t max_size;         /* message size limit (SIZE), 0 = none */
     unsigned max_rcpts;        /* recipients per message, 0 = 100 (RFC minimum) */
     int keep_body;             /* keep the unstuffed body for the message hook */
+    smtp_server_counts *counts;/* NULL, or where to count commands and reply
+                                  batches (not copied: must outlive the session) */
 } smtp_server_config;
 
 typedef struct smtp_server smtp_server;
@@ -135,6 +157,9 @@ void smtp_server_output_consume(smtp_server *s, size_t n);
  * end), or an address literal "[192.0.2.1]" / "[IPv6:2001:db8::1]"; at most
  * 255 octets.  Nothing else (no space, quote, control character). */
 int smtp_server_hostname_valid(const char *name);
+
+/* "EHLO", "HELO", ... "QUIT", "other": the names of smtp_server_cmd. */
+const char *smtp_server_cmd_name(smtp_server_cmd c);
 
 /* Counters for the session so far. */
 unsigned long smtp_server_protocol_errors(const smtp_server *s); /* 5xx for bad input */

@@ -105,6 +105,13 @@ int mock_stats_write(const mock_stats *st, const char *path, const char *params_
             U(st->permfail_injected), U(st->drops_injected), U(st->stalls_injected),
             U(st->protocol_errors),
             U(st->idle_timeouts), U(st->rejected_connections), U(st->max_concurrent));
+    fputs("  \"commands\": {", f);
+    for (int i = 0; i < SMTP_CMD_COUNT; i++) {
+        fputs(i ? ", " : "", f);
+        json_write_string(f, smtp_server_cmd_name((smtp_server_cmd)i));
+        fprintf(f, ": %llu", U(st->counts.commands[i]));
+    }
+    fprintf(f, "},\n  \"reply_batches\": %llu,\n", U(st->counts.reply_batches));
 #undef U
     fprintf(f, "  \"uptime_s\": %.6f,\n  \"cpu_user_s\": %.6f,\n  \"cpu_sys_s\": %.6f,\n"
             "  \"max_rss_kb\": %ld,\n  \"params\": %s\n}\n", uptime_s,

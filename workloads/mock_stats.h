@@ -29,6 +29,8 @@ typedef struct mock_stats {
     uint64_t idle_timeouts;        /* sessions closed with 421 for idleness */
     uint64_t rejected_connections; /* 421 at accept: over --max-conns */
     uint64_t max_concurrent;       /* most sessions open at once */
+    smtp_server_counts counts;     /* commands by verb and reply batches, counted
+                                      by every session's core (config.counts) */
     uint64_t *ids;                 /* open-addressing set of Message-ID hashes, 0 = empty */
     size_t ids_cap;                /* slots in ids (a power of two) */
     size_t ids_len;                /* slots used */
@@ -40,7 +42,8 @@ void mock_stats_free(mock_stats *st);
 /* Counts an accepted message; returns 1 for a first copy, 0 for a duplicate. */
 int mock_stats_message(mock_stats *st, const smtp_server_message *m);
 
-/* Writes the JSON atomically (PATH.tmp, then rename); params_json is the
+/* Writes the JSON atomically (PATH.tmp, then rename), with "commands"
+ * ({"EHLO": n, ..., "other": n}) and "reply_batches"; params_json is the
  * text of the "params" object (its strings written with lib/json.h, as are
  * the ones written here).  Adds uptime and this process's CPU time and
  * peak RSS.  Returns 0, or -1 with errno set. */

@@ -381,7 +381,7 @@ static void conn_open(int fd)
     conn *c = calloc(1, sizeof *c);
     smtp_server_config cfg = { .hostname = opt.hostname, .max_size = opt.max_size,
                                .max_rcpts = (unsigned)opt.max_rcpts,
-                               .keep_body = opt.maildir != NULL };
+                               .keep_body = opt.maildir != NULL, .counts = &stats.counts };
     smtp_server_hooks hooks = { mock_decide, mock_message, c };
     if (c == NULL || (c->srv = smtp_server_new(&cfg, &hooks)) == NULL) {
         free(c);

@@ -1,11 +1,15 @@
 /* Unit tests for workloads/mock_stats: duplicates are found on every byte of
- * the Message-ID (a NUL inside it included), the digest sums first copies. */
+ * the Message-ID (a NUL inside it included), the digest sums first copies;
+ * the JSON carries the per-command counts and the reply batches. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mock_stats.h"
 
@@ -36,10 +40,38 @@ static void test_duplicates_on_every_byte(void **state)
     mock_stats_free(&st);
 }
 
+static void test_json_commands(void **state)
+{
+    (void)state;
+    mock_stats st;
+    mock_stats_init(&st);
+    for (int i = 0; i < SMTP_CMD_COUNT; i++)
+        st.counts.commands[i] = (uint64_t)(i + 1) * 10;
+    st.counts.reply_batches = 77;
+    char dir[] = "/tmp/mock_stats_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/stats.json", dir);
+    assert_int_equal(mock_stats_write(&st, path, "{}", 1.0), 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char text[4096];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    unlink(path);
+    rmdir(dir);
+    if (strstr(text, "\"commands\": {\"EHLO\": 10, \"HELO\": 20, \"MAIL\": 30, "
+               "\"RCPT\": 40, \"DATA\": 50, \"RSET\": 60, \"NOOP\": 70, \"QUIT\": 80, "
+               "\"other\": 90},\n  \"reply_batches\": 77,\n") == NULL)
+        fail_msg("no commands / reply_batches in:\n%s", text);
+    mock_stats_free(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_duplicates_on_every_byte),
+        cmocka_unit_test(test_json_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -642,6 +642,59 @@ static void test_large_streamed(void **state)
     free(msg.p); free(wire.p); free(l.transcript.p);
 }
 
+/* Feeds s and returns how many reply batches that feed added. */
+static uint64_t feed_batches(smtp_server *s, smtp_server_counts *k, const char *p)
+{
+    uint64_t before = k->reply_batches;
+    smtp_server_feed(s, p, strlen(p));
+    size_t n;
+    smtp_server_output(s, &n);
+    smtp_server_output_consume(s, n);
+    return k->reply_batches - before;
+}
+
+/* Commands are counted by verb (refused ones too; anything else as
+ * "other"), and each feed that produced replies is one batch; two sessions
+ * may share the counters. */
+static void test_counts(void **state)
+{
+    (void)state;
+    smtp_server_counts k;
+    memset(&k, 0, sizeof k);
+    smtp_server_config cfg = { .hostname = "h", .counts = &k };
+    smtp_server *a = smtp_server_new(&cfg, NULL), *b = smtp_server_new(&cfg, NULL);
+    smtp_server_greeting(a);
+    smtp_server_greeting(b);
+    assert_int_equal(k.reply_batches, 0);              /* the greeting is not one */
+    assert_int_equal(feed_batches(a, &k, "EHLO c\r\nMAIL FROM:<a@x>\r\n"
+                                         "RCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n"), 1);
+    assert_int_equal(feed_batches(a, &k, "Subject: x\r\n\r\nRSET\r\n"), 0);  /* text */
+    assert_int_equal(feed_batches(a, &k, ".\r\n"), 1);
+    assert_int_equal(feed_batches(b, &k, "helo c\r\nnoop\r\nRSET\r\nVRFY x\r\nFOO\r\n"
+                                         "MAILX\r\nDATA\r\n"), 1);
+    static const char nul[] = "NOOP\0x\r\n";
+    smtp_server_feed(b, nul, sizeof nul - 1);
+    char longline[600];
+    memset(longline, 'x', sizeof longline);
+    memcpy(longline + sizeof longline - 2, "\r\n", 2);
+    smtp_server_feed(b, longline, sizeof longline);
+    assert_int_equal(feed_batches(b, &k, "QU"), 0);     /* half a command */
+    assert_int_equal(feed_batches(b, &k, "IT\r\n"), 1);
+    static const uint64_t want[SMTP_CMD_COUNT] = {
+        [SMTP_CMD_EHLO] = 1, [SMTP_CMD_HELO] = 1, [SMTP_CMD_MAIL] = 1,
+        [SMTP_CMD_RCPT] = 2, [SMTP_CMD_DATA] = 2, [SMTP_CMD_RSET] = 1,
+        [SMTP_CMD_NOOP] = 1, [SMTP_CMD_QUIT] = 1, [SMTP_CMD_OTHER] = 5,
+    };
+    for (int i = 0; i < SMTP_CMD_COUNT; i++)
+        if (k.commands[i] != want[i])
+            fail_msg("%s: %llu, want %llu", smtp_server_cmd_name((smtp_server_cmd)i),
+                     (unsigned long long)k.commands[i], (unsigned long long)want[i]);
+    assert_int_equal(k.reply_batches, 6);
+    assert_string_equal(smtp_server_cmd_name(SMTP_CMD_OTHER), "other");
+    smtp_server_free(a);
+    smtp_server_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -660,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_shutdown_and_errors),
         cmocka_unit_test(test_long_hostname),
         cmocka_unit_test(test_large_streamed),
+        cmocka_unit_test(test_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
