@@ -882,8 +882,8 @@ def build_classes():
                 word = word.upper()
                 if word == b"PIPELINING":
                     self.pipelining = True
-                elif word == b"SIZE":
-                    self.size_limit = int(arg) if arg.isdigit() else 0
+                elif word == b"SIZE":       # "SIZE" [SP 1*DIGIT] in 64 bits, else no limit
+                    self.size_limit = int(arg) if arg.isdigit() and int(arg) < 1 << 64 else 0
             smtp.ESMTPClient.esmtpState_serverConfig(self, code, resp)
 
         def smtpState_from(self, code, resp):

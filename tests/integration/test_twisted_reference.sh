@@ -19,8 +19,9 @@
 #      through a loopback proxy that writes each connection's flights (the
 #      commands sent between two server replies), the same transcripts, e.g.
 #      "EHLO | MAIL RCPT DATA | TEXT | QUIT" (pipelined, no RSET, text and
-#      "." in one flight); the server's per-command counts ("commands" in
-#      smtp-mock's stats) equal, when smtp-mock reports them; and the same
+#      "." in one flight); the server's per-command counts and round trips
+#      ("commands", "reply_batches" in smtp-mock's stats) equal, when
+#      smtp-mock reports them; and the same
 #      time per email at --latency 20ms (within 10%: 4 round trips to the
 #      reply to ".", one more to the 221, the slot held until the close);
 #  (f) runs sized by time (--warmup, --duration): the C models' JSON keys in
@@ -359,11 +360,12 @@ if jq -e 'has("commands")' "$LAST_STATS" >/dev/null; then
     cp "$LAST_STATS" "$TMP/cmd-c.stats"
     run_verified "cmd" twisted "--latency 1ms" --emails 12 --concurrency 1 --per-session 3 \
         --recipients 2 --events 5
-    c=$(jq -c '.commands' "$TMP/cmd-c.stats"); t=$(jq -c '.commands' "$LAST_STATS")
-    if [ -n "$t" ] && [ "$t" != null ] && [ "$c" = "$t" ]; then
-        pass "cmd: the server's per-command counts, twisted = C async: $t"
+    c=$(jq -c '{commands, reply_batches}' "$TMP/cmd-c.stats")
+    t=$(jq -c '{commands, reply_batches}' "$LAST_STATS")
+    if [ -n "$t" ] && [ "$(jq '.commands' <<<"$t")" != null ] && [ "$c" = "$t" ]; then
+        pass "cmd: the server's per-command counts and round trips, twisted = C async: $t"
     else
-        fail "cmd: the server's per-command counts: C async $c, twisted $t"
+        fail "cmd: the server's per-command counts and round trips: C async $c, twisted $t"
     fi
 else
     echo "SKIP cmd: smtp-mock reports no per-command counts (no \"commands\" in its stats)"
@@ -372,20 +374,20 @@ fi
 # (f) runs sized by time: the C JSON, the window, the marginal CPU
 check_eq "timed: the C models' keys, in their order (no maybe_*)" \
     "$(jq -c '[keys_unsorted[] | select(startswith("maybe_") | not)]' "$TMP/rt-c.json")" \
-    "$(jq -c 'keys_unsorted' "$LAST_JSON")"
+    "$(jq -c 'keys_unsorted' "$TMP/rt.json")"
 check_eq "timed: the C models' params, in their order" \
-    "$(jq -c '.params | keys_unsorted' "$TMP/rt-c.json")" "$(jq -c '.params | keys_unsorted' "$LAST_JSON")"
+    "$(jq -c '.params | keys_unsorted' "$TMP/rt-c.json")" "$(jq -c '.params | keys_unsorted' "$TMP/rt.json")"
 check_eq "timed: params" '[1000000000,0.2,1,false]' \
-    "$(jq -c '.params | [.emails, .warmup_s, .duration_s, .quit_background]' "$LAST_JSON")"
-check_eq "timed: window_s is the duration" true "$(jq '.window_s == 1' "$LAST_JSON")"
+    "$(jq -c '.params | [.emails, .warmup_s, .duration_s, .quit_background]' "$TMP/rt.json")"
+check_eq "timed: window_s is the duration" true "$(jq '.window_s == 1' "$TMP/rt.json")"
 check_eq "timed: emails = delivered + failed, the window's within them" true \
     "$(jq '.emails == .delivered + .failed and .window_delivered + .window_failed < .emails
-           and .window_delivered >= 8' "$LAST_JSON")"
+           and .window_delivered >= 8' "$TMP/rt.json")"
 check_eq "timed: cpu_per_email_us = cpu_window_s / window emails (to its rounding)" true \
-    "$(jq '(.cpu_window_s * 1e6 / (.window_delivered + .window_failed) - .cpu_per_email_us) | fabs < 0.5' "$LAST_JSON")"
+    "$(jq '(.cpu_window_s * 1e6 / (.window_delivered + .window_failed) - .cpu_per_email_us) | fabs < 0.5' "$TMP/rt.json")"
 # ~10 emails of ~2 ms CPU each in the window; the imports alone cost more.
 check_eq "timed: Python's start-up is not in the window's CPU" true \
-    "$(jq '.cpu_window_s > 0 and .cpu_window_s < (.cpu_user_s + .cpu_sys_s) / 2' "$LAST_JSON")"
+    "$(jq '.cpu_window_s > 0 and .cpu_window_s < (.cpu_user_s + .cpu_sys_s) / 2' "$TMP/rt.json")"
 
 run_verified "qb" twisted "--latency 20ms" --concurrency 1 --warmup 200ms --duration 1s --events 20 \
     --retries 0 --quit-background
