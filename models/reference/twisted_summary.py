@@ -8,7 +8,7 @@ lib/retry.c and the same "mailbench.run/1" JSON, model "twisted".  Run it with
 /usr/bin/python3 (Debian's python3-twisted); bin/summary-twisted does.
 
 It is written the way a Twisted user writes a bulk sender, and reads side by
-side with lib/async_mailer.c:
+side with models/mailer/async_mailer.c:
 
   * one connection is a subclass of twisted.mail.smtp.ESMTPClient, driven
     through the documented multi-message hooks (getMailTo, getMailData,
@@ -81,7 +81,7 @@ import reference as workload  # noqa: E402  (the Python port of workloads/summar
 PROG = "summary-twisted"
 MODEL = "twisted"
 FROM = "reports@mailbench.test"         # WORKLOAD_FROM
-EHLO_NAME = "client.mailbench.test"     # what lib/async_mailer.c says
+EHLO_NAME = "client.mailbench.test"     # what models/mailer/async_mailer.c says
 MAIL_FROM = b"MAIL FROM:<" + FROM.encode("ascii") + b">"
 RETRY_BASE_S, RETRY_CAP_S = 0.010, 1.0  # RETRY_POLICY_DEFAULT
 M64 = (1 << 64) - 1
@@ -1088,7 +1088,7 @@ def build_classes():
     return smtp, error, open_session
 
 
-# ---------------------------------------------------------------- the run (lib/async_mailer.c)
+# ---------------------------------------------------------------- the run (models/mailer/async_mailer.c)
 
 class Email:
     """One built email: what the transaction needs and what the stats record."""
