@@ -85,4 +85,12 @@ run_verified() {
         "$(json_get "$srv_STATS" unique_messages)" "$delivered"
     check_eq "$label: digest = server's digest" \
         "$(json_get "$srv_STATS" digest)" "$(json_get "$json" digest)"
+    # ... and the sweeps' own rule (scripts/mbharness.py), the one copy of it.
+    check_eq "$label: verified by the sweeps' rule" valid "$(harness_verify "$json" "$srv_STATS")"
+}
+
+# harness_verify MODEL.json SERVER.json — "valid" or "invalid: reason", from
+# scripts/mbharness.py: the rule scripts/sweep uses, not a copy of it.
+harness_verify() {
+    /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/../../scripts/mbharness.py" verify "$1" "$2"
 }
