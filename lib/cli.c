@@ -73,6 +73,10 @@ static const struct opt opts[] = {
       "emails ending in the first DUR count for verification only, not in the figures" },
     { "rate", K_COUNT, MB_KEY_MODEL, O(rate), 0, 10000000, "R",
       "open loop: start R emails/s, latency from the intended start (0: closed loop)" },
+    { "arrivals", K_CHOICE, MB_KEY_MODEL, O(arrivals), 0, 0, "constant|poisson",
+      "open loop: constant spacing 1/R, or Poisson arrivals of mean rate R (seeded)" },
+    { "max-queue", K_COUNT, MB_KEY_MODEL, O(max_queue), 0, 1000000000, "N",
+      "open loop: at most N emails waiting to start; more are shed (0: unbounded)" },
     { "quit-background", K_FLAG, MB_KEY_MODEL, O(quit_background), 0, 0, NULL,
       "async/hybrid: free an email's slot when QUIT is sent (default: when the connection is closed)" },
     { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
@@ -117,6 +121,7 @@ void mb_options_defaults(struct mb_options *o, const char *model)
     strcpy(o->server, "127.0.0.1:2525");
     strcpy(o->host, "127.0.0.1");
     o->port = 2525;
+    strcpy(o->arrivals, "constant");
     o->emails = 0;              /* unset: 1000, or with --duration no cap (mb_options_parse_to) */
     o->concurrency = 10;
     o->recipients = 1;

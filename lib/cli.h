@@ -92,6 +92,9 @@ struct mb_options {
                              * (deferred_add_timeout) */
     uint64_t seed;          /* --seed: seeds the workload (and retry jitter) */
     long long rate;         /* --rate: open loop at this many emails/s; 0 = closed loop */
+    char arrivals[16];      /* --arrivals (open loop): "constant" spacing or "poisson" */
+    long long max_queue;    /* --max-queue (open loop): emails due but waiting for a slot; one
+                             * arriving to a full queue is shed; 0 = unbounded */
     double warmup_s;        /* --warmup: emails ending before start + warmup are not in the figures */
     double duration_s;      /* --duration: > 0: the run is sized by time (start emails until
                              * start + warmup + duration; --emails is then only a cap); 0: by

@@ -187,6 +187,11 @@ void mb_window_poll(void)
     window_poll_at(mb_now());
 }
 
+double mb_window_close_at(void)
+{
+    return win.close_at;
+}
+
 double mb_window_next(void)
 {
     int st = atomic_load(&win.state);
@@ -245,6 +250,21 @@ static void add_reason(struct mb_run_stats *s, const char *reason, uint64_t n)
     s->reason[s->nreasons++].count = n;
 }
 
+void mb_run_service(struct mb_run_stats *s, uint64_t service_us)
+{
+    if (in_window(mb_now()))
+        mb_hist_record(&s->service, service_us);
+}
+
+void mb_run_started(struct mb_run_stats *s, double intended, double actual)
+{
+    double late = actual - intended;
+    if (in_window(actual))                /* the warm-up's start-up is not the schedule's */
+        mb_hist_record(&s->lateness, late > 0 ? (uint64_t)(late * 1e6) : 0);
+    if (late > 1e-3)
+        s->behind++;
+}
+
 void mb_run_failed(struct mb_run_stats *s, const char *reason)
 {
     double now = mb_now();
@@ -287,6 +307,9 @@ void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src)
     for (int i = 0; i < src->nmaybe && dst->nmaybe < MB_MAX_MAYBE; i++)
         dst->maybe_hash[dst->nmaybe++] = src->maybe_hash[i];
     mb_hist_merge(&dst->latency, &src->latency);
+    mb_hist_merge(&dst->service, &src->service);
+    mb_hist_merge(&dst->lateness, &src->lateness);
+    dst->behind += src->behind;
     for (int i = 0; i < src->nreasons; i++)
         add_reason(dst, src->reason[i].text, src->reason[i].count);
     if (src->threads_peak > dst->threads_peak)
@@ -372,11 +395,13 @@ static void json_params(FILE *f, const struct mb_options *o)
             "\"events\":%lld,\"body_bytes\":%llu,\"per_session\":%lld,\"chain\":%lld,"
             "\"blocking_us\":%lld,\"retries\":%lld,\"timeout_s\":%.9g,\"seed\":%llu,\"rate\":%lld,"
             "\"warmup_s\":%.6g,\"duration_s\":%.6g,\"quit_background\":%s,"
+            "\"arrivals\":\"%s\",\"max_queue\":%lld,"
             "\"profile\":", o->emails, o->concurrency, o->threads, o->recipients, o->events,
             (unsigned long long)o->body_bytes, o->per_session, o->chain,
             (long long)llround(o->blocking_s * 1e6), o->retries, o->timeout_s,
             (unsigned long long)o->seed, o->rate, o->warmup_s, o->duration_s,
-            o->quit_background ? "true" : "false");
+            o->quit_background ? "true" : "false", o->arrivals[0] ? o->arrivals : "constant",
+            o->max_queue);
     if (o->profile[0])
         json_write_string(f, o->profile);
     else
@@ -432,6 +457,14 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
             (unsigned long long)s->window_failed, s->cpu_window_s,
             s->window_delivered + s->window_failed
                 ? s->cpu_window_s * 1e6 / (double)(s->window_delivered + s->window_failed) : 0.0);
+    const struct mb_hist *sv = &s->service, *lt = &s->lateness;
+    fprintf(f, ",\"service_p50_us\":%llu,\"service_p99_us\":%llu,\"service_p999_us\":%llu,"
+            "\"scheduled\":%lld,\"shed\":%lld,\"pending\":%lld,\"peak_queue\":%lld,"
+            "\"behind_schedule\":%llu,\"start_lateness_p99_us\":%llu,\"max_lag_us\":%llu",
+            (unsigned long long)mb_hist_percentile(sv, 50), (unsigned long long)mb_hist_percentile(sv, 99),
+            (unsigned long long)mb_hist_percentile(sv, 99.9), s->scheduled, s->shed, s->pending,
+            s->peak_queue, (unsigned long long)s->behind,
+            (unsigned long long)mb_hist_percentile(lt, 99), (unsigned long long)lt->max);
     fprintf(f, ",\"maybe_delivered\":%llu,\"maybe_digest\":\"%s\",\"maybe_hashes\":[",
             (unsigned long long)s->maybe_delivered, digest_hex(s->maybe_digest, digest));
     for (int i = 0; i < s->nmaybe; i++)

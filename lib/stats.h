@@ -79,7 +79,13 @@ struct mb_run_stats {
     uint64_t retries;       /* attempts after the first, over all emails */
     uint64_t connections;   /* TCP connections opened */
     uint64_t digest;        /* sum mod 2^64 of the delivered emails' hashes (lib/digest.h) */
-    struct mb_hist latency; /* per delivered email, us (see the definition above) */
+    struct mb_hist latency; /* per delivered email, us (see the definition above); open loop:
+                             * from its intended start (coordinated omission corrected) */
+    struct mb_hist service; /* the same emails from their actual start, us */
+    struct mb_hist lateness;/* open loop: actual start - intended start, us, in the window */
+    uint64_t behind;        /* open loop: emails started more than 1 ms after they were due (all) */
+    /* Open loop (struct arrivals_counts, filled by the model at the end): */
+    long long scheduled, shed, pending, peak_queue;
     int nreasons;           /* entries used in reason[] */
     struct mb_reason reason[MB_MAX_REASONS];    /* failures by reason; mb_run_failed() */
     /* Failed emails of which some attempt was lost after the whole body had
@@ -118,6 +124,12 @@ void mb_run_init(struct mb_run_stats *s, uint64_t emails);
  * latency in microseconds. */
 void mb_run_delivered(struct mb_run_stats *s, uint64_t hash, uint64_t latency_us);
 
+/* The same email's latency from its actual start (equal to the above in a
+ * closed loop), recorded when the email ends in the window. */
+void mb_run_service(struct mb_run_stats *s, uint64_t service_us);
+/* Open loop: an email started at `actual`, due at `intended`. */
+void mb_run_started(struct mb_run_stats *s, double intended, double actual);
+
 /* An email given up for good, with its reason ("550 5.7.1 rejected",
  * "drop", "timeout", ...): counted by reason text. */
 void mb_run_failed(struct mb_run_stats *s, const char *reason);
@@ -148,6 +160,8 @@ void mb_window_start(const struct mb_options *o, double start);
 bool mb_window_may_start(void);
 /* Read the CPU clock if the window has just opened or closed; cheap otherwise. */
 void mb_window_poll(void);
+/* When the window closes (INFINITY: never, the run is sized by --emails). */
+double mb_window_close_at(void);
 /* The next instant mb_window_poll has work to do, or INFINITY. */
 double mb_window_next(void);
 

@@ -4,6 +4,8 @@
  * Everything it does per email is models/mailer/blocking_mailer.c, shared with the
  * threads model: this file only decides that there is one of it. */
 
+#include <math.h>
+
 #include "blocking_mailer.h"
 #include "cli.h"
 #include "stats.h"
@@ -25,16 +27,31 @@ int main(int argc, char **argv)
     blocking_mailer_init(&m, &o, &stats, o.seed);
     mb_window_start(&o, stats.start_s);
 
-    /* Emails go in index order, so every chain's order holds by itself. */
-    for (long long i = 0; i < o.emails && mb_window_may_start(); i++) {
-        double t0 = mb_now();
-        if (o.rate > 0) {                       /* open loop: the intended start */
-            t0 = mailer_due(stats.start_s, i, o.rate);
-            blocking_sleep_until(t0);
+    if (o.rate > 0) {
+        /* Open loop: chains arrive on the schedule whatever happens; one
+         * sender takes the oldest waiting one when it is free. */
+        struct arrivals *a = mailer_arrivals(&o, stats.start_s);
+        long long c;
+        double next;
+        while (mb_window_may_start()) {
+            if (arrivals_next(a, mb_now(), &c, &next))
+                blocking_mailer_send_chain(&m, a, c);
+            else if (next == INFINITY)
+                break;
+            else
+                blocking_sleep_until(next);
+            mb_window_poll();
+            mb_progress_tick(&progress, stats.delivered + stats.failed, &stats);
         }
-        blocking_mailer_send(&m, (uint64_t)i, t0);
-        mb_window_poll();
-        mb_progress_tick(&progress, stats.delivered + stats.failed, &stats);
+        mailer_arrivals_end(a, &o, &stats);
+        arrivals_free(a);
+    } else {
+        /* Emails go in index order, so every chain's order holds by itself. */
+        for (long long i = 0; i < o.emails && mb_window_may_start(); i++) {
+            blocking_mailer_send(&m, (uint64_t)i, mb_now());
+            mb_window_poll();
+            mb_progress_tick(&progress, stats.delivered + stats.failed, &stats);
+        }
     }
     blocking_mailer_finish(&m);
 

@@ -14,6 +14,7 @@
  * the server never saw more than ~3,000).  The peak thread count is tracked
  * as threads start and end, not sampled. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ struct run {
     pthread_cond_t opened;      /* signalled when go is set */
     bool go;                    /* the gate is open: the run has started */
     double start;               /* mb_now() when the gate opened (set before go) */
+    struct arrivals *arr;       /* open loop: the shared schedule and queue (set before go) */
     atomic_long live, peak;     /* workers running now, and the most at once */
     long long nchains;          /* ceil(emails / chain) */
     atomic_llong next_chain;    /* the next chain nobody has taken */
@@ -63,20 +65,24 @@ static void *worker_main(void *arg)
     while (!r->go)
         pthread_cond_wait(&r->opened, &r->lock);
     pthread_mutex_unlock(&r->lock);
-    for (;;) {
-        if (!mb_window_may_start())
-            break;
+    while (mb_window_may_start()) {
+        if (r->arr) {               /* open loop: the oldest waiting chain, when due */
+            long long c;
+            double next;
+            if (arrivals_next(r->arr, mb_now(), &c, &next))
+                atomic_fetch_add(&r->done, blocking_mailer_send_chain(&m, r->arr, c));
+            else if (next == INFINITY)
+                break;
+            else
+                blocking_sleep_until(next);
+            continue;
+        }
         long long c = atomic_fetch_add(&r->next_chain, 1);
         if (c >= r->nchains)
             break;
         long long end = (c + 1) * o->chain < o->emails ? (c + 1) * o->chain : o->emails;
         for (long long i = c * o->chain; i < end && mb_window_may_start(); i++) {
-            double t0 = mb_now();
-            if (o->rate > 0) {
-                t0 = mailer_due(r->start, i, o->rate);
-                blocking_sleep_until(t0);
-            }
-            blocking_mailer_send(&m, (uint64_t)i, t0);
+            blocking_mailer_send(&m, (uint64_t)i, mb_now());
             atomic_fetch_add(&r->done, 1);
         }
     }
@@ -133,6 +139,8 @@ int main(int argc, char **argv)
     pthread_mutex_lock(&run.lock);      /* every worker is up: open the gate */
     stats.start_s = run.start = mb_now();
     mb_window_start(&o, run.start);
+    if (o.rate > 0)
+        run.arr = mailer_arrivals(&o, run.start);
     run.go = true;
     pthread_cond_broadcast(&run.opened);
     pthread_mutex_unlock(&run.lock);
@@ -150,6 +158,10 @@ int main(int argc, char **argv)
         mb_run_merge(&stats, &w[i].stats);
     }
     free(w);
+    if (run.arr) {
+        mailer_arrivals_end(run.arr, &o, &stats);
+        arrivals_free(run.arr);
+    }
     pthread_cond_destroy(&run.opened);
     pthread_mutex_destroy(&run.lock);
     mb_run_note_threads(&stats, atomic_load(&run.peak) + 1);    /* + main */

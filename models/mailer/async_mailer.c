@@ -1,6 +1,7 @@
 /* async_mailer — see async_mailer.h. */
 #include "async_mailer.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #define PROGRESS_EVERY_S 0.25
 
 static void chain_start_next(struct async_mailer *m);
+static void start_chain(struct async_mailer *m, long long c);
 static void email_start(struct async_job *job);
 
 /* ---- small Twisted idioms ------------------------------------------------ */
@@ -185,8 +187,9 @@ struct defer_result async_job_build(void *arg)
 static struct defer_result delivered(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
-    double lat = job->t_reply - job->t0;
+    double lat = job->t_reply - job->t0, svc = job->t_reply - job->t_started;
     mb_run_delivered(job->m->stats, job->e.hash, (uint64_t)(lat > 0 ? lat * 1e6 : 0));
+    mb_run_service(job->m->stats, (uint64_t)(svc > 0 ? svc * 1e6 : 0));
     return r;
 }
 
@@ -232,13 +235,29 @@ static bool stop_starting(struct async_mailer *m)
     return true;
 }
 
+/* Open loop: start waiting chains while a slot is free. */
+static void pump_queue(struct async_mailer *m)
+{
+    long long c;
+    while (defer_semaphore_tokens(m->sem) > 0 && !stop_starting(m) && arrivals_pop(m->arr, &c))
+        start_chain(m, c);
+    /* No more arrivals and nothing waiting (or no more starts): the chains
+     * that will run are those started. */
+    struct arrivals_counts n;
+    arrivals_counts(m->arr, &n);
+    if (m->arrivals_over && (n.waiting == 0 || !mb_window_may_start()))
+        m->nchains = m->next_chain;
+}
+
 static void chain_end(struct async_job *job)
 {
     struct async_mailer *m = job->m;
     free(job);
     m->chains_done++;
     defer_semaphore_release(m->sem);
-    if (m->o->rate <= 0)
+    if (m->arr)
+        pump_queue(m);
+    else
         chain_start_next(m);
     run_over_check(m);
 }
@@ -262,8 +281,11 @@ static void email_go(void *arg)
 {
     struct async_job *job = arg;
     struct async_mailer *m = job->m;
-    if (m->o->rate <= 0)
-        job->t0 = mb_now();
+    job->t_started = mb_now();
+    if (m->arr)
+        mb_run_started(m->stats, job->t0, job->t_started);
+    else
+        job->t0 = job->t_started;
     if (m->o->blocking_s > 0)
         workload_blocking_call(m->o->blocking_s);
     struct deferred *d = m->build(job, m->build_arg);
@@ -276,8 +298,8 @@ static void email_go(void *arg)
 static void email_start(struct async_job *job)
 {
     struct async_mailer *m = job->m;
-    if (m->o->rate > 0) {       /* open loop: not before its intended start */
-        job->t0 = mailer_due(m->stats->start_s, job->index, m->o->rate);
+    if (m->arr) {               /* open loop: not before its intended start */
+        job->t0 = mailer_email_due(m->arr, m->o, job->index);
         double wait = job->t0 - mb_now();
         if (wait > 0) {
             defer_call_unref(reactor_call_later(m->r, wait, email_go, job));
@@ -296,16 +318,16 @@ static struct defer_result chain_go(struct defer_result r, void *arg)
     return defer_ok(NULL);
 }
 
-static void chain_start_next(struct async_mailer *m)
+/* Chain c takes a token (it waits for one in the closed loop; the open loop
+ * starts a chain only when one is free) and sends its emails in order. */
+static void start_chain(struct async_mailer *m, long long c)
 {
-    if (m->next_chain >= m->nchains || stop_starting(m))
-        return;
     struct async_job *job = calloc(1, sizeof *job);
     if (job == NULL) {
         fprintf(stderr, "summary-%s: out of memory for a chain\n", m->o->model);
         abort();                /* cannot go on: as every allocation failure in lib/ */
     }
-    long long c = m->next_chain++;
+    m->next_chain++;
     job->m = m;
     job->index = c * m->o->chain;
     job->end = job->index + m->o->chain < m->o->emails ? job->index + m->o->chain
@@ -315,24 +337,27 @@ static void chain_start_next(struct async_mailer *m)
     deferred_unref(d);
 }
 
+/* Closed loop: the next chain in order. */
+static void chain_start_next(struct async_mailer *m)
+{
+    if (m->next_chain >= m->nchains || stop_starting(m))
+        return;
+    start_chain(m, m->next_chain);
+}
+
+/* Open loop: admit the chains that are due (a full queue sheds them), start
+ * what the free slots allow, and come back when the next one is due. */
 static void arrive(void *arg)
 {
     struct async_mailer *m = arg;
     defer_call_unref(m->arrivals);
     m->arrivals = NULL;
-    double now = mb_now();
-    /* Chain c arrives when its first email is due. */
-    while (m->next_chain < m->nchains
-           && mailer_due(m->stats->start_s, m->next_chain * m->o->chain, m->o->rate) <= now)
-        chain_start_next(m);
-    if (stop_starting(m)) {
-        run_over_check(m);
-        return;
-    }
-    if (m->next_chain < m->nchains) {
-        double due = mailer_due(m->stats->start_s, m->next_chain * m->o->chain, m->o->rate);
-        m->arrivals = reactor_call_later(m->r, due > now ? due - now : 0, arrive, m);
-    }
+    double now = mb_now(), next = arrivals_admit(m->arr, now);
+    m->arrivals_over = next == INFINITY;
+    pump_queue(m);
+    if (!m->arrivals_over)
+        m->arrivals = reactor_call_later(m->r, next > now ? next - now : 0, arrive, m);
+    run_over_check(m);
 }
 
 /* The window's CPU snapshots, taken on time (mb_window_next). */
@@ -390,6 +415,8 @@ void async_mailer_start(struct async_mailer *m)
     mb_window_start(m->o, m->stats->start_s);
     window_due(m);
     if (m->o->rate > 0) {
+        m->arr = mailer_arrivals(m->o, m->stats->start_s);
+        m->nchains = LLONG_MAX;     /* unknown until the arrivals are over */
         arrive(m);
         return;
     }
@@ -406,6 +433,11 @@ void async_mailer_free(struct async_mailer *m)
     cancel_call(&m->ticker);
     cancel_call(&m->window);
     cancel_call(&m->arrivals);
+    if (m->arr) {
+        mailer_arrivals_end(m->arr, m->o, m->stats);
+        arrivals_free(m->arr);
+        m->arr = NULL;
+    }
     defer_semaphore_free(m->sem);
     m->sem = NULL;
 }

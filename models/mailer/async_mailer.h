@@ -55,6 +55,7 @@ struct async_job {
     long long end;              /* one past the chain's last email */
     double t0;                  /* mb_now() when the email started (or was due) */
     double t_reply;             /* mb_now() when its last attempt's reply came */
+    double t_started;           /* mb_now() when it actually started (open loop: >= t0) */
     struct defer_result held;   /* the attempt's result while the QUIT completes */
     int attempt;                /* retries made for this email */
     bool maybe;                 /* some attempt may have reached the server */
@@ -87,6 +88,8 @@ struct async_mailer {
     struct defer_call *ticker;      /* progress, while the run lasts */
     struct defer_call *arrivals;    /* open loop: the next chain's arrival */
     struct defer_call *window;      /* the steady-state window's next snapshot */
+    struct arrivals *arr;           /* open loop: the schedule and its queue, else NULL */
+    bool arrivals_over;             /* open loop: no chain will arrive any more */
 };
 
 /* The CPU work of one email: workload_build into job->e.  Touches only the

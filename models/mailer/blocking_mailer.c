@@ -118,6 +118,7 @@ static enum attempt attempt_once(struct blocking_mailer *m, const struct workloa
 bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
 {
     const struct mb_options *o = m->o;
+    double started = mb_now();
     if (o->blocking_s > 0)
         workload_blocking_call(o->blocking_s);
     struct workload_email e;
@@ -139,8 +140,11 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
         if (r != ATTEMPT_TEMP)
             break;
     }
-    if (r == ATTEMPT_OK)
-        mb_run_delivered(m->stats, e.hash, (uint64_t)((mb_now() - t0) * 1e6));
+    if (r == ATTEMPT_OK) {
+        double now = mb_now();
+        mb_run_delivered(m->stats, e.hash, (uint64_t)((now - t0) * 1e6));
+        mb_run_service(m->stats, (uint64_t)((now - started) * 1e6));
+    }
     else if (maybe)
         mb_run_failed_maybe(m->stats, reason, e.hash);
     else
@@ -149,6 +153,22 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
     if (m->on_conn >= o->per_session)
         blocking_mailer_finish(m);
     return r == ATTEMPT_OK;
+}
+
+long long blocking_mailer_send_chain(struct blocking_mailer *m, struct arrivals *a, long long c)
+{
+    const struct mb_options *o = m->o;
+    long long sent = 0;
+    for (long long i = c * o->chain; i < (c + 1) * o->chain && i < o->emails; i++) {
+        if (!mb_window_may_start())
+            break;
+        double due = mailer_email_due(a, o, i);
+        blocking_sleep_until(due);
+        mb_run_started(m->stats, due, mb_now());
+        blocking_mailer_send(m, (uint64_t)i, due);
+        sent++;
+    }
+    return sent;
 }
 
 void blocking_mailer_finish(struct blocking_mailer *m)

@@ -45,6 +45,11 @@ void blocking_mailer_init(struct blocking_mailer *m, const struct mb_options *o,
  * was delivered. */
 bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0);
 
+/* Open loop: sends chain c (popped from the schedule's queue), each email
+ * not before its intended start (mailer_email_due), its lateness recorded.
+ * Stops early if the steady-state window closes.  Returns emails sent. */
+long long blocking_mailer_send_chain(struct blocking_mailer *m, struct arrivals *a, long long c);
+
 /* QUIT and close the connection, if one is open. */
 void blocking_mailer_finish(struct blocking_mailer *m);
 
