@@ -299,11 +299,13 @@ static void test_json(void **state)
              "\"emails_per_s\",\"p50_us\",\"p90_us\",\"p99_us\",\"p999_us\",\"max_us\",\"mean_us\","
              "\"latency_mode\",\"cpu_user_s\",\"cpu_sys_s\",\"max_rss_kb\",\"ctx_voluntary\","
              "\"ctx_involuntary\",\"threads_peak\",\"digest\",\"window_s\",\"window_delivered\",\"window_failed\",\"cpu_window_s\","
-             "\"cpu_per_email_us\",\"maybe_delivered\",\"maybe_digest\","
+             "\"cpu_per_email_us\",\"service_p50_us\",\"service_p99_us\",\"service_p999_us\","
+             "\"scheduled\",\"shed\",\"pending\",\"peak_queue\",\"behind_schedule\","
+             "\"start_lateness_p99_us\",\"max_lag_us\",\"maybe_delivered\",\"maybe_digest\","
              "\"maybe_hashes\",\"git_rev\",\"machine\"]) and "
              "(.params|keys_unsorted) == [\"server\",\"emails\",\"concurrency\",\"threads\",\"recipients\","
              "\"events\",\"body_bytes\",\"per_session\",\"chain\",\"blocking_us\",\"retries\",\"timeout_s\","
-             "\"seed\",\"rate\",\"warmup_s\",\"duration_s\",\"quit_background\",\"profile\"] and (.machine|keys_unsorted) == [\"cores\",\"kernel\",\"compiler\"]' "
+             "\"seed\",\"rate\",\"warmup_s\",\"duration_s\",\"quit_background\",\"arrivals\",\"max_queue\",\"profile\"] and (.machine|keys_unsorted) == [\"cores\",\"kernel\",\"compiler\"]' "
              "%s >/dev/null", path);
     assert_int_equal(sh(cmd), 0);
     snprintf(cmd, sizeof cmd, "jq -e '.schema == \"mailbench.run/1\" and .model == \"test\" and "
