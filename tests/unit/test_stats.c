@@ -289,7 +289,7 @@ static void test_json(void **state)
     struct mb_options o;
     struct mb_run_stats *s = malloc(sizeof *s);
     fill_run(&o, s);
-    char dir[] = "/tmp/mb-test-json-XXXXXX", path[128], cmd[1024];
+    char dir[] = "/tmp/mb-test-json-XXXXXX", path[128], cmd[2048];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/run.json", dir);
     assert_int_equal(mb_run_write_json(&o, "test", s, path), 0);
