@@ -105,6 +105,20 @@ uint64_t mb_hist_percentile(const struct mb_hist *h, double q)
     return h->max;
 }
 
+double mb_hist_share_above(const struct mb_hist *h, uint64_t us)
+{
+    if (h->count == 0)
+        return 0.0;
+    uint64_t above = 0;
+    for (int i = 0; i < MB_HIST_BUCKETS; i++) {
+        uint64_t low, width;
+        hist_bucket(i, &low, &width);
+        if (low > us)
+            above += h->bucket[i];
+    }
+    return (double)above / (double)h->count;
+}
+
 double mb_hist_mean(const struct mb_hist *h)
 {
     return h->count ? (double)h->sum / (double)h->count : 0.0;
@@ -460,11 +474,13 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
     const struct mb_hist *sv = &s->service, *lt = &s->lateness;
     fprintf(f, ",\"service_p50_us\":%llu,\"service_p99_us\":%llu,\"service_p999_us\":%llu,"
             "\"scheduled\":%lld,\"shed\":%lld,\"pending\":%lld,\"peak_queue\":%lld,"
-            "\"behind_schedule\":%llu,\"start_lateness_p99_us\":%llu,\"max_lag_us\":%llu",
+            "\"behind_schedule\":%llu,\"start_lateness_p99_us\":%llu,\"max_lag_us\":%llu,"
+            "\"over_10x_median_share\":%.6f",
             (unsigned long long)mb_hist_percentile(sv, 50), (unsigned long long)mb_hist_percentile(sv, 99),
             (unsigned long long)mb_hist_percentile(sv, 99.9), s->scheduled, s->shed, s->pending,
             s->peak_queue, (unsigned long long)s->behind,
-            (unsigned long long)mb_hist_percentile(lt, 99), (unsigned long long)lt->max);
+            (unsigned long long)mb_hist_percentile(lt, 99), (unsigned long long)lt->max,
+            mb_hist_share_above(h, 10 * mb_hist_percentile(h, 50)));
     fprintf(f, ",\"maybe_delivered\":%llu,\"maybe_digest\":\"%s\",\"maybe_hashes\":[",
             (unsigned long long)s->maybe_delivered, digest_hex(s->maybe_digest, digest));
     for (int i = 0; i < s->nmaybe; i++)

@@ -59,7 +59,10 @@ void mb_hist_merge(struct mb_hist *dst, const struct mb_hist *src);
  * of the smallest sample with at least q% of the samples <= it (the middle
  * of its bucket, clamped to [min, max]); 0 when empty.  q = 100 is max. */
 uint64_t mb_hist_percentile(const struct mb_hist *h, double q);
-double mb_hist_mean(const struct mb_hist *h);   /* exact; 0 when empty */
+double mb_hist_mean(const struct mb_hist *h);
+/* The share of samples in buckets wholly above `us` (fairness: the emails
+ * slower than 10 x the median; bucket resolution, 0.4%). */
+double mb_hist_share_above(const struct mb_hist *h, uint64_t us);   /* exact; 0 when empty */
 
 /* ---------------------------------------------------------------- run */
 

@@ -301,7 +301,7 @@ static void test_json(void **state)
              "\"ctx_involuntary\",\"threads_peak\",\"digest\",\"window_s\",\"window_delivered\",\"window_failed\",\"cpu_window_s\","
              "\"cpu_per_email_us\",\"service_p50_us\",\"service_p99_us\",\"service_p999_us\","
              "\"scheduled\",\"shed\",\"pending\",\"peak_queue\",\"behind_schedule\","
-             "\"start_lateness_p99_us\",\"max_lag_us\",\"maybe_delivered\",\"maybe_digest\","
+             "\"start_lateness_p99_us\",\"max_lag_us\",\"over_10x_median_share\",\"maybe_delivered\",\"maybe_digest\","
              "\"maybe_hashes\",\"git_rev\",\"machine\"]) and "
              "(.params|keys_unsorted) == [\"server\",\"emails\",\"concurrency\",\"threads\",\"recipients\","
              "\"events\",\"body_bytes\",\"per_session\",\"chain\",\"blocking_us\",\"retries\",\"timeout_s\","
@@ -366,6 +366,23 @@ static void spin(double seconds)
         x++;
 }
 
+/* Fairness: the share of samples far above the median. */
+static void test_share_above(void **state)
+{
+    (void)state;
+    struct mb_hist *h = malloc(sizeof *h);
+    mb_hist_init(h);
+    assert_true(mb_hist_share_above(h, 10) == 0.0);
+    for (int i = 0; i < 95; i++)
+        mb_hist_record(h, 1000);
+    for (int i = 0; i < 5; i++)
+        mb_hist_record(h, 50000);
+    uint64_t med = mb_hist_percentile(h, 50);
+    assert_true(fabs(mb_hist_share_above(h, 10 * med) - 0.05) < 1e-12);
+    assert_true(mb_hist_share_above(h, 100000) == 0.0);
+    free(h);
+}
+
 static void test_window(void **state)
 {
     (void)state;
@@ -411,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_maybe_delivered),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_window),
+        cmocka_unit_test(test_share_above),
         cmocka_unit_test(test_summary_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
