@@ -54,7 +54,17 @@ side with models/mailer/async_mailer.c:
     stats.c's window): only emails ending in the window make the rate, the
     latency figures and the CPU per email, which is the process CPU read
     when the window opens and closes (time.process_time), so Python's
-    start-up (~0.4 s of imports) is not in it.
+    start-up (~0.4 s of imports) is not in it;
+  * the open loop (--rate R, issue 14), as models/mailer/async_mailer.c: the
+    chains are due on lib/arrivals.c's schedule (--arrivals constant: chain c
+    at start + c*K/R; poisson: exponential gaps of mean K/R from splitmix64
+    seeded by seed ^ "arrivals", the C models' schedule for the same seed),
+    admitted by a callLater at each due time into a FIFO (--max-queue N: an
+    arrival finding N waiting is shed) and started only when the semaphore
+    has a free token; email k of a chain starts no earlier than the chain's
+    due time + k/R (task.deferLater).  Latency is from the intended start,
+    service_p*_us from the actual start; start lateness, behind_schedule,
+    scheduled = delivered + failed + shed + pending, as lib/stats.c.
 
 Twisted's own retries (the factories' retries=5, immediate reconnects, no
 back-off, 4xx after MAIL/RCPT/DATA never retried) and its missing default
@@ -62,6 +72,7 @@ timeout are not used: see README.md, "The Twisted reference".
 
 Exit status: 0 all delivered, 3 some failed, 2 usage error, 1 internal error.
 """
+import bisect
 import io
 import json
 import math
@@ -122,6 +133,55 @@ class Backoff:
         d = min(d, RETRY_CAP_S)
         u = (self.rand64() >> 11) * (1.0 / 9007199254740992.0)
         return d / 2.0 + u * d / 2.0
+
+
+# ---------------------------------------------------------------- arrivals (lib/arrivals.c)
+
+class Arrivals:
+    """The open-loop schedule and its queue, as lib/arrivals.c: unit i (a
+    chain) is due at t_i, constant (start + i/rate) or Poisson (t_0 = start,
+    t_i = t_{i-1} + an exponential gap of mean 1/rate drawn from splitmix64
+    seeded by seed ^ "arrivals": the same schedule as the C models for the
+    same seed).  admit(now) moves every unit due by now into the FIFO (one
+    that finds max_queue waiting is shed); pop() takes the oldest."""
+
+    def __init__(self, start, rate, poisson, seed, max_queue, end, limit):
+        from collections import deque
+        self.start, self.rate, self.poisson = start, rate, poisson
+        self.rng = (seed ^ 0x6172726976616c73) & M64
+        self.t = []                     # Poisson: t_i drawn in order and kept
+        self.end, self.limit, self.max_queue = end, limit, max_queue
+        self.admitted = self.shed = self.peak = 0
+        self.fifo = deque()
+
+    def due(self, i):
+        if not self.poisson:
+            return self.start + i / self.rate
+        t = self.t
+        while len(t) <= i:
+            self.rng = (self.rng + 0x9e3779b97f4a7c15) & M64
+            u = ((workload.mix64(self.rng) >> 11) + 0.5) * (1.0 / 9007199254740992.0)   # (0, 1)
+            t.append(self.start if not t else t[-1] - math.log(u) / self.rate)
+        return t[i]
+
+    def admit(self, now_s):
+        """Admit (or shed) every unit due by now; when the next is due (inf: over)."""
+        while self.admitted < self.limit:
+            t = self.due(self.admitted)
+            if t >= self.end:
+                return math.inf
+            if t > now_s:
+                return t
+            if self.max_queue > 0 and len(self.fifo) >= self.max_queue:
+                self.shed += 1
+            else:
+                self.fifo.append(self.admitted)
+                self.peak = max(self.peak, len(self.fifo))
+            self.admitted += 1
+        return math.inf
+
+    def pop(self):
+        return self.fifo.popleft() if self.fifo else None
 
 
 # ---------------------------------------------------------------- options (lib/cli.c)
@@ -262,7 +322,12 @@ MODEL_OPTS = {
                  "steady-state window: start emails for DUR after the warm-up, then drain (0: send --emails)"),
     "warmup": ("duration", 0, 3600 * SEC, "DUR",
                "emails ending in the first DUR count for verification only, not in the figures"),
-    "rate": ("count", 0, 0, "0", "open loop is not implemented here: only 0 (closed loop)"),
+    "rate": ("count", 0, 10_000_000, "R",
+             "open loop: start R emails/s, latency from the intended start (0: closed loop)"),
+    "arrivals": ("choice", 0, 0, "constant|poisson",
+                 "open loop: constant spacing 1/R, or Poisson arrivals of mean rate R (seeded)"),
+    "max-queue": ("count", 0, 1_000_000_000, "N",
+                  "open loop: at most N emails waiting to start; more are shed (0: unbounded)"),
     "quit-background": ("flag", 0, 0, None,
                         "free an email's slot when QUIT is sent (default: when the connection is closed)"),
 }
@@ -284,7 +349,7 @@ UNSUPPORTED = {
 }
 
 
-def expected(kind, lo, hi):
+def expected(kind, lo, hi, meta=None):
     if kind == "count":
         return f"a whole number from {lo} to {hi}"
     if kind == "size":
@@ -292,14 +357,20 @@ def expected(kind, lo, hi):
     if kind == "duration":
         f = lambda us: f"{us // SEC}s" if us >= SEC and us % SEC == 0 else ("0" if us == 0 else f"{us}us")  # noqa: E731
         return f"a duration from {f(lo)} to {f(hi)} with its unit (e.g. 250us, 10ms, 1.5s)"
+    if kind == "choice":
+        return f"one of {meta}"
     if kind == "hostport":
         return ("HOST:PORT with HOST an IPv4 address such as 127.0.0.1 or a host name "
                 "(not empty, no IPv6) and PORT a number from 1 to 65535")
     return "a file name"
 
 
-def convert(kind, lo, hi, value):
+def convert(kind, lo, hi, value, meta=None):
     """The value of an option, or ValueError."""
+    if kind == "choice":                # a whole word of "a|b" (lib/cli.c K_CHOICE)
+        if 0 < len(value) < 16 and value in meta.split("|"):
+            return value
+        raise ValueError(value)
     if kind == "count":
         v = parse_count(value)
         if not lo <= v <= hi:
@@ -327,7 +398,8 @@ def defaults():
     return {"server": "127.0.0.1:2525", "emails": 0, "concurrency": 10, "recipients": 1,
             "events": 1000, "body-bytes": 0, "per-session": 1, "chain": 1, "blocking": 0.0,
             "retries": 5, "timeout": 30.0, "seed": 1, "rate": 0, "duration": 0.0, "warmup": 0.0,
-            "quit-background": False, "profile": None, "json": None, "progress": False}
+            "arrivals": "constant", "max-queue": 0, "quit-background": False, "profile": None,
+            "json": None, "progress": False}
 
 
 def usage(f):
@@ -339,7 +411,8 @@ def usage(f):
         f.write(f"  {left:<22} {text}\n")
     f.write("\nDefaults: --server 127.0.0.1:2525 --emails 1000 (with --duration: no cap) --concurrency 10\n"
             "  --recipients 1 --events 1000 --body-bytes 0 --per-session 1 --chain 1 --blocking 0\n"
-            "  --retries 5 --timeout 30s --seed 1 --rate 0 --warmup 0 --duration 0\n"
+            "  --retries 5 --timeout 30s --seed 1 --rate 0 --arrivals constant --max-queue 0\n"
+            "  --warmup 0 --duration 0\n"
             "\nThe SMTP exchange is the C models' (lib/smtp_client.c): EHLO, then MAIL, RCPT...\n"
             "and DATA in one write when the server offers PIPELINING, the text and its final\n"
             "\".\" in one write, no RSET after a delivered message, QUIT after the last one.\n"
@@ -348,9 +421,14 @@ def usage(f):
             "reply to its final \".\".  --duration/--warmup: only emails ending in the window\n"
             "make the rate, the latency figures and the CPU per email (the process CPU\n"
             "over the window: Python's start-up and imports are not in it).\n"
-            "\nNot supported here (exit 2): --threads (any value: one reactor thread),\n"
-            "--rate other than 0.  A profile's server keys are accepted and ignored, as by\n"
-            "the C models; flags override the profile's keys.\n"
+            "--rate R (open loop): chain c is due at its intended start (lib/arrivals.c's\n"
+            "schedule: constant spacing --chain/R, or Poisson gaps from the seed), waits in a\n"
+            "FIFO until a slot is free (--max-queue N bounds it: an arrival finding N waiting\n"
+            "is shed), email k of it not before the chain's start + k/R; latency from the\n"
+            "intended start, service_p*_us from the actual start.\n"
+            "\nNot supported here (exit 2): --threads (any value: one reactor thread).\n"
+            "A profile's server keys are accepted and ignored, as by the C models; flags\n"
+            "override the profile's keys.\n"
             "Values: durations 250us, 10ms, 1.5s; sizes 512, 100KB, 2MB; counts 1000 or 10k.\n"
             "Each option may be given once (a second one is an error: \"--emails given twice\").\n"
             "--server HOST:PORT: HOST is an IPv4 address, read as written (no octal or\n"
@@ -366,23 +444,14 @@ def apply(o, name, value, where):
         if where:
             raise UsageError(f"{where}'{name} = {value}' is not used by {PROG}, which {UNSUPPORTED[name]}")
         raise UsageError(f"--{name} {value}: not used by {PROG}, which {UNSUPPORTED[name]}")
-    if name == "rate":
-        try:
-            if parse_count(value) != 0:
-                raise ValueError(value)
-        except ValueError:
-            raise UsageError(f"{where}--rate {value}: the open loop is not implemented in "
-                             f"{PROG} (only --rate 0, the closed loop)") from None
-        o["rate"] = 0
-        return
-    kind, lo, hi, _, _ = MODEL_OPTS.get(name) or CLI_OPTS[name]
+    kind, lo, hi, meta, _ = MODEL_OPTS.get(name) or CLI_OPTS[name]
     try:
-        o[name] = convert(kind, lo, hi, value)
+        o[name] = convert(kind, lo, hi, value, meta)
     except ValueError:
         if where:
             raise UsageError(f"{where}bad value '{value}' for '{name}': "
-                             f"expected {expected(kind, lo, hi)}") from None
-        raise UsageError(f"--{name}: bad value '{value}': expected {expected(kind, lo, hi)}") from None
+                             f"expected {expected(kind, lo, hi, meta)}") from None
+        raise UsageError(f"--{name}: bad value '{value}': expected {expected(kind, lo, hi, meta)}") from None
 
 
 def load_profile(o, path):
@@ -590,12 +659,17 @@ class Window:
 
 class RunStats:
     """mb_run_stats: counters, exact latency samples (emails ending in the
-    window only), failure reasons."""
+    window only), failure reasons; in the open loop also the service times
+    (from the actual start), the start lateness and the schedule's counts."""
 
     def __init__(self, emails):
         self.emails, self.delivered, self.failed, self.retries = emails, 0, 0, 0
         self.connections, self.digest = 0, 0
-        self.latencies_us = []
+        self.latencies_us = []          # from the intended start (open loop) or the start
+        self.service_us = []            # from the actual start (mb_run_service)
+        self.lateness_us = []           # actual start - intended, starts in the window
+        self.behind = 0                 # emails started more than 1 ms late (all)
+        self.scheduled = self.shed = self.pending = self.peak_queue = 0     # mailer_arrivals_end
         self.reasons = {}
         self.threads_peak = 0
         self.window = Window()
@@ -618,6 +692,19 @@ class RunStats:
                 self.window_first = t
             self.window_last = t
             self.latencies_us.append(latency_us)
+
+    def record_service(self, service_us):
+        """mb_run_service: a delivered email's time from its actual start."""
+        if self.window.contains(now()):
+            self.service_us.append(service_us)
+
+    def record_started(self, intended, actual):
+        """mb_run_started (open loop): how late the email started."""
+        late = actual - intended
+        if self.window.contains(actual):        # the warm-up's start-up is not the schedule's
+            self.lateness_us.append(int(late * 1e6) if late > 0 else 0)
+        if late > 1e-3:
+            self.behind += 1
 
     def record_failed(self, reason):
         t = now()
@@ -672,9 +759,15 @@ def git_rev():
         return "unknown"
 
 
+def share_above(sorted_us, us):
+    """The share of the samples above us (mb_hist_share_above, exact)."""
+    n = len(sorted_us)
+    return (n - bisect.bisect_right(sorted_us, us)) / n if n else 0.0
+
+
 def run_json(o, s):
     import twisted
-    lat = sorted(s.latencies_us)
+    lat, svc, late = sorted(s.latencies_us), sorted(s.service_us), sorted(s.lateness_us)
     u = os.uname()
     return {
         "schema": "mailbench.run/1", "model": MODEL,
@@ -683,8 +776,9 @@ def run_json(o, s):
                    "body_bytes": o["body-bytes"], "per_session": o["per-session"],
                    "chain": o["chain"], "blocking_us": round(o["blocking"] * 1e6),
                    "retries": o["retries"], "timeout_s": o["timeout"], "seed": o["seed"],
-                   "rate": 0, "warmup_s": o["warmup"], "duration_s": o["duration"],
-                   "quit_background": o["quit-background"], "profile": o["profile"]},
+                   "rate": o["rate"], "warmup_s": o["warmup"], "duration_s": o["duration"],
+                   "quit_background": o["quit-background"], "arrivals": o["arrivals"],
+                   "max_queue": o["max-queue"], "profile": o["profile"]},
         "emails": s.emails, "delivered": s.delivered, "failed": s.failed, "retries": s.retries,
         "failure_reasons": s.reasons, "connections": s.connections,
         "wall_s": round(s.wall_s, 6),
@@ -693,7 +787,7 @@ def run_json(o, s):
         "p99_us": percentile(lat, 99), "p999_us": percentile(lat, 99.9),
         "max_us": lat[-1] if lat else 0,
         "mean_us": round(sum(lat) / len(lat), 1) if lat else 0.0,
-        "latency_mode": "closed",
+        "latency_mode": "open" if o["rate"] > 0 else "closed",
         "cpu_user_s": round(s.cpu_user_s, 6), "cpu_sys_s": round(s.cpu_sys_s, 6),
         "max_rss_kb": s.max_rss_kb, "ctx_voluntary": s.ctx_voluntary,
         "ctx_involuntary": s.ctx_involuntary, "threads_peak": s.threads_peak,
@@ -702,6 +796,12 @@ def run_json(o, s):
         "window_failed": s.window_failed, "cpu_window_s": round(s.cpu_window_s, 6),
         "cpu_per_email_us": round(s.cpu_window_s * 1e6 / (s.window_delivered + s.window_failed), 3)
         if s.window_delivered + s.window_failed else 0.0,
+        "service_p50_us": percentile(svc, 50), "service_p99_us": percentile(svc, 99),
+        "service_p999_us": percentile(svc, 99.9),
+        "scheduled": s.scheduled, "shed": s.shed, "pending": s.pending, "peak_queue": s.peak_queue,
+        "behind_schedule": s.behind, "start_lateness_p99_us": percentile(late, 99),
+        "max_lag_us": late[-1] if late else 0,
+        "over_10x_median_share": round(share_above(lat, 10 * percentile(lat, 50)), 6),
         # No maybe_delivered / maybe_digest / maybe_hashes: twisted.mail does
         # not say whether a lost connection came after the final "." (README).
         "git_rev": git_rev(),
@@ -740,10 +840,11 @@ def fmt_us(us):
 def print_summary(o, s):
     lat = sorted(s.latencies_us)
     rate = s.per_second()
+    mode = "open" if o["rate"] > 0 else "closed"
     sys.stderr.write(f"{PROG}: {s.delivered}/{s.emails} delivered, {s.failed} failed, "
                      f"{s.retries} retries, {s.wall_s:.3f}s, {rate:.1f} emails/s\n")
     sys.stderr.write(f"{PROG}: latency p50 {fmt_us(percentile(lat, 50))} p99 {fmt_us(percentile(lat, 99))} "
-                     f"max {fmt_us(lat[-1] if lat else 0)} (closed loop); cpu {s.cpu_user_s:.2f}s user "
+                     f"max {fmt_us(lat[-1] if lat else 0)} ({mode} loop); cpu {s.cpu_user_s:.2f}s user "
                      f"{s.cpu_sys_s:.2f}s sys; {s.max_rss_kb / 1024:.1f} MB RSS; {s.threads_peak} threads\n")
 
 
@@ -1096,11 +1197,13 @@ class Email:
 
 
 class Job:
-    """One email in progress (struct async_job)."""
-    __slots__ = ("index", "t0", "t_reply", "attempt", "email", "session")
+    """One email in progress (struct async_job).  t0: its intended start (the
+    open loop's schedule; in the closed loop, its start); t_started: when it
+    started."""
+    __slots__ = ("index", "t0", "t_started", "t_reply", "attempt", "email", "session")
 
     def __init__(self, index):
-        self.index, self.t0, self.t_reply, self.attempt = index, 0.0, 0.0, 0
+        self.index, self.t0, self.t_started, self.t_reply, self.attempt = index, 0.0, 0.0, 0.0, 0
         self.email = self.session = None
 
 
@@ -1120,6 +1223,9 @@ class Mailer:
         self.live = 0           # connections open
         self.finished = False   # every chain has ended
         self.window_call = None
+        self.arr = None         # open loop (--rate): the schedule and its queue
+        self.arrive_call = None
+        self.arrivals_over = False  # nothing more will be due
 
     # -- sessions
     def get_session(self):
@@ -1218,8 +1324,9 @@ class Mailer:
         return self.attempt(job)
 
     def delivered(self, result, job):
-        us = int((job.t_reply - job.t0) * 1e6)
-        self.stats.record_delivered(job.email.hash, max(us, 0))
+        lat, svc = job.t_reply - job.t0, job.t_reply - job.t_started
+        self.stats.record_delivered(job.email.hash, int(lat * 1e6) if lat > 0 else 0)
+        self.stats.record_service(int(svc * 1e6) if svc > 0 else 0)
         return result
 
     def failed(self, failure, job):
@@ -1230,14 +1337,33 @@ class Mailer:
         self.done += 1
         return None
 
+    def due(self, index):
+        """Open loop: email k of chain c is due at the chain's due time + k/R
+        (mailer_email_due)."""
+        c, k = divmod(index, self.o["chain"])
+        return self.arr.due(c) + k / self.o["rate"]
+
     def send_one(self, _, index):
         """One email, as callbacks on one Deferred; fires when it has ended.
-        None once the window has closed (--duration): the chain stops."""
+        None once the window has closed (--duration): the chain stops.  In the
+        open loop it starts no earlier than its intended start."""
         if self.stop_starting():
             return None
-        self.started += 1
         job = Job(index)
-        job.t0 = now()
+        if self.arr is not None:
+            job.t0 = self.due(index)
+            wait = job.t0 - now()
+            if wait > 0:
+                return self.task.deferLater(self.reactor, wait, self.email_go, job)
+        return self.email_go(job)
+
+    def email_go(self, job):
+        self.started += 1
+        job.t_started = now()
+        if self.arr is not None:
+            self.stats.record_started(job.t0, job.t_started)
+        else:
+            job.t0 = job.t_started
         if self.o["blocking"] > 0:
             time.sleep(self.o["blocking"])      # stalls every connection: the point
         d = self.defer.maybeDeferred(self.build, job)
@@ -1262,28 +1388,79 @@ class Mailer:
         return d
 
     def start_chain(self):
+        """Closed loop: the next chain in order (it waits for a token)."""
         if self.next_chain >= self.nchains or self.stop_starting():
             return
-        c = self.next_chain
+        self.run_chain_c(self.next_chain)
+
+    def run_chain_c(self, c):
+        """Chain c takes a token (the open loop calls it only when one is free)
+        and sends its emails in order."""
         self.next_chain += 1
         first = c * self.o["chain"]
         d = self.sem.run(self.run_chain, first, min(first + self.o["chain"], self.o["emails"]))
         d.addBoth(self.chain_end)
 
+    def pump_queue(self):
+        """Open loop: start waiting chains while a slot is free."""
+        while self.sem.tokens > 0 and not self.stop_starting():
+            c = self.arr.pop()
+            if c is None:
+                break
+            self.run_chain_c(c)
+        # No more arrivals and nothing waiting (or no more starts): the
+        # chains that will run are those started.
+        if self.arrivals_over and (not self.arr.fifo or not self.stats.window.may_start()):
+            self.nchains = self.next_chain
+
+    def arrive(self):
+        """Open loop: admit the chains that are due (a full queue sheds them),
+        start what the free slots allow, come back when the next one is due."""
+        self.arrive_call = None
+        t = now()
+        nxt = self.arr.admit(t)
+        self.arrivals_over = nxt == math.inf
+        self.pump_queue()
+        if not self.arrivals_over and not self.finished:
+            self.arrive_call = self.reactor.callLater(max(nxt - t, 0), self.arrive)
+        self.run_over_check()
+
     def chain_end(self, result):
         self.chains_done += 1
-        self.start_chain()
-        if self.chains_done == self.nchains:
-            self.finished = True
-            if self.window_call is not None and self.window_call.active():
-                self.window_call.cancel()
-            while self.idle:
-                self.idle.pop().quit()
-            if self.live == 0:
-                self.reactor.stop()
-            else:   # a server that never answers QUIT must not keep us here
-                self.reactor.callLater(self.o["timeout"], self.reactor.stop)
+        if self.arr is not None:
+            self.pump_queue()
+        else:
+            self.start_chain()
+        self.run_over_check()
         return None
+
+    def run_over_check(self):
+        """Once every chain that will run has ended: QUIT the idle sessions,
+        stop the timers, and stop the reactor once the connections are gone."""
+        if self.finished or self.chains_done < self.nchains:
+            return
+        self.finished = True
+        for call in (self.window_call, self.arrive_call):
+            if call is not None and call.active():
+                call.cancel()
+        self.window_call = self.arrive_call = None
+        while self.idle:
+            self.idle.pop().quit()
+        if self.live == 0:
+            self.reactor.stop()
+        else:   # a server that never answers QUIT must not keep us here
+            self.reactor.callLater(self.o["timeout"], self.reactor.stop)
+
+    def arrivals_end(self):
+        """mailer_arrivals_end: the schedule's counts, in emails (a chain
+        counts its emails)."""
+        if self.arr is None:
+            return
+        k, s = self.o["chain"], self.stats
+        s.scheduled = min(self.arr.admitted * k, self.o["emails"])
+        s.shed = self.arr.shed * k
+        s.pending = len(self.arr.fifo) * k
+        s.peak_queue = self.arr.peak
 
     def window_due(self):
         """The window's CPU snapshots, taken on time."""
@@ -1297,6 +1474,13 @@ class Mailer:
         self.stats.start_s = now()      # the run's clock: the reactor is up, the imports done
         self.stats.window.start(self.o, self.stats.start_s)
         self.window_due()
+        if self.o["rate"] > 0:
+            self.arr = Arrivals(self.stats.start_s, self.o["rate"] / self.o["chain"],
+                                self.o["arrivals"] == "poisson", self.o["seed"], self.o["max-queue"],
+                                self.stats.window.close_at, self.nchains)
+            self.nchains = math.inf     # unknown until the arrivals are over
+            self.arrive()
+            return
         for _ in range(min(self.o["concurrency"], self.nchains)):
             self.start_chain()
 
@@ -1363,9 +1547,11 @@ def main(argv):
         sys.stderr.write("\n")
     # Stopped by a signal or the QUIT guard before every email ended: the
     # rest failed (sized by time: the emails started and not ended).
-    planned = m.started if o["duration"] > 0 else o["emails"]
+    # Open loop: the emails never started are shed or pending instead.
+    planned = m.started if o["duration"] > 0 or o["rate"] > 0 else o["emails"]
     for _ in range(planned - stats.delivered - stats.failed):
         stats.record_failed("not sent: run interrupted")
+    m.arrivals_end()
     stats.finish()
     print_summary(o, stats)
     if o["json"]:

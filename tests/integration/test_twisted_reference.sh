@@ -27,7 +27,14 @@
 #  (f) runs sized by time (--warmup, --duration): the C models' JSON keys in
 #      their order, only emails ending in the window counted, the CPU per
 #      email without Python's start-up, --emails as a cap; --quit-background
-#      frees the slot when QUIT is sent.
+#      frees the slot when QUIT is sent;
+#  (g) the open loop (--rate, --arrivals, --max-queue; issue 14): overloaded
+#      (60 emails at 200/s, 2 slots, 20 ms replies, queue of 10) it sheds and
+#      accounts for every email (delivered + failed + shed + pending =
+#      scheduled = 60) and its latency from the intended start exceeds that
+#      from the actual start; Poisson arrivals with seed 7 schedule as many
+#      emails in a 1 s window as bin/summary-async (the same schedule); and
+#      its open-loop JSON has the C models' keys in their order.
 # Skipped (SKIP lines, pass) when /usr/bin/python3 cannot import twisted.
 source "$(dirname "$0")/common.bash"
 TW="$BIN/summary-twisted"
@@ -137,7 +144,7 @@ check_eq "profile: the flag overrides it" 2 "$(jq .params.concurrency "$LAST_JSO
 "$TW" --emails -5 2>"$TMP/bad.err"
 check_eq "bad --emails exits 2" 2 "$?"
 grep -q -- '--emails' "$TMP/bad.err" && pass "message names --emails" || fail "message: $(cat "$TMP/bad.err")"
-for flag in "--threads 4" "--rate 100" "--bogus 1"; do
+for flag in "--threads 4" "--arrivals uniform" "--bogus 1"; do
     # shellcheck disable=SC2086
     "$TW" $flag 2>"$TMP/bad.err"
     check_eq "'$flag' exits 2" 2 "$?"
@@ -195,6 +202,17 @@ printf 'quit-background = 1\n' >"$TMP/qb.conf"
 same_verdict --profile "$TMP/qb.conf"
 printf 'duration = 100ms\nwarmup = 0\n' >"$TMP/timed.conf"
 same_verdict --profile "$TMP/timed.conf"
+
+# (d, continued) the open-loop options
+same_verdict --rate 1.5
+same_verdict --rate 10000001
+same_verdict --arrivals Poisson
+same_verdict --max-queue -1
+same_verdict --max-queue 5 --max-queue 6
+printf 'rate = 0\narrivals = poisson\nmax-queue = 5\n' >"$TMP/open.conf"
+same_verdict --profile "$TMP/open.conf"
+printf 'arrivals = bursty\n' >"$TMP/badarr.conf"
+same_verdict --profile "$TMP/badarr.conf"
 
 # (e) the same exchange as the C models.  The proxy forwards to smtp-mock
 # and writes a line per connection: the client's commands, grouped into
@@ -406,4 +424,48 @@ elapsed=$(echo "$(date +%s.%N) - $start" | bc)
 if [ "$(echo "$elapsed < 4" | bc)" = 1 ]; then pass "cap: ends with its emails (${elapsed}s)"; else fail "cap: took ${elapsed}s"; fi
 run_verified "timed-reuse" twisted "--latency 1ms" --duration 500ms --warmup 100ms --concurrency 8 \
     --per-session 3 --chain 2 --events 20
+
+# (g) the open loop.  1. Overloaded: two slots of ~100 ms (4 round trips and
+# the close at 20 ms) serve ~20 emails/s against 200 due per second; the queue
+# of 10 fills and the rest is shed.
+start_mock srv --latency 20ms
+timeout 60 "$TW" --server "127.0.0.1:$srv_PORT" --emails 60 --rate 200 --concurrency 2 --max-queue 10 \
+    --events 10 --retries 0 --json "$TMP/ol.json" 2>"$TMP/ol.err"
+check_eq "open overloaded: exit 0 (shed is not failed)" 0 "$?"
+stop_pid "$srv_PID"
+j="$TMP/ol.json"
+check_eq "open overloaded: scheduled" 60 "$(jq -r .scheduled "$j")"
+check_eq "open overloaded: delivered + failed + shed + pending = scheduled" 60 \
+    "$(jq -r '.delivered + .failed + .shed + .pending' "$j")"
+if [ "$(jq -r '.shed > 0 and .peak_queue == 10' "$j")" = true ]; then
+    pass "open overloaded: the full queue shed $(jq -r .shed "$j")"
+else fail "open overloaded: shed $(jq -r .shed "$j"), peak queue $(jq -r .peak_queue "$j")"; fi
+if [ "$(jq -r '.p99_us > .service_p99_us' "$j")" = true ]; then
+    pass "open overloaded: latency from the intended start ($(jq -r .p99_us "$j") us) > from the actual start ($(jq -r .service_p99_us "$j") us)"
+else fail "open overloaded: p99 $(jq -r .p99_us "$j") not above service p99 $(jq -r .service_p99_us "$j")"; fi
+if [ "$(jq -r '.behind_schedule > 0 and .start_lateness_p99_us > 0' "$j")" = true ]; then
+    pass "open overloaded: says it fell behind ($(jq -r .behind_schedule "$j") emails)"
+else fail "open overloaded: behind_schedule $(jq -r .behind_schedule "$j") although overloaded"; fi
+check_eq "open overloaded: latency_mode, params" '["open",200,"constant",10]' \
+    "$(jq -c '[.latency_mode, .params.rate, .params.arrivals, .params.max_queue]' "$j")"
+check_eq "open overloaded: delivered = server's distinct Message-IDs" \
+    "$(json_get "$srv_STATS" unique_messages)" "$(json_get "$j" delivered)"
+check_eq "open overloaded: digest = server's digest" "$(json_get "$srv_STATS" digest)" "$(json_get "$j" digest)"
+
+# 2. Poisson arrivals, seed 7: the C models' schedule (lib/arrivals.c's
+#    splitmix64 stream), so the same emails are due in the same 1 s window.
+run_verified "poisson-c" async "--latency 1ms" --rate 50 --arrivals poisson --seed 7 --duration 1s --events 10
+run_verified "poisson" twisted "--latency 1ms" --rate 50 --arrivals poisson --seed 7 --duration 1s --events 10
+check_eq "poisson: scheduled = C async's (seed 7)" "$(json_get "$TMP/poisson-c.json" scheduled)" \
+    "$(json_get "$TMP/poisson.json" scheduled)"
+check_eq "poisson: params.arrivals" poisson "$(jq -r .params.arrivals "$TMP/poisson.json")"
+check_eq "poisson: delivered + failed + shed + pending = scheduled" true \
+    "$(jq '.delivered + .failed + .shed + .pending == .scheduled and .scheduled > 0' "$TMP/poisson.json")"
+
+# 3. The open loop's JSON: the C models' keys and params, in their order.
+check_eq "open: the C models' keys, in their order (no maybe_*)" \
+    "$(jq -c '[keys_unsorted[] | select(startswith("maybe_") | not)]' "$TMP/poisson-c.json")" \
+    "$(jq -c 'keys_unsorted' "$TMP/poisson.json")"
+check_eq "open: the C models' params, in their order" \
+    "$(jq -c '.params | keys_unsorted' "$TMP/poisson-c.json")" "$(jq -c '.params | keys_unsorted' "$TMP/poisson.json")"
 finish
