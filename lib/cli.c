@@ -77,6 +77,8 @@ static const struct opt opts[] = {
       "open loop: constant spacing 1/R, or Poisson arrivals of mean rate R (seeded)" },
     { "max-queue", K_COUNT, MB_KEY_MODEL, O(max_queue), 0, 1000000000, "N",
       "open loop: at most N emails waiting to start; more are shed (0: unbounded)" },
+    { "prebuild", K_FLAG, MB_KEY_MODEL, O(prebuild), 0, 0, NULL,
+      "build every email before the clock starts: time the SMTP machinery alone (needs --emails)" },
     { "quit-background", K_FLAG, MB_KEY_MODEL, O(quit_background), 0, 0, NULL,
       "async/hybrid: free an email's slot when QUIT is sent (default: when the connection is closed)" },
     { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
@@ -484,6 +486,9 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
     }
     if (resolve_server(o, server_flag, err) != 0)
         return 2;
+    if (o->prebuild && o->duration_s > 0)
+        return usage_error(err, model, "--prebuild builds --emails emails before the run: it "
+                           "needs a run sized by --emails, not --duration");
     if (o->emails == 0)                     /* not given: a run sized by time has no cap */
         o->emails = o->duration_s > 0 ? 1000000000 : 1000;
     return o->json[0] ? check_writable(o->json, err, model) : 0;

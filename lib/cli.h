@@ -99,6 +99,7 @@ struct mb_options {
     double duration_s;      /* --duration: > 0: the run is sized by time (start emails until
                              * start + warmup + duration; --emails is then only a cap); 0: by
                              * --emails (mb_window_*, stats.h) */
+    int prebuild;           /* --prebuild: build every email before the clock starts (--emails) */
     int quit_background;    /* --quit-background (async, hybrid): an email's concurrency slot is
                              * freed when QUIT is sent and the 221 is read in the background;
                              * 0 (default): held until the connection is closed, like the

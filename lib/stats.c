@@ -409,13 +409,13 @@ static void json_params(FILE *f, const struct mb_options *o)
             "\"events\":%lld,\"body_bytes\":%llu,\"per_session\":%lld,\"chain\":%lld,"
             "\"blocking_us\":%lld,\"retries\":%lld,\"timeout_s\":%.9g,\"seed\":%llu,\"rate\":%lld,"
             "\"warmup_s\":%.6g,\"duration_s\":%.6g,\"quit_background\":%s,"
-            "\"arrivals\":\"%s\",\"max_queue\":%lld,"
+            "\"arrivals\":\"%s\",\"max_queue\":%lld,\"prebuild\":%s,"
             "\"profile\":", o->emails, o->concurrency, o->threads, o->recipients, o->events,
             (unsigned long long)o->body_bytes, o->per_session, o->chain,
             (long long)llround(o->blocking_s * 1e6), o->retries, o->timeout_s,
             (unsigned long long)o->seed, o->rate, o->warmup_s, o->duration_s,
             o->quit_background ? "true" : "false", o->arrivals[0] ? o->arrivals : "constant",
-            o->max_queue);
+            o->max_queue, o->prebuild ? "true" : "false");
     if (o->profile[0])
         json_write_string(f, o->profile);
     else

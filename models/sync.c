@@ -19,6 +19,7 @@ int main(int argc, char **argv)
     o.concurrency = 1;      /* one at a time, whatever was asked: the JSON says so */
     o.threads = 1;
 
+    mailer_prepare(&o);
     struct mb_run_stats stats;
     struct mb_progress progress;
     struct blocking_mailer m;

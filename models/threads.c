@@ -101,6 +101,7 @@ int main(int argc, char **argv)
         o.threads = o.concurrency;
     o.concurrency = o.threads;      /* one email in flight per thread */
 
+    mailer_prepare(&o);
     struct mb_run_stats stats;
     struct mb_progress progress;
     mb_run_init(&stats, (uint64_t)o.emails);

@@ -179,7 +179,7 @@ static struct deferred *attempt(struct async_job *job)
 struct defer_result async_job_build(void *arg)
 {
     struct async_job *job = arg;
-    if (workload_build(&job->m->wp, (uint64_t)job->index, &job->e) != 0)
+    if (mailer_build(&job->m->wp, (uint64_t)job->index, &job->e) != 0)
         return defer_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
     return defer_ok(job);
 }
@@ -445,6 +445,7 @@ void async_mailer_free(struct async_mailer *m)
 int async_mailer_run(const struct mb_options *o, struct reactor *r,
                      async_build_step build, void *build_arg)
 {
+    mailer_prepare(o);
     struct mb_run_stats stats;
     struct mb_progress progress;
     struct async_mailer m;

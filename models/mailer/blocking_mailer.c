@@ -122,7 +122,7 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
     if (o->blocking_s > 0)
         workload_blocking_call(o->blocking_s);
     struct workload_email e;
-    if (workload_build(&m->wp, index, &e) != 0) {
+    if (mailer_build(&m->wp, index, &e) != 0) {
         mb_run_failed(m->stats, "workload: out of memory");
         return false;
     }

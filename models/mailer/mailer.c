@@ -41,6 +41,46 @@ void mailer_arrivals_end(struct arrivals *a, const struct mb_options *o, struct 
     s->peak_queue = c.peak_queue;
 }
 
+/* The prebuilt emails, process-wide (each index is taken once, by the one
+ * thread that sends it: no lock). */
+static struct workload_email *prebuilt;
+static unsigned char *prebuilt_taken;
+static long long nprebuilt;
+
+int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp)
+{
+    prebuilt = calloc((size_t)o->emails, sizeof *prebuilt);
+    prebuilt_taken = calloc((size_t)o->emails, 1);
+    if (prebuilt == NULL || prebuilt_taken == NULL)
+        return -1;
+    for (nprebuilt = 0; nprebuilt < o->emails; nprebuilt++)
+        if (workload_build(wp, (uint64_t)nprebuilt, &prebuilt[nprebuilt]) != 0)
+            return -1;
+    return 0;
+}
+
+void mailer_prepare(const struct mb_options *o)
+{
+    if (!o->prebuild)
+        return;
+    struct workload_params wp;
+    mailer_workload_params(o, &wp);
+    if (mailer_prebuild(o, &wp) != 0) {
+        fprintf(stderr, "summary-%s: --prebuild: out of memory for %lld emails\n", o->model, o->emails);
+        exit(1);
+    }
+}
+
+int mailer_build(const struct workload_params *wp, uint64_t index, struct workload_email *e)
+{
+    if ((long long)index < nprebuilt && !prebuilt_taken[index]) {
+        prebuilt_taken[index] = 1;
+        *e = prebuilt[index];
+        return 0;
+    }
+    return workload_build(wp, index, e);
+}
+
 void mailer_workload_params(const struct mb_options *o, struct workload_params *wp)
 {
     wp->seed = o->seed;

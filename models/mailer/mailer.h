@@ -14,6 +14,18 @@
 /* The workload parameters the options describe. */
 void mailer_workload_params(const struct mb_options *o, struct workload_params *wp);
 
+/* The build step every model runs: workload_build, or with --prebuild the
+ * email built before the run's clock started (its ownership moves to e; an
+ * index past the prebuilt ones is built now). */
+int mailer_build(const struct workload_params *wp, uint64_t index, struct workload_email *e);
+/* --prebuild: build emails 0 .. o->emails - 1 now, before the clock starts,
+ * so that what is timed is the SMTP machinery alone (section 9 compares it
+ * with smtp-source, which renders nothing).  Returns 0, or -1 out of memory. */
+int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp);
+/* What every model calls before its clock starts: --prebuild, if given (an
+ * out-of-memory failure is printed and exits 1: before anything is sent). */
+void mailer_prepare(const struct mb_options *o);
+
 /* Open loop (--rate R): the schedule is one of chains (--chain K; 1 by
  * default, so one of emails): chain c arrives at its intended start, from
  * lib/arrivals.h (constant spacing K / R, or Poisson of mean rate R / K),
