@@ -55,17 +55,33 @@ static void sift_down(struct timerq *q, size_t i)
     heap_set(q, i, e);
 }
 
-/* Point the timerfd at the earliest deadline when that is earlier than the
- * one it holds; a later one is left (its expiry finds nothing due and
- * re-arms), which saves a system call for every timer removed. */
+static void poll_stop(struct timerq *q)
+{
+    ev_idle_stop(q->loop, &q->poll);
+    ev_check_stop(q->loop, &q->due);
+}
+
+/* Point the timerfd at the earliest deadline (less the spin) when that is
+ * earlier than the one it holds; a later one is left (its expiry finds
+ * nothing due and re-arms), which saves a system call for every timer
+ * removed.  With a spin, a deadline nearer than that is polled for. */
 static void arm(struct timerq *q)
 {
     if (q->n == 0) {
         ev_io_stop(q->loop, &q->io);
+        poll_stop(q);
         return;
     }
     ev_io_start(q->loop, &q->io);
-    double when = q->heap[0]->when;
+    double when = q->heap[0]->when - q->spin;
+    if (q->spin > 0) {
+        if (when <= timerq_now()) {
+            ev_idle_start(q->loop, &q->poll);
+            ev_check_start(q->loop, &q->due);
+            return;
+        }
+        poll_stop(q);
+    }
     if (when >= q->armed)
         return;
     struct itimerspec its = { 0 };
@@ -79,14 +95,8 @@ static void arm(struct timerq *q)
 }
 
 /* Run every entry due now that was pending when this pass began. */
-static void expired_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void run_due(struct timerq *q)
 {
-    (void)loop;
-    (void)revents;
-    struct timerq *q = container_of(w, struct timerq, io);
-    uint64_t ticks;
-    if (read(q->fd, &ticks, sizeof ticks) < 0) { /* EAGAIN: re-armed below */ }
-    q->armed = INFINITY;
     double now = timerq_now();
     uint64_t last = q->seq;
     while (q->n > 0 && q->heap[0]->when <= now && q->heap[0]->seq < last) {
@@ -97,6 +107,32 @@ static void expired_cb(struct ev_loop *loop, ev_io *w, int revents)
     arm(q);
 }
 
+static void expired_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct timerq *q = container_of(w, struct timerq, io);
+    uint64_t ticks;
+    if (read(q->fd, &ticks, sizeof ticks) < 0) { /* EAGAIN: re-armed below */ }
+    q->armed = INFINITY;
+    run_due(q);
+}
+
+/* Polling (spin): every loop iteration, first. */
+static void due_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    run_due(container_of(w, struct timerq, due));
+}
+
+static void poll_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;                        /* only keeps the loop from sleeping */
+}
+
 int timerq_init(struct timerq *q, struct ev_loop *loop)
 {
     *q = (struct timerq){ .loop = loop, .armed = INFINITY };
@@ -104,6 +140,9 @@ int timerq_init(struct timerq *q, struct ev_loop *loop)
     if (q->fd < 0)
         return -1;
     ev_io_init(&q->io, expired_cb, q->fd, EV_READ);
+    ev_idle_init(&q->poll, poll_cb);
+    ev_check_init(&q->due, due_cb);
+    ev_set_priority(&q->due, EV_MAXPRI);
     return 0;
 }
 
@@ -115,6 +154,7 @@ void timerq_destroy(struct timerq *q)
     free(q->heap);
     q->heap = NULL;
     ev_io_stop(q->loop, &q->io);
+    poll_stop(q);
     if (q->fd >= 0)
         close(q->fd);
     q->fd = -1;
@@ -157,8 +197,10 @@ void timerq_remove(struct timerq *q, struct timerq_entry *e)
         sift_up(q, i);
         sift_down(q, last->pos);
     }
-    if (q->n == 0)
+    if (q->n == 0) {
         ev_io_stop(q->loop, &q->io);
+        poll_stop(q);
+    }
 }
 
 size_t timerq_count(const struct timerq *q)
@@ -169,4 +211,11 @@ size_t timerq_count(const struct timerq *q)
 struct timerq_entry *timerq_first(const struct timerq *q)
 {
     return q->n ? q->heap[0] : NULL;
+}
+
+void timerq_set_spin(struct timerq *q, double seconds)
+{
+    q->spin = seconds > 0 ? seconds : 0;
+    q->armed = INFINITY;                  /* the timerfd may have to fire earlier */
+    arm(q);
 }
