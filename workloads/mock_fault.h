@@ -20,7 +20,9 @@ double mock_prng_unit(mock_prng *r);          /* uniform in [0, 1) */
 /* How the reply latency is distributed. */
 typedef enum mock_dist {
     MOCK_DIST_FIXED,        /* exactly latency */
-    MOCK_DIST_UNIFORM,      /* uniform in [latency - jitter, latency + jitter], >= 0 */
+    MOCK_DIST_UNIFORM,      /* uniform in [latency - jitter, latency + jitter]:
+                               the mean is latency only if jitter <= latency
+                               (smtp-mock refuses a larger one) */
     MOCK_DIST_EXP           /* exponential with mean latency */
 } mock_dist;
 
@@ -59,7 +61,7 @@ mock_outcome mock_fault_draw(const mock_fault_config *c, mock_prng *r);
 int mock_fault_applies(const mock_fault_config *c, smtp_server_stage st,
                        const smtp_server_message *m);
 
-/* The delay before the next reply, in seconds (>= 0). */
+/* The delay before the next reply, in seconds (>= 0: a draw below 0 is 0). */
 double mock_fault_latency(const mock_fault_config *c, mock_prng *r);
 
 /* "greeting", "mail", "rcpt", "data", "body" -> stage; 0 on success, -1 otherwise. */

@@ -2,9 +2,16 @@
  *
  * One thread, one libev loop; it never blocks and never sleeps.  Each
  * session is a lib/smtp_server core fed from one shared read buffer.  Reply
- * latency is an ev_timer per connection: the replies produced by one read
- * are queued with a due time (now + latency draw, never earlier than the
- * reply before them, so order is kept) and written together when due.
+ * latency is a timer per connection in one lib/timerq queue (a timerfd, not
+ * an ev_timer: libev's epoll backend sleeps in whole milliseconds, so a 5 ms
+ * reply left at 6-7 ms under load): the replies produced by one read are
+ * queued with a due time on CLOCK_MONOTONIC (latency draw after the
+ * arrival of the bytes that made them, never earlier than the reply before
+ * them, so order is kept) and written together when due.  The arrival is
+ * the kernel's receive timestamp (SO_TIMESTAMPNS), not the time of the
+ * read: time the loop spends on other sessions before it reads does not
+ * add to the latency.  The idle and session timeouts stay ev_timers: a
+ * millisecond late does not matter to them.
  * Faults (4xx, 5xx, dropped connection, a session that stops answering)
  * come from a seeded PRNG through the core's decision hook, mid-DATA faults
  * (--fault-stage body) too: the core asks before it reads the first byte of
@@ -31,6 +38,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -39,6 +47,7 @@
 #include "mock_fault.h"
 #include "mock_stats.h"
 #include "smtp_server.h"
+#include "timerq.h"
 #include "units.h"
 
 #define container_of(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
@@ -46,7 +55,7 @@
 /* Replies waiting for their due time (or for the socket to take them). */
 typedef struct outchunk {
     struct outchunk *next;     /* later replies */
-    ev_tstamp due;             /* loop time at which it may be written */
+    double due;                /* timerq_now() time at which it may be written */
     size_t len, off;           /* bytes in data / already written */
     char data[];               /* the reply bytes */
 } outchunk;
@@ -54,7 +63,7 @@ typedef struct outchunk {
 typedef struct conn {
     ev_io rio;                 /* readable: feed the core */
     ev_io wio;                 /* writable: only while the socket is full */
-    ev_timer reply_timer;      /* fires when the head of the queue is due */
+    struct timerq_entry reply_timer; /* in `timers`: when the head of the queue is due */
     ev_timer idle_timer;       /* checks last_active against --idle-timeout */
     int fd;                    /* the client socket */
     smtp_server *srv;          /* the protocol core for this session */
@@ -65,6 +74,9 @@ typedef struct conn {
                                   stall (in the same read): still sent */
     ev_tstamp last_active;     /* loop time of the last read or write */
     ev_tstamp opened;          /* loop time of the accept, for --session-timeout */
+    double arrived;            /* timerq_now() time the input being answered
+                                  arrived (its receive timestamp), or of the
+                                  accept or timeout that made the reply */
     size_t queued;             /* reply bytes in head..tail not yet written */
 } conn;
 
@@ -86,6 +98,7 @@ static struct {
     long long max_rcpts;       /* --max-rcpts */
     double idle_timeout;       /* --idle-timeout, seconds */
     double session_timeout;    /* --session-timeout, seconds, 0 = none */
+    double spin;               /* --spin, seconds of polling before a reply, 0 = none */
     const char *stats_path;    /* --stats FILE or NULL */
     const char *maildir;       /* --maildir DIR or NULL */
 } opt;
@@ -94,6 +107,7 @@ static struct {
 static struct ev_loop *loop;
 static ev_io listen_w;                 /* the listening socket */
 static ev_timer accept_retry;          /* re-enables accept after EMFILE */
+static struct timerq timers;           /* every session's reply_timer */
 static mock_stats stats;
 static mock_prng prng;
 static uint64_t active;                /* sessions open now */
@@ -105,7 +119,7 @@ static void conn_close(conn *c)
 {
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
-    ev_timer_stop(loop, &c->reply_timer);
+    timerq_remove(&timers, &c->reply_timer);
     ev_timer_stop(loop, &c->idle_timer);
     close(c->fd);
     for (outchunk *o = c->head, *n; o; o = n) {
@@ -122,7 +136,7 @@ static void conn_close(conn *c)
  * Returns -1 if the connection was closed. */
 static int conn_write_due(conn *c)
 {
-    ev_tstamp now = ev_now(loop) + 1e-6;
+    double now = timerq_now();
     while (c->head && c->head->due <= now) {
         struct iovec iov[16];
         int n = 0;
@@ -163,9 +177,7 @@ static int conn_write_due(conn *c)
     if (c->queued < QUEUE_HIGH && !c->closing && !ev_is_active(&c->rio))
         ev_io_start(loop, &c->rio);   /* written out: read again */
     if (c->head) {
-        ev_timer_stop(loop, &c->reply_timer);
-        ev_timer_set(&c->reply_timer, c->head->due - ev_now(loop), 0);
-        ev_timer_start(loop, &c->reply_timer);
+        timerq_add(&timers, &c->reply_timer, c->head->due);
     } else if (c->closing) {
         conn_close(c);
         return -1;
@@ -173,7 +185,7 @@ static int conn_write_due(conn *c)
     return 0;
 }
 
-static void conn_enqueue(conn *c, const char *p, size_t n, ev_tstamp due)
+static void conn_enqueue(conn *c, const char *p, size_t n, double due)
 {
     outchunk *o = malloc(sizeof *o + n);
     if (o == NULL)
@@ -217,10 +229,11 @@ static int conn_flush(conn *c)
         if (done < n)
             conn_enqueue(c, out + done, n - done, 0);
     } else if (n > 0) {
-        /* ev_time(), not ev_now(): under load the loop time can be many
-         * milliseconds old, and the reply would leave early. */
+        /* From the arrival, not ev_now(): under load the loop time can be
+         * many milliseconds old (the reply would leave early), and the read
+         * late (it would leave late). */
         double d = mock_fault_latency(&opt.fault, &prng);
-        conn_enqueue(c, out, n, ev_time() + d);
+        conn_enqueue(c, out, n, c->arrived + d);
     }
     smtp_server_output_consume(c->srv, all);
     if (c->head == NULL) {
@@ -230,15 +243,14 @@ static int conn_flush(conn *c)
         }
         return 0;
     }
-    if (!ev_is_active(&c->reply_timer) && !ev_is_active(&c->wio))
+    if (!timerq_pending(&c->reply_timer) && !ev_is_active(&c->wio))
         return conn_write_due(c);
     return 0;
 }
 
-static void conn_reply_cb(struct ev_loop *l, ev_timer *w, int revents)
+static void conn_reply_cb(struct timerq_entry *e)
 {
-    (void)l; (void)revents;
-    conn_write_due(container_of(w, conn, reply_timer));
+    conn_write_due(container_of(e, conn, reply_timer));
 }
 
 static void conn_writable_cb(struct ev_loop *l, ev_io *w, int revents)
@@ -256,12 +268,50 @@ static void conn_finish(conn *c)
     conn_flush(c);
 }
 
+/* When the bytes of a read arrived, on the timerq_now() time line: the
+ * receive timestamp of the last segment read (SCM_TIMESTAMPNS, on
+ * CLOCK_REALTIME, moved by its age), or now if there is none.  A step of the
+ * real-time clock between the arrival and the read would move it by as much;
+ * it is never later than now. */
+static double arrival(struct msghdr *mh)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS)
+            continue;
+        struct timespec at, rt;
+        memcpy(&at, CMSG_DATA(cm), sizeof at);
+        /* The real-time clock first: a preemption between the two reads then
+         * makes the arrival look later (the reply late), never earlier. */
+        clock_gettime(CLOCK_REALTIME, &rt);
+        double now = timerq_now();
+        double age = (double)(rt.tv_sec - at.tv_sec) + (double)(rt.tv_nsec - at.tv_nsec) * 1e-9;
+        return age > 0 ? now - age : now;
+    }
+    return timerq_now();
+}
+
+/* read() into rbuf that also sets c->arrived. */
+static ssize_t conn_recv(conn *c)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = { rbuf, sizeof rbuf };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    ssize_t n = recvmsg(c->fd, &mh, 0);
+    if (n > 0)
+        c->arrived = arrival(&mh);
+    return n;
+}
+
 static void conn_readable_cb(struct ev_loop *l, ev_io *w, int revents)
 {
     (void)l; (void)revents;
     conn *c = container_of(w, conn, rio);
     for (;;) {
-        ssize_t n = read(c->fd, rbuf, sizeof rbuf);
+        ssize_t n = conn_recv(c);
         if (n > 0) {
             c->last_active = ev_now(loop);
             if (c->stalled)
@@ -307,6 +357,7 @@ static void conn_idle_cb(struct ev_loop *l, ev_timer *w, int revents)
         conn_close(c);
         return;
     }
+    c->arrived = timerq_now();
     smtp_server_shutdown(c->srv, left <= 0 ? "Idle timeout, closing transmission channel"
                                             : "Session time limit, closing transmission channel");
     conn_finish(c);
@@ -390,9 +441,10 @@ static void conn_open(int fd)
     }
     c->fd = fd;
     c->last_active = c->opened = ev_now(loop);
+    c->arrived = timerq_now();
     ev_io_init(&c->rio, conn_readable_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_writable_cb, fd, EV_WRITE);
-    ev_init(&c->reply_timer, conn_reply_cb);
+    timerq_entry_init(&c->reply_timer, conn_reply_cb);
     ev_init(&c->idle_timer, conn_idle_cb);
     active++;
     stats.connections++;
@@ -454,6 +506,8 @@ static int listen_start(void)
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);    /* inherited by accept */
+    if (opt.fault.latency > 0)     /* receive timestamps (see arrival()), inherited too */
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 65535) < 0 ||
         getsockname(fd, (struct sockaddr *)&sa, &salen) < 0) {
         fprintf(stderr, "smtp-mock: cannot listen on %s:%d: %s\n", opt.host, opt.port,
@@ -491,10 +545,21 @@ static void usage(FILE *f)
 "                        letters, digits, '-' and '.', at most 255, or an address\n"
 "                        literal like [192.0.2.1] or [IPv6:2001:db8::1]\n"
 "  --latency DUR         delay before every reply, greeting included (e.g. 100ms,\n"
-"                        250us, 1s; default 0). A timer, never a sleep.\n"
+"                        250us, 1s; default 0), from the arrival of the command\n"
+"                        (its kernel receive timestamp; the greeting: the accept)\n"
+"                        to the write of the reply. A timer (timerfd, to the\n"
+"                        microsecond), never a sleep.\n"
 "  --jitter DUR          spread of the latency: uniform in LATENCY +/- JITTER\n"
-"                        (implies --latency-dist uniform)\n"
+"                        (implies --latency-dist uniform); at most LATENCY (a\n"
+"                        larger one is refused, exit 2: the draws below 0 would\n"
+"                        be cut and the mean would drift above LATENCY), so the\n"
+"                        mean delay is LATENCY\n"
 "  --latency-dist D      fixed | uniform | exp (exponential with mean LATENCY)\n"
+"  --spin DUR            poll for the last DUR before each reply instead of\n"
+"                        sleeping (e.g. 200us; default 0 = sleep): on a VM, where\n"
+"                        a sleeping CPU wakes ~100 us late, replies leave within\n"
+"                        a few us of their time. Costs CPU: up to DUR per reply,\n"
+"                        a whole core once replies are due more often than that\n"
 "  --seed N              seed of the PRNG behind faults and jitter (default 1)\n"
 "  --tempfail P          probability per message of a 4xx reply (e.g. 0.05 or 5%%)\n"
 "  --permfail P          probability per message of a 5xx reply\n"
@@ -593,13 +658,14 @@ static void parse_options(int argc, char **argv)
         { "stall", 1, NULL, 'T' }, { "session-timeout", 1, NULL, 'O' },
         { "max-conns", 1, NULL, 'c' }, { "max-size", 1, NULL, 'S' },
         { "max-rcpts", 1, NULL, 'r' }, { "idle-timeout", 1, NULL, 'i' },
-        { "stats", 1, NULL, 'o' }, { "maildir", 1, NULL, 'm' },
+        { "stats", 1, NULL, 'o' }, { "maildir", 1, NULL, 'm' }, { "spin", 1, NULL, 'P' },
         { "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
     };
     /* The value each option was first given, to refuse a second one: "the
      * last wins" would silently drop a value a script or a user meant. */
     const char *given[sizeof longopts / sizeof longopts[0]] = { 0 };
     int dist_given = 0, ch, idx;
+    const char *jitter = NULL;
     long long n;
     const char *listen = "127.0.0.1:2525";
     opt.hostname = "mailbench-mock";
@@ -628,6 +694,7 @@ static void parse_options(int argc, char **argv)
                   opt.hostname = v; break;
         case 'L': if (units_parse_duration(v, &opt.fault.latency)) bad_value("latency", v, "a duration like 100ms"); break;
         case 'j': if (units_parse_duration(v, &opt.fault.jitter)) bad_value("jitter", v, "a duration like 10ms");
+                  jitter = v;
                   if (!dist_given) opt.fault.dist = MOCK_DIST_UNIFORM;
                   break;
         case 'D': if (mock_fault_parse_dist(v, &opt.fault.dist)) bad_value("latency-dist", v, "fixed, uniform or exp");
@@ -644,6 +711,9 @@ static void parse_options(int argc, char **argv)
         case 'r': if (units_parse_count(v, 1, 100000, &opt.max_rcpts)) bad_value("max-rcpts", v, "a count from 1 to 100000"); break;
         case 'i': if (units_parse_duration(v, &opt.idle_timeout)) bad_value("idle-timeout", v, "a duration like 60s, or 0"); break;
         case 'O': if (units_parse_duration(v, &opt.session_timeout)) bad_value("session-timeout", v, "a duration like 300s, or 0"); break;
+        case 'P': if (units_parse_duration(v, &opt.spin) || opt.spin > 0.1)
+                      bad_value("spin", v, "a duration like 200us, at most 100ms, or 0");
+                  break;
         case 'o': opt.stats_path = v; break;
         case 'm': opt.maildir = v; break;
         case 'h': usage(stdout); exit(0);
@@ -655,6 +725,12 @@ static void parse_options(int argc, char **argv)
         exit(2);
     }
     parse_listen(listen);
+    if (opt.fault.dist == MOCK_DIST_UNIFORM && opt.fault.jitter > opt.fault.latency) {
+        char want[96];
+        snprintf(want, sizeof want, "at most --latency, %gms: the mean delay must stay "
+                 "LATENCY", opt.fault.latency * 1e3);
+        bad_value("jitter", jitter, want);
+    }
     if (opt.stats_path)
         check_writable("stats", opt.stats_path, 0);
     if (opt.maildir)
@@ -693,9 +769,9 @@ static char *params_json(void)
             opt.fault.tempfail, opt.fault.permfail, opt.fault.drop, opt.fault.stall);
     json_write_string(f, mock_fault_stage_name(opt.fault.stage));
     fprintf(f, ", \"max_conns\": %lld, \"max_size\": %llu, \"max_rcpts\": %lld, "
-            "\"idle_timeout_s\": %.3f, \"session_timeout_s\": %.3f, \"maildir\": ",
-            opt.max_conns, (unsigned long long)opt.max_size, opt.max_rcpts,
-            opt.idle_timeout, opt.session_timeout);
+            "\"idle_timeout_s\": %.3f, \"session_timeout_s\": %.3f, \"spin_s\": %.6f, "
+            "\"maildir\": ", opt.max_conns, (unsigned long long)opt.max_size, opt.max_rcpts,
+            opt.idle_timeout, opt.session_timeout, opt.spin);
     json_write_string(f, opt.maildir);
     fputs("}", f);
     if (fclose(f) != 0) {
@@ -729,11 +805,17 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
     ev_init(&accept_retry, accept_retry_cb);
+    if (timerq_init(&timers, loop) != 0) {
+        fprintf(stderr, "smtp-mock: timerfd_create: %s\n", strerror(errno));
+        return 1;
+    }
+    timerq_set_spin(&timers, opt.spin);
     ev_io_init(&listen_w, listen_cb, listen_start(), EV_READ);
     ev_io_start(loop, &listen_w);
     ev_tstamp start = ev_time();
 
     ev_run(loop, 0);
+    timerq_destroy(&timers);
 
     char *params = params_json(), line[1024];
     if (opt.stats_path && (params == NULL ||

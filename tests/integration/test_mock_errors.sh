@@ -219,7 +219,8 @@ stop_pid "$L_PID"
 # Bad option values: one clear message, exit 2.
 for args in "--latency 10" "--drop 2" "--tempfail 0.6 --permfail 0.6" "--fault-stage helo" \
             "--listen nowhere" "--listen 0127.0.0.1:0" "--latency 1ms --latency 2ms" \
-            "--max-conns 0" "--max-size 1T" "--latency-dist pareto" "--bogus" "extra"; do
+            "--max-conns 0" "--max-size 1T" "--latency-dist pareto" "--bogus" "extra" \
+            "--latency 10ms --jitter 11ms" "--jitter 1ms"; do
     # shellcheck disable=SC2086
     timeout 10 "$BIN/smtp-mock" $args >/dev/null 2>"$TMP/bad.err"
     rc=$?
@@ -227,6 +228,13 @@ for args in "--latency 10" "--drop 2" "--tempfail 0.6 --permfail 0.6" "--fault-s
     else fail "bad option '$args': exit $rc, stderr '$(cat "$TMP/bad.err")'"; fi
 done
 grep -q "'1T'" <("$BIN/smtp-mock" --max-size 1T 2>&1) && pass "message names the bad value" || fail "message lacks the value"
+# A jitter over the latency would cut draws below 0 and move the mean up.
+msg=$("$BIN/smtp-mock" --jitter 20ms --latency 10ms 2>&1 >/dev/null)
+grep -q -- "--jitter value '20ms'" <<<"$msg" && pass "jitter > latency: the message names --jitter" \
+    || fail "jitter > latency: message '$msg'"
+start_mock jit --latency 10ms --jitter 10ms --latency-dist uniform \
+    && pass "jitter = latency is accepted" || fail "jitter = latency refused"
+stop_pid "$jit_PID"
 help=$("$BIN/smtp-mock" --help)
 missing=""
 for o in listen hostname latency jitter latency-dist seed tempfail permfail drop fault-stage \

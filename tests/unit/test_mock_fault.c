@@ -44,6 +44,27 @@ static void test_draw_stall_share(void **state)
     assert_true(x.state == r.state);
 }
 
+/* Uniform jitter up to the latency: never below 0, the mean is the latency
+ * (smtp-mock refuses a larger jitter, whose cut draws would move it up). */
+static void test_uniform_mean(void **state)
+{
+    (void)state;
+    mock_fault_config c = { .latency = 0.010, .jitter = 0.010, .dist = MOCK_DIST_UNIFORM };
+    mock_prng r;
+    mock_prng_seed(&r, 3);
+    double sum = 0, lo = 1, hi = 0;
+    for (int i = 0; i < 200000; i++) {
+        double d = mock_fault_latency(&c, &r);
+        sum += d;
+        lo = d < lo ? d : lo;
+        hi = d > hi ? d : hi;
+    }
+    assert_true(lo >= 0 && hi <= 0.020);
+    double mean = sum / 200000;
+    if (mean < 0.00995 || mean > 0.01005)
+        fail_msg("mean %.6f, want 0.010000", mean);
+}
+
 static void test_stage_names(void **state)
 {
     (void)state;
@@ -71,6 +92,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_draw_without_stall_unchanged),
         cmocka_unit_test(test_draw_stall_share),
+        cmocka_unit_test(test_uniform_mean),
         cmocka_unit_test(test_stage_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
