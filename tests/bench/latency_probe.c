@@ -20,6 +20,14 @@
  *                 [--ramp DUR] [--size BYTES] [--think DUR] [--busy-poll]
  * --busy-poll keeps the probe's loop from ever sleeping (a core at 100%), so
  * that "replies" is not delayed by the probe's own wake-up (~100 us on a VM).
+ *
+ *   latency_probe --timer-floor DUR [--duration DUR]
+ * measures the machine instead: it sleeps DUR on a timerfd (in epoll, as a
+ * server would) again and again for --duration and prints how late it woke,
+ * "timer_floor n=... p50_us=... p99_us=...": no server that sleeps until a
+ * reply is due can be more exact than that on this machine.  With
+ * --busy-poll it watches the clock instead (no timer, no sleep): what is
+ * left is the CPU being taken away (by the hypervisor, on a VM).
  * --think pauses each session between transactions, to offer less load than
  * the machine can carry: on 2 cores, 10,000 sessions sending back to back
  * (~90,000 replies/s, probe and server together) saturate the CPU, and then
@@ -36,7 +44,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -276,6 +286,49 @@ static void report(const char *what, samples *s)
            s->v[(size_t)(s->n * 0.999)] * 1e3, s->v[s->n - 1] * 1e3, sum / (double)s->n * 1e3);
 }
 
+/* --timer-floor: how late a timerfd of `delay` wakes a process in epoll. */
+static void timer_floor(double delay, double duration, int busy_poll)
+{
+    int fd = timerfd_create(CLOCK_MONOTONIC, 0), ep = epoll_create1(0);
+    struct epoll_event ev = { .events = EPOLLIN };
+    if (fd < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        perror("latency_probe: timerfd");
+        exit(1);
+    }
+    samples late = { 0 };
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    double end = (double)t.tv_sec + (double)t.tv_nsec * 1e-9 + duration;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double due = (double)t.tv_sec + (double)t.tv_nsec * 1e-9 + delay;
+        if (due > end)
+            break;
+        struct itimerspec its = { .it_value = { .tv_sec = (time_t)due,
+                                                .tv_nsec = (long)((due - (double)(time_t)due) * 1e9) } };
+        uint64_t ticks;
+        if (busy_poll) {       /* no timer at all: watch the clock */
+            do
+                clock_gettime(CLOCK_MONOTONIC, &t);
+            while ((double)t.tv_sec + (double)t.tv_nsec * 1e-9 < due);
+        } else {
+            if (timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ||
+                epoll_wait(ep, &ev, 1, -1) != 1 || read(fd, &ticks, sizeof ticks) != sizeof ticks)
+                continue;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        }
+        add(&late, (double)t.tv_sec + (double)t.tv_nsec * 1e-9 - due);
+    }
+    if (late.n == 0) {
+        printf("timer_floor n=0\n");
+        return;
+    }
+    qsort(late.v, late.n, sizeof *late.v, cmp_double);
+    printf("timer_floor n=%zu delay_ms=%.3f p50_us=%.1f p99_us=%.1f max_us=%.1f\n", late.n,
+           delay * 1e3, late.v[late.n / 2] * 1e6, late.v[(size_t)(late.n * 0.99)] * 1e6,
+           late.v[late.n - 1] * 1e6);
+}
+
 static void usage_exit(const char *name, const char *value)
 {
     fprintf(stderr, "latency_probe: invalid --%s value '%s'\n", name, value);
@@ -288,10 +341,11 @@ int main(int argc, char **argv)
         { "connect", 1, NULL, 'c' }, { "sessions", 1, NULL, 'n' },
         { "duration", 1, NULL, 'd' }, { "ramp", 1, NULL, 'r' },
         { "size", 1, NULL, 's' }, { "think", 1, NULL, 't' },
-        { "busy-poll", 0, NULL, 'b' }, { NULL, 0, NULL, 0 },
+        { "busy-poll", 0, NULL, 'b' }, { "timer-floor", 1, NULL, 'f' }, { NULL, 0, NULL, 0 },
     };
     char host[64] = "127.0.0.1";
     int port = 2525, ch, busy_poll = 0;
+    double floor_delay = 0;
     double duration = 3;
     uint64_t size = 1024;
     ramp = 1;
@@ -306,11 +360,18 @@ int main(int argc, char **argv)
         case 'r': if (units_parse_duration(optarg, &ramp)) usage_exit("ramp", optarg); break;
         case 't': if (units_parse_duration(optarg, &think)) usage_exit("think", optarg); break;
         case 'b': busy_poll = 1; break;
+        case 'f': if (units_parse_duration(optarg, &floor_delay) || floor_delay <= 0)
+                      usage_exit("timer-floor", optarg);
+                  break;
         case 's': if (units_parse_size(optarg, &size) || size > (64u << 20)) usage_exit("size", optarg); break;
         default:  fprintf(stderr, "usage: latency_probe [--connect H:P] [--sessions N] "
                           "[--duration DUR] [--ramp DUR] [--size BYTES] [--think DUR] "
-                          "[--busy-poll]\n"); exit(2);
+                          "[--busy-poll] | --timer-floor DUR [--duration DUR] [--busy-poll]\n"); exit(2);
         }
+    }
+    if (floor_delay > 0) {
+        timer_floor(floor_delay, duration, busy_poll);
+        return 0;
     }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
