@@ -46,6 +46,11 @@ exchange() {
 }
 
 exchange conn 1         # a connection per email
-exchange reuse 5        # five emails per connection: QUIT = emails / 5
+# Five emails per connection: QUIT = emails / 5.  (Found with this test: the
+# threads model hands emails out one at a time from a shared counter, and
+# each thread counts --per-session on its own connection, so a thread whose
+# share is not a multiple of 5 ends with a short connection: 11 or 12
+# connections instead of 10 in about one run in six.)
+exchange reuse 5
 
 finish
