@@ -39,7 +39,10 @@ struct run {
     double start;               /* mb_now() when the gate opened (set before go) */
     struct arrivals *arr;       /* open loop: the shared schedule and queue (set before go) */
     atomic_long live, peak;     /* workers running now, and the most at once */
-    long long nchains;          /* ceil(emails / chain) */
+    long long unit;             /* emails a thread takes at once: --chain, or with independent
+                                 * emails --per-session, so that each connection carries
+                                 * exactly --per-session emails, as in the other models */
+    long long nchains;          /* ceil(emails / unit) */
     atomic_llong next_chain;    /* the next chain nobody has taken */
     atomic_llong done;          /* emails ended (delivered or failed) */
 };
@@ -80,8 +83,8 @@ static void *worker_main(void *arg)
         long long c = atomic_fetch_add(&r->next_chain, 1);
         if (c >= r->nchains)
             break;
-        long long end = (c + 1) * o->chain < o->emails ? (c + 1) * o->chain : o->emails;
-        for (long long i = c * o->chain; i < end && mb_window_may_start(); i++) {
+        long long end = (c + 1) * r->unit < o->emails ? (c + 1) * r->unit : o->emails;
+        for (long long i = c * r->unit; i < end && mb_window_may_start(); i++) {
             blocking_mailer_send(&m, (uint64_t)i, mb_now());
             atomic_fetch_add(&r->done, 1);
         }
@@ -107,7 +110,8 @@ int main(int argc, char **argv)
     mb_run_init(&stats, (uint64_t)o.emails);
     mb_progress_init(&progress, &o, "threads");
     struct run run = { .o = &o, .start = stats.start_s,
-                       .nchains = (o.emails + o.chain - 1) / o.chain };
+                       .unit = o.chain > 1 ? o.chain : o.per_session };
+    run.nchains = (o.emails + run.unit - 1) / run.unit;
 
     long long n = o.threads;
     struct worker *w = calloc((size_t)n, sizeof *w);

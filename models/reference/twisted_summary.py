@@ -778,7 +778,7 @@ def run_json(o, s):
                    "retries": o["retries"], "timeout_s": o["timeout"], "seed": o["seed"],
                    "rate": o["rate"], "warmup_s": o["warmup"], "duration_s": o["duration"],
                    "quit_background": o["quit-background"], "arrivals": o["arrivals"],
-                   "max_queue": o["max-queue"], "profile": o["profile"]},
+                   "max_queue": o["max-queue"], "prebuild": False, "profile": o["profile"]},
         "emails": s.emails, "delivered": s.delivered, "failed": s.failed, "retries": s.retries,
         "failure_reasons": s.reasons, "connections": s.connections,
         "wall_s": round(s.wall_s, 6),
