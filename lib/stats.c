@@ -147,11 +147,19 @@ void mb_run_init(struct mb_run_stats *s, uint64_t emails)
  * (before the threads model opens its gate: the mutex orders it); the
  * snapshots are claimed with a compare-and-swap, so one thread takes each. */
 static struct {
-    double open_at, close_at;     /* window bounds, mb_now() time */
+    double open_at, close_at;     /* window bounds, mb_now() time (close_at: nominal) */
+    double limit_at;              /* the latest it may close, however few emails ended */
+    long long min_count;          /* emails that must end in it before it closes */
+    _Atomic long long count;      /* emails ended in it so far */
+    _Atomic long long total;      /* emails ended since the start */
+    double duration;              /* its nominal length (0: sized by --emails) */
+    double satisfied_at;          /* when count reached min_count (0: not yet) */
+    _Atomic int closed;           /* it has closed, at closed_at */
+    double closed_at;             /* written once, by the closer */
     _Atomic int state;            /* 0 not open yet, 1 open (first snapshot taken), 2 closed */
     double t_open, t_close;       /* when the snapshots were taken */
     double cpu_open, cpu_close;   /* process CPU seconds then */
-} win = { .open_at = 0, .close_at = INFINITY };
+} win = { .open_at = 0, .close_at = INFINITY, .limit_at = INFINITY };
 
 static double process_cpu_s(void)
 {
@@ -160,17 +168,46 @@ static double process_cpu_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* A closed loop's window must hold a round of the emails in flight (at most
+ * 1,000) in steady state: at 10,000 connections, or 10 ms of CPU per email in
+ * one reactor thread, the first emails end only after a fixed 1 s window
+ * would have closed, and all together.  So the warm-up lasts until a round
+ * has ended, and the window past its nominal end until another round has
+ * ended in it, up to 10 x its length.  An open loop's arrivals stop at the
+ * nominal end: no extension there. */
 void mb_window_start(const struct mb_options *o, double start)
 {
     win.open_at = start + o->warmup_s;
+    win.duration = o->duration_s;
     win.close_at = o->duration_s > 0 ? win.open_at + o->duration_s : INFINITY;
+    win.limit_at = o->duration_s > 0 ? win.open_at + 10 * o->duration_s : INFINITY;
+    atomic_store(&win.total, 0);
+    win.min_count = o->rate > 0 || o->duration_s <= 0 ? 0
+                    : (o->concurrency < 1000 ? o->concurrency : 1000);
+    atomic_store(&win.count, 0);
+    win.satisfied_at = win.min_count == 0 ? win.open_at : 0;
+    atomic_store(&win.closed, 0);
     atomic_store(&win.state, 0);
     mb_window_poll();
 }
 
+/* Close it if its time has come; true once closed. */
+static bool window_closes(double now)
+{
+    if (atomic_load(&win.closed))
+        return true;
+    if (now < win.close_at || (atomic_load(&win.count) < win.min_count && now < win.limit_at))
+        return false;
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&win.closed, &expected, 1))    /* its true end */
+        win.closed_at = win.satisfied_at == 0 ? win.limit_at
+                        : win.satisfied_at > win.close_at ? win.satisfied_at : win.close_at;
+    return true;
+}
+
 bool mb_window_may_start(void)
 {
-    return win.close_at == INFINITY || mb_now() < win.close_at;
+    return win.close_at == INFINITY || !window_closes(mb_now());
 }
 
 static void window_snapshot(int from, double now)
@@ -181,6 +218,10 @@ static void window_snapshot(int from, double now)
     if (from == 0) {
         win.t_open = now;
         win.cpu_open = process_cpu_s();
+        if (win.duration > 0) {           /* the window runs from when it opened */
+            win.close_at = now + win.duration;
+            win.limit_at = now + 10 * win.duration;
+        }
     } else {
         win.t_close = now;
         win.cpu_close = process_cpu_s();
@@ -190,9 +231,10 @@ static void window_snapshot(int from, double now)
 static void window_poll_at(double now)
 {
     int st = atomic_load(&win.state);
-    if (st == 0 && now >= win.open_at)
+    if (st == 0 && now >= win.open_at
+        && (atomic_load(&win.total) >= win.min_count || now >= win.open_at + 10 * win.duration))
         window_snapshot(0, now);
-    else if (st == 1 && now >= win.close_at)
+    else if (st == 1 && win.close_at < INFINITY && window_closes(now))
         window_snapshot(1, now);
 }
 
@@ -209,12 +251,32 @@ double mb_window_close_at(void)
 double mb_window_next(void)
 {
     int st = atomic_load(&win.state);
-    return st == 0 ? win.open_at : st == 1 ? win.close_at : INFINITY;
+    if (st == 0)
+        return win.open_at;
+    if (st == 2 || win.close_at == INFINITY)
+        return INFINITY;
+    double now = mb_now();
+    return now < win.close_at ? win.close_at : now + 0.01;   /* extended: look again soon */
 }
 
+/* Inside: after the warm-up, and before the nominal end, or the moment the
+ * extension got its round of emails, or the limit. */
 static bool in_window(double now)
 {
-    return now >= win.open_at && now < win.close_at;
+    if (atomic_load(&win.state) == 0 || now < win.t_open)
+        return false;
+    if (atomic_load(&win.closed))
+        return now < win.closed_at;
+    if (win.satisfied_at > 0)
+        return now < (win.satisfied_at > win.close_at ? win.satisfied_at : win.close_at);
+    return now < win.limit_at;
+}
+
+static void window_count(double now)
+{
+    atomic_fetch_add(&win.total, 1);
+    if (in_window(now) && atomic_fetch_add(&win.count, 1) + 1 == win.min_count)
+        win.satisfied_at = now + 1e-9;    /* just after: this email is inside */
 }
 
 /* The window as run: CPU per second between the snapshots, times the
@@ -226,8 +288,8 @@ static void window_finish(struct mb_run_stats *s, double now)
         window_snapshot(0, now);          /* ended before the warm-up did: an empty window */
     if (atomic_load(&win.state) == 1)
         window_snapshot(1, now);          /* ran out of emails before the window closed */
-    double end = now < win.close_at ? now : win.close_at;
-    s->window_s = end > win.open_at ? end - win.open_at : 0;
+    double end = atomic_load(&win.closed) && win.closed_at < now ? win.closed_at : now;
+    s->window_s = end > win.t_open ? end - win.t_open : 0;
     double span = win.t_close - win.t_open;
     s->cpu_window_s = span > 0 ? (win.cpu_close - win.cpu_open) / span * s->window_s : 0;
 }
@@ -238,7 +300,9 @@ void mb_run_delivered(struct mb_run_stats *s, uint64_t hash, uint64_t latency_us
     window_poll_at(now);
     s->delivered++;
     s->digest += hash;
-    if (in_window(now)) {
+    bool in = in_window(now);         /* before counting: the email that completes a round is in */
+    window_count(now);
+    if (in) {
         s->window_delivered++;
         if (s->window_first == 0)
             s->window_first = now;
@@ -284,7 +348,9 @@ void mb_run_failed(struct mb_run_stats *s, const char *reason)
     double now = mb_now();
     window_poll_at(now);
     s->failed++;
-    if (in_window(now))
+    bool in = in_window(now);
+    window_count(now);
+    if (in)
         s->window_failed++;
     add_reason(s, reason, 1);
 }
@@ -392,11 +458,12 @@ void mb_run_finish(struct mb_run_stats *s)
  * deliveries between the window's first and last, over that span, so that a
  * slow model's rate is not rounded to a whole number of emails per window
  * (at 37 emails/s a 1 s window would give 37 or 38: 2.7% apart); with fewer
- * than 10 deliveries, count over the window's length. */
+ * than 10, or 100 and more (where rounding is small and a burst of
+ * completions would make the span short), count over the window's length. */
 static double per_second(const struct mb_run_stats *s)
 {
     double span = s->window_last - s->window_first;
-    if (s->window_delivered >= 10 && span > 0)
+    if (s->window_delivered >= 10 && s->window_delivered < 100 && span > 0)
         return (double)(s->window_delivered - 1) / span;
     return s->window_s > 0 ? (double)s->window_delivered / s->window_s : 0.0;
 }

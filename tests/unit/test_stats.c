@@ -390,6 +390,7 @@ static void test_window(void **state)
     mb_options_defaults(&o, "test");
     o.warmup_s = 0.05;
     o.duration_s = 0.10;
+    o.concurrency = 1;                    /* one email must end in the window before it closes */
     struct mb_run_stats s;
     mb_run_init(&s, 0);
     spin(0.05);                           /* start-up CPU, before the window */
@@ -412,6 +413,27 @@ static void test_window(void **state)
     assert_true(fabs(s.window_s - 0.10) < 1e-9);
     /* A busy window: the CPU over it is about its length, not + start-up. */
     assert_true(s.cpu_window_s > 0.01 && s.cpu_window_s < 0.15);
+    /* A closed loop's warm-up lasts until a round of the emails in flight
+     * (here 3) has ended, and its window past its end until another round
+     * has ended in it, up to 10 x its length. */
+    o.concurrency = 3;
+    mb_run_init(&s, 0);
+    mb_window_start(&o, mb_now() - o.warmup_s);
+    mb_run_delivered(&s, 1, 100);
+    mb_run_delivered(&s, 2, 100);
+    mb_window_poll();
+    assert_int_equal(s.window_delivered, 0);          /* 2 of 3: still warming up */
+    mb_run_delivered(&s, 3, 100);
+    mb_window_poll();                                 /* a round ended: the window opens */
+    mb_run_delivered(&s, 4, 100);
+    spin(0.12);
+    assert_true(mb_window_may_start());   /* past its end, 1 of 3 ended in it: extended */
+    mb_run_delivered(&s, 5, 100);
+    mb_run_delivered(&s, 6, 100);
+    assert_false(mb_window_may_start());  /* 3 ended in it: closed */
+    mb_run_finish(&s);
+    assert_int_equal(s.window_delivered, 3);
+    assert_true(s.window_s > 0.11 && s.window_s < 0.5);
     o.warmup_s = o.duration_s = 0;        /* leave the process's window open for the others */
     mb_window_start(&o, 0);
 }
