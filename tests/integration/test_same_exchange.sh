@@ -16,30 +16,41 @@ for m in sync threads async hybrid; do
 done
 
 emails=50 rcpts=2
-# exchange LABEL PER_SESSION — every model once; checks the counts.
+# exchange LABEL PER_SESSION — every model once; checks the counts.  With a
+# connection per email the connections are exact; with reuse, a reactor
+# model's idle sessions are shared by its slots, so at the end of a run a few
+# may be short of PER_SESSION: the server's count of connections may exceed
+# emails / PER_SESSION by at most the concurrency (5), and everything per
+# email and per connection is still exact (EHLO = QUIT = connections).
 exchange() {
     local label=$1 per=$2 m first="" batches_first=""
-    local sessions=$((emails / per))
-    local want
-    want=$(jq -cn --argjson e "$emails" --argjson r "$((emails * rcpts))" --argjson s "$sessions" \
-        '{EHLO: $s, HELO: 0, MAIL: $e, RCPT: $r, DATA: $e, RSET: 0, NOOP: 0, QUIT: $s, other: 0}')
+    local sessions=$((emails / per)) conc=5
     for m in "${models[@]}"; do
-        run_verified "$label-$m" "$m" "--latency 1ms" --emails "$emails" --concurrency 5 \
+        run_verified "$label-$m" "$m" "--latency 1ms" --emails "$emails" --concurrency $conc \
             --events 10 --recipients "$rcpts" --per-session "$per"
         check_eq "$label-$m: all delivered" "$emails" "$(json_get "$LAST_JSON" delivered)"
-        check_eq "$label-$m: connections" "$sessions" "$(json_get "$LAST_STATS" connections)"
-        local got batches
+        local conns got batches want
+        conns=$(json_get "$LAST_STATS" connections)
+        if [ "$per" -eq 1 ]; then
+            check_eq "$label-$m: connections" "$sessions" "$conns"
+        elif [ "$conns" -ge "$sessions" ] && [ "$conns" -le $((sessions + conc)) ]; then
+            pass "$label-$m: connections $conns (emails / $per = $sessions, at most + $conc)"
+        else
+            fail "$label-$m: connections $conns, want $sessions .. $((sessions + conc))"
+        fi
+        want=$(jq -cn --argjson e "$emails" --argjson r "$((emails * rcpts))" --argjson s "$conns" \
+            '{EHLO: $s, HELO: 0, MAIL: $e, RCPT: $r, DATA: $e, RSET: 0, NOOP: 0, QUIT: $s, other: 0}')
         got=$(jq -c '.commands' "$LAST_STATS")
         batches=$(json_get "$LAST_STATS" reply_batches)
-        check_eq "$label-$m: commands (per email: EHLO=MAIL=DATA=QUIT x $per, RCPT=$rcpts)" \
+        check_eq "$label-$m: commands (per email: MAIL=DATA, RCPT=$rcpts; EHLO=QUIT per connection)" \
             "$want" "$got"
         # PIPELINING: EHLO; MAIL, RCPTs and DATA in one flight; the text
         # with its "."; QUIT: 2 round trips per connection, 2 per email.
         check_eq "$label-$m: reply batches (2 per email + 2 per connection)" \
-            "$((2 * emails + 2 * sessions))" "$batches"
-        if [ -z "$first" ]; then
+            "$((2 * emails + 2 * conns))" "$batches"
+        if [ "$per" -eq 1 ] && [ -z "$first" ]; then
             first=$m batches_first=$batches
-        else
+        elif [ "$per" -eq 1 ]; then
             check_eq "$label-$m: reply batches = $first's" "$batches_first" "$batches"
         fi
     done
