@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "profile.h"
 #include "units.h"
 
@@ -84,6 +86,8 @@ static const struct opt opts[] = {
     { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
     { "json", K_PATH, MB_KEY_CLI, O(json), 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)" },
     { "progress", K_FLAG, MB_KEY_CLI, O(progress), 0, 0, NULL, "print progress on stderr (default: if a TTY)" },
+    { "dump-profile", K_FLAG, MB_KEY_CLI, O(dump_profile), 0, 0, NULL,
+      "print the resolved settings (with --profile's, checked) as JSON and exit" },
     { "help", K_HELP, MB_KEY_CLI, 0, 0, 0, NULL, "print this help and exit" },
     /* Server side: profile only, for smtp-mock. */
     { "latency", K_DURATION, MB_KEY_SERVER, S(latency_s), 0, 3600 * SEC, "DUR", "delay before each reply" },
@@ -101,6 +105,7 @@ static const struct opt opts[] = {
     { "session-timeout", K_DURATION, MB_KEY_SERVER, S(session_timeout_s), 0, 86400 * SEC, "DUR", "server ends sessions older than this" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
+_Static_assert(NOPTS <= MB_MAX_KEYS, "raise MB_MAX_KEYS");
 
 static const struct opt *find_opt(const char *name, size_t len)
 {
@@ -292,7 +297,144 @@ static int profile_setting(void *ctx, const char *key, const char *value, char *
     }
     if (d->side == MB_KEY_SERVER)
         add_server_arg(o, key, value);
+    o->profile_line[d - opts] = profile_current_line();
     return 0;
+}
+
+int mb_options_key_line(const struct mb_options *o, const char *key)
+{
+    const struct opt *d = find_opt(key, strlen(key));
+    return d ? o->profile_line[d - opts] : 0;
+}
+
+/* "FILE:LINE: message" naming the line of `key`, the hint, and 2. */
+__attribute__((format(printf, 4, 5)))
+static int profile_error(FILE *err, const struct mb_options *o, const char *key,
+                         const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(err, "%s:%d: ", o->profile, mb_options_key_line(o, key));
+    va_start(ap, fmt);
+    vfprintf(err, fmt, ap);
+    va_end(ap);
+    fprintf(err, "\nTry 'summary-%s --help'.\n", o->model);
+    return 2;
+}
+
+/* Of the keys named, the one set last in the profile (NULL if none is). */
+static const char *last_set(const struct mb_options *o, const char *const *keys)
+{
+    const char *last = NULL;
+    for (int i = 0; keys[i]; i++)
+        if (mb_options_key_line(o, keys[i]) > (last ? mb_options_key_line(o, last) : 0))
+            last = keys[i];
+    return last;
+}
+
+int mb_options_check_profile(const struct mb_options *o, FILE *err)
+{
+    const struct mb_server_params *v = &o->srv;
+    char a[32], b[32];
+    int dist_set = mb_options_key_line(o, "latency-dist") > 0;
+    int uniform = strcmp(v->latency_dist, "uniform") == 0
+                  || (!dist_set && mb_options_key_line(o, "jitter") > 0);
+    if (uniform && v->jitter_s > v->latency_s + 1e-12)
+        return profile_error(err, o, mb_options_key_line(o, "jitter") ? "jitter" : "latency-dist",
+                             "jitter = %s is more than latency = %s: smtp-mock draws uniformly in "
+                             "latency +/- jitter and the mean delay must stay the latency",
+                             units_format_duration(v->jitter_s, a, sizeof a),
+                             units_format_duration(v->latency_s, b, sizeof b));
+    static const char *const faults[] = { "tempfail", "permfail", "drop", "stall", NULL };
+    if (v->tempfail + v->permfail + v->drop + v->stall > 1.0 + 1e-9)
+        return profile_error(err, o, last_set(o, faults), "'%s': tempfail + permfail + drop + "
+                             "stall add up to %g, more than 1", last_set(o, faults),
+                             v->tempfail + v->permfail + v->drop + v->stall);
+    if (strcmp(v->fault_stage, "body") == 0 && v->permfail > 0)
+        return profile_error(err, o, "permfail", "'permfail' cannot be used with fault-stage = "
+                             "body (there is no 5xx reply in the middle of DATA)");
+    struct rlimit rl;
+    if (mb_options_key_line(o, "concurrency") > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0
+        && rl.rlim_max != RLIM_INFINITY && (long long)rl.rlim_max < o->concurrency + 64)
+        return profile_error(err, o, "concurrency", "'concurrency = %lld' needs %lld file "
+                             "descriptors (a socket per email in flight, + 64), but this "
+                             "process can get at most %llu (ulimit -Hn): lower it or raise "
+                             "the hard limit", o->concurrency, o->concurrency + 64,
+                             (unsigned long long)rl.rlim_max);
+    return 0;
+}
+
+static void dump_value(FILE *f, const struct mb_options *o, const struct opt *d)
+{
+    const char *field = (const char *)o + d->off;
+    long long n;
+    uint64_t u;
+    double x;
+    char buf[32];
+    switch (d->kind) {
+    case K_COUNT:
+        memcpy(&n, field, sizeof n);
+        fprintf(f, "%lld", n);
+        break;
+    case K_SIZE: case K_SEED:
+        memcpy(&u, field, sizeof u);
+        fprintf(f, "%llu", (unsigned long long)u);
+        break;
+    case K_DURATION: {
+        memcpy(&x, field, sizeof x);
+        long long us = llround(x * 1e6);
+        if (us == 0)
+            snprintf(buf, sizeof buf, "0");
+        else if (us % SEC == 0)
+            snprintf(buf, sizeof buf, "%llds", us / SEC);
+        else if (us % 1000 == 0)
+            snprintf(buf, sizeof buf, "%lldms", us / 1000);
+        else
+            snprintf(buf, sizeof buf, "%lldus", us);
+        json_write_string(f, buf);
+        break;
+    }
+    case K_PROB:
+        memcpy(&x, field, sizeof x);
+        fprintf(f, "%.9g", x);
+        break;
+    case K_FLAG: {
+        int on;
+        memcpy(&on, field, sizeof on);
+        fputs(on ? "true" : "false", f);
+        break;
+    }
+    default:            /* K_HOSTPORT, K_CHOICE, K_PATH: the string */
+        json_write_string(f, field);
+    }
+}
+
+void mb_options_dump(FILE *f, const struct mb_options *o)
+{
+    fputs("{\"schema\": \"mailbench.profile/1\", \"profile\": ", f);
+    if (o->profile[0])
+        json_write_string(f, o->profile);
+    else
+        fputs("null", f);
+    for (int side = MB_KEY_MODEL; side <= MB_KEY_SERVER; side++) {
+        fprintf(f, ",\n \"%s\": {", side == MB_KEY_MODEL ? "model" : "server");
+        int first = 1;
+        for (size_t i = 0; i < NOPTS; i++) {
+            if (opts[i].side != side || opts[i].kind == K_HELP)
+                continue;
+            fprintf(f, "%s\"%s\": ", first ? "" : ", ", opts[i].name);
+            dump_value(f, o, &opts[i]);
+            first = 0;
+        }
+        fputs("}", f);
+    }
+    fputs(",\n \"lines\": {", f);
+    int first = 1;
+    for (size_t i = 0; i < NOPTS; i++)
+        if (o->profile_line[i]) {
+            fprintf(f, "%s\"%s\": %d", first ? "" : ", ", opts[i].name, o->profile_line[i]);
+            first = 0;
+        }
+    fputs("}}\n", f);
 }
 
 /* One line "summary-MODEL: <message>", the hint, and 2 (the exit status). */
@@ -423,7 +565,7 @@ static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out,
         fprintf(err, "Try 'summary-%s --help'.\n", o->model);
         return 2;
     }
-    return 0;
+    return path ? mb_options_check_profile(o, err) : 0;
 }
 
 /* A host name in --server is looked up once, here, and the run uses that
@@ -491,6 +633,10 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
                            "needs a run sized by --emails, not --duration");
     if (o->emails == 0)                     /* not given: a run sized by time has no cap */
         o->emails = o->duration_s > 0 ? 1000000000 : 1000;
+    if (o->dump_profile) {
+        mb_options_dump(out, o);
+        return 1;
+    }
     return o->json[0] ? check_writable(o->json, err, model) : 0;
 }
 

@@ -19,7 +19,8 @@
  * Errors a user can make (unknown option, missing or bad value, an option
  * given twice, unknown or duplicated profile key, an option the model does
  * not use) print one line naming the option or FILE:LINE and the value, then
- * "Try 'summary-MODEL --help'.", and return 2.
+ * "Try 'summary-MODEL --help'.", and return 2.  So does a profile whose keys
+ * cannot all hold at once (mb_options_check_profile).
  *
  * --server HOST:PORT (units_parse_server): HOST an IPv4 address read strictly
  * ("0127.0.0.1" is refused, never read as octal) or a host name, which is
@@ -48,6 +49,7 @@
 #include "units.h"
 
 #define MB_PATH_MAX 1024
+#define MB_MAX_KEYS 64      /* room for every option / profile key */
 
 /* Server-side settings read from a profile (for smtp-mock; models ignore them). */
 struct mb_server_params {
@@ -107,7 +109,10 @@ struct mb_options {
     char profile[MB_PATH_MAX];  /* --profile: the file applied, "" if none */
     char json[MB_PATH_MAX];     /* --json: where to write the run JSON, "-" = stdout, "" = none */
     int progress;           /* --progress: print progress on stderr even when it is not a TTY */
+    int dump_profile;       /* --dump-profile: print the resolved settings as JSON and exit 0 */
     struct mb_server_params srv;    /* server-side profile keys (ignored by the models) */
+    int profile_line[MB_MAX_KEYS];  /* the --profile line that set each key (0: not set);
+                                     * see mb_options_key_line */
 };
 
 /* Parses argv (argv[0] is ignored) for model `model` into *o.  Returns 0 on
@@ -140,5 +145,28 @@ void mb_options_usage(FILE *f, const char *model);
  * skip the model keys of a shared profile. */
 enum { MB_KEY_MODEL = 0, MB_KEY_SERVER = 1, MB_KEY_CLI = 2 };
 int mb_options_key_side(const char *key);
+
+/* The line of o->profile that set `key`, or 0 if the profile did not. */
+int mb_options_key_line(const struct mb_options *o, const char *key);
+
+/* Checks across keys of a profile, each error naming FILE:LINE and the key
+ * (the line of the key that makes the set impossible):
+ *   - jitter above latency with a uniform distribution (smtp-mock's rule);
+ *   - tempfail + permfail + drop + stall above 1; permfail with
+ *     fault-stage body;
+ *   - concurrency (+ 64 descriptors of overhead) above the hard
+ *     RLIMIT_NOFILE this process can raise its limit to: the run could not
+ *     open a socket per email in flight (client and smtp-mock alike).
+ * Returns 0, or 2 after printing the message on err.  mb_options_parse
+ * runs it after loading a profile; smtp-mock too. */
+int mb_options_check_profile(const struct mb_options *o, FILE *err);
+
+/* --dump-profile: the resolved settings (defaults, profile, flags) as one
+ * JSON object on f, schema "mailbench.profile/1": {"profile": FILE|null,
+ * "model": {key: value}, "server": {key: value}, "lines": {key: line}}, keys
+ * as in a profile; durations as strings the options take ("5ms"), sizes in
+ * bytes, probabilities as numbers.  scripts/sweep reads profiles this way,
+ * so the rules live in one parser. */
+void mb_options_dump(FILE *f, const struct mb_options *o);
 
 #endif

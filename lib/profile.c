@@ -8,6 +8,13 @@
 
 /* Keys seen so far in one file, to refuse a key given twice (a typo that
  * would otherwise silently win or lose depending on its position). */
+static _Thread_local int current_line;
+
+int profile_current_line(void)
+{
+    return current_line;
+}
+
 struct seen { char **key; int *line; int n, cap; };
 
 static int seen_check(struct seen *s, const char *key, int line)
@@ -87,7 +94,10 @@ static int parse_line(char *line, int lineno, struct seen *seen, profile_setting
         snprintf(err, errlen, "'%s' set twice (first on line %d)", key, first);
         return -1;
     }
-    return fn(ctx, key, value, err, errlen);
+    current_line = lineno;
+    int rc = fn(ctx, key, value, err, errlen);
+    current_line = 0;
+    return rc;
 }
 
 int profile_parse(const char *text, const char *name, profile_setting_fn fn, void *ctx,

@@ -35,6 +35,11 @@ int profile_load(const char *path, profile_setting_fn fn, void *ctx, FILE *errs)
 int profile_parse(const char *text, const char *name, profile_setting_fn fn, void *ctx,
                   FILE *errs);
 
+/* While a profile_setting_fn runs: the line number of its setting (1-based;
+ * 0 outside a callback).  Per thread.  Lets a caller remember where each key
+ * was set, to name that line in a check that spans several keys. */
+int profile_current_line(void);
+
 /* Longest line accepted, in bytes (longer ones are an error). */
 #define PROFILE_MAX_LINE 1024
 

@@ -10,7 +10,9 @@
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -398,6 +400,58 @@ static void test_profile_errors(void **state)
     assert_non_null(strstr(err_text, "--profile: cannot read '/nonexistent/x.conf'"));
 }
 
+/* Profiles whose keys cannot hold together: refused naming FILE:LINE of the
+ * key at fault, exit 2, as smtp-mock would refuse the same flags. */
+static void test_profile_cross_checks(void **state)
+{
+    (void)state;
+    expect_profile_error("latency = 1ms\n# x\njitter = 2ms\n", ":3: jitter = 2ms is more than latency = 1ms");
+    expect_profile_error("jitter = 1ms\nlatency = 0\n", ":1: jitter = 1ms");
+    expect_profile_error("latency = 5ms\njitter = 2ms\nlatency-dist = exp\ntempfail = 0.6\n"
+                         "drop = 0.5\n", ":5: 'drop': tempfail + permfail + drop + stall add up to 1.1");
+    expect_profile_error("fault-stage = body\npermfail = 0.1\n", ":2: 'permfail' cannot be used");
+    struct mb_options o;                        /* the same jitter under exp is fine */
+    const char *path = write_temp("latency = 5ms\njitter = 8ms\nlatency-dist = exp\n");
+    assert_int_equal(PARSE(&o, "--profile", path), 0);
+    assert_int_equal(mb_options_key_line(&o, "jitter"), 2);
+    assert_int_equal(mb_options_key_line(&o, "emails"), 0);
+    unlink(path);
+}
+
+/* --dump-profile: the resolved values as JSON, the flags over the profile,
+ * exit status 0 (rc 1, as --help), nothing else done. */
+static void test_dump_profile(void **state)
+{
+    (void)state;
+    struct mb_options o;
+    const char *path = write_temp("emails = 7\nlatency = 1500us\nbody-bytes = 2KB\ntempfail = 5%\n");
+    assert_int_equal(PARSE(&o, "--profile", path, "--concurrency", "3", "--dump-profile"), 1);
+    const char *want[] = { "\"schema\": \"mailbench.profile/1\"", "\"emails\": 7",
+        "\"concurrency\": 3", "\"latency\": \"1500us\"", "\"body-bytes\": 2048",
+        "\"tempfail\": 0.05", "\"timeout\": \"30s\"", "\"lines\": {\"emails\": 1, \"body-bytes\": 3, "
+        "\"latency\": 2, \"tempfail\": 4}", NULL };
+    for (int i = 0; want[i]; i++)
+        if (!strstr(out_text, want[i]))
+            fail_msg("dump lacks %s: %s", want[i], out_text);
+    unlink(path);
+}
+
+/* A profile whose concurrency needs more descriptors than the hard limit
+ * allows is refused at its line (run last: it lowers this process's limit). */
+static void test_profile_fd_limit(void **state)
+{
+    (void)state;
+    struct rlimit rl = { 1024, 1024 };
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        fail_msg("setrlimit: %s", strerror(errno));
+    expect_profile_error("emails = 5\nconcurrency = 2000\n", ":2: 'concurrency = 2000' needs 2064 file "
+                         "descriptors");
+    struct mb_options o;
+    const char *path = write_temp("concurrency = 900\n");
+    assert_int_equal(PARSE(&o, "--profile", path), 0);
+    unlink(path);
+}
+
 static int count_cb(void *ctx, const char *key, const char *value, char *err, size_t errlen)
 {
     (void)err, (void)errlen;
@@ -478,6 +532,9 @@ int main(void)
         cmocka_unit_test(test_profile_errors),
         cmocka_unit_test(test_profile_parse),
         cmocka_unit_test(test_shipped_profiles),
+        cmocka_unit_test(test_profile_cross_checks),
+        cmocka_unit_test(test_dump_profile),
+        cmocka_unit_test(test_profile_fd_limit),       /* last: lowers RLIMIT_NOFILE */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
