@@ -255,6 +255,8 @@ static int store(struct mb_options *o, const struct opt *d, const char *value)
  * model would ignore is refused, as the Twisted reference refuses it. */
 static const char *not_for_model(const struct opt *d, const char *model)
 {
+    if (strcmp(model, "smtp-mock") == 0)     /* the server ignores every model key */
+        return NULL;
     if (strcmp(d->name, "threads") == 0 && (strcmp(model, "sync") == 0 || strcmp(model, "async") == 0))
         return "runs one thread; --threads sizes the pools of the threads and hybrid models";
     if (strcmp(d->name, "quit-background") == 0 && strcmp(model, "async") != 0
@@ -317,8 +319,22 @@ static int profile_error(FILE *err, const struct mb_options *o, const char *key,
     va_start(ap, fmt);
     vfprintf(err, fmt, ap);
     va_end(ap);
-    fprintf(err, "\nTry 'summary-%s --help'.\n", o->model);
+    fprintf(err, "\nTry '%s%s --help'.\n", strchr(o->model, '-') ? "" : "summary-", o->model);
     return 2;
+}
+
+int mb_options_load_profile(struct mb_options *o, const char *path, FILE *err)
+{
+    if (*path == '\0' || strlen(path) >= sizeof o->profile) {
+        fprintf(err, "%s: --profile: bad file name '%s'\n", o->model, path);
+        return 2;
+    }
+    strcpy(o->profile, path);
+    if (profile_load(path, profile_setting, o, err) != 0) {
+        fprintf(err, "Try '%s%s --help'.\n", strchr(o->model, '-') ? "" : "summary-", o->model);
+        return 2;
+    }
+    return mb_options_check_profile(o, err);
 }
 
 /* Of the keys named, the one set last in the profile (NULL if none is). */

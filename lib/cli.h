@@ -161,6 +161,13 @@ int mb_options_key_line(const struct mb_options *o, const char *key);
  * runs it after loading a profile; smtp-mock too. */
 int mb_options_check_profile(const struct mb_options *o, FILE *err);
 
+/* Applies the profile at `path` to *o (already holding the defaults,
+ * mb_options_defaults) with every check above; for programs other than the
+ * models (smtp-mock passes model "smtp-mock": every model key is then
+ * accepted and left to the models, the server keys land in o->srv and
+ * o->srv.args).  Returns 0, or 2 after printing "FILE:LINE: ..." on err. */
+int mb_options_load_profile(struct mb_options *o, const char *path, FILE *err);
+
 /* --dump-profile: the resolved settings (defaults, profile, flags) as one
  * JSON object on f, schema "mailbench.profile/1": {"profile": FILE|null,
  * "model": {key: value}, "server": {key: value}, "lines": {key: line}}, keys

@@ -22,7 +22,9 @@
  * (workloads/mock_stats) are written as JSON on SIGTERM/SIGINT.
  *
  * The server closes first after QUIT's 221 (so TIME_WAIT lands here).
- * Not done yet: --profile FILE (option sets by name). */
+ * --profile FILE reads the server keys of a workload profile (lib/cli's
+ * parser and checks; the model keys are left to the models); a flag
+ * overrides the profile's key. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -43,6 +45,7 @@
 
 #include <ev.h>
 
+#include "cli.h"
 #include "json.h"
 #include "mock_fault.h"
 #include "mock_stats.h"
@@ -101,6 +104,7 @@ static struct {
     double spin;               /* --spin, seconds of polling before a reply, 0 = none */
     const char *stats_path;    /* --stats FILE or NULL */
     const char *maildir;       /* --maildir DIR or NULL */
+    const char *profile;       /* --profile FILE or NULL */
 } opt;
 
 /* Server-wide state (one thread: plain globals). */
@@ -585,6 +589,13 @@ static void usage(FILE *f)
 "  --session-timeout DUR a session open this long gets 421 and is disconnected,\n"
 "                        however busy (a client sending a byte a second; default\n"
 "                        0 = never). Both count in idle_timeouts\n"
+"  --profile FILE        read the server keys of a workload profile\n"
+"                        (workloads/profiles/*.conf: latency, jitter, latency-dist,\n"
+"                        tempfail, permfail, drop, stall, fault-stage, max-conns,\n"
+"                        max-size, max-rcpts, idle-timeout, session-timeout); its\n"
+"                        model keys are checked and ignored; a flag given here\n"
+"                        overrides the profile's key. A bad profile exits 2 naming\n"
+"                        FILE:LINE and the key\n"
 "  --stats FILE          on SIGTERM/SIGINT write the counts as JSON\n"
 "                        (schema mailbench.server/1) to FILE, atomically\n"
 "  --maildir DIR         write each accepted message to DIR/NNNNNN.eml (blocking\n"
@@ -647,8 +658,72 @@ static void parse_listen(const char *v)
                   "written or localhost, a port from 0 to 65535");
 }
 
+/* --profile FILE: argv with the profile's server keys as flags in front
+ * (those the command line also gives left out: the flag wins) and
+ * --profile removed, so that one getopt loop below checks every value.
+ * Exits 2 naming FILE:LINE and the key on a bad profile.  Returns argv
+ * itself when there is no --profile. */
+static char **apply_profile(int *argc, char **argv)
+{
+    const char *path = NULL;
+    int at = -1, width = 0;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--profile") == 0 || strncmp(argv[i], "--profile=", 10) == 0) {
+            if (path) {
+                fprintf(stderr, "smtp-mock: --profile given twice\nTry 'smtp-mock --help'.\n");
+                exit(2);
+            }
+            width = argv[i][9] == '=' ? 1 : 2;
+            if (width == 2 && i + 1 >= *argc) {
+                fprintf(stderr, "smtp-mock: option '--profile' requires an argument\n"
+                        "Try 'smtp-mock --help'.\n");
+                exit(2);
+            }
+            path = width == 1 ? argv[i] + 10 : argv[i + 1];
+            at = i;
+        }
+    }
+    if (path == NULL)
+        return argv;
+    static struct mb_options po;
+    mb_options_defaults(&po, "smtp-mock");
+    if (mb_options_load_profile(&po, path, stderr) != 0)
+        exit(2);
+    opt.profile = path;
+    char **out = calloc((size_t)*argc + 64, sizeof *out);
+    char *args = strdup(po.srv.args);
+    if (out == NULL || args == NULL) {
+        fprintf(stderr, "smtp-mock: out of memory\n");
+        exit(1);
+    }
+    int n = 0;
+    out[n++] = argv[0];
+    char *save = NULL;
+    for (char *w = strtok_r(args, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+        char *value = strtok_r(NULL, " ", &save);
+        int flagged = 0;
+        size_t len = strlen(w);
+        for (int i = 1; i < *argc && value; i++)
+            if (i != at && strncmp(argv[i], w, len) == 0 && (argv[i][len] == '\0' || argv[i][len] == '='))
+                flagged = 1;
+        if (value && !flagged && n + 2 < *argc + 62) {
+            out[n++] = w;
+            out[n++] = value;
+        }
+    }
+    for (int i = 1; i < *argc; i++)
+        if (i < at || i >= at + width)
+            out[n++] = argv[i];
+    out[n] = NULL;
+    *argc = n;
+    return out;
+}
+
 static void parse_options(int argc, char **argv)
 {
+    argv = apply_profile(&argc, argv);
     static const struct option longopts[] = {
         { "listen", 1, NULL, 'l' }, { "hostname", 1, NULL, 'H' },
         { "latency", 1, NULL, 'L' }, { "jitter", 1, NULL, 'j' },
@@ -773,6 +848,8 @@ static char *params_json(void)
             "\"maildir\": ", opt.max_conns, (unsigned long long)opt.max_size, opt.max_rcpts,
             opt.idle_timeout, opt.session_timeout, opt.spin);
     json_write_string(f, opt.maildir);
+    fputs(", \"profile\": ", f);
+    json_write_string(f, opt.profile);
     fputs("}", f);
     if (fclose(f) != 0) {
         free(buf);
