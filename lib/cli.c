@@ -59,6 +59,8 @@ static const struct opt opts[] = {
     { "recipients", K_COUNT, MB_KEY_MODEL, O(recipients), 1, MB_MAX_RECIPIENTS, "R", "recipients per email" },
     { "events", K_COUNT, MB_KEY_MODEL, O(events), 0, MB_MAX_EVENTS, "E",
       "application events summarised per email (CPU work)" },
+    { "cpu-per-email", K_DURATION, MB_KEY_MODEL, O(cpu_per_email_s), 0, 10 * SEC, "DUR",
+      "CPU work per email as a time (e.g. 3ms): --events calibrated to it on this machine" },
     { "body-bytes", K_SIZE, MB_KEY_MODEL, O(body_bytes), 0, (long long)MB_MAX_BODY_BYTES, "B",
       "pad each message to B bytes (0: the summary only)" },
     { "per-session", K_COUNT, MB_KEY_MODEL, O(per_session), 1, 1000000000, "K", "emails per SMTP connection" },
@@ -300,6 +302,8 @@ static int profile_setting(void *ctx, const char *key, const char *value, char *
     if (d->side == MB_KEY_SERVER)
         add_server_arg(o, key, value);
     o->profile_line[d - opts] = profile_current_line();
+    if (strcmp(key, "cpu-per-email") == 0)
+        o->cpu_per_email_set = 1;
     return 0;
 }
 
@@ -368,6 +372,11 @@ int mb_options_check_profile(const struct mb_options *o, FILE *err)
     if (strcmp(v->fault_stage, "body") == 0 && v->permfail > 0)
         return profile_error(err, o, "permfail", "'permfail' cannot be used with fault-stage = "
                              "body (there is no 5xx reply in the middle of DATA)");
+    if (mb_options_key_line(o, "events") > 0 && mb_options_key_line(o, "cpu-per-email") > 0)
+        return profile_error(err, o, mb_options_key_line(o, "events") > mb_options_key_line(o, "cpu-per-email")
+                             ? "events" : "cpu-per-email", "'events' and 'cpu-per-email' both set "
+                             "the CPU work per email (lines %d and %d): keep one",
+                             mb_options_key_line(o, "events"), mb_options_key_line(o, "cpu-per-email"));
     struct rlimit rl;
     if (mb_options_key_line(o, "concurrency") > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0
         && rl.rlim_max != RLIM_INFINITY && (long long)rl.rlim_max < o->concurrency + 64)
@@ -438,7 +447,10 @@ void mb_options_dump(FILE *f, const struct mb_options *o)
             if (opts[i].side != side || opts[i].kind == K_HELP)
                 continue;
             fprintf(f, "%s\"%s\": ", first ? "" : ", ", opts[i].name);
-            dump_value(f, o, &opts[i]);
+            if (strcmp(opts[i].name, "cpu-per-email") == 0 && !o->cpu_per_email_set)
+                fputs("null", f);           /* not asked: --events holds the CPU work */
+            else
+                dump_value(f, o, &opts[i]);
             first = 0;
         }
         fputs("}", f);
@@ -581,6 +593,11 @@ static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out,
         fprintf(err, "Try 'summary-%s --help'.\n", o->model);
         return 2;
     }
+    if (path && given[find_opt("events", 6) - opts] != NULL)
+        o->cpu_per_email_set = 0;           /* --events overrides the profile's cpu-per-email */
+    if (given[find_opt("events", 6) - opts] && given[find_opt("cpu-per-email", 13) - opts])
+        return usage_error(err, o->model, "--events and --cpu-per-email both set the CPU work "
+                           "per email: give one");
     return path ? mb_options_check_profile(o, err) : 0;
 }
 
@@ -634,6 +651,8 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
         if (d->kind == K_FLAG) {
             int one = 1;
             memcpy((char *)o + d->off, &one, sizeof one);
+        } else if (strcmp(d->name, "cpu-per-email") == 0 && store(o, d, value) == 0) {
+            o->cpu_per_email_set = 1;
         } else if (strcmp(d->name, "profile") != 0 && store(o, d, value) != 0) {
             char exp[160];
             expected(d, exp, sizeof exp);

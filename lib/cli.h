@@ -84,6 +84,18 @@ struct mb_options {
                              * before mb_run_write_json, so the JSON shows it. */
     long long recipients;   /* --recipients: RCPT TO per email, 1..1000 */
     long long events;       /* --events: requests summarised per email (CPU work), 0..10M */
+    double cpu_per_email_s; /* --cpu-per-email: the CPU work per email as a time; the model
+                             * calibrates --events to it once before its run (mailer_prepare) */
+    int cpu_per_email_set;  /* --cpu-per-email given (flag, or the profile's key unless the
+                             * --events flag overrides it): events come from the calibration */
+    struct mb_calibration { /* filled by the calibration (models/mailer/mailer.c) */
+        long long events;   /* the events per email chosen */
+        double ns_per_event;/* measured CPU per event at that count (base excluded), ns */
+        double measured_s;  /* measured CPU of one build at that count, seconds */
+        double base_s;      /* measured CPU of one build at 0 events, seconds */
+        double took_s;      /* CPU the calibration took */
+        int rounds;         /* measurements made */
+    } calib;
     uint64_t body_bytes;    /* --body-bytes: target message size, bytes; 0 = summary only */
     long long per_session;  /* --per-session: emails per SMTP connection, >= 1 */
     long long chain;        /* --chain: chains of K dependent emails; 1 = all independent */

@@ -487,6 +487,13 @@ static void json_params(FILE *f, const struct mb_options *o)
         json_write_string(f, o->profile);
     else
         fputs("null", f);
+    if (o->cpu_per_email_set)       /* --cpu-per-email: what was asked, what was chosen */
+        fprintf(f, ",\"cpu_per_email_us\":%.3f,\"calibration\":{\"asked_us\":%.3f,"
+                "\"events\":%lld,\"ns_per_event\":%.3f,\"measured_us\":%.3f,\"base_us\":%.3f,"
+                "\"rounds\":%d,\"took_s\":%.4f}", o->cpu_per_email_s * 1e6,
+                o->cpu_per_email_s * 1e6, o->calib.events, o->calib.ns_per_event,
+                o->calib.measured_s * 1e6, o->calib.base_s * 1e6, o->calib.rounds,
+                o->calib.took_s);
     fputs("},", f);
 }
 

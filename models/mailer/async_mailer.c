@@ -442,7 +442,7 @@ void async_mailer_free(struct async_mailer *m)
     m->sem = NULL;
 }
 
-int async_mailer_run(const struct mb_options *o, struct reactor *r,
+int async_mailer_run(struct mb_options *o, struct reactor *r,
                      async_build_step build, void *build_arg)
 {
     mailer_prepare(o);

@@ -99,7 +99,7 @@ struct defer_result async_job_build(void *job);
 /* A whole run of the model: statistics, progress, the mailer, reactor_run
  * until the last email has ended and the last session has closed, then
  * mb_run_end (summary, JSON).  Returns the exit status (0, 3, or 1). */
-int async_mailer_run(const struct mb_options *o, struct reactor *r,
+int async_mailer_run(struct mb_options *o, struct reactor *r,
                      async_build_step build, void *build_arg);
 
 /* The parts, for tests and other drivers.

@@ -1,9 +1,11 @@
 /* mailer — see mailer.h. */
 #include "mailer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* lib/cli.h bounds the options without including the workload's header:
  * the two sets of limits must be the same numbers. */
@@ -59,8 +61,111 @@ int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp
     return 0;
 }
 
-void mailer_prepare(const struct mb_options *o)
+/* Thread CPU time, seconds. */
+static double thread_cpu(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The CPU of one build at `events`, seconds: the mean over at least `min_builds`
+ * builds and at least 30 ms (emails numbered from 2^62, never the run's). */
+static double time_build(const struct workload_params *base, long long events, int min_builds,
+                         uint64_t *next_index)
+{
+    struct workload_params wp = *base;
+    wp.events = events;
+    wp.chain = 1;
+    int n = 0;
+    double t0 = thread_cpu(), t = t0;
+    while (n < min_builds || t - t0 < 0.03) {
+        struct workload_email e;
+        if (workload_build(&wp, (*next_index)++, &e) != 0) {
+            fprintf(stderr, "mailer: out of memory while calibrating --cpu-per-email\n");
+            exit(1);
+        }
+        workload_email_free(&e);
+        n++;
+        t = thread_cpu();
+    }
+    return (t - t0) / n;
+}
+
+int mailer_calibrate(struct mb_options *o)
+{
+    struct workload_params wp;
+    double target = o->cpu_per_email_s, start = thread_cpu();
+    uint64_t index = 1ULL << 62;
+    memset(&o->calib, 0, sizeof o->calib);
+    if (target <= 0) {
+        o->events = 0;
+        return 0;
+    }
+    mailer_workload_params(o, &wp);
+    int few = target > 0.05 ? 1 : 3;           /* long builds: fewer of each */
+    time_build(&wp, 1000, 1, &index);          /* warm the caches and the allocator */
+    double base = time_build(&wp, 0, 5, &index);
+    long long events = 10000;
+    double t = time_build(&wp, events, few, &index);
+    int rounds = 2;
+    if (target <= base) {
+        fprintf(stderr, "summary-%s: --cpu-per-email %gus is below the cost of an email with no "
+                "events here (%.1fus): ask for more, or use --events 0\n", o->model, target * 1e6,
+                base * 1e6);
+        return -1;
+    }
+    for (; rounds < 8; rounds++) {
+        double work = t - base;
+        double next = work > 0 ? (double)events * (target - base) / work : (double)events * 10;
+        if (next > (double)MB_MAX_EVENTS) {
+            if (events == MB_MAX_EVENTS) {
+                fprintf(stderr, "summary-%s: --cpu-per-email %gms needs more than --events %lld "
+                        "here (%lld events take %.3fms): ask for less\n", o->model,
+                        target * 1e3, MB_MAX_EVENTS, events, t * 1e3);
+                return -1;
+            }
+            next = (double)MB_MAX_EVENTS;
+        }
+        long long n = llround(next) > 0 ? llround(next) : 1;
+        if (rounds > 2 && fabs(t - target) <= 0.03 * target)
+            break;
+        events = n;
+        t = time_build(&wp, events, few, &index);
+    }
+    /* The last step on a median: one measurement can be off by several
+     * percent on a shared machine (another process on the sibling core). */
+    double m[5];
+    for (int i = 0; i < 5; i++) {
+        m[i] = time_build(&wp, events, few, &index);
+        for (int j = i; j > 0 && m[j] < m[j - 1]; j--) {
+            double tmp = m[j];
+            m[j] = m[j - 1];
+            m[j - 1] = tmp;
+        }
+    }
+    t = m[2];
+    if (t > base && fabs(t - target) > 0.01 * target) {
+        double next = (double)events * (target - base) / (t - base);
+        long long n = llround(next < (double)MB_MAX_EVENTS ? next : (double)MB_MAX_EVENTS);
+        t = base + (t - base) * (double)n / (double)events;    /* the measured cost, scaled */
+        events = n > 0 ? n : 1;
+    }
+    rounds += 5;
+    o->events = events;
+    o->calib.events = events;
+    o->calib.measured_s = t;
+    o->calib.base_s = base;
+    o->calib.ns_per_event = events > 0 ? (t - base) / (double)events * 1e9 : 0;
+    o->calib.rounds = rounds;
+    o->calib.took_s = thread_cpu() - start;
+    return 0;
+}
+
+void mailer_prepare(struct mb_options *o)
+{
+    if (o->cpu_per_email_set && mailer_calibrate(o) != 0)
+        exit(2);
     if (!o->prebuild)
         return;
     struct workload_params wp;

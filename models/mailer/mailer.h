@@ -22,9 +22,21 @@ int mailer_build(const struct workload_params *wp, uint64_t index, struct worklo
  * so that what is timed is the SMTP machinery alone (section 9 compares it
  * with smtp-source, which renders nothing).  Returns 0, or -1 out of memory. */
 int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp);
-/* What every model calls before its clock starts: --prebuild, if given (an
- * out-of-memory failure is printed and exits 1: before anything is sent). */
-void mailer_prepare(const struct mb_options *o);
+/* What every model calls before its clock starts: --cpu-per-email, if given
+ * (mailer_calibrate), then --prebuild, if given (an out-of-memory failure is
+ * printed and exits 1: before anything is sent). */
+void mailer_prepare(struct mb_options *o);
+
+/* --cpu-per-email T: picks the events per email whose build (workload_build:
+ * generate, summarise, render, hash) takes T of CPU on this machine, by
+ * timing builds in this thread (CLOCK_THREAD_CPUTIME_ID) of emails outside
+ * the run's numbering: once at 0 events (the base: rendering), then at a
+ * guess, then refining the count by the ratio of asked to measured time
+ * (the cost is O(E log E), nearly linear) until a measurement is within 2%
+ * or after 6 rounds.  Sets o->events and o->calib (the run's JSON records
+ * it under params.calibration).  Returns 0, or -1 after printing why (T
+ * beyond what --events' bound allows, or below the base cost). */
+int mailer_calibrate(struct mb_options *o);
 
 /* Open loop (--rate R): the schedule is one of chains (--chain K; 1 by
  * default, so one of emails): chain c arrives at its intended start, from

@@ -346,6 +346,8 @@ SERVER_KEYS = {
 }
 UNSUPPORTED = {
     "threads": "runs one reactor thread; --threads sizes the pools of the threads and hybrid models",
+    "cpu-per-email": "does not calibrate its CPU work (the C models do): give --events N instead "
+                     "(Python costs ~20-40x the C models' CPU per event)",
 }
 
 
@@ -426,7 +428,7 @@ def usage(f):
             "FIFO until a slot is free (--max-queue N bounds it: an arrival finding N waiting\n"
             "is shed), email k of it not before the chain's start + k/R; latency from the\n"
             "intended start, service_p*_us from the actual start.\n"
-            "\nNot supported here (exit 2): --threads (any value: one reactor thread).\n"
+            "\nNot supported here (exit 2): --threads (any value: one reactor thread), --cpu-per-email.\n"
             "A profile's server keys are accepted and ignored, as by the C models; flags\n"
             "override the profile's keys.\n"
             "Values: durations 250us, 10ms, 1.5s; sizes 512, 100KB, 2MB; counts 1000 or 10k.\n"

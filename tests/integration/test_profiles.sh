@@ -63,4 +63,45 @@ else
     echo "skip fd-limit check: hard descriptor limit $hard"
 fi
 
+# --- --cpu-per-email: the calibration gives the CPU asked for ---------------
+# Per model: N emails at zero latency with --cpu-per-email 3ms and with 0,
+# five runs each; the process's CPU (user + sys, less the calibration's own
+# CPU, which the JSON records) of the median 3ms run minus the median 0 run,
+# over N, must be within 10% of 3 ms.  Medians and a ratio: another process
+# on the machine slows both alike; a calibration off by 2x fails by far.
+N=400
+start_mock C || exit 1
+cpu_of() {      # cpu_of MODEL DUR REP: the run's CPU less its calibration, seconds
+    local j="$TMP/cal-$1-$2-$3.json"
+    timeout 60 "$BIN/summary-$1" --server "127.0.0.1:$C_PORT" --emails $N --concurrency 2 \
+        --cpu-per-email "$2" --json "$j" 2>/dev/null || { echo "nan"; return; }
+    jq -r '.cpu_user_s + .cpu_sys_s - (.params.calibration.took_s // 0)' "$j"
+}
+median5() { printf '%s\n' "$@" | sort -g | sed -n 3p; }
+for model in sync threads async hybrid; do
+    a=() z=()
+    for rep in 1 2 3 4 5; do
+        a+=("$(cpu_of $model 3ms $rep)"); z+=("$(cpu_of $model 0 $rep)")
+    done
+    j="$TMP/cal-$model-3ms-1.json"
+    ratio=$(awk -v a="$(median5 "${a[@]}")" -v z="$(median5 "${z[@]}")" -v n=$N \
+        'BEGIN { printf "%.3f", (a - z) / n / 0.003 }')
+    rec=$(jq -c '[.params.calibration.asked_us, .params.events, .params.calibration.events, (.params.calibration.ns_per_event | floor)]' "$j")
+    if awk -v r="$ratio" 'BEGIN { exit !(r >= 0.9 && r <= 1.1) }' && [ "$(jq -r '.params.calibration.asked_us == 3000 and .params.events == .params.calibration.events and .params.calibration.ns_per_event > 0' "$j")" = true ]; then
+        pass "$model --cpu-per-email 3ms: CPU per email x$ratio of 3 ms (asked_us, events, chosen, ns/event: $rec)"
+    else
+        fail "$model --cpu-per-email 3ms: CPU per email x$ratio of 3 ms, not within 10% ($rec; runs ${a[*]} / ${z[*]})"
+    fi
+done
+stop_pid "$C_PID"
+# The CPU work is set once: both ways at once is a usage error, and the
+# Twisted reference, which cannot calibrate, refuses it clearly.
+out=$("$BIN/summary-async" --events 5 --cpu-per-email 3ms 2>&1); rc=$?
+check_eq "--events with --cpu-per-email: exit 2 naming both" "2 1" "$rc $(grep -c -- '--events and --cpu-per-email' <<<"$out")"
+if [ -x "$BIN/summary-twisted" ] && /usr/bin/python3 -c 'import twisted' 2>/dev/null; then
+    out=$("$BIN/summary-twisted" --cpu-per-email 3ms 2>&1); rc=$?
+    check_eq "summary-twisted refuses --cpu-per-email (exit 2, says to use --events)" "2 1" \
+        "$rc $(grep -c 'give --events N instead' <<<"$out")"
+fi
+
 finish
