@@ -4,7 +4,8 @@
 #   make test       unit tests (cmocka) + integration tests (loopback only)
 #   make asan       build and test with AddressSanitizer + UBSan (clang)
 #   make tsan       build and test the threaded code with ThreadSanitizer (clang)
-#   make report     default benchmark sweep + REPORT.md   (FULL=1: long sweep)
+#   make report     default benchmark sweep + REPORT.md   (FULL=1: long sweep;
+#                   PROFILE=workloads/profiles/NAME.conf: that workload, report in its folder)
 #   make fuzz       libFuzzer harnesses (tests/fuzz), FUZZ_SECONDS (600) each
 #   make fuzz-ci    the same for 45 s each (CI); fails on any crash
 #   make valgrind   a short run of every program under valgrind memcheck
@@ -121,7 +122,7 @@ bench-latency: all
 	scripts/bench-latency
 
 report: all
-	scripts/report-run $(if $(FULL),--full)
+	scripts/report-run $(if $(FULL),--full) $(if $(PROFILE),--profile $(PROFILE))
 
 # Fuzzers: each harness is linked with the lib/*.c it tests, compiled with the
 # fuzzer's coverage flags (not libmailbench.a, which has none).

@@ -63,6 +63,95 @@ else
     echo "skip fd-limit check: hard descriptor limit $hard"
 fi
 
+# --- the sweeps under a profile (scripts/sweep --dry-run --commands) --------
+# Without a profile the listing is today's: every command line of the
+# default sweep as it was before profiles entered the sweep files
+# (tests/golden/sweep/default-commands.txt, generated from those files).
+SWEEP=(/usr/bin/python3 scripts/sweep --dry-run --commands --pin none)
+"${SWEEP[@]}" >"$TMP/default.txt" 2>"$TMP/default.err"
+if grep -q "skipping the peer" "$TMP/default.err"; then
+    echo "skip the default listing: $(grep -m1 'skipping the peer' "$TMP/default.err")"
+elif diff -u tests/golden/sweep/default-commands.txt "$TMP/default.txt" >"$TMP/default.diff"; then
+    pass "without a profile the sweeps' $(wc -l <"$TMP/default.txt") command lines are today's"
+else
+    fail "without a profile the command lines changed: $(head -20 "$TMP/default.diff")"
+fi
+
+# A profile with values found nowhere else: each one must reach every
+# sweep's command lines, the swept values must sit around the profile's.
+cat >"$TMP/mine.conf" <<'CONF'
+# a test profile
+concurrency = 30
+events      = 777
+recipients  = 4
+body-bytes  = 3000
+per-session = 3
+retries     = 2
+timeout     = 7s
+latency     = 3ms
+jitter      = 1ms
+CONF
+"${SWEEP[@]}" --profile "$TMP/mine.conf" >"$TMP/mine.txt" 2>"$TMP/mine.err"
+check_eq "sweep --dry-run --profile: exit 0" 0 "$?"
+/usr/bin/python3 - "$TMP/mine.txt" <<'PYEOF'
+import shlex, sys
+rows = [l.rstrip("\n").split(" | ") for l in open(sys.argv[1])]
+bad, sweeps, values = [], set(), {}
+for head, server, model in rows:
+    sweep, mname, value = head.split()[:3]
+    sweeps.add(sweep)
+    values.setdefault(sweep, set()).add(value)
+    m = shlex.split(model.split("   [rate from:")[0])
+    s = shlex.split(server)
+    def flag(args, name):
+        return args[args.index(name) + 1] if name in args else None
+    want = {"--recipients": "4", "--body-bytes": "3000", "--per-session": "3", "--retries": "2",
+            "--timeout": "7s"}
+    if sweep != "q2-cpu":
+        want["--events"] = "777"
+    if sweep not in ("q1-concurrency", "q1b-background", "q5-overhead", "q5-hyperfine"):
+        want["--concurrency"] = "30"
+    for k, v in want.items():
+        if flag(m, k) != v:
+            bad.append(f"{sweep} {mname} {value}: {k} {flag(m, k)} (want {v})")
+    lat = {"q2-latency": value, "q5-overhead": "0", "q5-hyperfine": "0", "q11b-load-50ms": "30ms"}
+    if flag(s, "--latency") != lat.get(sweep, "3ms"):
+        bad.append(f"{sweep} {mname} {value}: server --latency {flag(s, '--latency')}")
+    if sweep not in lat and flag(s, "--jitter") != "1ms":
+        bad.append(f"{sweep} {mname} {value}: server --jitter {flag(s, '--jitter')}")
+expect = {"q1-concurrency": "1 3 30 120 300", "q2-latency": "0 300us 3ms 30ms",
+          "q2-cpu": "8 78 777 2331", "q1b-background": "1 3 30", "q4-blocking": "0 1ms 10ms"}
+for sweep, vals in expect.items():
+    got = " ".join(sorted(values.get(sweep, ()), key=lambda v: (len(v), v)))
+    if set(got.split()) != set(vals.split()):
+        bad.append(f"{sweep}: values {got}, want {vals}")
+missing = {"q1-concurrency", "q1b-background", "q2-cpu", "q2-latency", "q3-chain", "q4-blocking",
+           "q5-hyperfine", "q5-overhead", "q7-failures", "q11-load", "q11b-load-50ms"} - sweeps
+if missing:
+    bad.append(f"sweeps missing: {sorted(missing)}")
+print("\n".join(f"FAIL profile values: {b}" for b in bad[:20]) if bad else
+      f"PASS the profile's values reach all {len(rows)} command lines of {len(sweeps)} sweeps, "
+      "the swept values around its own")
+PYEOF
+# --cpu-per-email in a profile: the models get it instead of --events, the
+# Twisted reference (which cannot calibrate) is left out, q2-cpu sweeps it.
+sed 's/^events .*/cpu-per-email = 2ms/' "$TMP/mine.conf" >"$TMP/cpu.conf"
+"${SWEEP[@]}" --profile "$TMP/cpu.conf" >"$TMP/cpu.txt" 2>/dev/null
+check_eq "profile cpu-per-email = 2ms: every model command has it (q2-cpu its own), none --events, no twisted" \
+    "0 0 0 4" "$(grep -v '^q2-cpu' "$TMP/cpu.txt" | grep -vc -- '--cpu-per-email 2ms') $(grep -c -- '--events' "$TMP/cpu.txt") $(grep -c twisted "$TMP/cpu.txt") $(awk '$1 == "q2-cpu" {print $3}' "$TMP/cpu.txt" | sort -u | wc -l)"
+
+# A bad profile: the sweep exits 2 naming FILE:LINE and the key, and writes
+# no results folder.
+printf 'emails = 5\nrecipients = 2000\n' >"$TMP/bad.conf"
+before=$(ls results 2>/dev/null | md5sum)
+out=$(/usr/bin/python3 scripts/sweep --profile "$TMP/bad.conf" --out "$TMP/never" 2>&1); rc=$?
+if [ "$rc" -eq 2 ] && [[ "$out" == *"$TMP/bad.conf:2: bad value '2000' for 'recipients'"* ]] \
+   && [ ! -e "$TMP/never" ] && [ "$before" = "$(ls results 2>/dev/null | md5sum)" ]; then
+    pass "scripts/sweep refuses a bad profile before running: $out"
+else
+    fail "scripts/sweep on a bad profile: exit $rc, $out"
+fi
+
 # --- --cpu-per-email: the calibration gives the CPU asked for ---------------
 # Per model: N emails at zero latency with --cpu-per-email 3ms and with 0,
 # five runs each; the process's CPU (user + sys, less the calibration's own
