@@ -2,6 +2,7 @@
 #include "mailer.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +93,34 @@ static double time_build(const struct workload_params *base, long long events, i
     return (t - t0) / n;
 }
 
+static int calibrate_here(struct mb_options *o);
+
+struct calib_job { struct mb_options *o; int rc; };
+
+static void *calibrate_thread(void *arg)
+{
+    struct calib_job *j = arg;
+    j->rc = calibrate_here(j->o);
+    return NULL;
+}
+
+/* The threads and hybrid models build their emails in threads of their own,
+ * where an email costs up to ~15% less CPU than in the main thread (malloc's
+ * per-thread arenas: the main one grows and trims its heap with brk at
+ * every build of this size): they are calibrated in such a thread too. */
 int mailer_calibrate(struct mb_options *o)
+{
+    if (strcmp(o->model, "threads") != 0 && strcmp(o->model, "hybrid") != 0)
+        return calibrate_here(o);
+    struct calib_job j = { o, -1 };
+    pthread_t t;
+    if (pthread_create(&t, NULL, calibrate_thread, &j) != 0)
+        return calibrate_here(o);
+    pthread_join(t, NULL);
+    return j.rc;
+}
+
+static int calibrate_here(struct mb_options *o)
 {
     struct workload_params wp;
     double target = o->cpu_per_email_s, start = thread_cpu();
