@@ -114,7 +114,7 @@ for head, server, model in rows:
     for k, v in want.items():
         if flag(m, k) != v:
             bad.append(f"{sweep} {mname} {value}: {k} {flag(m, k)} (want {v})")
-    lat = {"q2-latency": value, "q5-overhead": "0", "q5-hyperfine": "0", "q11b-load-50ms": "30ms"}
+    lat = {"q2-latency": value, "q5-overhead": "0", "q5-hyperfine": "0", "q11b-load-50ms": "50ms"}
     if flag(s, "--latency") != lat.get(sweep, "3ms"):
         bad.append(f"{sweep} {mname} {value}: server --latency {flag(s, '--latency')}")
     if sweep not in lat and flag(s, "--jitter") != "1ms":
