@@ -71,7 +71,7 @@ static double thread_cpu(void)
 }
 
 /* The CPU of one build at `events`, seconds: the mean over at least `min_builds`
- * builds and at least 30 ms (emails numbered from 2^62, never the run's). */
+ * builds and at least 30 ms (emails numbered from 1.5e9, never the run's). */
 static double time_build(const struct workload_params *base, long long events, int min_builds,
                          uint64_t *next_index)
 {
@@ -124,7 +124,7 @@ static int calibrate_here(struct mb_options *o)
 {
     struct workload_params wp;
     double target = o->cpu_per_email_s, start = thread_cpu();
-    uint64_t index = 1ULL << 62;
+    uint64_t index = 1500000000;     /* past any run's emails (--emails <= 1e9) */
     memset(&o->calib, 0, sizeof o->calib);
     if (target <= 0) {
         o->events = 0;
