@@ -11,27 +11,12 @@
 
 #include "deferred.h"
 #include "failure.h"
+#include "unit_support.h"
 
 static FAILURE_TYPE_DEFINE(VALUE_ERROR, "builtins.ValueError", &FAILURE_ERROR);
 static FAILURE_TYPE_DEFINE(LOOKUP_ERROR, "builtins.LookupError", &FAILURE_ERROR);
 static FAILURE_TYPE_DEFINE(KEY_ERROR, "builtins.KeyError", &LOOKUP_ERROR);
 
-static int unhandled;
-
-static void count_unhandled(const struct failure *f, void *arg)
-{
-    (void)f;
-    (void)arg;
-    unhandled++;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    unhandled = 0;
-    deferred_set_unhandled_hook(count_unhandled, NULL);
-    return 0;
-}
 
 static const struct failure_type *trapped;
 static const struct failure *seen;   /* what the next errback received */
@@ -114,9 +99,9 @@ static void test_unhandled_reported_on_release(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_c50_trap, setup),
-        cmocka_unit_test_setup(test_c51_check, setup),
-        cmocka_unit_test_setup(test_unhandled_reported_on_release, setup),
+        cmocka_unit_test_setup(test_c50_trap, unhandled_setup),
+        cmocka_unit_test_setup(test_c51_check, unhandled_setup),
+        cmocka_unit_test_setup(test_unhandled_reported_on_release, unhandled_setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 
 #include "deferred.h"
 #include "reactor.h"
+#include "unit_support.h"
 
 static int listen_any(int *port, int backlog)
 {
@@ -32,16 +33,6 @@ static int listen_any(int *port, int backlog)
     return fd;
 }
 
-static void stop_cb(void *r) { reactor_stop(r); }
-
-/* Run the reactor with a guard: fail rather than hang. */
-static void run_bounded(struct reactor *r, double seconds)
-{
-    struct defer_call *guard = reactor_call_later(r, seconds, stop_cb, r);
-    reactor_run(r);
-    defer_call_cancel(guard);
-    defer_call_unref(guard);
-}
 
 /* Records the outcome of a Deferred. */
 struct outcome {

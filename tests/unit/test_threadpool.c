@@ -16,6 +16,7 @@
 #include "deferred.h"
 #include "failure.h"
 #include "reactor.h"
+#include "unit_support.h"
 #include "threadpool.h"
 
 static FAILURE_TYPE_DEFINE(KEY_ERROR, "builtins.KeyError", &FAILURE_ERROR);
@@ -28,16 +29,6 @@ static struct failure *ferr(const struct failure_type *t, const char *msg)
     return failure_new(t, 0, "%s", msg);
 }
 
-static void stop_cb(void *r) { reactor_stop(r); }
-
-/* Run the reactor with a guard: fail rather than hang. */
-static void run_bounded(struct reactor *r, double seconds)
-{
-    struct defer_call *guard = reactor_call_later(r, seconds, stop_cb, r);
-    reactor_run(r);
-    defer_call_cancel(guard);
-    defer_call_unref(guard);
-}
 
 /* 55: the work runs in a worker thread, its result (or its Failure) comes
  * back in the reactor thread, and never before the loop runs. */
