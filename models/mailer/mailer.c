@@ -190,18 +190,19 @@ static int calibrate_here(struct mb_options *o)
     return 0;
 }
 
-void mailer_prepare(struct mb_options *o)
+int mailer_prepare(struct mb_options *o)
 {
     if (o->cpu_per_email_set && mailer_calibrate(o) != 0)
-        exit(2);
+        exit(2);                /* the time asked cannot be had: a usage error */
     if (!o->prebuild)
-        return;
+        return 0;
     struct workload_params wp;
     mailer_workload_params(o, &wp);
     if (mailer_prebuild(o, &wp) != 0) {
         fprintf(stderr, "summary-%s: --prebuild: out of memory for %lld emails\n", o->model, o->emails);
-        exit(1);
+        return -1;
     }
+    return 0;
 }
 
 int mailer_build(const struct workload_params *wp, uint64_t index, struct workload_email *e)

@@ -23,19 +23,23 @@ int mailer_build(const struct workload_params *wp, uint64_t index, struct worklo
  * with smtp-source, which renders nothing).  Returns 0, or -1 out of memory. */
 int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp);
 /* What every model calls before its clock starts: --cpu-per-email, if given
- * (mailer_calibrate), then --prebuild, if given (an out-of-memory failure is
- * printed and exits 1: before anything is sent). */
-void mailer_prepare(struct mb_options *o);
+ * (mailer_calibrate; a time that cannot be had exits 2), then --prebuild, if
+ * given.  Returns 0, or -1 after printing why (out of memory): the model then
+ * exits 1 before anything is sent. */
+int mailer_prepare(struct mb_options *o);
 
 /* --cpu-per-email T: picks the events per email whose build (workload_build:
  * generate, summarise, render, hash) takes T of CPU on this machine, by
- * timing builds in this thread (CLOCK_THREAD_CPUTIME_ID) of emails outside
- * the run's numbering: once at 0 events (the base: rendering), then at a
- * guess, then refining the count by the ratio of asked to measured time
- * (the cost is O(E log E), nearly linear) until a measurement is within 2%
- * or after 6 rounds.  Sets o->events and o->calib (the run's JSON records
- * it under params.calibration).  Returns 0, or -1 after printing why (T
- * beyond what --events' bound allows, or below the base cost). */
+ * timing builds (CLOCK_THREAD_CPUTIME_ID) of emails outside the run's
+ * numbering, in the main thread for sync and async and in a thread of its
+ * own for threads and hybrid (where the builds run): once at 0 events (the
+ * base: rendering), then at a guess, then refining the count by the ratio of
+ * asked to measured time (the cost is O(E log E), nearly linear) until a
+ * measurement is within 3% or after 6 rounds; then the median of 5
+ * measurements at that count sets the final count by the same ratio.  Sets
+ * o->events and o->calib (the run's JSON records it under
+ * params.calibration).  Returns 0, or -1 after printing why (T beyond what
+ * --events' bound allows, or below the base cost). */
 int mailer_calibrate(struct mb_options *o);
 
 /* Open loop (--rate R): the schedule is one of chains (--chain K; 1 by
