@@ -161,8 +161,10 @@ static int calibrate_here(struct mb_options *o)
         events = n;
         t = time_build(&wp, events, few, &index);
     }
-    /* The last step on a median: one measurement can be off by several
-     * percent on a shared machine (another process on the sibling core). */
+    /* The last step on the least of 5 measurements: another process on
+     * the machine (on the sibling hyperthread, or evicting the caches) only
+     * ever adds CPU time to a build, by several percent at times; the least
+     * is the build's own cost. */
     double m[5];
     for (int i = 0; i < 5; i++) {
         m[i] = time_build(&wp, events, few, &index);
@@ -172,7 +174,7 @@ static int calibrate_here(struct mb_options *o)
             m[j - 1] = tmp;
         }
     }
-    t = m[2];
+    t = m[0];
     if (t > base && fabs(t - target) > 0.01 * target) {
         double next = (double)events * (target - base) / (t - base);
         long long n = llround(next < (double)MB_MAX_EVENTS ? next : (double)MB_MAX_EVENTS);

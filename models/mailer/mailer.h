@@ -35,8 +35,9 @@ int mailer_prepare(struct mb_options *o);
  * own for threads and hybrid (where the builds run): once at 0 events (the
  * base: rendering), then at a guess, then refining the count by the ratio of
  * asked to measured time (the cost is O(E log E), nearly linear) until a
- * measurement is within 3% or after 6 rounds; then the median of 5
- * measurements at that count sets the final count by the same ratio.  Sets
+ * measurement is within 3% or after 6 rounds; then the least of 5
+ * measurements at that count (contention only adds CPU time) sets the final
+ * count by the same ratio.  Sets
  * o->events and o->calib (the run's JSON records it under
  * params.calibration).  Returns 0, or -1 after printing why (T beyond what
  * --events' bound allows, or below the base cost). */
