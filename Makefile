@@ -31,7 +31,7 @@ INC      := -Ilib -Iworkloads -Imodels/mailer
 $(BUILD)/lib/%.o:       INC := -Ilib
 $(BUILD)/workloads/%.o: INC := -Ilib -Iworkloads
 LDFLAGS  += $(SANFLAGS)
-LDLIBS   := -lev -lpthread -lm
+LDLIBS   := -lev -lxxhash -lpthread -lm
 # Every run's JSON records the revision it was built from.
 GIT_REV  := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 CFLAGS   += -DMAILBENCH_GIT_REV='"$(GIT_REV)"'
@@ -136,7 +136,7 @@ build/fuzz/fuzz_units: lib/units.c
 build/fuzz/fuzz_profile: lib/profile.c
 build/fuzz/%: tests/fuzz/%.c $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $(filter %.c,$^) -lm -o $@
+	clang $(FUZZ_CFLAGS) $(filter %.c,$^) -lxxhash -lm -o $@
 
 fuzz: deps $(FUZZERS)
 	tests/fuzz/run $(FUZZ_SECONDS) $(FUZZERS)

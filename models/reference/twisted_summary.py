@@ -99,15 +99,15 @@ M64 = (1 << 64) - 1
 
 # ---------------------------------------------------------------- digest (lib/digest.c)
 
-FNV_OFFSET, FNV_PRIME = 0xcbf29ce484222325, 0x100000001b3
+try:
+    import xxhash   # python3-xxhash; main() says so when it is missing
+except ImportError as _e:
+    xxhash, XXHASH_ERROR = None, _e
 
 
 def digest_hash(data):
-    """FNV-1a over the bytes, then splitmix64's finaliser: digest_hash()."""
-    h = FNV_OFFSET
-    for b in data:
-        h = ((h ^ b) * FNV_PRIME) & M64
-    return workload.mix64(h)
+    """XXH3-64, seed 0, of the message's bytes: digest_hash() (python3-xxhash)."""
+    return xxhash.xxh3_64_intdigest(data)
 
 
 # ---------------------------------------------------------------- retry (lib/retry.c)
@@ -1520,6 +1520,10 @@ def main(argv):
     except ImportError as e:
         sys.stderr.write(f"{PROG}: Twisted is not available to {sys.executable} ({e}); "
                          "install python3-twisted\n")
+        return 1
+    if xxhash is None:
+        sys.stderr.write(f"{PROG}: xxhash is not available to {sys.executable} "
+                         f"({XXHASH_ERROR}); install python3-xxhash\n")
         return 1
     try:
         o = parse_options(argv)
