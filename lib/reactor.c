@@ -307,6 +307,49 @@ int reactor_conn_write(struct reactor_conn *c, const void *buf, size_t len)
     return 0;
 }
 
+int reactor_conn_writev(struct reactor_conn *c, const struct iovec *iov, int iovcnt)
+{
+    if (c->state != CONN_OPEN)
+        return -1;
+    size_t skip = 0;                      /* bytes the socket took */
+    if (c->wlen == c->woff) {             /* nothing queued: try the socket directly */
+        struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            conn_teardown(c, failure_from_errno(&FAILURE_CONNECTION_LOST, errno, "write"));
+            return -1;
+        }
+        if (n > 0)
+            skip = (size_t)n;
+    }
+    size_t rest = 0;
+    for (int i = 0; i < iovcnt; i++)
+        rest += iov[i].iov_len;
+    rest -= skip;
+    if (rest == 0)
+        return 0;
+    if (c->woff > 0 && c->wlen == c->woff)
+        c->woff = c->wlen = 0;
+    if (c->wlen + rest > c->wcap) {       /* once, to the size needed */
+        size_t cap = (c->wlen + rest + 4095) & ~(size_t)4095;
+        char *b = realloc(c->wbuf, cap);
+        if (!b)
+            abort();
+        c->wbuf = b;
+        c->wcap = cap;
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        conn_buffer(c, (const char *)iov[i].iov_base + skip, len - skip);
+        skip = 0;
+    }
+    return 0;
+}
+
 size_t reactor_conn_buffered(const struct reactor_conn *c)
 {
     return c->wlen - c->woff;

@@ -50,6 +50,13 @@ struct txn {
     uint64_t body_end;     /* out_total once ".\r\n" is queued; 0 = not yet */
 };
 
+/* A piece of pending output: base + off, len bytes; base NULL = c->out
+ * (an offset, so that growing out[] moves nothing). */
+struct oseg {
+    const char *base;
+    size_t off, len;
+};
+
 /* An event waiting in the queue, with the storage it points into. */
 struct ev_slot {
     struct smtp_client_event ev; /* text/rcpt_codes point at the two below */
@@ -77,8 +84,14 @@ struct smtp_client {
     struct expect *exp;        /* FIFO of replies awaited: exp[exp_head..exp_n) */
     size_t exp_head, exp_n, exp_cap;
 
-    char *out;                 /* pending output: out[out_off..out_len) */
-    size_t out_off, out_len, out_cap;
+    /* Pending output: a FIFO of segments, each either bytes in out[] (the
+     * commands) or a slice of a borrowed message (the body, sent from where
+     * it is: never copied, see send_body). */
+    char *out;                 /* owned bytes: out[0..out_len) */
+    size_t out_len, out_cap;
+    struct oseg *seg;          /* seg[seg_head..seg_n) is what is unsent */
+    size_t seg_head, seg_n, seg_cap;
+    size_t pending;            /* bytes in those segments */
     uint64_t out_total;        /* bytes ever queued */
     uint64_t out_written;      /* bytes ever consumed */
 
@@ -119,8 +132,20 @@ static enum smtp_client_result classify(int code)
     return SMTP_CLIENT_TEMPFAIL; /* 4xx, or 0: no reply at all */
 }
 
+static void seg_push(struct smtp_client *c, const char *base, size_t off, size_t n)
+{
+    if (c->seg_n == c->seg_cap) {
+        c->seg_cap = c->seg_cap ? 2 * c->seg_cap : 8;
+        c->seg = xrealloc(c->seg, c->seg_cap * sizeof *c->seg);
+    }
+    c->seg[c->seg_n++] = (struct oseg){ base, off, n };
+}
+
+/* n bytes copied to the owned buffer, in a segment of their own or at the
+ * end of the last one when it ends there. */
 static void out_append(struct smtp_client *c, const char *p, size_t n)
 {
+    if (n == 0) return;
     if (c->out_len + n > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 1024;
         while (cap < c->out_len + n) cap *= 2;
@@ -128,8 +153,44 @@ static void out_append(struct smtp_client *c, const char *p, size_t n)
         c->out_cap = cap;
     }
     memcpy(c->out + c->out_len, p, n);
+    struct oseg *last = c->seg_n > c->seg_head ? &c->seg[c->seg_n - 1] : NULL;
+    if (last && !last->base && last->off + last->len == c->out_len)
+        last->len += n;
+    else
+        seg_push(c, NULL, c->out_len, n);
     c->out_len += n;
     c->out_total += n;
+    c->pending += n;
+}
+
+/* n bytes at p sent from where they are (they must outlive their sending,
+ * or be copied by out_materialize first). */
+static void out_borrow(struct smtp_client *c, const char *p, size_t n)
+{
+    if (n == 0) return;
+    seg_push(c, p, 0, n);
+    c->out_total += n;
+    c->pending += n;
+}
+
+/* Copies every borrowed segment still unsent into the owned buffer: done
+ * when a message is reported done (its bytes may be freed then) before its
+ * body was all written, which only a misbehaving server causes. */
+static void out_materialize(struct smtp_client *c)
+{
+    for (size_t i = c->seg_head; i < c->seg_n; i++) {
+        struct oseg *g = &c->seg[i];
+        if (!g->base) continue;
+        if (c->out_len + g->len > c->out_cap) {
+            size_t cap = c->out_cap ? c->out_cap : 1024;
+            while (cap < c->out_len + g->len) cap *= 2;
+            c->out = xrealloc(c->out, cap);
+            c->out_cap = cap;
+        }
+        memcpy(c->out + c->out_len, g->base + g->off, g->len);
+        *g = (struct oseg){ NULL, c->out_len, g->len };
+        c->out_len += g->len;
+    }
 }
 
 static void out_printf(struct smtp_client *c, const char *fmt, ...)
@@ -236,6 +297,8 @@ static void txn_report(struct smtp_client *c, int ok_code, const char *ok_text,
 {
     struct txn *t = c->head;
     int code = t->failed ? t->fail_code : ok_code;
+    if (t->body_end > c->out_written)
+        out_materialize(c);     /* its bytes are the caller's again after this */
     struct ev_slot *s = event_push(c, SMTP_CLIENT_MESSAGE_DONE, code,
                                    t->failed ? t->fail_text : ok_text);
     s->ev.result = t->failed ? (code >= 500 ? SMTP_CLIENT_PERMFAIL
@@ -314,22 +377,32 @@ static void send_data(struct smtp_client *c)
     expect(c, EXP_DATA, 0);
 }
 
-/* The body, dot-stuffed, and ".\r\n", appended in one step: one chunk. */
+/* The body, dot-stuffed, and ".\r\n", queued in one step: one chunk.  A
+ * line (after CRLF, or the first) that begins with "." is sent with one more
+ * "."; the bytes go out from the message itself, the segments overlapping
+ * by that dot: [start, dot] then [dot, ...), so nothing is copied.  The
+ * scan jumps from LF to LF with memchr. */
 static void send_body(struct smtp_client *c, const char *m, size_t len)
 {
     size_t start = 0;
-    for (size_t i = 0; i < len; i++) {
-        bool line_start = i == 0 || (i >= 2 && m[i - 1] == '\n' && m[i - 2] == '\r');
-        if (line_start && m[i] == '.') {
-            out_append(c, m + start, i - start);
-            out_append(c, ".", 1);
+    if (len > 0 && m[0] == '.')
+        out_borrow(c, m, 1);    /* the extra dot; the line follows from m[0] */
+    const char *p = m, *end = m + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl || nl + 1 == end) break;
+        if (nl[1] == '.' && nl > m && nl[-1] == '\r') {
+            size_t i = (size_t)(nl + 1 - m);     /* the dot */
+            out_borrow(c, m + start, i + 1 - start);
             start = i;
         }
+        p = nl + 1;
     }
-    out_append(c, m + start, len - start);
+    out_borrow(c, m + start, len - start);
     if (len > 0 && (len < 2 || m[len - 2] != '\r' || m[len - 1] != '\n'))
-        out_append(c, "\r\n", 2);
-    out_append(c, ".\r\n", 3);
+        out_borrow(c, "\r\n.\r\n", 5);
+    else
+        out_borrow(c, ".\r\n", 3);
     c->head->body_end = c->out_total;
     expect(c, EXP_DOT, 0);
 }
@@ -459,11 +532,19 @@ static void start_txn(struct smtp_client *c)
  * server would end DATA there (the SMTP-smuggling shape). */
 static size_t bare_eol(const char *msg, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
-        if (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r'))
-            return i;
-        if (msg[i] == '\r' && (i + 1 == len || msg[i + 1] != '\n'))
-            return i;
+    const char *p = msg, *end = msg + len;
+    while (p < end) {
+        /* a line: up to the next LF; the only CR it may hold is just before it */
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = lf ? lf : end;
+        const char *cr = memchr(p, '\r', (size_t)(stop - p));
+        if (cr && cr + 1 != lf)
+            return (size_t)(cr - msg);
+        if (!lf)
+            break;
+        if (lf == msg || lf[-1] != '\r')
+            return (size_t)(lf - msg);
+        p = lf + 1;
     }
     return len;
 }
@@ -783,6 +864,7 @@ void smtp_client_free(struct smtp_client *c)
     free(c->evq);
     free(c->exp);
     free(c->out);
+    free(c->seg);
     free(c->line);
     free(c->text);
     free(c->ehlo);
@@ -831,24 +913,59 @@ void smtp_client_quit(struct smtp_client *c)
 
 size_t smtp_client_output(struct smtp_client *c, const char **out)
 {
-    *out = c->out ? c->out + c->out_off : "";
-    return c->out_len - c->out_off;
+    if (c->seg_head == c->seg_n) {
+        *out = "";
+        return 0;
+    }
+    const struct oseg *g = &c->seg[c->seg_head];
+    *out = (g->base ? g->base : c->out) + g->off;
+    return g->len;
+}
+
+int smtp_client_output_iov(struct smtp_client *c, struct iovec *iov, int max)
+{
+    int k = 0;
+    for (size_t i = c->seg_head; i < c->seg_n && k < max; i++, k++) {
+        const struct oseg *g = &c->seg[i];
+        iov[k].iov_base = (char *)(g->base ? g->base : c->out) + g->off;
+        iov[k].iov_len = g->len;
+    }
+    return k;
+}
+
+size_t smtp_client_pending(const struct smtp_client *c)
+{
+    return c->pending;
 }
 
 void smtp_client_consumed(struct smtp_client *c, size_t n)
 {
-    assert(n <= c->out_len - c->out_off);
-    c->out_off += n;
+    assert(n <= c->pending);
+    c->pending -= n;
     c->out_written += n;
-    if (c->out_off == c->out_len) {
-        c->out_off = c->out_len = 0;
-        /* A buffer grown for a message body is given back once sent: a
+    while (n > 0) {
+        struct oseg *g = &c->seg[c->seg_head];
+        size_t k = n < g->len ? n : g->len;
+        g->off += k;
+        g->len -= k;
+        n -= k;
+        if (g->len == 0) c->seg_head++;
+    }
+    if (c->seg_head == c->seg_n) {
+        c->seg_head = c->seg_n = 0;
+        c->out_len = 0;
+        /* A buffer grown past its first size is given back once sent: a
          * session spends most of its life waiting for a reply, and with
          * 10,000 sessions the idle buffers would be most of the memory. */
         if (c->out_cap > 1024) {
             free(c->out);
             c->out = NULL;
             c->out_cap = 0;
+        }
+        if (c->seg_cap > 8) {
+            free(c->seg);
+            c->seg = NULL;
+            c->seg_cap = 0;
         }
     }
 }
@@ -874,7 +991,7 @@ bool smtp_client_wants_input(const struct smtp_client *c)
 
 bool smtp_client_has_output(const struct smtp_client *c)
 {
-    return c->out_len > c->out_off;
+    return c->pending > 0;
 }
 
 bool smtp_client_is_idle(const struct smtp_client *c)
