@@ -93,7 +93,7 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIBA)
 
 # Unit tests first (fast, no network), then the integration scripts, which
 # start their own servers on 127.0.0.1 port 0 and stop them by pid.
-test: all $(TESTS)
+test: all $(TESTS) $(BUILD)/bench/send_messages
 	@MAILBENCH_BIN=$(abspath $(BIN)) MAILBENCH_BUILD=$(abspath $(BUILD)) \
 	    tests/run-tests $(TESTS)
 
