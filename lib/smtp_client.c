@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* A multi-line reply may not grow beyond this many lines' worth of text. */
 #define MAX_REPLY_LINES 64
@@ -48,6 +51,8 @@ struct txn {
     int fail_code;
     char *fail_text;       /* owned */
     uint64_t body_end;     /* out_total once ".\r\n" is queued; 0 = not yet */
+    size_t *dots;          /* offsets of the "." that begin a line (to stuff) */
+    size_t ndots;
 };
 
 /* A piece of pending output: base + off, len bytes; base NULL = c->out
@@ -276,6 +281,7 @@ static void txn_free(struct txn *t)
     free(t->codes);
     free(t->last_rcpt_text);
     free(t->fail_text);
+    free(t->dots);
     free(t);
 }
 
@@ -380,23 +386,16 @@ static void send_data(struct smtp_client *c)
 /* The body, dot-stuffed, and ".\r\n", queued in one step: one chunk.  A
  * line (after CRLF, or the first) that begins with "." is sent with one more
  * "."; the bytes go out from the message itself, the segments overlapping
- * by that dot: [start, dot] then [dot, ...), so nothing is copied.  The
- * scan jumps from LF to LF with memchr. */
-static void send_body(struct smtp_client *c, const char *m, size_t len)
+ * by that dot: [start, dot] then [dot, ...), so nothing is copied.  Where the
+ * dots are, scan_message found when the message started. */
+static void send_body(struct smtp_client *c, const struct txn *t)
 {
-    size_t start = 0;
-    if (len > 0 && m[0] == '.')
-        out_borrow(c, m, 1);    /* the extra dot; the line follows from m[0] */
-    const char *p = m, *end = m + len;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl || nl + 1 == end) break;
-        if (nl[1] == '.' && nl > m && nl[-1] == '\r') {
-            size_t i = (size_t)(nl + 1 - m);     /* the dot */
-            out_borrow(c, m + start, i + 1 - start);
-            start = i;
-        }
-        p = nl + 1;
+    const char *m = t->msg;
+    size_t len = t->len, start = 0;
+    for (size_t k = 0; k < t->ndots; k++) {
+        size_t i = t->dots[k];
+        out_borrow(c, m + start, i + 1 - start);
+        start = i;
     }
     out_borrow(c, m + start, len - start);
     if (len > 0 && (len < 2 || m[len - 2] != '\r' || m[len - 1] != '\n'))
@@ -526,34 +525,92 @@ static void start_txn(struct smtp_client *c)
     }
 }
 
-/* The offset of the first CR or LF in msg that is not part of a CRLF, or
- * len if there is none.  Such a message is refused: dot-stuffing goes by
- * CRLF lines, so a "." after a bare LF would go out unstuffed, and a lenient
- * server would end DATA there (the SMTP-smuggling shape). */
-static size_t bare_eol(const char *msg, size_t len)
+/* One pass over a message before it is sent (scan_message): the offset of
+ * the first CR or LF that is not part of a CRLF, or len if there is none;
+ * and, when there is none, the offsets of the "." that begin a line (the
+ * first byte, or after CRLF), which send_body stuffs.  A message with a bare
+ * CR or LF is refused: dot-stuffing goes by CRLF lines, so a "." after a
+ * bare LF would go out unstuffed, and a lenient server would end DATA there
+ * (the SMTP-smuggling shape).
+ *
+ * With SSE2 (every x86-64) it looks at 16 bytes at a time: bit masks of the
+ * CRs, LFs and dots; the message is well formed exactly when the LF mask is
+ * the CR mask shifted by one byte (every CR followed by an LF, every LF
+ * preceded by a CR), and a dot begins a line when the bit before it is an
+ * LF.  Elsewhere the same rule a byte at a time. */
+static void add_dot(struct txn *t, size_t *cap, size_t at)
 {
-    const char *p = msg, *end = msg + len;
-    while (p < end) {
-        /* a line: up to the next LF; the only CR it may hold is just before it */
-        const char *lf = memchr(p, '\n', (size_t)(end - p));
-        const char *stop = lf ? lf : end;
-        const char *cr = memchr(p, '\r', (size_t)(stop - p));
-        if (cr && cr + 1 != lf)
-            return (size_t)(cr - msg);
-        if (!lf)
-            break;
-        if (lf == msg || lf[-1] != '\r')
-            return (size_t)(lf - msg);
-        p = lf + 1;
+    if (t->ndots == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        t->dots = xrealloc(t->dots, *cap * sizeof *t->dots);
+    }
+    t->dots[t->ndots++] = at;
+}
+
+#ifdef __SSE2__
+/* The 16 bytes at p: masks of CR, LF and '.'. */
+static inline void block_masks(const char *p, unsigned *cr, unsigned *lf, unsigned *dot)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    *cr = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')));
+    *lf = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')));
+    *dot = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
+}
+
+static size_t scan_message(struct txn *t)
+{
+    const char *m = t->msg;
+    size_t len = t->len, cap = 0;
+    unsigned cr_carry = 0, lf_carry = 1;    /* byte 0 begins a line */
+    char tail[16];
+    for (size_t o = 0; o < len; o += 16) {
+        const char *p = m + o;
+        if (len - o < 16) {                 /* the last bytes, padded with NULs */
+            memset(tail, 0, sizeof tail);
+            memcpy(tail, p, len - o);
+            p = tail;
+        }
+        unsigned cr, lf, dot;
+        block_masks(p, &cr, &lf, &dot);
+        unsigned want_lf = ((cr << 1) | cr_carry) & 0xffff;
+        if (lf != want_lf) {
+            unsigned b = (unsigned)__builtin_ctz(lf ^ want_lf);
+            size_t at = o + b;
+            if (!(lf >> b & 1))
+                at--;                       /* a CR not followed by an LF */
+            return at;
+        }
+        cr_carry = cr >> 15;
+        unsigned starts = dot & (((lf << 1) | lf_carry) & 0xffff);
+        lf_carry = lf >> 15;
+        for (; starts; starts &= starts - 1)
+            add_dot(t, &cap, o + (unsigned)__builtin_ctz(starts));
+    }
+    return cr_carry ? len - 1 : len;        /* cr_carry: the last byte is a CR */
+}
+#else
+static size_t scan_message(struct txn *t)
+{
+    const char *m = t->msg;
+    size_t len = t->len, cap = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (m[i] == '\n' && (i == 0 || m[i - 1] != '\r'))
+            return i;
+        if (m[i] == '\r' && (i + 1 == len || m[i + 1] != '\n'))
+            return i;
+        if (m[i] == '.' && (i == 0 || m[i - 1] == '\n'))
+            add_dot(t, &cap, i);
     }
     return len;
 }
+#endif
 
 static void start_next(struct smtp_client *c)
 {
     while (c->head) {
         struct txn *t = c->head;
-        size_t bad = bare_eol(t->msg, t->len);
+        t->ndots = 0;
+        size_t bad = scan_message(t);
         if (bad < t->len) {
             char why[160];
             snprintf(why, sizeof why, "5.6.0 bare %s at byte %zu of the message "
@@ -630,7 +687,7 @@ static void data_done(struct smtp_client *c, int code, const char *text)
         out_append(c, ".\r\n", 3);
         expect(c, EXP_DOT, 0);
     } else if (code == 354) {
-        send_body(c, t->msg, t->len);
+        send_body(c, t);
     } else {
         txn_fail(t, SMTP_STAGE_DATA, code, text);
         finish_txn(c, code, text);
