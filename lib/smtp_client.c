@@ -533,7 +533,7 @@ static void start_txn(struct smtp_client *c)
  * bare LF would go out unstuffed, and a lenient server would end DATA there
  * (the SMTP-smuggling shape).
  *
- * With SSE2 (every x86-64) it looks at 16 bytes at a time: bit masks of the
+ * With SSE2 (every x86-64) it looks at 64 bytes at a time: bit masks of the
  * CRs, LFs and dots; the message is well formed exactly when the LF mask is
  * the CR mask shifted by one byte (every CR followed by an LF, every LF
  * preceded by a CR), and a dot begins a line when the bit before it is an
@@ -548,43 +548,50 @@ static void add_dot(struct txn *t, size_t *cap, size_t at)
 }
 
 #ifdef __SSE2__
-/* The 16 bytes at p: masks of CR, LF and '.'. */
-static inline void block_masks(const char *p, unsigned *cr, unsigned *lf, unsigned *dot)
+/* The 64 bytes at p: bit masks (bit i = byte i) of CR, LF and '.'. */
+static inline void block_masks(const char *p, uint64_t *cr, uint64_t *lf, uint64_t *dot)
 {
-    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-    *cr = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')));
-    *lf = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')));
-    *dot = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
+    const __m128i vcr = _mm_set1_epi8('\r'), vlf = _mm_set1_epi8('\n'), vdot = _mm_set1_epi8('.');
+    uint64_t c = 0, l = 0, d = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
+        c |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vcr)) << (16 * k);
+        l |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vlf)) << (16 * k);
+        d |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vdot)) << (16 * k);
+    }
+    *cr = c;
+    *lf = l;
+    *dot = d;
 }
 
 static size_t scan_message(struct txn *t)
 {
     const char *m = t->msg;
     size_t len = t->len, cap = 0;
-    unsigned cr_carry = 0, lf_carry = 1;    /* byte 0 begins a line */
-    char tail[16];
-    for (size_t o = 0; o < len; o += 16) {
+    uint64_t cr_carry = 0, lf_carry = 1;    /* byte 0 begins a line */
+    char tail[64];
+    for (size_t o = 0; o < len; o += 64) {
         const char *p = m + o;
-        if (len - o < 16) {                 /* the last bytes, padded with NULs */
+        if (len - o < 64) {                 /* the last bytes, padded with NULs */
             memset(tail, 0, sizeof tail);
             memcpy(tail, p, len - o);
             p = tail;
         }
-        unsigned cr, lf, dot;
+        uint64_t cr, lf, dot;
         block_masks(p, &cr, &lf, &dot);
-        unsigned want_lf = ((cr << 1) | cr_carry) & 0xffff;
+        uint64_t want_lf = (cr << 1) | cr_carry;
         if (lf != want_lf) {
-            unsigned b = (unsigned)__builtin_ctz(lf ^ want_lf);
+            unsigned b = (unsigned)__builtin_ctzll(lf ^ want_lf);
             size_t at = o + b;
             if (!(lf >> b & 1))
                 at--;                       /* a CR not followed by an LF */
             return at;
         }
-        cr_carry = cr >> 15;
-        unsigned starts = dot & (((lf << 1) | lf_carry) & 0xffff);
-        lf_carry = lf >> 15;
+        cr_carry = cr >> 63;
+        uint64_t starts = dot & ((lf << 1) | lf_carry);
+        lf_carry = lf >> 63;
         for (; starts; starts &= starts - 1)
-            add_dot(t, &cap, o + (unsigned)__builtin_ctz(starts));
+            add_dot(t, &cap, o + (unsigned)__builtin_ctzll(starts));
     }
     return cr_carry ? len - 1 : len;        /* cr_carry: the last byte is a CR */
 }

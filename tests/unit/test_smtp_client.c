@@ -995,18 +995,18 @@ static void test_bare_eol_property(void **state)
     (void)state;
     char m[300];
     static const char alphabet[] = "\r\n\r\n.ab";
-    for (int iter = 0; iter < 20000 + 4 * 100; iter++) {
+    for (int iter = 0; iter < 20000 + 3 * 200; iter++) {
         size_t len = rnd() % sizeof m;
         for (size_t i = 0; i < len; i++) m[i] = alphabet[rnd() % (sizeof alphabet - 1)];
         if (iter >= 20000) {
             /* well-formed lines of 5 octets, then one defect at the end or
-             * a CRLF astride every 16-byte boundary */
+             * a CRLF astride every 16- and 64-byte boundary */
             int k = iter - 20000;
-            len = 1 + (size_t)(k % 100);
+            len = 1 + (size_t)(k % 200);
             for (size_t i = 0; i < len; i++) m[i] = "abc\r\n"[i % 5];
-            if (k / 100 == 0) m[len - 1] = '\r';          /* ends in a CR */
-            if (k / 100 == 1) m[len - 1] = '\n';          /* ends in an LF */
-            if (k / 100 == 2 && len > 1) memcpy(m + len - 2, "\r\n", 2);
+            if (k / 200 == 0) m[len - 1] = '\r';          /* ends in a CR */
+            if (k / 200 == 1) m[len - 1] = '\n';          /* ends in an LF */
+            if (k / 200 == 2 && len > 1) memcpy(m + len - 2, "\r\n", 2);
         }
         size_t want = old_bare_eol(m, len);
         struct smtp_client *c = client(true);
