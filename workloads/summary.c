@@ -3,6 +3,7 @@
  * port (the Python/Twisted reference) can produce the same bytes. */
 #include "summary.h"
 
+#include <stdbool.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -435,7 +436,12 @@ static inline void pad_put(char *w, const struct pad_counter *c, size_t m, size_
     memcpy(w + n, "\r\n", 2);
 }
 
-static void render_padding(struct sbuf *b, uint64_t target)
+/* Large messages are hashed as they are written, a block of lines at a
+ * time while it is still in the cache, instead of in a second pass over
+ * memory afterwards: h (NULL = not) has hashed b->data[0..*hashed). */
+#define HASH_BLOCK_LINES 256   /* ~20 KB */
+
+static void render_padding(struct sbuf *b, uint64_t target, digest_ctx *h, size_t *hashed)
 {
     size_t heading = sizeof WORKLOAD_PAD_HEADING - 1 + 2;
     if (target < (uint64_t)b->len + heading + 2)
@@ -455,6 +461,10 @@ static void render_padding(struct sbuf *b, uint64_t target)
         pad_counter_next(&c);
         if (++m == 62)
             m = 0;
+        if (h && k % HASH_BLOCK_LINES == HASH_BLOCK_LINES - 1) {
+            digest_update(h, b->data + *hashed, (size_t)(w - b->data) - *hashed);
+            *hashed = (size_t)(w - b->data);
+        }
     }
     if (r >= 2) {
         pad_put(w, &c, m, (size_t)(r - 2));
@@ -496,7 +506,13 @@ int workload_render(const struct workload_params *p, const struct workload_summa
     message_id(p->seed, s->index, out->message_id);
     render_headers(&b, p, s, out->message_id);
     render_body(&b, p, s);
-    render_padding(&b, p->body_bytes);
+    /* Hashed while rendered above 64 KB (see render_padding), else after. */
+    digest_ctx hctx;
+    size_t hashed = 0;
+    bool stream = p->body_bytes > 65536 && !b.oom;
+    if (stream)
+        digest_init(&hctx);
+    render_padding(&b, p->body_bytes, stream ? &hctx : NULL, &hashed);
     out->rcpt = make_rcpts(p->recipients > 0 ? p->recipients : 1);
     if (b.oom || b.data == NULL || out->rcpt == NULL) {
         free(b.data);
@@ -511,7 +527,12 @@ int workload_render(const struct workload_params *p, const struct workload_summa
     char *fit = b.cap > b.len + 1 + 512 ? realloc(b.data, b.len + 1) : NULL;
     out->data = fit ? fit : b.data;
     out->len = b.len;
-    out->hash = digest_hash(out->data, out->len);
+    if (stream) {
+        digest_update(&hctx, out->data + hashed, out->len - hashed);
+        out->hash = digest_final(&hctx);
+    } else {
+        out->hash = digest_hash(out->data, out->len);
+    }
     return 0;
 }
 
