@@ -390,6 +390,13 @@ void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src)
     mb_hist_merge(&dst->service, &src->service);
     mb_hist_merge(&dst->lateness, &src->lateness);
     dst->behind += src->behind;
+    /* Open loop, each source with a schedule of its own (the async model's
+     * reactors): the sums; the peak queue is the sum of the peaks, an upper
+     * bound of the peak of the sum. */
+    dst->scheduled += src->scheduled;
+    dst->shed += src->shed;
+    dst->pending += src->pending;
+    dst->peak_queue += src->peak_queue;
     for (int i = 0; i < src->nreasons; i++)
         add_reason(dst, src->reason[i].text, src->reason[i].count);
     if (src->threads_peak > dst->threads_peak)
@@ -476,13 +483,13 @@ static void json_params(FILE *f, const struct mb_options *o)
             "\"events\":%lld,\"body_bytes\":%llu,\"per_session\":%lld,\"chain\":%lld,"
             "\"blocking_us\":%lld,\"retries\":%lld,\"timeout_s\":%.9g,\"seed\":%llu,\"rate\":%lld,"
             "\"warmup_s\":%.6g,\"duration_s\":%.6g,\"quit_background\":%s,"
-            "\"arrivals\":\"%s\",\"max_queue\":%lld,\"prebuild\":%s,"
+            "\"arrivals\":\"%s\",\"max_queue\":%lld,\"prebuild\":%s,\"reactors\":%lld,"
             "\"profile\":", o->emails, o->concurrency, o->threads, o->recipients, o->events,
             (unsigned long long)o->body_bytes, o->per_session, o->chain,
             (long long)llround(o->blocking_s * 1e6), o->retries, o->timeout_s,
             (unsigned long long)o->seed, o->rate, o->warmup_s, o->duration_s,
             o->quit_background ? "true" : "false", o->arrivals[0] ? o->arrivals : "constant",
-            o->max_queue, o->prebuild ? "true" : "false");
+            o->max_queue, o->prebuild ? "true" : "false", o->reactors);
     if (o->profile[0])
         json_write_string(f, o->profile);
     else

@@ -267,6 +267,8 @@ static struct defer_result email_end(struct defer_result r, void *arg)
     struct async_job *job = arg;
     workload_email_free(&job->e);
     job->m->done++;
+    if (job->m->done_shared)
+        atomic_fetch_add(job->m->done_shared, 1);
     job->index++;
     job->attempt = 0;
     job->maybe = false;
@@ -299,7 +301,7 @@ static void email_start(struct async_job *job)
 {
     struct async_mailer *m = job->m;
     if (m->arr) {               /* open loop: not before its intended start */
-        job->t0 = mailer_email_due(m->arr, m->o, job->index);
+        job->t0 = mailer_email_due(m->arr, m->o, job->index - m->first);
         double wait = job->t0 - mb_now();
         if (wait > 0) {
             defer_call_unref(reactor_call_later(m->r, wait, email_go, job));
@@ -329,9 +331,9 @@ static void start_chain(struct async_mailer *m, long long c)
     }
     m->next_chain++;
     job->m = m;
-    job->index = c * m->o->chain;
-    job->end = job->index + m->o->chain < m->o->emails ? job->index + m->o->chain
-                                                       : m->o->emails;
+    job->index = m->first + c * m->o->chain;
+    long long last = m->first + m->o->emails;
+    job->end = job->index + m->o->chain < last ? job->index + m->o->chain : last;
     struct deferred *d = defer_semaphore_acquire(m->sem);
     deferred_add_callback(d, chain_go, job);
     deferred_unref(d);
@@ -405,6 +407,7 @@ void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struc
     m->rng = retry_rand64(&seeder);
     m->nchains = (o->emails + o->chain - 1) / o->chain;
     m->sem = defer_semaphore_new((int)o->concurrency);
+    m->arrivals_seed = o->seed;
 }
 
 void async_mailer_start(struct async_mailer *m)
@@ -412,10 +415,12 @@ void async_mailer_start(struct async_mailer *m)
     if (m->nchains == 0)
         return;
     m->ticker = reactor_call_later(m->r, PROGRESS_EVERY_S, tick, m);
-    mb_window_start(m->o, m->stats->start_s);
+    if (!m->window_shared)
+        mb_window_start(m->o, m->stats->start_s);
     window_due(m);
     if (m->o->rate > 0) {
-        m->arr = mailer_arrivals(m->o, m->stats->start_s);
+        m->arr = mailer_arrivals_seeded(m->o, m->stats->start_s + m->arrivals_phase,
+                                        m->arrivals_seed);
         m->nchains = LLONG_MAX;     /* unknown until the arrivals are over */
         arrive(m);
         return;

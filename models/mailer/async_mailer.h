@@ -33,6 +33,7 @@
 #ifndef MAILBENCH_ASYNC_MAILER_H
 #define MAILBENCH_ASYNC_MAILER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -90,6 +91,13 @@ struct async_mailer {
     struct defer_call *window;      /* the steady-state window's next snapshot */
     struct arrivals *arr;           /* open loop: the schedule and its queue, else NULL */
     bool arrivals_over;             /* open loop: no chain will arrive any more */
+    /* One reactor of several (--reactors, async_reactors.h); set after
+     * async_mailer_init, before async_mailer_start.  Defaults: the whole run. */
+    long long first;                /* the index of its first email (a multiple of --chain) */
+    uint64_t arrivals_seed;         /* open loop, Poisson: its schedule's seed (o->seed) */
+    double arrivals_phase;          /* open loop: its schedule starts this much later (0) */
+    bool window_shared;             /* the driver has started the process's window */
+    _Atomic long long *done_shared; /* if set, += 1 per email ended (the driver's progress) */
 };
 
 /* The CPU work of one email: workload_build into job->e.  Touches only the

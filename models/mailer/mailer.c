@@ -13,9 +13,14 @@ _Static_assert(MB_MAX_BODY_BYTES == WORKLOAD_MAX_BODY_BYTES, "--body-bytes bound
 
 struct arrivals *mailer_arrivals(const struct mb_options *o, double start)
 {
+    return mailer_arrivals_seeded(o, start, o->seed);
+}
+
+struct arrivals *mailer_arrivals_seeded(const struct mb_options *o, double start, uint64_t seed)
+{
     long long nchains = (o->emails + o->chain - 1) / o->chain;
     struct arrivals *a = arrivals_new(start, (double)o->rate / (double)o->chain,
-                                      strcmp(o->arrivals, "poisson") == 0, o->seed, o->max_queue,
+                                      strcmp(o->arrivals, "poisson") == 0, seed, o->max_queue,
                                       mb_window_close_at(), nchains);
     if (a == NULL) {
         fprintf(stderr, "summary-%s: out of memory for the schedule\n", o->model);

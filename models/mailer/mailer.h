@@ -33,6 +33,9 @@ void mailer_prepare(const struct mb_options *o);
  * then sends its emails in order, email k of it not before its intended
  * start, chain's + k / R.  Latency is measured from the intended start. */
 struct arrivals *mailer_arrivals(const struct mb_options *o, double start);
+/* The same with the Poisson schedule's seed given (one per reactor of the
+ * async model; mailer_arrivals uses o->seed). */
+struct arrivals *mailer_arrivals_seeded(const struct mb_options *o, double start, uint64_t seed);
 double mailer_email_due(struct arrivals *a, const struct mb_options *o, long long index);
 /* At the end of an open-loop run: scheduled, shed, pending (still waiting
  * when the window closed) and the peak queue into the run's statistics, in
