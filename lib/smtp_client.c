@@ -121,6 +121,8 @@ static enum smtp_client_result classify(int code)
 
 static void out_append(struct smtp_client *c, const char *p, size_t n)
 {
+    if (n == 0)
+        return;                 /* c->out may be NULL: it is given back when drained */
     if (c->out_len + n > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 1024;
         while (cap < c->out_len + n) cap *= 2;
