@@ -81,6 +81,8 @@ static const struct opt opts[] = {
       "build every email before the clock starts: time the SMTP machinery alone (needs --emails)" },
     { "quit-background", K_FLAG, MB_KEY_MODEL, O(quit_background), 0, 0, NULL,
       "async/hybrid: free an email's slot when QUIT is sent (default: when the connection is closed)" },
+    { "reactors", K_COUNT, MB_KEY_MODEL, O(reactors), 1, MB_MAX_REACTORS, "N",
+      "async: N reactor threads, each a whole async model over its share (default 1; at most 4 x cores)" },
     { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
     { "json", K_PATH, MB_KEY_CLI, O(json), 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)" },
     { "progress", K_FLAG, MB_KEY_CLI, O(progress), 0, 0, NULL, "print progress on stderr (default: if a TTY)" },
@@ -133,6 +135,7 @@ void mb_options_defaults(struct mb_options *o, const char *model)
     o->retries = 5;
     o->timeout_s = 30.0;
     o->seed = 1;
+    o->reactors = 1;
     strcpy(o->srv.latency_dist, "fixed");
     strcpy(o->srv.fault_stage, "data");
     o->srv.max_conns = 100000;
@@ -255,6 +258,8 @@ static const char *not_for_model(const struct opt *d, const char *model)
     if (strcmp(d->name, "quit-background") == 0 && strcmp(model, "async") != 0
         && strcmp(model, "hybrid") != 0)
         return "blocks on every reply: only a reactor model can read the 221 in the background";
+    if (strcmp(d->name, "reactors") == 0 && strcmp(model, "async") != 0)
+        return "has no reactor threads to multiply: --reactors N runs N copies of the async model";
     return NULL;
 }
 
@@ -489,6 +494,12 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
     if (o->prebuild && o->duration_s > 0)
         return usage_error(err, model, "--prebuild builds --emails emails before the run: it "
                            "needs a run sized by --emails, not --duration");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        cores = 1;
+    if (o->reactors > 4 * (long long)cores)
+        return usage_error(err, model, "--reactors %lld: at most 4 x the %ld cores (%ld); one "
+                           "reactor per core is the point", o->reactors, cores, 4 * cores);
     if (o->emails == 0)                     /* not given: a run sized by time has no cap */
         o->emails = o->duration_s > 0 ? 1000000000 : 1000;
     return o->json[0] ? check_writable(o->json, err, model) : 0;

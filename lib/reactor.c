@@ -54,7 +54,9 @@ struct reactor_conn {
     void *proto_arg;                      /* their argument */
     struct failure *reason;               /* why it ended, for connection_lost */
     double connect_timeout;               /* seconds, for the timeout message */
-    char peer[300];                       /* "connect to HOST:PORT", for error messages */
+    char *peer;                           /* "connect to HOST:PORT", for a failed connect's
+                                           * message; freed once connected (not 300 bytes
+                                           * inline in every connection) */
 };
 
 /* ---- loop and clock ----------------------------------------------------- */
@@ -174,6 +176,7 @@ static void conn_free(struct reactor_conn *c)
 {
     failure_unref(c->reason);
     free(c->wbuf);
+    free(c->peer);
     free(c);
 }
 
@@ -380,6 +383,8 @@ static void conn_connect_done(struct reactor_conn *c, struct failure *err)
         conn_free(c);
         deferred_errback(d, err);
     } else {
+        free(c->peer);
+        c->peer = NULL;
         conn_opened(c);
         deferred_callback(d, c);
     }
@@ -501,7 +506,11 @@ struct deferred *reactor_connect_tcp(struct reactor *r, const char *host, int po
     if (fd < 0)
         return deferred_fail(failure_from_errno(&FAILURE_CONNECT_ERROR, errno, "socket"));
     struct reactor_conn *c = conn_alloc(r, fd);
-    snprintf(c->peer, sizeof c->peer, "connect to %s:%d", host, port);
+    char peer[300];
+    snprintf(peer, sizeof peer, "connect to %s:%d", host, port);
+    c->peer = strdup(peer);
+    if (c->peer == NULL)
+        abort();
     if (connect(fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS) {
         int err = errno;
         struct failure *f = failure_from_errno(err == ECONNREFUSED ? &FAILURE_CONNECTION_REFUSED

@@ -150,7 +150,8 @@ static void seg_push(struct smtp_client *c, const char *base, size_t off, size_t
  * end of the last one when it ends there. */
 static void out_append(struct smtp_client *c, const char *p, size_t n)
 {
-    if (n == 0) return;
+    if (n == 0)
+        return;                 /* c->out may be NULL: it is given back when drained */
     if (c->out_len + n > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 1024;
         while (cap < c->out_len + n) cap *= 2;
@@ -845,6 +846,23 @@ void smtp_client_feed(struct smtp_client *c, const void *bytes, size_t len)
             protocol_error(c, "reply line longer than %zu bytes", c->cfg.max_line);
             return;
         }
+        if (c->line_len == 0 && nl) {     /* a whole line here: read it in place */
+            size_t l = n > 0 && p[n - 1] == '\r' ? n - 1 : n;
+            const char *line = p;
+            p = nl + 1;
+            if (l > max) {
+                protocol_error(c, "reply line longer than %zu bytes", c->cfg.max_line);
+                return;
+            }
+            reply_line(c, line, l);
+            continue;
+        }
+        /* A line cut by the read: kept here until its end comes.  The buffer
+         * exists only meanwhile (not max_line bytes in every idle session). */
+        if (c->line == NULL && (c->line = malloc(c->cfg.max_line)) == NULL) {
+            fprintf(stderr, "smtp_client: out of memory (%zu bytes)\n", c->cfg.max_line);
+            abort();
+        }
         memcpy(c->line + c->line_len, p, n);
         c->line_len += n;
         p += n;
@@ -858,6 +876,8 @@ void smtp_client_feed(struct smtp_client *c, const void *bytes, size_t len)
             return;
         }
         reply_line(c, c->line, l);
+        free(c->line);
+        c->line = NULL;
     }
 }
 
@@ -919,8 +939,7 @@ struct smtp_client *smtp_client_new(const struct smtp_client_config *cfg)
     if (!c->cfg.max_line) c->cfg.max_line = SMTP_CLIENT_DEFAULT_MAX_LINE;
     if (c->cfg.max_line < 8) c->cfg.max_line = 8;
     c->ehlo = strdup(cfg->ehlo_name ? cfg->ehlo_name : "localhost");
-    c->line = malloc(c->cfg.max_line);
-    if (!c->ehlo || !c->line) goto err;
+    if (!c->ehlo) goto err;             /* c->line: only for a line cut by a read */
     c->cfg.ehlo_name = c->ehlo;
     c->state = S_GREETING;
     expect(c, EXP_GREETING, 0);
@@ -1039,15 +1058,17 @@ void smtp_client_consumed(struct smtp_client *c, size_t n)
     if (c->seg_head == c->seg_n) {
         c->seg_head = c->seg_n = 0;
         c->out_len = 0;
-        /* A buffer grown past its first size is given back once sent: a
-         * session spends most of its life waiting for a reply, and with
-         * 10,000 sessions the idle buffers would be most of the memory. */
-        if (c->out_cap > 1024) {
+        /* The buffer is given back once sent, whatever its size: a session
+         * spends most of its life waiting for a reply, and with 10,000
+         * sessions the idle buffers would be most of the memory (the first
+         * 1 KB was kept too: a sixth of an in-flight email; a malloc per
+         * flight costs far less than the flight). */
+        if (c->out_cap > 0) {
             free(c->out);
             c->out = NULL;
             c->out_cap = 0;
         }
-        if (c->seg_cap > 8) {
+        if (c->seg_cap > 0) {
             free(c->seg);
             c->seg = NULL;
             c->seg_cap = 0;

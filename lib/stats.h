@@ -139,7 +139,8 @@ void mb_run_failed(struct mb_run_stats *s, const char *reason);
 /* The same for an email that may have reached the server (see maybe_delivered). */
 void mb_run_failed_maybe(struct mb_run_stats *s, const char *reason, uint64_t hash);
 
-/* dst += src: counters, digest, histogram, reasons; threads_peak = max.
+/* dst += src: counters (the open loop's too), digest, histograms bucket by
+ * bucket, reasons; threads_peak = max.
  * Leaves dst's emails, start and rusage fields alone. */
 void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src);
 

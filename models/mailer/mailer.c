@@ -13,9 +13,14 @@ _Static_assert(MB_MAX_BODY_BYTES == WORKLOAD_MAX_BODY_BYTES, "--body-bytes bound
 
 struct arrivals *mailer_arrivals(const struct mb_options *o, double start)
 {
+    return mailer_arrivals_seeded(o, start, o->seed);
+}
+
+struct arrivals *mailer_arrivals_seeded(const struct mb_options *o, double start, uint64_t seed)
+{
     long long nchains = (o->emails + o->chain - 1) / o->chain;
     struct arrivals *a = arrivals_new(start, (double)o->rate / (double)o->chain,
-                                      strcmp(o->arrivals, "poisson") == 0, o->seed, o->max_queue,
+                                      strcmp(o->arrivals, "poisson") == 0, seed, o->max_queue,
                                       mb_window_close_at(), nchains);
     if (a == NULL) {
         fprintf(stderr, "summary-%s: out of memory for the schedule\n", o->model);
@@ -80,6 +85,43 @@ int mailer_build(const struct workload_params *wp, uint64_t index, struct worklo
         return 0;
     }
     return workload_build(wp, index, e);
+}
+
+char **mailer_recipients(int n)
+{
+    if (n < 1)
+        n = 1;
+    size_t each = sizeof "ops+@example.test" + 11;
+    char **v = malloc((size_t)n * (sizeof *v + each));
+    if (v == NULL)
+        return NULL;
+    char *text = (char *)(v + n);
+    for (int i = 0; i < n; i++) {
+        v[i] = text + (size_t)i * each;
+        snprintf(v[i], each, "ops+%d@example.test", i);
+    }
+    return v;
+}
+
+int mailer_summarize(const struct workload_params *wp, uint64_t index, struct workload_summary *s)
+{
+    if ((long long)index < nprebuilt && !prebuilt_taken[index]) {
+        *s = prebuilt[index].summary;       /* built already: nothing to compute */
+        return 0;
+    }
+    return workload_summarize(wp, index, s);
+}
+
+int mailer_render(const struct workload_params *wp, const struct workload_summary *s,
+                  struct workload_email *e)
+{
+    uint64_t index = s->index;
+    if ((long long)index < nprebuilt && !prebuilt_taken[index]) {
+        prebuilt_taken[index] = 1;
+        *e = prebuilt[index];
+        return 0;
+    }
+    return workload_render(wp, s, e);
 }
 
 void mailer_workload_params(const struct mb_options *o, struct workload_params *wp)

@@ -305,7 +305,7 @@ static void test_json(void **state)
              "\"maybe_hashes\",\"git_rev\",\"machine\"]) and "
              "(.params|keys_unsorted) == [\"server\",\"emails\",\"concurrency\",\"threads\",\"recipients\","
              "\"events\",\"body_bytes\",\"per_session\",\"chain\",\"blocking_us\",\"retries\",\"timeout_s\","
-             "\"seed\",\"rate\",\"warmup_s\",\"duration_s\",\"quit_background\",\"arrivals\",\"max_queue\",\"prebuild\",\"profile\"] and (.machine|keys_unsorted) == [\"cores\",\"kernel\",\"compiler\"]' "
+             "\"seed\",\"rate\",\"warmup_s\",\"duration_s\",\"quit_background\",\"arrivals\",\"max_queue\",\"prebuild\",\"reactors\",\"profile\"] and (.machine|keys_unsorted) == [\"cores\",\"kernel\",\"compiler\"]' "
              "%s >/dev/null", path);
     assert_int_equal(sh(cmd), 0);
     snprintf(cmd, sizeof cmd, "jq -e '.schema == \"mailbench.run/1\" and .model == \"test\" and "
