@@ -140,10 +140,19 @@ class Postfix:
         defaults = self._defaults()
         for d in ("etc", "queue", "data"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
-        # Postfix's daemons run as mail_owner: they must reach data/ and the
-        # queue through workdir (a 0700 temp dir, usually): search only.
-        os.chmod(workdir, os.stat(workdir).st_mode | 0o111)
         os.chmod(self.dir, 0o755)
+        # Postfix's daemons run as mail_owner: they must reach data/ and the
+        # queue, so every directory above must let others search it.
+        up = os.path.dirname(self.dir)
+        while True:
+            if not os.stat(up).st_mode & 0o001:
+                raise PostfixError(f"{up} is not searchable by others (mode "
+                                   f"{oct(os.stat(up).st_mode & 0o777)}): Postfix's daemons, running "
+                                   f"as {defaults['mail_owner']}, could not reach {self.dir}; "
+                                   "use a directory under /tmp")
+            if up == "/":
+                break
+            up = os.path.dirname(up)
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(MAIN_CF.format(dir=self.dir, addr=addr, domain=DOMAIN, procs=procs, **defaults))
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
@@ -225,6 +234,26 @@ class Postfix:
         stats = parse_log(read(self.log))
         stats.update(mta=f"postfix {self.version}", queue_drained=idle, maillog=self.log)
         return stats
+
+
+def instance_dir():
+    """A fresh directory for a private instance that Postfix's daemons can
+    reach: under $TMPDIR when others may search it, else under /tmp."""
+    import tempfile
+    base = tempfile.gettempdir()
+    ok = all(os.stat(d).st_mode & 0o001 for d in ancestors(base))
+    d = tempfile.mkdtemp(prefix="mailbench-postfix-", dir=base if ok else "/tmp")
+    os.chmod(d, 0o755)
+    return d
+
+
+def ancestors(path):
+    path = os.path.abspath(path)
+    out = [path]
+    while path != "/":
+        path = os.path.dirname(path)
+        out.append(path)
+    return out
 
 
 def alive(pid):
