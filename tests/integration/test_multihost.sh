@@ -20,39 +20,17 @@ source "$(dirname "$0")/common.bash"
 ROOTDIR=$(cd "$(dirname "$0")/../.." && pwd)
 SWEEP="$ROOTDIR/scripts/sweep"
 T0=$(date +%s%N)
-S=mbt-srv-$$ C1=mbt-c1-$$ C2=mbt-c2-$$
-NSS=()
+LAB=mbt$$ S=mbt$$-srv C1=mbt$$-c1 C2=mbt$$-c2
+trap '"$ROOTDIR/scripts/netns-lab" down "$LAB"; cleanup' EXIT
 
-ns_cleanup() {
-    local ns p
-    for ns in "${NSS[@]:-}"; do
-        [ -n "$ns" ] || continue
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-}
-trap 'ns_cleanup; cleanup' EXIT
-
-if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! ip netns add "$S" 2>"$TMP/ns.err"; then
+if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! ip netns add "$LAB-probe" 2>"$TMP/ns.err"; then
     echo "SKIP multihost: cannot create network namespaces here (needs root and ip netns: $(cat "$TMP/ns.err" 2>/dev/null))"
     exit 0
 fi
-NSS+=("$S")
-ip netns add "$C1" && NSS+=("$C1") && ip netns add "$C2" && NSS+=("$C2") || { fail "ip netns add"; finish; }
-set -e
-# S:s1 10.213.0.1/30 <-> C1:c1 10.213.0.2/30;  S:s2 10.213.0.5/30 <-> C2:c2 10.213.0.6/30,
-# and C2 reaches 10.213.0.1 through 10.213.0.5.
-ip link add s1 netns "$S" type veth peer name c1 netns "$C1"
-ip link add s2 netns "$S" type veth peer name c2 netns "$C2"
-ip -n "$S" addr add 10.213.0.1/30 dev s1
-ip -n "$S" addr add 10.213.0.5/30 dev s2
-ip -n "$C1" addr add 10.213.0.2/30 dev c1
-ip -n "$C2" addr add 10.213.0.6/30 dev c2
-for l in "$S lo" "$S s1" "$S s2" "$C1 lo" "$C1 c1" "$C2 lo" "$C2 c2"; do
-    set -- $l; ip -n "$1" link set "$2" up
-done
-ip -n "$C2" route add 10.213.0.1/32 via 10.213.0.5
-set +e
+ip netns del "$LAB-probe"
+# The topology (scripts/netns-lab): S:s1 10.213.0.1/30 <-> C1:c1 10.213.0.2/30;
+# S:s2 10.213.0.5/30 <-> C2:c2 10.213.0.6/30, C2 reaching 10.213.0.1 through .5.
+"$ROOTDIR/scripts/netns-lab" up "$LAB" >"$TMP/lab.out" 2>&1 || { fail "netns-lab up: $(cat "$TMP/lab.out")"; finish; }
 pass "three namespaces joined by veth pairs"
 ip -4 -o addr show | grep -q '10\.213\.' && fail "a test address leaked onto the host" \
     || pass "no 10.213.0.0/24 address outside the namespaces"
