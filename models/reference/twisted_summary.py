@@ -769,6 +769,28 @@ def share_above(sorted_us, us):
     return (n - bisect.bisect_right(sorted_us, us)) / n if n else 0.0
 
 
+def hist_json(samples):
+    """The samples as lib/stats.c's histogram JSON (mb_hist_fprint_json: the
+    same log-linear buckets, exact below 256 us, 128 per power of two), so
+    that scripts/merge-runs can merge this model's runs like the C models'."""
+    counts = {}
+    for v in samples:
+        v = int(v)
+        if v < 256:
+            i = v
+        elif v > 0xFFFFFFFF:
+            i = 256 + 24 * 128 - 1
+        else:
+            e = v.bit_length() - 1
+            i = 256 + (e - 8) * 128 + ((v >> (e - 7)) & 127)
+        counts[i] = counts.get(i, 0) + 1
+    ints = [int(v) for v in samples]
+    return {"scheme": "mb-loglinear/1", "linear": 256, "sub": 128, "count": len(ints),
+            "sum": sum(ints), "min": min(ints) if ints else 0, "max": max(ints) if ints else 0,
+            "overflow": sum(1 for v in ints if v > 0xFFFFFFFF),
+            "buckets": [[i, counts[i]] for i in sorted(counts)]}
+
+
 def run_json(o, s):
     import twisted
     lat, svc, late = sorted(s.latencies_us), sorted(s.service_us), sorted(s.lateness_us)
@@ -808,6 +830,8 @@ def run_json(o, s):
         "over_10x_median_share": round(share_above(lat, 10 * percentile(lat, 50)), 6),
         # No maybe_delivered / maybe_digest / maybe_hashes: twisted.mail does
         # not say whether a lost connection came after the final "." (README).
+        "latency_hist": hist_json(lat), "service_hist": hist_json(svc),
+        "lateness_hist": hist_json(late),
         "git_rev": git_rev(),
         "machine": {"cores": os.cpu_count(), "kernel": f"{u.sysname} {u.release}",
                     "compiler": f"CPython {platform.python_version()}, Twisted {twisted.__version__}"},

@@ -74,6 +74,25 @@ for f in p50_us p90_us p99_us p999_us max_us mean_us over_10x_median_share servi
     check_eq "a run merged alone keeps $f" "$(jq -c ".$f" "$TMP/c1.json")" "$(jq -c ".$f" "$TMP/one.json")"
 done
 
+# The Twisted reference writes the same buckets from its exact samples: its
+# run merged alone has its count, min, max and a p99 within a bucket (0.4%).
+if /usr/bin/python3 -c 'import twisted.mail.smtp' 2>/dev/null && [ -x "$BIN/summary-twisted" ]; then
+    start_mock tw --latency 1ms || fail "smtp-mock did not start"
+    timeout 60 "$BIN/summary-twisted" --server "127.0.0.1:$tw_PORT" --emails 60 --concurrency 4 \
+        --events 10 --json "$TMP/tw.json" 2>"$TMP/tw.err"
+    stop_pid "$tw_PID"
+    "$MERGE" "$TMP/tw.json" >"$TMP/tw1.json" 2>"$TMP/e"
+    check_eq "twisted: merged alone" 0 "$?"
+    check_eq "twisted: buckets hold its window's emails, min and max exact" \
+        "$(jq -c '[.window_delivered, (.max_us|tostring)]' "$TMP/tw.json")" \
+        "$(jq -c '[.latency_hist.count, (.latency_hist.max|tostring)]' "$TMP/tw.json")"
+    check_eq "twisted: p99 from the buckets within 0.4% of its exact p99" true \
+        "$(jq -n --slurpfile a "$TMP/tw.json" --slurpfile b "$TMP/tw1.json" \
+            '(($a[0].p99_us - $b[0].p99_us) | fabs) <= 0.004 * $a[0].p99_us + 1')"
+else
+    echo "SKIP twisted buckets: no python3-twisted"
+fi
+
 # Inputs that cannot be merged.
 jq '.model = "sync"' "$TMP/c2.json" >"$TMP/sync.json"
 "$MERGE" "$TMP/c1.json" "$TMP/sync.json" >/dev/null 2>"$TMP/e"
