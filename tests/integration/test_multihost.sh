@@ -21,13 +21,12 @@ ROOTDIR=$(cd "$(dirname "$0")/../.." && pwd)
 SWEEP="$ROOTDIR/scripts/sweep"
 T0=$(date +%s%N)
 LAB=mbt$$ S=mbt$$-srv C1=mbt$$-c1 C2=mbt$$-c2
-trap '"$ROOTDIR/scripts/netns-lab" down "$LAB"; cleanup' EXIT
-
 if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! ip netns add "$LAB-probe" 2>"$TMP/ns.err"; then
     echo "SKIP multihost: cannot create network namespaces here (needs root and ip netns: $(cat "$TMP/ns.err" 2>/dev/null))"
     exit 0
 fi
 ip netns del "$LAB-probe"
+trap '"$ROOTDIR/scripts/netns-lab" down "$LAB"; cleanup' EXIT
 # The topology (scripts/netns-lab): S:s1 10.213.0.1/30 <-> C1:c1 10.213.0.2/30;
 # S:s2 10.213.0.5/30 <-> C2:c2 10.213.0.6/30, C2 reaching 10.213.0.1 through .5.
 "$ROOTDIR/scripts/netns-lab" up "$LAB" >"$TMP/lab.out" 2>&1 || { fail "netns-lab up: $(cat "$TMP/lab.out")"; finish; }
