@@ -86,6 +86,23 @@ R=$(ls "$TMP"/b/runs/mta-0002.json)
 check_eq "(b) the log's discards = the run's" 25 "$(zcat "${R%.json}.maillog.gz" | grep -c 'postfix/discard.*status=sent')"
 check_eq "(b) env.json says the target" postfix "$(jq -r .hosts.target "$TMP/b/env.json")"
 
+# (b, continued) a sweep file's own target, and the report's section: the same
+# sweep against Postfix (target = postfix) and against smtp-mock, side by side
+sed 's/^question = 12$/target = postfix\nquestion = 12/; s/^models = .*/models = async sync/' "$TMP/mta.conf" >"$TMP/mta-postfix.conf"
+sed 's/^question = 12$/target = mock\nquestion = 12/; s/^models = .*/models = async sync/' "$TMP/mta.conf" >"$TMP/mta-mock.conf"
+"$ROOTDIR/scripts/sweep" --out "$TMP/r" --reps 1 --pin none --bin "$BIN" "$TMP/mta-postfix.conf" \
+    "$TMP/mta-mock.conf" >/dev/null 2>"$TMP/r.err"
+check_eq "(b) target = postfix and target = mock in one sweep: exit" 0 "$?"
+check_eq "(b) the postfix sweep's runs (warm-up + 2) verified from Postfix's log" 3 \
+    "$(jq -r '"\(.server.mta) \(.valid)"' "$TMP"/r/runs/mta-postfix-*.json | grep -c '^postfix .* true$')"
+check_eq "(b) the mock sweep's runs have smtp-mock's stats" 3 "$(jq -r '.server.schema' "$TMP"/r/runs/mta-mock-*.json | grep -c mailbench.server)"
+"$ROOTDIR/scripts/report-gen" "$TMP/r" --no-plots -o "$TMP/r/REPORT.md" 2>"$TMP/rg.err"
+check_eq "(b) report-gen exit" 0 "$?"
+grep -q '^## A real MTA as the target: Postfix' "$TMP/r/REPORT.md" && pass "(b) the report has the real-MTA section" \
+    || fail "(b) no real-MTA section: $(cat "$TMP/rg.err")"
+check_eq "(b) a row per model, Postfix beside smtp-mock" 2 \
+    "$(grep -cE '^\| (async|sync) \| 4 \| [0-9,.]+ \| [0-9,.]+ \| ×[0-9.]+ \|' "$TMP/r/REPORT.md")"
+
 # (c) nothing left running
 check_eq "(c) the sweep's instances removed" "" "$(ls -d /tmp/mailbench-postfix-* 2>/dev/null | sort | comm -13 "$TMP/before" -)"
 MPID=$(cat "$PFD/postfix/queue/pid/master.pid" 2>/dev/null | tr -d ' ')
