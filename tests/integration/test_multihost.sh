@@ -111,6 +111,15 @@ check_eq "(c) threads split 3 + 3" "3 3" "$(jq -r '[.clients[].params.threads] |
 check_eq "(c) merged rate = the sum of the generators'" 1 \
     "$(jq '(.model.emails_per_s - ([.clients[].emails_per_s] | add) | fabs) < 0.01' "$R" | grep -c true)"
 
+# (c, continued) one email in flight with two load generators: the first alone takes it
+sed -i 's/^values = .*/values = 1/; s/^models = .*/models = async/' "$TMP/mh.conf"
+"$SWEEP" --out "$TMP/c1" --reps 1 --bin "$BIN" --server-host "netns:$S" --server-addr 10.213.0.1 \
+    --clients "netns:$C1,netns:$C2" "$TMP/mh.conf" >/dev/null 2>"$TMP/c1.err"
+check_eq "(c) concurrency 1, two generators: exit" 0 "$?"
+check_eq "(c) concurrency 1: valid" "1 1" "$(csv_col "$TMP/c1/mh.csv" valid)"
+check_eq "(c) concurrency 1: run by the first generator alone" "1 null" \
+    "$(jq -r '[(.command | split("\n") | length), .clients] | map(tostring) | join(" ")' "$TMP/c1/runs/mh-0002.json")"
+
 # (d) the server cannot listen on an address its host does not have
 "$SWEEP" --out "$TMP/d" --reps 1 --bin "$BIN" --server-host "netns:$S" --server-addr 10.213.0.99 \
     --clients "netns:$C1" "$TMP/mh.conf" >/dev/null 2>"$TMP/d.err"
