@@ -281,7 +281,7 @@ static void data_end(smtp_server *s)
     } else {
         smtp_server_message m;
         message_view(s, &m, 1);
-        smtp_server_verdict v = decide(s, SMTP_STAGE_DATA, &m);
+        smtp_server_verdict v = decide(s, SMTP_SERVER_STAGE_DATA, &m);
         if ((v == SMTP_VERDICT_ACCEPT || v == SMTP_VERDICT_DROP) && s->hooks.message)
             s->hooks.message(s->hooks.arg, &m);
         switch (v) {
@@ -370,14 +370,14 @@ static size_t data_consume(smtp_server *s, const char *p, size_t n)
     return n;
 }
 
-/* The first text after the 354 (SMTP_STAGE_BODY): ask the hook.  Returns
+/* The first text after the 354 (SMTP_SERVER_STAGE_BODY): ask the hook.  Returns
  * 0 to go on, -1 when the session was closed. */
 static int data_start(smtp_server *s)
 {
     smtp_server_message m;
     s->d_started = 1;
     message_view(s, &m, 0);
-    switch (decide(s, SMTP_STAGE_BODY, &m)) {
+    switch (decide(s, SMTP_SERVER_STAGE_BODY, &m)) {
     case SMTP_VERDICT_ACCEPT:
         return 0;
     case SMTP_VERDICT_TEMPFAIL:
@@ -497,7 +497,7 @@ static void cmd_mail(smtp_server *s, const char *arg)
     env_add(s, path, plen);
     smtp_server_message m;
     message_view(s, &m, 0);
-    switch (decide(s, SMTP_STAGE_MAIL, &m)) {
+    switch (decide(s, SMTP_SERVER_STAGE_MAIL, &m)) {
     case SMTP_VERDICT_ACCEPT:   s->state = ST_MAIL; reply(s, "250 Ok\r\n"); break;
     case SMTP_VERDICT_TEMPFAIL:
         transaction_reset(s);
@@ -541,7 +541,7 @@ static void cmd_rcpt(smtp_server *s, const char *arg)
     }
     smtp_server_message m;
     message_view(s, &m, 0);
-    switch (decide(s, SMTP_STAGE_RCPT, &m)) {
+    switch (decide(s, SMTP_SERVER_STAGE_RCPT, &m)) {
     case SMTP_VERDICT_ACCEPT:
         s->rcpt_off[s->nrcpts++] = env_add(s, path, plen);
         s->state = ST_RCPT;
@@ -753,7 +753,7 @@ int smtp_server_greeting(smtp_server *s)
 {
     smtp_server_message m;
     message_view(s, &m, 0);
-    switch (decide(s, SMTP_STAGE_GREETING, &m)) {
+    switch (decide(s, SMTP_SERVER_STAGE_GREETING, &m)) {
     case SMTP_VERDICT_ACCEPT:
         replyf(s, "220 %s ESMTP mailbench\r\n", s->cfg.hostname);
         break;

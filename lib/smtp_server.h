@@ -53,11 +53,11 @@
 
 /* Where a decision hook is called. */
 typedef enum smtp_server_stage {
-    SMTP_STAGE_GREETING,  /* before the 220 */
-    SMTP_STAGE_MAIL,      /* before MAIL's 250 */
-    SMTP_STAGE_RCPT,      /* before each RCPT's 250 (rcpt index in msg->nrcpts) */
-    SMTP_STAGE_DATA,      /* after the final ".", before the 250 */
-    SMTP_STAGE_BODY       /* after the 354, before the first byte of text is
+    SMTP_SERVER_STAGE_GREETING,  /* before the 220 */
+    SMTP_SERVER_STAGE_MAIL,      /* before MAIL's 250 */
+    SMTP_SERVER_STAGE_RCPT,      /* before each RCPT's 250 (rcpt index in msg->nrcpts) */
+    SMTP_SERVER_STAGE_DATA,      /* after the final ".", before the 250 */
+    SMTP_SERVER_STAGE_BODY       /* after the 354, before the first byte of text is
                              read (in the same feed as DATA, or later):
                              TEMPFAIL and PERMFAIL give 421 and close (no 5xx
                              exists in the middle of DATA), DROP closes; the
@@ -72,7 +72,7 @@ typedef enum smtp_server_verdict {
     SMTP_VERDICT_DROP       /* close without a reply (after accepting, at DATA) */
 } smtp_server_verdict;
 
-/* A message (complete at SMTP_STAGE_DATA, in progress before).  Pointers
+/* A message (complete at SMTP_SERVER_STAGE_DATA, in progress before).  Pointers
  * are valid only during the hook call. */
 typedef struct smtp_server_message {
     const char *mail_from;     /* reverse-path without <>, "" for the null sender */

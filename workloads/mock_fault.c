@@ -40,7 +40,7 @@ int mock_fault_applies(const mock_fault_config *c, smtp_server_stage st,
 {
     if (st != c->stage)
         return 0;
-    return st != SMTP_STAGE_RCPT || m->nrcpts == 0;
+    return st != SMTP_SERVER_STAGE_RCPT || m->nrcpts == 0;
 }
 
 double mock_fault_latency(const mock_fault_config *c, mock_prng *r)

@@ -27,8 +27,8 @@ typedef enum mock_dist {
 } mock_dist;
 
 /* Mid-DATA: after the 354 when message text arrives and before the final
- * ".": the core's SMTP_STAGE_BODY ("body" on the command line). */
-#define MOCK_STAGE_BODY SMTP_STAGE_BODY
+ * ".": the core's SMTP_SERVER_STAGE_BODY ("body" on the command line). */
+#define MOCK_STAGE_BODY SMTP_SERVER_STAGE_BODY
 
 /* What a draw decides: the core's verdicts, plus STALL (stop answering). */
 typedef enum mock_outcome {

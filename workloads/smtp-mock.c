@@ -373,7 +373,7 @@ static smtp_server_verdict mock_decide(void *arg, smtp_server_stage st,
      * more is accepted, and the session is not closed either: a 4xx at
      * MAIL, RCPT or the final ".", whose reply is discarded like any now. */
     if (c->stalled)
-        return st == SMTP_STAGE_BODY ? SMTP_VERDICT_ACCEPT : SMTP_VERDICT_TEMPFAIL;
+        return st == SMTP_SERVER_STAGE_BODY ? SMTP_VERDICT_ACCEPT : SMTP_VERDICT_TEMPFAIL;
     if (!mock_fault_applies(&opt.fault, st, m))
         return SMTP_VERDICT_ACCEPT;
     mock_outcome v = mock_fault_draw(&opt.fault, &prng);
@@ -389,7 +389,7 @@ static smtp_server_verdict mock_decide(void *arg, smtp_server_stage st,
     stats.stalls_injected++;
     c->stalled = 1;
     smtp_server_output(c->srv, &c->stall_keep);
-    return st == SMTP_STAGE_MAIL || st == SMTP_STAGE_RCPT ? SMTP_VERDICT_TEMPFAIL
+    return st == SMTP_SERVER_STAGE_MAIL || st == SMTP_SERVER_STAGE_RCPT ? SMTP_VERDICT_TEMPFAIL
                                                           : SMTP_VERDICT_ACCEPT;
 }
 
@@ -674,7 +674,7 @@ static void parse_options(int argc, char **argv)
     opt.max_size = 100ULL << 20;
     opt.max_rcpts = 1000;
     opt.idle_timeout = 60;
-    opt.fault.stage = SMTP_STAGE_DATA;
+    opt.fault.stage = SMTP_SERVER_STAGE_DATA;
     opt.fault.dist = MOCK_DIST_FIXED;
     while ((idx = -1, ch = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
         const char *v = optarg;

@@ -445,7 +445,8 @@ void async_mailer_free(struct async_mailer *m)
 int async_mailer_run(const struct mb_options *o, struct reactor *r,
                      async_build_step build, void *build_arg)
 {
-    mailer_prepare(o);
+    if (mailer_prepare(o) != 0)
+        return 1;
     struct mb_run_stats stats;
     struct mb_progress progress;
     struct async_mailer m;

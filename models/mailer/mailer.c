@@ -59,17 +59,18 @@ int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp
     return 0;
 }
 
-void mailer_prepare(const struct mb_options *o)
+int mailer_prepare(const struct mb_options *o)
 {
     if (o->prebuild) {
         struct workload_params wp;
         mailer_workload_params(o, &wp);
         if (mailer_prebuild(o, &wp) != 0) {
             fprintf(stderr, "summary-%s: --prebuild: out of memory for %lld emails\n", o->model, o->emails);
-            exit(1);
+            return -1;
         }
     }
     mb_options_wait_start(o);       /* --start-at: the load generators' barrier */
+    return 0;
 }
 
 int mailer_build(const struct workload_params *wp, uint64_t index, struct workload_email *e)

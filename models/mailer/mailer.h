@@ -22,10 +22,11 @@ int mailer_build(const struct workload_params *wp, uint64_t index, struct worklo
  * so that what is timed is the SMTP machinery alone (section 9 compares it
  * with smtp-source, which renders nothing).  Returns 0, or -1 out of memory. */
 int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp);
-/* What every model calls before its clock starts: --prebuild, if given (an
- * out-of-memory failure is printed and exits 1: before anything is sent),
- * then the wait for --start-at, if given (mb_options_wait_start). */
-void mailer_prepare(const struct mb_options *o);
+/* What every model calls before its clock starts: --prebuild, if given,
+ * then the wait for --start-at, if given (mb_options_wait_start).
+ * Returns 0, or -1 after printing why (out of memory): the model then exits
+ * 1 before anything is sent. */
+int mailer_prepare(const struct mb_options *o);
 
 /* Open loop (--rate R): the schedule is one of chains (--chain K; 1 by
  * default, so one of emails): chain c arrives at its intended start, from

@@ -45,7 +45,7 @@ static smtp_server_verdict decide(void *arg, smtp_server_stage stage,
                                   const smtp_server_message *msg)
 {
     struct run *r = arg;
-    if (stage != SMTP_STAGE_GREETING && msg == NULL)
+    if (stage != SMTP_SERVER_STAGE_GREETING && msg == NULL)
         abort();
     if (!(r->flags & 8))
         return SMTP_VERDICT_ACCEPT;

@@ -14,6 +14,7 @@
 #include "deferred.h"
 #include "failure.h"
 #include "reactor.h"
+#include "unit_support.h"
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -29,22 +30,6 @@
 
 static FAILURE_TYPE_DEFINE(VALUE_ERROR, "builtins.ValueError", &FAILURE_ERROR);
 
-static int unhandled;
-
-static void count_unhandled(const struct failure *f, void *arg)
-{
-    (void)f;
-    (void)arg;
-    unhandled++;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    unhandled = 0;
-    deferred_set_unhandled_hook(count_unhandled, NULL);
-    return 0;
-}
 
 /* ---- 1. a callback of d1 fires d2, and d2 takes d1's Failure over ----------- */
 
@@ -391,7 +376,7 @@ static void test_freed_deferred_is_poisoned(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(f) cmocka_unit_test_setup(f, setup)
+#define T(f) cmocka_unit_test_setup(f, unhandled_setup)
         T(test_takeover_errback_recovers), T(test_takeover_errback_returns_failure),
         T(test_chain_into_fired), T(test_chain_passes_result),
         T(test_errback_null_refused), T(test_callback_returns_null_error),

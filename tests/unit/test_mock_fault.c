@@ -82,9 +82,9 @@ static void test_stage_names(void **state)
      * even in the read that carried DATA): no other stage matches it. */
     mock_fault_config c = { .stage = MOCK_STAGE_BODY };
     smtp_server_message m = { 0 };
-    for (int s = SMTP_STAGE_GREETING; s <= SMTP_STAGE_DATA; s++)
+    for (int s = SMTP_SERVER_STAGE_GREETING; s <= SMTP_SERVER_STAGE_DATA; s++)
         assert_false(mock_fault_applies(&c, (smtp_server_stage)s, &m));
-    assert_true(mock_fault_applies(&c, SMTP_STAGE_BODY, &m));
+    assert_true(mock_fault_applies(&c, SMTP_SERVER_STAGE_BODY, &m));
 }
 
 int main(void)

@@ -1,6 +1,6 @@
-/* Unit tests for lib/reactor and lib/threadpool (loopback only, every wait
- * bounded by a guard timer).  The checklist's reactor cases (54, 55, 60) are
- * in test_deferred.c with the other checklist cases. */
+/* Unit tests for lib/reactor (loopback only, every wait bounded by a guard
+ * timer), with the Deferred checklist's reactor cases 54 and 60.  The thread
+ * pool (and case 55, deferToThread) is in test_threadpool.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,7 +19,7 @@
 
 #include "deferred.h"
 #include "reactor.h"
-#include "threadpool.h"
+#include "unit_support.h"
 
 static int listen_any(int *port, int backlog)
 {
@@ -33,16 +33,6 @@ static int listen_any(int *port, int backlog)
     return fd;
 }
 
-static void stop_cb(void *r) { reactor_stop(r); }
-
-/* Run the reactor with a guard: fail rather than hang. */
-static void run_bounded(struct reactor *r, double seconds)
-{
-    struct defer_call *guard = reactor_call_later(r, seconds, stop_cb, r);
-    reactor_run(r);
-    defer_call_cancel(guard);
-    defer_call_unref(guard);
-}
 
 /* Records the outcome of a Deferred. */
 struct outcome {
@@ -271,66 +261,177 @@ static void test_call_later(void **state)
     reactor_free(t.r);
 }
 
-/* Thread pool: many jobs, FIFO per worker, results in the reactor thread;
- * a cancelled job's late result is swallowed. */
-static struct defer_result square(void *arg)
+/* ---- the checklist's reactor cases (shared/spec/deferred.md §8: 54, 60) ---- */
+
+/* 54: a Deferred fired from dataReceived runs its callbacks at once, inside
+ * it; callLater(0) does not starve I/O; timers run in deadline order. */
+struct c54_ctx {
+    struct reactor *r;
+    struct deferred *got;         /* fired from data_received */
+    bool in_data_received;        /* true while data_received runs */
+    bool cb_ran_inside;           /* the callback saw in_data_received */
+    int spins;                    /* callLater(0) iterations before data arrived */
+    bool data_seen;
+    char order[4];
+    int norder;
+    struct defer_call *spinner;
+    struct reactor_conn *server;
+};
+
+static struct defer_result c54_cb(struct defer_result r, void *arg)
 {
-    intptr_t v = (intptr_t)arg;
-    return defer_ok((void *)(v * v));
+    struct c54_ctx *c = arg;
+    c->cb_ran_inside = c->in_data_received;
+    return r;
 }
 
-static struct defer_result slow(void *arg)
+static void c54_data(struct reactor_conn *conn, const char *buf, size_t len, void *arg)
 {
-    poll(NULL, 0, 20);
-    return defer_ok(arg);
+    struct c54_ctx *c = arg;
+    (void)conn;
+    (void)buf;
+    (void)len;
+    c->in_data_received = true;
+    c->data_seen = true;
+    deferred_callback(c->got, NULL);
+    c->in_data_received = false;
 }
 
-struct pool_ctx { long sum; int left; struct reactor *r; };
-
-static struct defer_result add_result(struct defer_result r, void *arg)
+static void c54_lost(struct reactor_conn *conn, struct failure *reason, void *arg)
 {
-    struct pool_ctx *p = arg;
-    p->sum += (intptr_t)r.value;
-    if (--p->left == 0)
-        reactor_stop(p->r);
-    return defer_ok(NULL);
+    struct c54_ctx *c = arg;
+    (void)conn;
+    (void)reason;
+    c->server = NULL;                     /* freed after we return */
 }
 
-static struct defer_result swallow(struct defer_result r, void *arg)
+static const struct reactor_protocol c54_proto = { c54_data, c54_lost };
+
+static void c54_spin(void *arg)
 {
-    (void)r;
+    struct c54_ctx *c = arg;
+    defer_call_unref(c->spinner);
+    c->spinner = NULL;
+    if (c->data_seen || c->spins > 10000)
+        return;
+    c->spins++;
+    c->spinner = reactor_call_later(c->r, 0, c54_spin, c);
+}
+
+static void c54_a(void *arg) { struct c54_ctx *c = arg; c->order[c->norder++] = 'a'; }
+static void c54_b(void *arg) { struct c54_ctx *c = arg; c->order[c->norder++] = 'b'; }
+
+static struct defer_result c54_connected(struct defer_result r, void *arg)
+{
     (void)arg;
+    reactor_conn_write(r.value, "hello", 5);
+    reactor_conn_close(r.value);
     return defer_ok(NULL);
 }
 
-static void test_threadpool(void **state)
+static void test_c54_reactor_fires_inside_data_received(void **state)
 {
     (void)state;
-    struct reactor *r = reactor_new();
-    struct threadpool *pool = threadpool_new(r, 3);
-    enum { N = 200 };
-    struct pool_ctx p = { 0, N, r };
-    long want = 0;
-    for (intptr_t i = 0; i < N; i++) {
-        struct deferred *d = defer_to_thread(pool, square, (void *)i);
-        deferred_add_callback(d, add_result, &p);
-        deferred_unref(d);
-        want += (long)(i * i);
-    }
-    run_bounded(r, 5.0);
-    assert_int_equal(p.left, 0);
-    assert_int_equal(p.sum, want);
-
-    struct outcome o = { 0 };
-    struct deferred *d = defer_to_thread(pool, slow, (void *)7);
-    deferred_add_both(d, record, &o);
-    deferred_cancel(d);
-    assert_ptr_equal(o.ftype, &FAILURE_CANCELLED);
-    reactor_run(r);                      /* returns once the job is delivered (swallowed) */
-    deferred_add_errback(d, swallow, NULL);
+    struct c54_ctx c = { 0 };
+    c.r = reactor_new();
+    int port, lfd = listen_any(&port, 16);
+    c.got = deferred_new();
+    deferred_add_callback(c.got, c54_cb, &c);
+    struct deferred *d = reactor_connect_tcp(c.r, "127.0.0.1", port, 2.0);
+    deferred_add_callback(d, c54_connected, &c);
     deferred_unref(d);
-    threadpool_free(pool);
-    reactor_free(r);
+    int sfd = accept(lfd, NULL, NULL);       /* the kernel completed the handshake */
+    assert_true(sfd >= 0);
+    c.server = reactor_conn_adopt(c.r, sfd);
+    reactor_conn_set_protocol(c.server, &c54_proto, &c);
+    c.spinner = reactor_call_later(c.r, 0, c54_spin, &c);
+    defer_call_unref(reactor_call_later(c.r, 0.02, c54_b, &c));
+    defer_call_unref(reactor_call_later(c.r, 0.01, c54_a, &c));
+    struct defer_call *stop = reactor_call_later(c.r, 0.05, (void (*)(void *))reactor_stop, c.r);
+    reactor_run(c.r);
+    defer_call_unref(stop);
+    assert_true(c.data_seen);
+    assert_true(c.cb_ran_inside);
+    assert_true(c.spins >= 1 && c.spins < 10000);   /* callLater(0) did not starve I/O */
+    assert_string_equal(c.order, "ab");
+    if (c.server) {                                  /* the client's close may not have arrived */
+        reactor_conn_close(c.server);
+        reactor_run(c.r);                            /* delivers connection_lost, frees */
+    }
+    assert_null(c.server);
+    deferred_unref(c.got);
+    close(lfd);
+    reactor_free(c.r);
+}
+
+/* 60, the reactor part: a silent server; the chain waits for a greeting that
+ * never comes; add_timeout cancels it, the canceller aborts the connection,
+ * the result is FAILURE_TIMEOUT and the server sees 1 connection, closed. */
+struct c60_ctx { struct reactor *r; struct reactor_conn *conn; struct deferred *greeting;
+                 bool lost; struct defer_result final; };
+
+static struct failure *c60_cancel_greeting(struct deferred *d, void *arg)
+{
+    struct c60_ctx *c = arg;
+    (void)d;
+    reactor_conn_abort(c->conn);
+    return NULL;
+}
+
+static void c60_lost(struct reactor_conn *conn, struct failure *reason, void *arg)
+{
+    struct c60_ctx *c = arg;
+    (void)conn;
+    (void)reason;
+    c->lost = true;
+    reactor_stop(c->r);
+}
+
+static const struct reactor_protocol c60_proto = { NULL, c60_lost };
+
+static struct defer_result c60_connected(struct defer_result r, void *arg)
+{
+    struct c60_ctx *c = arg;
+    c->conn = r.value;
+    reactor_conn_set_protocol(c->conn, &c60_proto, c);
+    c->greeting = deferred_new_cancellable(c60_cancel_greeting, c);
+    return defer_wait(deferred_ref(c->greeting));
+}
+
+static struct defer_result c60_final(struct defer_result r, void *arg)
+{
+    struct c60_ctx *c = arg;
+    c->final = r;
+    return defer_ok(NULL);
+}
+
+static void test_c60_timeout_aborts_silent_connection(void **state)
+{
+    (void)state;
+    struct c60_ctx c = { 0 };
+    c.r = reactor_new();
+    int port, lfd = listen_any(&port, 16);
+    struct deferred *d = reactor_connect_tcp(c.r, "127.0.0.1", port, 2.0);
+    deferred_add_callback(d, c60_connected, &c);
+    deferred_add_timeout(d, 0.1, reactor_clock(c.r));
+    deferred_add_both(d, c60_final, &c);
+    double t0 = reactor_now(c.r);
+    struct defer_call *guard = reactor_call_later(c.r, 2.0, (void (*)(void *))reactor_stop, c.r);
+    reactor_run(c.r);
+    assert_true(c.lost);
+    assert_true(reactor_now(c.r) - t0 < 1.0);
+    assert_int_equal(c.final.kind, DEFER_FAILURE);   /* checked before the failure was dropped */
+    int sfd = accept(lfd, NULL, NULL);
+    assert_true(sfd >= 0);
+    char b;
+    assert_int_equal(read(sfd, &b, 1), 0);           /* aborted: EOF at the server */
+    close(sfd);
+    defer_call_cancel(guard);
+    defer_call_unref(guard);
+    deferred_unref(c.greeting);
+    deferred_unref(d);
+    close(lfd);
+    reactor_free(c.r);
 }
 
 int main(void)
@@ -341,7 +442,8 @@ int main(void)
         cmocka_unit_test(test_write_buffering_and_close),
         cmocka_unit_test(test_adopt_read_and_peer_close),
         cmocka_unit_test(test_call_later),
-        cmocka_unit_test(test_threadpool),
+        cmocka_unit_test(test_c54_reactor_fires_inside_data_received),
+        cmocka_unit_test(test_c60_timeout_aborts_silent_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

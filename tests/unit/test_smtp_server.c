@@ -446,23 +446,23 @@ static void test_verdicts(void **state)
         const char *expect;   /* substring of the transcript */
         int nmsg, closed;
     } cases[] = {
-        { SMTP_STAGE_GREETING, SMTP_VERDICT_TEMPFAIL, "421 mock.test Service not available", 0, 1 },
-        { SMTP_STAGE_GREETING, SMTP_VERDICT_PERMFAIL, "554 mock.test No SMTP service here\n503 Error: no SMTP service here\n", 0, 1 },
-        { SMTP_STAGE_GREETING, SMTP_VERDICT_DROP, "", 0, 1 },
-        { SMTP_STAGE_MAIL, SMTP_VERDICT_TEMPFAIL, "451 Temporary failure", 0, 1 },
-        { SMTP_STAGE_MAIL, SMTP_VERDICT_PERMFAIL, "550 Sender rejected\n503 Error: need MAIL", 0, 1 },
-        { SMTP_STAGE_MAIL, SMTP_VERDICT_DROP, "250 8BITMIME\n", 0, 1 },
-        { SMTP_STAGE_RCPT, SMTP_VERDICT_TEMPFAIL, "450 Mailbox temporarily", 0, 1 },
-        { SMTP_STAGE_RCPT, SMTP_VERDICT_PERMFAIL, "550 Mailbox unavailable\n503 Error: need RCPT", 0, 1 },
-        { SMTP_STAGE_DATA, SMTP_VERDICT_TEMPFAIL, "451 Requested action aborted", 0, 1 },
-        { SMTP_STAGE_DATA, SMTP_VERDICT_PERMFAIL, "554 Transaction failed", 0, 1 },
-        { SMTP_STAGE_DATA, SMTP_VERDICT_DROP, "354 End data", 1, 1 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_TEMPFAIL, "421 mock.test Service not available", 0, 1 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_PERMFAIL, "554 mock.test No SMTP service here\n503 Error: no SMTP service here\n", 0, 1 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_DROP, "", 0, 1 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_TEMPFAIL, "451 Temporary failure", 0, 1 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_PERMFAIL, "550 Sender rejected\n503 Error: need MAIL", 0, 1 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_DROP, "250 8BITMIME\n", 0, 1 },
+        { SMTP_SERVER_STAGE_RCPT, SMTP_VERDICT_TEMPFAIL, "450 Mailbox temporarily", 0, 1 },
+        { SMTP_SERVER_STAGE_RCPT, SMTP_VERDICT_PERMFAIL, "550 Mailbox unavailable\n503 Error: need RCPT", 0, 1 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_TEMPFAIL, "451 Requested action aborted", 0, 1 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_PERMFAIL, "554 Transaction failed", 0, 1 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_DROP, "354 End data", 1, 1 },
         /* BODY: asked in the same feed as DATA, before the text is read. */
-        { SMTP_STAGE_BODY, SMTP_VERDICT_TEMPFAIL, "354 End data with <CR><LF>.<CR><LF>\n"
+        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_TEMPFAIL, "354 End data with <CR><LF>.<CR><LF>\n"
           "421 mock.test Service not available, closing transmission channel\n", 0, 1 },
-        { SMTP_STAGE_BODY, SMTP_VERDICT_PERMFAIL, "354 End data with <CR><LF>.<CR><LF>\n421 ", 0, 1 },
-        { SMTP_STAGE_BODY, SMTP_VERDICT_DROP, "354 End data with <CR><LF>.<CR><LF>\n", 0, 1 },
-        { SMTP_STAGE_BODY, SMTP_VERDICT_ACCEPT, "250 Ok: queued\n221 ", 1, 1 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_PERMFAIL, "354 End data with <CR><LF>.<CR><LF>\n421 ", 0, 1 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_DROP, "354 End data with <CR><LF>.<CR><LF>\n", 0, 1 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_ACCEPT, "250 Ok: queued\n221 ", 1, 1 },
     };
     const char *in = HELLO "Message-ID: <v@x>\r\n\r\nhi\r\n.\r\nQUIT\r\n";
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -484,7 +484,7 @@ static void test_verdicts(void **state)
         assert_int_equal(rc == SMTP_SERVER_CLOSE, cases[i].closed);
         if (cases[i].v == SMTP_VERDICT_DROP)   /* no 221, nothing after the drop */
             assert_null(strstr(l.transcript.p, "221"));
-        if (cases[i].stage == SMTP_STAGE_BODY && cases[i].v != SMTP_VERDICT_ACCEPT)
+        if (cases[i].stage == SMTP_SERVER_STAGE_BODY && cases[i].v != SMTP_VERDICT_ACCEPT)
             assert_null(strstr(l.transcript.p, "250 Ok: queued"));   /* never accepted */
         smtp_server_free(s);
         free(l.transcript.p);
@@ -497,7 +497,7 @@ static void test_verdicts(void **state)
 static void test_pipelined_refusal_not_an_error(void **state)
 {
     (void)state;
-    static const smtp_server_stage stages[] = { SMTP_STAGE_MAIL, SMTP_STAGE_RCPT };
+    static const smtp_server_stage stages[] = { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_STAGE_RCPT };
     for (size_t i = 0; i < 2; i++) {
         session_log l;
         memset(&l, 0, sizeof l);
