@@ -492,6 +492,8 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
     if (o->prebuild && o->duration_s > 0)
         return usage_error(err, model, "--prebuild builds --emails emails before the run: it "
                            "needs a run sized by --emails, not --duration");
+    if (o->emails == 0)                     /* not given: a run sized by time has no cap */
+        o->emails = o->duration_s > 0 ? 1000000000 : 1000;
     if (o->start_at_ms > 0) {               /* a typo of minutes or a value in seconds */
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
@@ -499,8 +501,6 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
             return usage_error(err, model, "--start-at %lld is more than an hour from now",
                                o->start_at_ms);
     }
-    if (o->emails == 0)                     /* not given: a run sized by time has no cap */
-        o->emails = o->duration_s > 0 ? 1000000000 : 1000;
     return o->json[0] ? check_writable(o->json, err, model) : 0;
 }
 
