@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "profile.h"
@@ -86,6 +87,8 @@ static const struct opt opts[] = {
     { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
     { "json", K_PATH, MB_KEY_CLI, O(json), 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)" },
     { "progress", K_FLAG, MB_KEY_CLI, O(progress), 0, 0, NULL, "print progress on stderr (default: if a TTY)" },
+    { "start-at", K_COUNT, MB_KEY_CLI, O(start_at_ms), 1000000000000LL, 99999999999999LL, "EPOCH_MS",
+      "start at this wall-clock time, Unix ms (several load generators start together)" },
     { "help", K_HELP, MB_KEY_CLI, 0, 0, 0, NULL, "print this help and exit" },
     /* Server side: profile only, for smtp-mock. */
     { "latency", K_DURATION, MB_KEY_SERVER, S(latency_s), 0, 3600 * SEC, "DUR", "delay before each reply" },
@@ -502,6 +505,13 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
                            "reactor per core is the point", o->reactors, cores, 4 * cores);
     if (o->emails == 0)                     /* not given: a run sized by time has no cap */
         o->emails = o->duration_s > 0 ? 1000000000 : 1000;
+    if (o->start_at_ms > 0) {               /* a typo of minutes or a value in seconds */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (o->start_at_ms > (long long)now.tv_sec * 1000 + 3600 * 1000LL)
+            return usage_error(err, model, "--start-at %lld is more than an hour from now",
+                               o->start_at_ms);
+    }
     return o->json[0] ? check_writable(o->json, err, model) : 0;
 }
 
@@ -520,6 +530,21 @@ static void raise_fd_limit(const struct mb_options *o)
         fprintf(stderr, "summary-%s: warning: only %llu file descriptors for --concurrency %lld"
                 " (raise the hard limit: ulimit -Hn)\n",
                 o->model, (unsigned long long)rl.rlim_cur, o->concurrency);
+}
+
+void mb_options_wait_start(const struct mb_options *o)
+{
+    if (o->start_at_ms <= 0)
+        return;
+    struct timespec at = { .tv_sec = (time_t)(o->start_at_ms / 1000),
+                           .tv_nsec = (long)(o->start_at_ms % 1000) * 1000000L }, now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    double late = (double)(now.tv_sec - at.tv_sec) + (double)(now.tv_nsec - at.tv_nsec) * 1e-9;
+    if (late > 0.1)
+        fprintf(stderr, "summary-%s: --start-at %lld had passed %.3fs ago: starting now\n",
+                o->model, o->start_at_ms, late);
+    while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &at, NULL) == EINTR)
+        ;
 }
 
 int mb_options_parse(int argc, char **argv, const char *model, struct mb_options *o)

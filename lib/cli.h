@@ -115,6 +115,8 @@ struct mb_options {
     char profile[MB_PATH_MAX];  /* --profile: the file applied, "" if none */
     char json[MB_PATH_MAX];     /* --json: where to write the run JSON, "-" = stdout, "" = none */
     int progress;           /* --progress: print progress on stderr even when it is not a TTY */
+    long long start_at_ms;  /* --start-at: wall-clock time (Unix epoch, ms) to start at: the start
+                             * barrier of several load generators (mb_options_wait_start); 0: now */
     struct mb_server_params srv;    /* server-side profile keys (ignored by the models) */
 };
 
@@ -132,6 +134,12 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
  * per-session 1, chain 1, blocking 0, retries 5, timeout 30s, seed 1,
  * rate 0 (closed loop), no profile, no JSON. */
 void mb_options_defaults(struct mb_options *o, const char *model);
+
+/* --start-at: sleeps until o->start_at_ms (CLOCK_REALTIME) if it is in the
+ * future; says so on stderr when it had already passed by more than 100 ms.
+ * Every model calls it (models/mailer/mailer.c mailer_prepare) after its
+ * set-up, just before its clock starts. */
+void mb_options_wait_start(const struct mb_options *o);
 
 /* Prints the full usage text for `model` on f. */
 void mb_options_usage(FILE *f, const char *model);

@@ -119,6 +119,21 @@ double mb_hist_share_above(const struct mb_hist *h, uint64_t us)
     return (double)above / (double)h->count;
 }
 
+void mb_hist_fprint_json(FILE *f, const struct mb_hist *h)
+{
+    fprintf(f, "{\"scheme\":\"mb-loglinear/1\",\"linear\":%d,\"sub\":%d,\"count\":%llu,"
+            "\"sum\":%llu,\"min\":%llu,\"max\":%llu,\"overflow\":%llu,\"buckets\":[",
+            MB_HIST_LINEAR, MB_HIST_SUB, (unsigned long long)h->count, (unsigned long long)h->sum,
+            (unsigned long long)h->min, (unsigned long long)h->max, (unsigned long long)h->overflow);
+    const char *sep = "";
+    for (int i = 0; i < MB_HIST_BUCKETS; i++)
+        if (h->bucket[i]) {
+            fprintf(f, "%s[%d,%llu]", sep, i, (unsigned long long)h->bucket[i]);
+            sep = ",";
+        }
+    fputs("]}", f);
+}
+
 double mb_hist_mean(const struct mb_hist *h)
 {
     return h->count ? (double)h->sum / (double)h->count : 0.0;
@@ -574,7 +589,13 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
             (unsigned long long)s->maybe_delivered, digest_hex(s->maybe_digest, digest));
     for (int i = 0; i < s->nmaybe; i++)
         fprintf(f, "%s\"%s\"", i ? "," : "", digest_hex(s->maybe_hash[i], digest));
-    fputs("],\"git_rev\":", f);
+    fputs("],\"latency_hist\":", f);      /* the buckets, for merging runs exactly */
+    mb_hist_fprint_json(f, &s->latency);
+    fputs(",\"service_hist\":", f);
+    mb_hist_fprint_json(f, &s->service);
+    fputs(",\"lateness_hist\":", f);
+    mb_hist_fprint_json(f, &s->lateness);
+    fputs(",\"git_rev\":", f);
     json_write_string(f, MAILBENCH_GIT_REV);
     fputc(',', f);
     json_machine(f);

@@ -63,6 +63,11 @@ double mb_hist_mean(const struct mb_hist *h);
 /* The share of samples in buckets wholly above `us` (fairness: the emails
  * slower than 10 x the median; bucket resolution, 0.4%). */
 double mb_hist_share_above(const struct mb_hist *h, uint64_t us);   /* exact; 0 when empty */
+/* The histogram as a JSON object, everything a merge needs to recompute the
+ * percentiles above exactly (scripts/merge-runs): {"scheme":"mb-loglinear/1",
+ * "linear":256,"sub":128,"count","sum","min","max","overflow",
+ * "buckets":[[index,count],...]} with the non-empty buckets in index order. */
+void mb_hist_fprint_json(FILE *f, const struct mb_hist *h);
 
 /* ---------------------------------------------------------------- run */
 

@@ -66,14 +66,15 @@ int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp
 
 int mailer_prepare(const struct mb_options *o)
 {
-    if (!o->prebuild)
-        return 0;
-    struct workload_params wp;
-    mailer_workload_params(o, &wp);
-    if (mailer_prebuild(o, &wp) != 0) {
-        fprintf(stderr, "summary-%s: --prebuild: out of memory for %lld emails\n", o->model, o->emails);
-        return -1;
+    if (o->prebuild) {
+        struct workload_params wp;
+        mailer_workload_params(o, &wp);
+        if (mailer_prebuild(o, &wp) != 0) {
+            fprintf(stderr, "summary-%s: --prebuild: out of memory for %lld emails\n", o->model, o->emails);
+            return -1;
+        }
     }
+    mb_options_wait_start(o);       /* --start-at: the load generators' barrier */
     return 0;
 }
 

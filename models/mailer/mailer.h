@@ -33,7 +33,8 @@ int mailer_render(const struct workload_params *wp, const struct workload_summar
  * so that what is timed is the SMTP machinery alone (section 9 compares it
  * with smtp-source, which renders nothing).  Returns 0, or -1 out of memory. */
 int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp);
-/* What every model calls before its clock starts: --prebuild, if given.
+/* What every model calls before its clock starts: --prebuild, if given,
+ * then the wait for --start-at, if given (mb_options_wait_start).
  * Returns 0, or -1 after printing why (out of memory): the model then exits
  * 1 before anything is sent. */
 int mailer_prepare(const struct mb_options *o);
