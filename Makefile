@@ -32,7 +32,7 @@ INC      := -Ilib -Iworkloads -Imodels/mailer
 $(BUILD)/lib/%.o:       INC := -Ilib
 $(BUILD)/workloads/%.o: INC := -Ilib -Iworkloads
 LDFLAGS  += $(SANFLAGS)
-LDLIBS   := -lev -lpthread -lm
+LDLIBS   := -lev -lxxhash -lpthread -lm
 # Every run's JSON records the revision it was built from.
 GIT_REV  := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 CFLAGS   += -DMAILBENCH_GIT_REV='"$(GIT_REV)"'
@@ -94,7 +94,7 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIBA)
 
 # Unit tests first (fast, no network), then the integration scripts, which
 # start their own servers on 127.0.0.1 port 0 and stop them by pid.
-test: all $(TESTS)
+test: all $(TESTS) $(BUILD)/bench/send_messages
 	@MAILBENCH_BIN=$(abspath $(BIN)) MAILBENCH_BUILD=$(abspath $(BUILD)) \
 	    tests/run-tests $(TESTS)
 
@@ -103,7 +103,7 @@ unit: all $(TESTS)
 
 # Under the sanitizers, the scripts that test Python (report-gen, the verdicts,
 # the harness, the Twisted reference) add nothing: skipped (tests/run-tests).
-SAN_SKIP := test_report_gen test_verdicts test_harness test_twisted_reference
+SAN_SKIP := test_report_gen test_verdicts test_harness test_twisted_reference test_report_reactors
 asan:
 	MAILBENCH_SKIP="$(SAN_SKIP)" $(MAKE) VARIANT=asan BIN=build/asan/bin CC=clang OPT=-O1 \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
@@ -137,7 +137,7 @@ build/fuzz/fuzz_units: lib/units.c
 build/fuzz/fuzz_profile: lib/profile.c
 build/fuzz/%: tests/fuzz/%.c $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $(filter %.c,$^) -lm -o $@
+	clang $(FUZZ_CFLAGS) $(filter %.c,$^) -lxxhash -lm -o $@
 
 fuzz: deps $(FUZZERS)
 	tests/fuzz/run $(FUZZ_SECONDS) $(FUZZERS)

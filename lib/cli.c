@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -85,11 +86,15 @@ static const struct opt opts[] = {
       "build every email before the clock starts: time the SMTP machinery alone (needs --emails)" },
     { "quit-background", K_FLAG, MB_KEY_MODEL, O(quit_background), 0, 0, NULL,
       "async/hybrid: free an email's slot when QUIT is sent (default: when the connection is closed)" },
+    { "reactors", K_COUNT, MB_KEY_MODEL, O(reactors), 1, MB_MAX_REACTORS, "N",
+      "async: N reactor threads, each a whole async model over its share (default 1; at most 4 x cores)" },
     { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
     { "json", K_PATH, MB_KEY_CLI, O(json), 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)" },
     { "progress", K_FLAG, MB_KEY_CLI, O(progress), 0, 0, NULL, "print progress on stderr (default: if a TTY)" },
     { "dump-profile", K_FLAG, MB_KEY_CLI, O(dump_profile), 0, 0, NULL,
       "print the resolved settings (with --profile's, checked) as JSON and exit" },
+    { "start-at", K_COUNT, MB_KEY_CLI, O(start_at_ms), 1000000000000LL, 99999999999999LL, "EPOCH_MS",
+      "start at this wall-clock time, Unix ms (several load generators start together)" },
     { "help", K_HELP, MB_KEY_CLI, 0, 0, 0, NULL, "print this help and exit" },
     /* Server side: profile only, for smtp-mock. */
     { "latency", K_DURATION, MB_KEY_SERVER, S(latency_s), 0, 3600 * SEC, "DUR", "delay before each reply" },
@@ -140,6 +145,7 @@ void mb_options_defaults(struct mb_options *o, const char *model)
     o->retries = 5;
     o->timeout_s = 30.0;
     o->seed = 1;
+    o->reactors = 1;
     strcpy(o->srv.latency_dist, "fixed");
     strcpy(o->srv.fault_stage, "data");
     o->srv.max_conns = 100000;
@@ -264,6 +270,8 @@ static const char *not_for_model(const struct opt *d, const char *model)
     if (strcmp(d->name, "quit-background") == 0 && strcmp(model, "async") != 0
         && strcmp(model, "hybrid") != 0)
         return "blocks on every reply: only a reactor model can read the 221 in the background";
+    if (strcmp(d->name, "reactors") == 0 && strcmp(model, "async") != 0)
+        return "has no reactor threads to multiply: --reactors N runs N copies of the async model";
     return NULL;
 }
 
@@ -666,11 +674,24 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
     if (o->prebuild && o->duration_s > 0)
         return usage_error(err, model, "--prebuild builds --emails emails before the run: it "
                            "needs a run sized by --emails, not --duration");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        cores = 1;
+    if (o->reactors > 4 * (long long)cores)
+        return usage_error(err, model, "--reactors %lld: at most 4 x the %ld cores (%ld); one "
+                           "reactor per core is the point", o->reactors, cores, 4 * cores);
     if (o->emails == 0)                     /* not given: a run sized by time has no cap */
         o->emails = o->duration_s > 0 ? 1000000000 : 1000;
     if (o->dump_profile) {
         mb_options_dump(out, o);
         return 1;
+    }
+    if (o->start_at_ms > 0) {               /* a typo of minutes or a value in seconds */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (o->start_at_ms > (long long)now.tv_sec * 1000 + 3600 * 1000LL)
+            return usage_error(err, model, "--start-at %lld is more than an hour from now",
+                               o->start_at_ms);
     }
     return o->json[0] ? check_writable(o->json, err, model) : 0;
 }
@@ -690,6 +711,21 @@ static void raise_fd_limit(const struct mb_options *o)
         fprintf(stderr, "summary-%s: warning: only %llu file descriptors for --concurrency %lld"
                 " (raise the hard limit: ulimit -Hn)\n",
                 o->model, (unsigned long long)rl.rlim_cur, o->concurrency);
+}
+
+void mb_options_wait_start(const struct mb_options *o)
+{
+    if (o->start_at_ms <= 0)
+        return;
+    struct timespec at = { .tv_sec = (time_t)(o->start_at_ms / 1000),
+                           .tv_nsec = (long)(o->start_at_ms % 1000) * 1000000L }, now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    double late = (double)(now.tv_sec - at.tv_sec) + (double)(now.tv_nsec - at.tv_nsec) * 1e-9;
+    if (late > 0.1)
+        fprintf(stderr, "summary-%s: --start-at %lld had passed %.3fs ago: starting now\n",
+                o->model, o->start_at_ms, late);
+    while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &at, NULL) == EINTR)
+        ;
 }
 
 int mb_options_parse(int argc, char **argv, const char *model, struct mb_options *o)

@@ -31,6 +31,9 @@
  * --threads T is 1 or more; leave it out for the model's default.  The
  * one-thread models (sync, async) refuse it rather than ignore it.
  *
+ * --reactors N (async only; sync, threads and hybrid refuse it, even N = 1,
+ * as they refuse --threads when they would ignore it): 1..4 x the cores.
+ *
  * Values use lib/units: durations "250us" "10ms" "1.5s" ("0" alone is fine),
  * sizes "512" "100KB" "2M" (powers of 1024), counts "1000" "10k".
  *
@@ -118,10 +121,17 @@ struct mb_options {
                              * freed when QUIT is sent and the 221 is read in the background;
                              * 0 (default): held until the connection is closed, like the
                              * blocking models, which read the 221 before their next email */
+    long long reactors;     /* --reactors (async only): reactor threads, each a whole async model
+                             * over its share of the emails, the concurrency and the rate;
+                             * 1..min(MB_MAX_REACTORS, 4 x cores), default 1 (refused by the
+                             * other models, even 1).  The JSON records the number run, which
+                             * is fewer when there are fewer emails in flight than reactors */
     char profile[MB_PATH_MAX];  /* --profile: the file applied, "" if none */
     char json[MB_PATH_MAX];     /* --json: where to write the run JSON, "-" = stdout, "" = none */
     int progress;           /* --progress: print progress on stderr even when it is not a TTY */
     int dump_profile;       /* --dump-profile: print the resolved settings as JSON and exit 0 */
+    long long start_at_ms;  /* --start-at: wall-clock time (Unix epoch, ms) to start at: the start
+                             * barrier of several load generators (mb_options_wait_start); 0: now */
     struct mb_server_params srv;    /* server-side profile keys (ignored by the models) */
     int profile_line[MB_MAX_KEYS];  /* the --profile line that set each key (0: not set);
                                      * see mb_options_key_line */
@@ -142,6 +152,12 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
  * rate 0 (closed loop), no profile, no JSON. */
 void mb_options_defaults(struct mb_options *o, const char *model);
 
+/* --start-at: sleeps until o->start_at_ms (CLOCK_REALTIME) if it is in the
+ * future; says so on stderr when it had already passed by more than 100 ms.
+ * Every model calls it (models/mailer/mailer.c mailer_prepare) after its
+ * set-up, just before its clock starts. */
+void mb_options_wait_start(const struct mb_options *o);
+
 /* Prints the full usage text for `model` on f. */
 void mb_options_usage(FILE *f, const char *model);
 
@@ -151,6 +167,7 @@ void mb_options_usage(FILE *f, const char *model);
 #define MB_MAX_EVENTS     10000000LL
 #define MB_MAX_RECIPIENTS 1000
 #define MB_MAX_BODY_BYTES (256ULL << 20)
+#define MB_MAX_REACTORS   1024      /* --reactors; also at most 4 x the cores (checked after parsing) */
 
 /* Which side a profile key belongs to: MB_KEY_MODEL, MB_KEY_SERVER,
  * MB_KEY_CLI (command line only), or -1 if unknown.  smtp-mock uses it to

@@ -176,11 +176,6 @@ static void report_unhandled(const struct failure *f)
 
 static void defer_destroy(struct deferred *d)
 {
-    if (d->result.kind == DEFER_VALUE && d->head == d->len && d->q == d->inline_q
-        && d->flavour == DEFER_PLAIN) {
-        pool_put(d);                      /* the common case: nothing to release */
-        return;
-    }
     if (d->result.kind == DEFER_FAILURE) {
         if (d->unhandled)
             report_unhandled(d->result.failure);
@@ -204,8 +199,21 @@ static void defer_destroy(struct deferred *d)
 
 void deferred_unref(struct deferred *d)
 {
-    if (d && --d->refs == 0)
-        defer_destroy(d);
+    if (!d || --d->refs != 0)
+        return;
+    if (d->result.kind == DEFER_VALUE && d->head == d->len && d->q == d->inline_q
+        && d->flavour == DEFER_PLAIN) {
+        /* the common case, nothing to release: straight to the free list */
+        if (__builtin_expect(pool_count < DEFER_POOL_MAX, 1) && pool_enabled()) {
+            d->result.deferred = pool_head;
+            pool_head = d;
+            pool_count++;
+        } else {
+            free(d);
+        }
+        return;
+    }
+    defer_destroy(d);
 }
 
 /* ---- the queue ---------------------------------------------------------- */
@@ -279,7 +287,7 @@ static void drop_result(struct defer_result r)
 /* A function that returns defer_err(NULL) or defer_wait(NULL) has no error or
  * Deferred to hand over (Twisted: NoCurrentExceptionError); the chain goes on
  * with a Failure that says so instead of dereferencing NULL later. */
-static struct defer_result check_returned(struct defer_result r)
+static struct defer_result check_returned_slow(struct defer_result r)
 {
     if (r.kind == DEFER_FAILURE && !r.failure)
         return defer_err(failure_new(&FAILURE_NO_CURRENT_EXCEPTION, 0,
@@ -288,6 +296,13 @@ static struct defer_result check_returned(struct defer_result r)
         return defer_err(failure_new(&FAILURE_NO_CURRENT_EXCEPTION, 0,
                                      "a callback returned defer_wait(NULL): no Deferred"));
     return r;
+}
+
+static inline struct defer_result check_returned(struct defer_result r)
+{
+    if (__builtin_expect(r.kind == DEFER_VALUE, 1))
+        return r;                         /* the usual case: one test, no call */
+    return check_returned_slow(r);
 }
 
 /* The user function returned Deferred x as cur's result: wait on it, or take

@@ -4,37 +4,22 @@
 #include <stdio.h>
 #include <string.h>
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME  0x100000001b3ULL
-
-void digest_init(digest_ctx *c) { c->h = FNV_OFFSET; }
+void digest_init(digest_ctx *c) { (void)XXH3_64bits_reset(&c->st); }
 
 void digest_update(digest_ctx *c, const void *data, size_t len)
 {
-    const unsigned char *p = data;
-    uint64_t h = c->h;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= FNV_PRIME;
-    }
-    c->h = h;
+    if (len > 0)
+        (void)XXH3_64bits_update(&c->st, data, len);
 }
 
 uint64_t digest_final(const digest_ctx *c)
 {
-    /* splitmix64's finaliser: spreads every input bit over all output bits. */
-    uint64_t z = c->h;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return XXH3_64bits_digest(&c->st);
 }
 
 uint64_t digest_hash(const void *data, size_t len)
 {
-    digest_ctx c;
-    digest_init(&c);
-    digest_update(&c, data, len);
-    return digest_final(&c);
+    return XXH3_64bits(len ? data : "", len);
 }
 
 char *digest_hex(uint64_t d, char out[17])

@@ -54,7 +54,9 @@ struct reactor_conn {
     void *proto_arg;                      /* their argument */
     struct failure *reason;               /* why it ended, for connection_lost */
     double connect_timeout;               /* seconds, for the timeout message */
-    char peer[300];                       /* "connect to HOST:PORT", for error messages */
+    char *peer;                           /* "connect to HOST:PORT", for a failed connect's
+                                           * message; freed once connected (not 300 bytes
+                                           * inline in every connection) */
 };
 
 /* ---- loop and clock ----------------------------------------------------- */
@@ -174,6 +176,7 @@ static void conn_free(struct reactor_conn *c)
 {
     failure_unref(c->reason);
     free(c->wbuf);
+    free(c->peer);
     free(c);
 }
 
@@ -307,6 +310,49 @@ int reactor_conn_write(struct reactor_conn *c, const void *buf, size_t len)
     return 0;
 }
 
+int reactor_conn_writev(struct reactor_conn *c, const struct iovec *iov, int iovcnt)
+{
+    if (c->state != CONN_OPEN)
+        return -1;
+    size_t skip = 0;                      /* bytes the socket took */
+    if (c->wlen == c->woff) {             /* nothing queued: try the socket directly */
+        struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            conn_teardown(c, failure_from_errno(&FAILURE_CONNECTION_LOST, errno, "write"));
+            return -1;
+        }
+        if (n > 0)
+            skip = (size_t)n;
+    }
+    size_t rest = 0;
+    for (int i = 0; i < iovcnt; i++)
+        rest += iov[i].iov_len;
+    rest -= skip;
+    if (rest == 0)
+        return 0;
+    if (c->woff > 0 && c->wlen == c->woff)
+        c->woff = c->wlen = 0;
+    if (c->wlen + rest > c->wcap) {       /* once, to the size needed */
+        size_t cap = (c->wlen + rest + 4095) & ~(size_t)4095;
+        char *b = realloc(c->wbuf, cap);
+        if (!b)
+            abort();
+        c->wbuf = b;
+        c->wcap = cap;
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        conn_buffer(c, (const char *)iov[i].iov_base + skip, len - skip);
+        skip = 0;
+    }
+    return 0;
+}
+
 size_t reactor_conn_buffered(const struct reactor_conn *c)
 {
     return c->wlen - c->woff;
@@ -337,6 +383,8 @@ static void conn_connect_done(struct reactor_conn *c, struct failure *err)
         conn_free(c);
         deferred_errback(d, err);
     } else {
+        free(c->peer);
+        c->peer = NULL;
         conn_opened(c);
         deferred_callback(d, c);
     }
@@ -458,7 +506,11 @@ struct deferred *reactor_connect_tcp(struct reactor *r, const char *host, int po
     if (fd < 0)
         return deferred_fail(failure_from_errno(&FAILURE_CONNECT_ERROR, errno, "socket"));
     struct reactor_conn *c = conn_alloc(r, fd);
-    snprintf(c->peer, sizeof c->peer, "connect to %s:%d", host, port);
+    char peer[300];
+    snprintf(peer, sizeof peer, "connect to %s:%d", host, port);
+    c->peer = strdup(peer);
+    if (c->peer == NULL)
+        abort();
     if (connect(fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS) {
         int err = errno;
         struct failure *f = failure_from_errno(err == ECONNREFUSED ? &FAILURE_CONNECTION_REFUSED

@@ -29,6 +29,7 @@
 #define MAILBENCH_REACTOR_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 
 #include "deferred.h"
 
@@ -86,6 +87,9 @@ void reactor_conn_set_protocol(struct reactor_conn *c, const struct reactor_prot
  * delay), the rest buffered and flushed when writable.  0, or -1 if the
  * connection is closing/closed or failed (connection_lost will follow). */
 int reactor_conn_write(struct reactor_conn *c, const void *buf, size_t len);
+/* The same for iovcnt pieces, in one sendmsg(): what the socket does not
+ * take is copied to the buffer (the pieces are the caller's again on return). */
+int reactor_conn_writev(struct reactor_conn *c, const struct iovec *iov, int iovcnt);
 size_t reactor_conn_buffered(const struct reactor_conn *c);   /* bytes not yet sent */
 
 /* loseConnection: flush what is buffered, then close (reason: DONE). */

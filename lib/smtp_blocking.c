@@ -83,13 +83,16 @@ int smtp_blocking_connect(const char *host, int port, double timeout_s,
     return -1;
 }
 
-/* Write what the socket takes now; false if the connection is gone. */
+/* Write what the socket takes now, every pending segment in one sendmsg
+ * (commands, then the body from the message itself); false if the
+ * connection is gone. */
 static bool flush_output(int fd, struct smtp_client *c)
 {
-    const char *p;
-    size_t n;
-    while ((n = smtp_client_output(c, &p)) > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    struct iovec iov[64];
+    int k;
+    while ((k = smtp_client_output_iov(c, iov, 64)) > 0) {
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)k };
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) { smtp_client_consumed(c, (size_t)w); continue; }
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;

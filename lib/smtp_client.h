@@ -21,11 +21,15 @@
  *     QUIT -> CLOSED event
  *
  * Contracts:
- * - Output.  Bytes to send accumulate in one contiguous buffer.  The DATA body
- *   and its terminating ".\r\n" are appended in one step, and with PIPELINING
- *   the whole group [RSET] MAIL, RCPT..., DATA (DATA last, RFC 2920) is too, so
- *   a driver that writes everything smtp_client_output() returns sends each in
- *   one write() (no Nagle / delayed-ACK stall between body and terminator).
+ * - Output.  Bytes to send are a queue of segments: commands in a buffer the
+ *   client owns, the DATA body as slices of the message itself (dot-stuffing
+ *   splits it at each line that begins with "."; it is never copied while its
+ *   MESSAGE_DONE is still to come).  The DATA body and its terminating ".\r\n"
+ *   are queued in one step, and with PIPELINING the whole group [RSET] MAIL,
+ *   RCPT..., DATA (DATA last, RFC 2920) is too, so a driver that writes
+ *   everything smtp_client_output_iov() returns with one writev()/sendmsg()
+ *   sends each in one system call (no Nagle / delayed-ACK stall between body
+ *   and terminator).  smtp_client_output() gives the first segment alone.
  * - Input.  smtp_client_feed() takes server bytes split anywhere.  Replies may
  *   be multi-line ("250-..." lines then "250 ..."); lines end in CRLF (a bare
  *   LF is tolerated).  A line that is not "ddd", "ddd text" or "ddd-text" with
@@ -73,6 +77,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. */
 #define SMTP_CLIENT_DEFAULT_MAX_LINE 512
@@ -159,9 +164,16 @@ void smtp_client_eof(struct smtp_client *c);
  * like eof, with reason in the failure texts.  The driver closes the socket. */
 void smtp_client_abort(struct smtp_client *c, const char *reason);
 
-/* Bytes to send: returns how many and points *out at them (0: nothing). */
+/* Bytes to send, the first segment: returns how many and points *out at
+ * them (0: nothing). */
 size_t smtp_client_output(struct smtp_client *c, const char **out);
-/* n of those bytes were written. */
+/* Bytes to send, every segment (up to max): fills iov[0..k) and returns k
+ * (0: nothing).  They stay valid until smtp_client_consumed() or another
+ * call that changes the client. */
+int smtp_client_output_iov(struct smtp_client *c, struct iovec *iov, int max);
+/* Bytes to send in all (the sum over every segment). */
+size_t smtp_client_pending(const struct smtp_client *c);
+/* n of those bytes were written (n <= smtp_client_pending()). */
 void smtp_client_consumed(struct smtp_client *c, size_t n);
 
 /* Pops the next event into *ev; false when there is none. */

@@ -70,7 +70,9 @@ struct smtp_server {
     int d_too_long;            /* a text line exceeded 1000 octets */
     int d_too_big;             /* the message exceeded max_size */
     uint64_t d_size;           /* unstuffed message bytes so far */
-    digest_ctx d_digest;       /* hash of the unstuffed bytes so far */
+    digest_ctx d_digest;       /* hash of the unstuffed bytes so far ... */
+    const char *d_run_p;       /* ... but for these d_run_n bytes of the read */
+    size_t d_run_n;            /* being fed, hashed in one update (digest_flush) */
     int in_headers;            /* still before the blank line */
     int msgid_fold;            /* Message-ID value is on a folded line */
     char hdr[SMTP_SERVER_MAX_TEXT_LINE + 1]; /* current header line */
@@ -115,9 +117,16 @@ static void replyf(smtp_server *s, const char *fmt, ...)
 static void replyf(smtp_server *s, const char *fmt, ...)
 {
     va_list ap;
+    /* Straight into the free space (one formatting); measured and redone
+     * only when it did not fit. */
+    size_t room = s->out_cap - s->out_len;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? s->out + s->out_len : NULL, room, fmt, ap);
     va_end(ap);
+    if (n >= 0 && (size_t)n < room) {
+        s->out_len += (size_t)n;
+        return;
+    }
     if (n < 0 || buf_reserve(&s->out, &s->out_cap, s->out_len + (size_t)n + 1) < 0)
         abort();
     va_start(ap, fmt);
@@ -218,6 +227,16 @@ static void header_line(smtp_server *s)
     s->msgid_len = len;
 }
 
+/* Hashes the bytes held back in the run (they are in the caller's buffer:
+ * done before the feed returns and before the digest is read). */
+static void digest_flush(smtp_server *s)
+{
+    if (s->d_run_n > 0) {
+        digest_update(&s->d_digest, s->d_run_p, s->d_run_n);
+        s->d_run_n = 0;
+    }
+}
+
 /* n unstuffed bytes of the message; eol: they end the current line. */
 static void data_emit(smtp_server *s, const char *p, size_t n, int eol)
 {
@@ -228,7 +247,15 @@ static void data_emit(smtp_server *s, const char *p, size_t n, int eol)
         return;
     }
     s->d_size += n;
-    digest_update(&s->d_digest, p, n);
+    /* Lines that follow one another in the read are hashed in one update:
+     * only a stuffing dot or the end of the read breaks the run. */
+    if (s->d_run_n > 0 && s->d_run_p + s->d_run_n == p) {
+        s->d_run_n += n;
+    } else {
+        digest_flush(s);
+        s->d_run_p = p;
+        s->d_run_n = n;
+    }
     if (s->cfg.keep_body) {
         if (buf_reserve(&s->body, &s->body_cap, s->body_len + n) < 0)
             abort();
@@ -258,6 +285,7 @@ static void data_begin(smtp_server *s)
     s->d_too_long = s->d_too_big = 0;
     s->d_size = 0;
     digest_init(&s->d_digest);
+    s->d_run_n = 0;
     s->in_headers = 1;
     s->msgid_fold = 0;
     s->hdr_len = 0;
@@ -352,6 +380,7 @@ static size_t data_consume(smtp_server *s, const char *p, size_t n)
             break;
         case D_DOT_CR:
             if (p[i] == '\n') {
+                digest_flush(s);
                 data_end(s);
                 return i + 1;
             }
@@ -367,6 +396,7 @@ static size_t data_consume(smtp_server *s, const char *p, size_t n)
             break;
         }
     }
+    digest_flush(s);
     return n;
 }
 
@@ -716,9 +746,12 @@ smtp_server *smtp_server_new(const smtp_server_config *config,
 {
     if (config->hostname && !smtp_server_hostname_valid(config->hostname))
         return NULL;
-    smtp_server *s = calloc(1, sizeof *s);
+    /* aligned: the XXH3 state in d_digest wants 64 bytes (digest.h) */
+    size_t size = (sizeof(smtp_server) + 63) & ~(size_t)63;
+    smtp_server *s = aligned_alloc(64, size);
     if (s == NULL)
         return NULL;
+    memset(s, 0, size);
     s->cfg = *config;
     if (s->cfg.hostname == NULL)
         s->cfg.hostname = "localhost";
@@ -726,10 +759,11 @@ smtp_server *smtp_server_new(const smtp_server_config *config,
         s->cfg.max_rcpts = 100;
     if (hooks)
         s->hooks = *hooks;
-    s->rcpt_off = malloc(s->cfg.max_rcpts * sizeof *s->rcpt_off);
-    s->rcpt_ptr = malloc(s->cfg.max_rcpts * sizeof *s->rcpt_ptr);
-    if (s->rcpt_off == NULL || s->rcpt_ptr == NULL)
+    /* both recipient arrays in one allocation (rcpt_ptr follows rcpt_off) */
+    s->rcpt_off = malloc(s->cfg.max_rcpts * (sizeof *s->rcpt_off + sizeof *s->rcpt_ptr));
+    if (s->rcpt_off == NULL)
         goto err;
+    s->rcpt_ptr = (const char **)(void *)(s->rcpt_off + s->cfg.max_rcpts);
     s->state = ST_INIT;
     return s;
 err:
@@ -743,8 +777,7 @@ void smtp_server_free(smtp_server *s)
         return;
     free(s->out);
     free(s->env);
-    free(s->rcpt_off);
-    free(s->rcpt_ptr);
+    free(s->rcpt_off);         /* rcpt_ptr is in the same block */
     free(s->body);
     free(s);
 }

@@ -119,12 +119,15 @@ static void pump(struct smtp_session *s)
     s->refs++;
     do {
         s->again = false;
-        const char *out;
-        size_t n;
-        while ((n = smtp_client_output(s->c, &out)) > 0) {
+        struct iovec iov[64];
+        int k;
+        while ((k = smtp_client_output_iov(s->c, iov, 64)) > 0) {
+            size_t n = 0;
+            for (int i = 0; i < k; i++)
+                n += iov[i].iov_len;
             /* -1: the connection is ending; connection_lost will tell the core */
             if (s->conn && !s->conn_ending)
-                (void)reactor_conn_write(s->conn, out, n);
+                (void)reactor_conn_writev(s->conn, iov, k);
             smtp_client_consumed(s->c, n);
         }
         struct smtp_client_event ev;

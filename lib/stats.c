@@ -119,6 +119,21 @@ double mb_hist_share_above(const struct mb_hist *h, uint64_t us)
     return (double)above / (double)h->count;
 }
 
+void mb_hist_fprint_json(FILE *f, const struct mb_hist *h)
+{
+    fprintf(f, "{\"scheme\":\"mb-loglinear/1\",\"linear\":%d,\"sub\":%d,\"count\":%llu,"
+            "\"sum\":%llu,\"min\":%llu,\"max\":%llu,\"overflow\":%llu,\"buckets\":[",
+            MB_HIST_LINEAR, MB_HIST_SUB, (unsigned long long)h->count, (unsigned long long)h->sum,
+            (unsigned long long)h->min, (unsigned long long)h->max, (unsigned long long)h->overflow);
+    const char *sep = "";
+    for (int i = 0; i < MB_HIST_BUCKETS; i++)
+        if (h->bucket[i]) {
+            fprintf(f, "%s[%d,%llu]", sep, i, (unsigned long long)h->bucket[i]);
+            sep = ",";
+        }
+    fputs("]}", f);
+}
+
 double mb_hist_mean(const struct mb_hist *h)
 {
     return h->count ? (double)h->sum / (double)h->count : 0.0;
@@ -144,20 +159,25 @@ void mb_run_init(struct mb_run_stats *s, uint64_t emails)
 /* ---------------------------------------------------------------- window */
 
 /* The process's window.  Written by mb_window_start before the emails start
- * (before the threads model opens its gate: the mutex orders it); the
- * snapshots are claimed with a compare-and-swap, so one thread takes each. */
+ * (before the threads model opens its gate: the mutex orders it; before the
+ * async model starts its reactor threads); the snapshots are claimed with a
+ * compare-and-swap, so one thread takes each.  What changes while the
+ * emails run and is read by every thread is atomic (ThreadSanitizer-clean
+ * with several threads ending emails and polling the window). */
 static struct {
-    double open_at, close_at;     /* window bounds, mb_now() time (close_at: nominal) */
-    double limit_at;              /* the latest it may close, however few emails ended */
+    double open_at;               /* window start, mb_now() time */
+    _Atomic double close_at;      /* its nominal end (moves when it opens late) */
+    _Atomic double limit_at;      /* the latest it may close, however few emails ended */
     long long min_count;          /* emails that must end in it before it closes */
     _Atomic long long count;      /* emails ended in it so far */
     _Atomic long long total;      /* emails ended since the start */
     double duration;              /* its nominal length (0: sized by --emails) */
-    double satisfied_at;          /* when count reached min_count (0: not yet) */
+    _Atomic double satisfied_at;  /* when count reached min_count (0: not yet) */
     _Atomic int closed;           /* it has closed, at closed_at */
-    double closed_at;             /* written once, by the closer */
+    _Atomic double closed_at;     /* written once, by the closer, just after closed (-1 before) */
     _Atomic int state;            /* 0 not open yet, 1 open (first snapshot taken), 2 closed */
-    double t_open, t_close;       /* when the snapshots were taken */
+    _Atomic double t_open;        /* when the first snapshot was taken */
+    double t_close;               /* when the second was (read after the threads are joined) */
     double cpu_open, cpu_close;   /* process CPU seconds then */
 } win = { .open_at = 0, .close_at = INFINITY, .limit_at = INFINITY };
 
@@ -186,9 +206,17 @@ void mb_window_start(const struct mb_options *o, double start)
                     : (o->concurrency < 1000 ? o->concurrency : 1000);
     atomic_store(&win.count, 0);
     win.satisfied_at = win.min_count == 0 ? win.open_at : 0;
+    win.closed_at = -1;
     atomic_store(&win.closed, 0);
     atomic_store(&win.state, 0);
     mb_window_poll();
+}
+
+/* When the window ends, once it has closed. */
+static double closing_time(void)
+{
+    double sat = win.satisfied_at, close = win.close_at;
+    return sat == 0 ? win.limit_at : sat > close ? sat : close;
 }
 
 /* Close it if its time has come; true once closed. */
@@ -200,8 +228,7 @@ static bool window_closes(double now)
         return false;
     int expected = 0;
     if (atomic_compare_exchange_strong(&win.closed, &expected, 1))    /* its true end */
-        win.closed_at = win.satisfied_at == 0 ? win.limit_at
-                        : win.satisfied_at > win.close_at ? win.satisfied_at : win.close_at;
+        win.closed_at = closing_time();
     return true;
 }
 
@@ -265,10 +292,13 @@ static bool in_window(double now)
 {
     if (atomic_load(&win.state) == 0 || now < win.t_open)
         return false;
-    if (atomic_load(&win.closed))
-        return now < win.closed_at;
-    if (win.satisfied_at > 0)
-        return now < (win.satisfied_at > win.close_at ? win.satisfied_at : win.close_at);
+    if (atomic_load(&win.closed)) {
+        double end = win.closed_at;
+        return now < (end >= 0 ? end : closing_time());   /* the closer may not have written it yet */
+    }
+    double sat = win.satisfied_at, close = win.close_at;
+    if (sat > 0)
+        return now < (sat > close ? sat : close);
     return now < win.limit_at;
 }
 
@@ -390,6 +420,13 @@ void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src)
     mb_hist_merge(&dst->service, &src->service);
     mb_hist_merge(&dst->lateness, &src->lateness);
     dst->behind += src->behind;
+    /* Open loop, each source with a schedule of its own (the async model's
+     * reactors): the sums; the peak queue is the sum of the peaks, an upper
+     * bound of the peak of the sum. */
+    dst->scheduled += src->scheduled;
+    dst->shed += src->shed;
+    dst->pending += src->pending;
+    dst->peak_queue += src->peak_queue;
     for (int i = 0; i < src->nreasons; i++)
         add_reason(dst, src->reason[i].text, src->reason[i].count);
     if (src->threads_peak > dst->threads_peak)
@@ -476,13 +513,13 @@ static void json_params(FILE *f, const struct mb_options *o)
             "\"events\":%lld,\"body_bytes\":%llu,\"per_session\":%lld,\"chain\":%lld,"
             "\"blocking_us\":%lld,\"retries\":%lld,\"timeout_s\":%.9g,\"seed\":%llu,\"rate\":%lld,"
             "\"warmup_s\":%.6g,\"duration_s\":%.6g,\"quit_background\":%s,"
-            "\"arrivals\":\"%s\",\"max_queue\":%lld,\"prebuild\":%s,"
+            "\"arrivals\":\"%s\",\"max_queue\":%lld,\"prebuild\":%s,\"reactors\":%lld,"
             "\"profile\":", o->emails, o->concurrency, o->threads, o->recipients, o->events,
             (unsigned long long)o->body_bytes, o->per_session, o->chain,
             (long long)llround(o->blocking_s * 1e6), o->retries, o->timeout_s,
             (unsigned long long)o->seed, o->rate, o->warmup_s, o->duration_s,
             o->quit_background ? "true" : "false", o->arrivals[0] ? o->arrivals : "constant",
-            o->max_queue, o->prebuild ? "true" : "false");
+            o->max_queue, o->prebuild ? "true" : "false", o->reactors);
     if (o->profile[0])
         json_write_string(f, o->profile);
     else
@@ -559,7 +596,13 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
             (unsigned long long)s->maybe_delivered, digest_hex(s->maybe_digest, digest));
     for (int i = 0; i < s->nmaybe; i++)
         fprintf(f, "%s\"%s\"", i ? "," : "", digest_hex(s->maybe_hash[i], digest));
-    fputs("],\"git_rev\":", f);
+    fputs("],\"latency_hist\":", f);      /* the buckets, for merging runs exactly */
+    mb_hist_fprint_json(f, &s->latency);
+    fputs(",\"service_hist\":", f);
+    mb_hist_fprint_json(f, &s->service);
+    fputs(",\"lateness_hist\":", f);
+    mb_hist_fprint_json(f, &s->lateness);
+    fputs(",\"git_rev\":", f);
     json_write_string(f, MAILBENCH_GIT_REV);
     fputc(',', f);
     json_machine(f);

@@ -63,6 +63,11 @@ double mb_hist_mean(const struct mb_hist *h);
 /* The share of samples in buckets wholly above `us` (fairness: the emails
  * slower than 10 x the median; bucket resolution, 0.4%). */
 double mb_hist_share_above(const struct mb_hist *h, uint64_t us);   /* exact; 0 when empty */
+/* The histogram as a JSON object, everything a merge needs to recompute the
+ * percentiles above exactly (scripts/merge-runs): {"scheme":"mb-loglinear/1",
+ * "linear":256,"sub":128,"count","sum","min","max","overflow",
+ * "buckets":[[index,count],...]} with the non-empty buckets in index order. */
+void mb_hist_fprint_json(FILE *f, const struct mb_hist *h);
 
 /* ---------------------------------------------------------------- run */
 
@@ -139,7 +144,8 @@ void mb_run_failed(struct mb_run_stats *s, const char *reason);
 /* The same for an email that may have reached the server (see maybe_delivered). */
 void mb_run_failed_maybe(struct mb_run_stats *s, const char *reason, uint64_t hash);
 
-/* dst += src: counters, digest, histogram, reasons; threads_peak = max.
+/* dst += src: counters (the open loop's too), digest, histograms bucket by
+ * bucket, reasons; threads_peak = max.
  * Leaves dst's emails, start and rusage fields alone. */
 void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src);
 

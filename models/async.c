@@ -5,10 +5,14 @@
  * included: while it computes a summary, no connection is served.
  *
  * This file decides only that: the build step runs right here, through
- * maybeDeferred, and hands its result to the rest of the chain. */
+ * maybeDeferred, and hands its result to the rest of the chain.
+ *
+ * --reactors N runs N such models, one per thread, each over its share of
+ * the emails (models/mailer/async_reactors.c): the same design on every core. */
 #include <stdio.h>
 
 #include "async_mailer.h"
+#include "async_reactors.h"
 #include "cli.h"
 #include "deferred.h"
 #include "reactor.h"
@@ -27,6 +31,8 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     o.threads = 1;          /* the reactor's: the JSON says so */
+    if (o.reactors > 1)
+        return async_reactors_run(&o, build_here, NULL);
 
     struct reactor *r = reactor_new();
     if (r == NULL) {

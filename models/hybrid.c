@@ -1,10 +1,12 @@
 /* summary-hybrid — the asynchronous model with its CPU work moved off the
- * reactor: building each email (the summary and the message) runs in a pool
- * of --threads worker threads through deferToThread (default: one per
+ * reactor: the build step of each email (its summary: the CPU work) runs in
+ * a pool of --threads worker threads through deferToThread (default: one per
  * core), and the result comes back to the reactor thread as the Deferred
  * firing.  The SMTP dialogue, the retries and the timeouts stay in the one
- * reactor thread (models/mailer/async_mailer.c, shared with the async model); so does
- * the --blocking call, which therefore still stalls every connection. */
+ * reactor thread (models/mailer/async_mailer.c, shared with the async model); so do
+ * the rendering of the message, once a session is ready for it (O(its size),
+ * as in the async model), and the --blocking call, which therefore still
+ * stalls every connection. */
 #include <stdio.h>
 #include <unistd.h>
 

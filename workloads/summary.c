@@ -3,6 +3,7 @@
  * port (the Python/Twisted reference) can produce the same bytes. */
 #include "summary.h"
 
+#include <stdbool.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -264,9 +265,17 @@ __attribute__((format(printf, 2, 3)))
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
     va_list ap;
+    if (b->oom)
+        return;
+    /* Straight into the free space; measured and redone only if it did not fit. */
+    size_t room = b->cap - b->len;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap);
     va_end(ap);
+    if (n >= 0 && (size_t)n < room) {
+        b->len += (size_t)n;
+        return;
+    }
     if (n < 0 || sb_reserve(b, (size_t)n) != 0)
         return;
     va_start(ap, fmt);
@@ -384,19 +393,55 @@ static void render_body(struct sbuf *b, const struct workload_params *p, const s
     sb_printf(b, "\xe2\x80\x94 mailbench (synthetic data: the seed and email number reproduce it)\r\n");
 }
 
-/* The first `n` characters of padding line k (see summary.h). */
-static void pad_line(struct sbuf *b, uint64_t k, size_t n)
+/* Padding line k is a counter and a run of the alphabet starting at k % 62
+ * (summary.h).  It is copied, not computed: the counter is kept in decimal
+ * and incremented in place, and the run is a slice of the alphabet repeated
+ * (at most 61 + 77 characters are read from it). */
+#define PAD_ALPHA3 WORKLOAD_PAD_ALPHABET WORKLOAD_PAD_ALPHABET WORKLOAD_PAD_ALPHABET
+static const char pad_pattern[] = PAD_ALPHA3;
+
+struct pad_counter { char text[80]; size_t head; uint64_t k; };   /* text: room for n <= 77 */
+
+static void pad_counter_set(struct pad_counter *c, uint64_t k)
 {
-    static const char alpha[] = WORKLOAD_PAD_ALPHABET;
-    char line[96];
-    int head = snprintf(line, sizeof line, "%08llu ", U(k));
-    for (size_t j = (size_t)head; j < n && j < sizeof line - 2; j++)
-        line[j] = alpha[(k % 62 + (j - (size_t)head)) % 62];
-    memcpy(line + n, "\r\n", 2);
-    sb_add(b, line, n + 2);
+    c->k = k;
+    c->head = (size_t)snprintf(c->text, sizeof c->text, "%08llu ", U(k));
 }
 
-static void render_padding(struct sbuf *b, uint64_t target)
+static void pad_counter_next(struct pad_counter *c)
+{
+    for (size_t i = c->head - 1; i-- > 0;) {
+        if (c->text[i] != '9') {
+            c->text[i]++;
+            c->k++;
+            return;
+        }
+        c->text[i] = '0';
+    }
+    pad_counter_set(c, c->k + 1);   /* 99999999 -> 100000000: one digit more */
+}
+
+/* Writes the first n (<= 77) characters of padding line c->k and CRLF at w. */
+static inline void pad_put(char *w, const struct pad_counter *c, size_t m, size_t n)
+{
+    if (n == 76 && c->head == 9) {          /* nearly every line: fixed sizes */
+        memcpy(w, c->text, 9);
+        memcpy(w + 9, pad_pattern + m, 67);
+    } else if (n <= c->head) {
+        memcpy(w, c->text, n);
+    } else {
+        memcpy(w, c->text, c->head);
+        memcpy(w + c->head, pad_pattern + m, n - c->head);
+    }
+    memcpy(w + n, "\r\n", 2);
+}
+
+/* Large messages are hashed as they are written, a block of lines at a
+ * time while it is still in the cache, instead of in a second pass over
+ * memory afterwards: h (NULL = not) has hashed b->data[0..*hashed). */
+#define HASH_BLOCK_LINES 256   /* ~20 KB */
+
+static void render_padding(struct sbuf *b, uint64_t target, digest_ctx *h, size_t *hashed)
 {
     size_t heading = sizeof WORKLOAD_PAD_HEADING - 1 + 2;
     if (target < (uint64_t)b->len + heading + 2)
@@ -405,10 +450,28 @@ static void render_padding(struct sbuf *b, uint64_t target)
     if (sb_reserve(b, (size_t)(target - b->len)) != 0)
         return;
     sb_add(b, WORKLOAD_PAD_HEADING "\r\n", heading);
-    for (uint64_t k = 0; k < n; k++)
-        pad_line(b, k, (r == 1 && k == n - 1) ? 77 : 76);
-    if (r >= 2)
-        pad_line(b, n, (size_t)(r - 2));
+    char *w = b->data + b->len;
+    struct pad_counter c;
+    pad_counter_set(&c, 0);
+    size_t m = 0;                           /* k % 62 */
+    for (uint64_t k = 0; k < n; k++) {
+        size_t len = (r == 1 && k == n - 1) ? 77 : 76;
+        pad_put(w, &c, m, len);
+        w += len + 2;
+        pad_counter_next(&c);
+        if (++m == 62)
+            m = 0;
+        if (h && k % HASH_BLOCK_LINES == HASH_BLOCK_LINES - 1) {
+            digest_update(h, b->data + *hashed, (size_t)(w - b->data) - *hashed);
+            *hashed = (size_t)(w - b->data);
+        }
+    }
+    if (r >= 2) {
+        pad_put(w, &c, m, (size_t)(r - 2));
+        w += r;
+    }
+    b->len = (size_t)(w - b->data);
+    b->data[b->len] = '\0';
 }
 
 static char **make_rcpts(int n)
@@ -430,13 +493,26 @@ int workload_render(const struct workload_params *p, const struct workload_summa
 {
     memset(out, 0, sizeof *out);
     struct sbuf b = { NULL, 0, 0, 0 };
+    /* One allocation of the final size when padding makes it known (the
+     * summary alone is under 4 KB with the default recipients). */
+    b.cap = p->body_bytes > 4096 && p->body_bytes <= WORKLOAD_MAX_BODY_BYTES
+            ? (size_t)p->body_bytes + 1 : 4096;
+    b.data = malloc(b.cap);
+    if (b.data == NULL)
+        b.cap = 0, b.oom = 1;
     out->index = s->index;
     out->from = WORKLOAD_FROM;
     out->summary = *s;
     message_id(p->seed, s->index, out->message_id);
     render_headers(&b, p, s, out->message_id);
     render_body(&b, p, s);
-    render_padding(&b, p->body_bytes);
+    /* Hashed while rendered above 64 KB (see render_padding), else after. */
+    digest_ctx hctx;
+    size_t hashed = 0;
+    bool stream = p->body_bytes > 65536 && !b.oom;
+    if (stream)
+        digest_init(&hctx);
+    render_padding(&b, p->body_bytes, stream ? &hctx : NULL, &hashed);
     out->rcpt = make_rcpts(p->recipients > 0 ? p->recipients : 1);
     if (b.oom || b.data == NULL || out->rcpt == NULL) {
         free(b.data);
@@ -448,10 +524,15 @@ int workload_render(const struct workload_params *p, const struct workload_summa
     out->nrcpt = p->recipients > 0 ? p->recipients : 1;
     /* Fit the buffer to the message: it lives as long as its email is in
      * flight, and the doubling left up to half of it unused. */
-    char *fit = realloc(b.data, b.len + 1);
+    char *fit = b.cap > b.len + 1 + 512 ? realloc(b.data, b.len + 1) : NULL;
     out->data = fit ? fit : b.data;
     out->len = b.len;
-    out->hash = digest_hash(out->data, out->len);
+    if (stream) {
+        digest_update(&hctx, out->data + hashed, out->len - hashed);
+        out->hash = digest_final(&hctx);
+    } else {
+        out->hash = digest_hash(out->data, out->len);
+    }
     return 0;
 }
 

@@ -85,14 +85,31 @@ static struct deferred *put_session(struct async_mailer *m, struct smtp_session 
 static struct deferred *attempt(struct async_job *job);
 static struct defer_result stamp_reply(struct defer_result r, void *arg);
 
+/* The message is rendered here, once a session is ready for it, from the
+ * summary, which goes: only the text is kept (the SMTP client copies the
+ * envelope), until the email is delivered, or for its retry. */
 static struct defer_result send_on_session(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
     struct async_mailer *m = job->m;
     job->s = r.value;
-    struct deferred *d = smtp_session_send(job->s, job->e.from,
-                                           (const char *const *)job->e.rcpt,
-                                           (size_t)job->e.nrcpt, job->e.data, job->e.len);
+    struct workload_email e = { .from = WORKLOAD_FROM };
+    if (job->data == NULL) {
+        if (mailer_render(&m->wp, job->summary, &e) != 0)
+            return defer_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
+        free(job->summary);
+        job->summary = NULL;
+        job->data = e.data;
+        job->len = e.len;
+        job->hash = e.hash;
+        e.data = NULL;                    /* the job's now */
+    } else if ((e.rcpt = mailer_recipients(m->wp.recipients)) == NULL) {
+        return defer_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
+    }
+    int nrcpt = m->wp.recipients > 0 ? m->wp.recipients : 1;
+    struct deferred *d = smtp_session_send(job->s, e.from, (const char *const *)e.rcpt,
+                                           (size_t)nrcpt, job->data, job->len);
+    workload_email_free(&e);              /* the recipients' list */
     deferred_add_timeout(d, m->o->timeout_s, reactor_clock(m->r));
     deferred_add_both(d, stamp_reply, job);
     return defer_wait(d);
@@ -131,6 +148,10 @@ static struct defer_result release_session(struct defer_result r, void *arg)
     if (defer_is_failure(r) && smtp_session_maybe_delivered(s))
         job->maybe = true;
     struct deferred *gone = put_session(job->m, s);
+    if (!defer_is_failure(r)) {           /* delivered: the session no longer reads it */
+        free(job->data);
+        job->data = NULL;
+    }
     if (gone == NULL)
         return r;
     if (job->m->o->quit_background) {
@@ -179,7 +200,9 @@ static struct deferred *attempt(struct async_job *job)
 struct defer_result async_job_build(void *arg)
 {
     struct async_job *job = arg;
-    if (mailer_build(&job->m->wp, (uint64_t)job->index, &job->e) != 0)
+    job->summary = malloc(sizeof *job->summary);
+    if (job->summary == NULL
+        || mailer_summarize(&job->m->wp, (uint64_t)job->index, job->summary) != 0)
         return defer_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
     return defer_ok(job);
 }
@@ -188,7 +211,7 @@ static struct defer_result delivered(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
     double lat = job->t_reply - job->t0, svc = job->t_reply - job->t_started;
-    mb_run_delivered(job->m->stats, job->e.hash, (uint64_t)(lat > 0 ? lat * 1e6 : 0));
+    mb_run_delivered(job->m->stats, job->hash, (uint64_t)(lat > 0 ? lat * 1e6 : 0));
     mb_run_service(job->m->stats, (uint64_t)(svc > 0 ? svc * 1e6 : 0));
     return r;
 }
@@ -197,7 +220,7 @@ static struct defer_result failed(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
     if (job->maybe)
-        mb_run_failed_maybe(job->m->stats, failure_message(r.failure), job->e.hash);
+        mb_run_failed_maybe(job->m->stats, failure_message(r.failure), job->hash);
     else
         mb_run_failed(job->m->stats, failure_message(r.failure));
     return defer_ok(NULL);      /* handled: the run goes on */
@@ -265,8 +288,13 @@ static void chain_end(struct async_job *job)
 static struct defer_result email_end(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
-    workload_email_free(&job->e);
+    free(job->data);                      /* failed for good, or never sent (else NULL) */
+    job->data = NULL;
+    free(job->summary);                   /* never rendered (else NULL) */
+    job->summary = NULL;
     job->m->done++;
+    if (job->m->done_shared)
+        atomic_fetch_add(job->m->done_shared, 1);
     job->index++;
     job->attempt = 0;
     job->maybe = false;
@@ -299,7 +327,7 @@ static void email_start(struct async_job *job)
 {
     struct async_mailer *m = job->m;
     if (m->arr) {               /* open loop: not before its intended start */
-        job->t0 = mailer_email_due(m->arr, m->o, job->index);
+        job->t0 = mailer_email_due(m->arr, m->o, job->index - m->first);
         double wait = job->t0 - mb_now();
         if (wait > 0) {
             defer_call_unref(reactor_call_later(m->r, wait, email_go, job));
@@ -329,9 +357,9 @@ static void start_chain(struct async_mailer *m, long long c)
     }
     m->next_chain++;
     job->m = m;
-    job->index = c * m->o->chain;
-    job->end = job->index + m->o->chain < m->o->emails ? job->index + m->o->chain
-                                                       : m->o->emails;
+    job->index = m->first + c * m->o->chain;
+    long long last = m->first + m->o->emails;
+    job->end = job->index + m->o->chain < last ? job->index + m->o->chain : last;
     struct deferred *d = defer_semaphore_acquire(m->sem);
     deferred_add_callback(d, chain_go, job);
     deferred_unref(d);
@@ -405,6 +433,7 @@ void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struc
     m->rng = retry_rand64(&seeder);
     m->nchains = (o->emails + o->chain - 1) / o->chain;
     m->sem = defer_semaphore_new((int)o->concurrency);
+    m->arrivals_seed = o->seed;
 }
 
 void async_mailer_start(struct async_mailer *m)
@@ -412,10 +441,12 @@ void async_mailer_start(struct async_mailer *m)
     if (m->nchains == 0)
         return;
     m->ticker = reactor_call_later(m->r, PROGRESS_EVERY_S, tick, m);
-    mb_window_start(m->o, m->stats->start_s);
+    if (!m->window_shared)
+        mb_window_start(m->o, m->stats->start_s);
     window_due(m);
     if (m->o->rate > 0) {
-        m->arr = mailer_arrivals(m->o, m->stats->start_s);
+        m->arr = mailer_arrivals_seeded(m->o, m->stats->start_s + m->arrivals_phase,
+                                        m->arrivals_seed);
         m->nchains = LLONG_MAX;     /* unknown until the arrivals are over */
         arrive(m);
         return;

@@ -6,9 +6,11 @@
  * One email, as callbacks on one Deferred:
  *
  *     [--blocking call, in the reactor thread: it stalls every connection]
- *     d = build(job)                        the model's step: the summary and
- *                                           the message (async: in the reactor;
- *                                           hybrid: defer_to_thread)
+ *     d = build(job)                        the model's step: the summary (the
+ *                                           CPU work; async: in the reactor;
+ *                                           hybrid: defer_to_thread); the
+ *                                           message is rendered only once a
+ *                                           session is ready to send it
  *     d.addCallback(send)                   -> attempt: session (idle one, or
  *                                              smtp_session_open + addTimeout)
  *                                              -> smtp_session_send + addTimeout
@@ -33,6 +35,7 @@
 #ifndef MAILBENCH_ASYNC_MAILER_H
 #define MAILBENCH_ASYNC_MAILER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -59,8 +62,15 @@ struct async_job {
     struct defer_result held;   /* the attempt's result while the QUIT completes */
     int attempt;                /* retries made for this email */
     bool maybe;                 /* some attempt may have reached the server */
-    struct workload_email e;    /* built by the build step */
     struct smtp_session *s;     /* the session it is using, or NULL */
+    /* Per email, only what the chain needs at each step: the summary from
+     * the build step until a session is ready; then the message, rendered
+     * from it (send_on_session; the summary goes), until it is delivered,
+     * or kept for a retry after a failed attempt; then only its hash. */
+    struct workload_summary *summary;   /* the build step's, until rendered, or NULL */
+    char *data;                 /* the rendered message, or NULL */
+    size_t len;                 /* its length */
+    uint64_t hash;              /* digest_hash of it (set once rendered) */
 };
 
 /* The model's build step: returns a Deferred (one reference for the caller)
@@ -90,9 +100,18 @@ struct async_mailer {
     struct defer_call *window;      /* the steady-state window's next snapshot */
     struct arrivals *arr;           /* open loop: the schedule and its queue, else NULL */
     bool arrivals_over;             /* open loop: no chain will arrive any more */
+    /* One reactor of several (--reactors, async_reactors.h); set after
+     * async_mailer_init, before async_mailer_start.  Defaults: the whole run. */
+    long long first;                /* the index of its first email (a multiple of --chain) */
+    uint64_t arrivals_seed;         /* open loop, Poisson: its schedule's seed (o->seed) */
+    double arrivals_phase;          /* open loop: its schedule starts this much later (0) */
+    bool window_shared;             /* the driver has started the process's window */
+    _Atomic long long *done_shared; /* if set, += 1 per email ended (the driver's progress) */
 };
 
-/* The CPU work of one email: workload_build into job->e.  Touches only the
+/* The CPU work of one email: its summary (workload_summarize) into
+ * job->summary; the message is rendered later, when a session is ready for
+ * it, in the reactor thread (it is cheap: O(its size)).  Touches only the
  * job and the (read-only) workload parameters, so it may run in any thread. */
 struct defer_result async_job_build(void *job);
 

@@ -16,9 +16,14 @@ _Static_assert(MB_MAX_BODY_BYTES == WORKLOAD_MAX_BODY_BYTES, "--body-bytes bound
 
 struct arrivals *mailer_arrivals(const struct mb_options *o, double start)
 {
+    return mailer_arrivals_seeded(o, start, o->seed);
+}
+
+struct arrivals *mailer_arrivals_seeded(const struct mb_options *o, double start, uint64_t seed)
+{
     long long nchains = (o->emails + o->chain - 1) / o->chain;
     struct arrivals *a = arrivals_new(start, (double)o->rate / (double)o->chain,
-                                      strcmp(o->arrivals, "poisson") == 0, o->seed, o->max_queue,
+                                      strcmp(o->arrivals, "poisson") == 0, seed, o->max_queue,
                                       mb_window_close_at(), nchains);
     if (a == NULL) {
         fprintf(stderr, "summary-%s: out of memory for the schedule\n", o->model);
@@ -196,14 +201,15 @@ int mailer_prepare(struct mb_options *o)
 {
     if (o->cpu_per_email_set && mailer_calibrate(o) != 0)
         exit(2);                /* the time asked cannot be had: a usage error */
-    if (!o->prebuild)
-        return 0;
-    struct workload_params wp;
-    mailer_workload_params(o, &wp);
-    if (mailer_prebuild(o, &wp) != 0) {
-        fprintf(stderr, "summary-%s: --prebuild: out of memory for %lld emails\n", o->model, o->emails);
-        return -1;
+    if (o->prebuild) {
+        struct workload_params wp;
+        mailer_workload_params(o, &wp);
+        if (mailer_prebuild(o, &wp) != 0) {
+            fprintf(stderr, "summary-%s: --prebuild: out of memory for %lld emails\n", o->model, o->emails);
+            return -1;
+        }
     }
+    mb_options_wait_start(o);       /* --start-at: the load generators' barrier */
     return 0;
 }
 
@@ -215,6 +221,43 @@ int mailer_build(const struct workload_params *wp, uint64_t index, struct worklo
         return 0;
     }
     return workload_build(wp, index, e);
+}
+
+char **mailer_recipients(int n)
+{
+    if (n < 1)
+        n = 1;
+    size_t each = sizeof "ops+@example.test" + 11;
+    char **v = malloc((size_t)n * (sizeof *v + each));
+    if (v == NULL)
+        return NULL;
+    char *text = (char *)(v + n);
+    for (int i = 0; i < n; i++) {
+        v[i] = text + (size_t)i * each;
+        snprintf(v[i], each, "ops+%d@example.test", i);
+    }
+    return v;
+}
+
+int mailer_summarize(const struct workload_params *wp, uint64_t index, struct workload_summary *s)
+{
+    if ((long long)index < nprebuilt && !prebuilt_taken[index]) {
+        *s = prebuilt[index].summary;       /* built already: nothing to compute */
+        return 0;
+    }
+    return workload_summarize(wp, index, s);
+}
+
+int mailer_render(const struct workload_params *wp, const struct workload_summary *s,
+                  struct workload_email *e)
+{
+    uint64_t index = s->index;
+    if ((long long)index < nprebuilt && !prebuilt_taken[index]) {
+        prebuilt_taken[index] = 1;
+        *e = prebuilt[index];
+        return 0;
+    }
+    return workload_render(wp, s, e);
 }
 
 void mailer_workload_params(const struct mb_options *o, struct workload_params *wp)

@@ -18,14 +18,26 @@ void mailer_workload_params(const struct mb_options *o, struct workload_params *
  * email built before the run's clock started (its ownership moves to e; an
  * index past the prebuilt ones is built now). */
 int mailer_build(const struct workload_params *wp, uint64_t index, struct workload_email *e);
+/* The same in two steps, for a model that renders an email only when a
+ * session is ready to send it (the async chain): the summary (the CPU work;
+ * with --prebuild, the prebuilt email's), and later the message from it (the
+ * prebuilt one if it has not been taken, else rendered: the same bytes, so
+ * a retry renders it again).  Each returns 0, or -1 out of memory. */
+/* The envelope recipients of every email with n of them (summary.h:
+ * "ops+N@example.test", N = 0 .. n-1), in one allocation: free() it. */
+char **mailer_recipients(int n);
+int mailer_summarize(const struct workload_params *wp, uint64_t index, struct workload_summary *s);
+int mailer_render(const struct workload_params *wp, const struct workload_summary *s,
+                  struct workload_email *e);
 /* --prebuild: build emails 0 .. o->emails - 1 now, before the clock starts,
  * so that what is timed is the SMTP machinery alone (section 9 compares it
  * with smtp-source, which renders nothing).  Returns 0, or -1 out of memory. */
 int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp);
 /* What every model calls before its clock starts: --cpu-per-email, if given
  * (mailer_calibrate; a time that cannot be had exits 2), then --prebuild, if
- * given.  Returns 0, or -1 after printing why (out of memory): the model then
- * exits 1 before anything is sent. */
+ * given, then the wait for --start-at, if given (mb_options_wait_start).
+ * Returns 0, or -1 after printing why (out of memory): the model then exits
+ * 1 before anything is sent. */
 int mailer_prepare(struct mb_options *o);
 
 /* --cpu-per-email T: picks the events per email whose build (workload_build:
@@ -50,6 +62,9 @@ int mailer_calibrate(struct mb_options *o);
  * then sends its emails in order, email k of it not before its intended
  * start, chain's + k / R.  Latency is measured from the intended start. */
 struct arrivals *mailer_arrivals(const struct mb_options *o, double start);
+/* The same with the Poisson schedule's seed given (one per reactor of the
+ * async model; mailer_arrivals uses o->seed). */
+struct arrivals *mailer_arrivals_seeded(const struct mb_options *o, double start, uint64_t seed);
 double mailer_email_due(struct arrivals *a, const struct mb_options *o, long long index);
 /* At the end of an open-loop run: scheduled, shed, pending (still waiting
  * when the window closed) and the peak queue into the run's statistics, in

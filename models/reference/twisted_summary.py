@@ -99,15 +99,15 @@ M64 = (1 << 64) - 1
 
 # ---------------------------------------------------------------- digest (lib/digest.c)
 
-FNV_OFFSET, FNV_PRIME = 0xcbf29ce484222325, 0x100000001b3
+try:
+    import xxhash   # python3-xxhash; main() says so when it is missing
+except ImportError as _e:
+    xxhash, XXHASH_ERROR = None, _e
 
 
 def digest_hash(data):
-    """FNV-1a over the bytes, then splitmix64's finaliser: digest_hash()."""
-    h = FNV_OFFSET
-    for b in data:
-        h = ((h ^ b) * FNV_PRIME) & M64
-    return workload.mix64(h)
+    """XXH3-64, seed 0, of the message's bytes: digest_hash() (python3-xxhash)."""
+    return xxhash.xxh3_64_intdigest(data)
 
 
 # ---------------------------------------------------------------- retry (lib/retry.c)
@@ -335,6 +335,8 @@ CLI_OPTS = {
     "profile": ("path", 0, 0, "FILE", "read settings from FILE first (flags override it)"),
     "json": ("path", 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)"),
     "progress": ("flag", 0, 0, None, "print progress on stderr (default: if a TTY)"),
+    "start-at": ("count", 1_000_000_000_000, 99_999_999_999_999, "EPOCH_MS",
+                 "start at this wall-clock time, Unix ms (several load generators start together)"),
     "help": ("help", 0, 0, None, "print this help and exit"),
 }
 SERVER_KEYS = {
@@ -401,7 +403,7 @@ def defaults():
             "events": 1000, "body-bytes": 0, "per-session": 1, "chain": 1, "blocking": 0.0,
             "retries": 5, "timeout": 30.0, "seed": 1, "rate": 0, "duration": 0.0, "warmup": 0.0,
             "arrivals": "constant", "max-queue": 0, "quit-background": False, "profile": None,
-            "json": None, "progress": False}
+            "json": None, "progress": False, "start-at": 0}
 
 
 def usage(f):
@@ -568,6 +570,8 @@ def parse_options(argv):
         elif name != "profile":
             apply(o, name, value, "")
     o["host"], o["port"] = resolve_server(o, any(k == "server" for k, _ in args))
+    if o["start-at"] and o["start-at"] > int(time.time() * 1000) + 3600 * 1000:
+        raise UsageError(f"--start-at {o['start-at']} is more than an hour from now")
     if o["emails"] == 0:                    # not given: a run sized by time has no cap
         o["emails"] = 1_000_000_000 if o["duration"] > 0 else 1000
     check_writable(o["json"])
@@ -767,6 +771,28 @@ def share_above(sorted_us, us):
     return (n - bisect.bisect_right(sorted_us, us)) / n if n else 0.0
 
 
+def hist_json(samples):
+    """The samples as lib/stats.c's histogram JSON (mb_hist_fprint_json: the
+    same log-linear buckets, exact below 256 us, 128 per power of two), so
+    that scripts/merge-runs can merge this model's runs like the C models'."""
+    counts = {}
+    for v in samples:
+        v = int(v)
+        if v < 256:
+            i = v
+        elif v > 0xFFFFFFFF:
+            i = 256 + 24 * 128 - 1
+        else:
+            e = v.bit_length() - 1
+            i = 256 + (e - 8) * 128 + ((v >> (e - 7)) & 127)
+        counts[i] = counts.get(i, 0) + 1
+    ints = [int(v) for v in samples]
+    return {"scheme": "mb-loglinear/1", "linear": 256, "sub": 128, "count": len(ints),
+            "sum": sum(ints), "min": min(ints) if ints else 0, "max": max(ints) if ints else 0,
+            "overflow": sum(1 for v in ints if v > 0xFFFFFFFF),
+            "buckets": [[i, counts[i]] for i in sorted(counts)]}
+
+
 def run_json(o, s):
     import twisted
     lat, svc, late = sorted(s.latencies_us), sorted(s.service_us), sorted(s.lateness_us)
@@ -780,7 +806,8 @@ def run_json(o, s):
                    "retries": o["retries"], "timeout_s": o["timeout"], "seed": o["seed"],
                    "rate": o["rate"], "warmup_s": o["warmup"], "duration_s": o["duration"],
                    "quit_background": o["quit-background"], "arrivals": o["arrivals"],
-                   "max_queue": o["max-queue"], "prebuild": False, "profile": o["profile"]},
+                   "max_queue": o["max-queue"], "prebuild": False, "reactors": 1,
+                   "profile": o["profile"]},
         "emails": s.emails, "delivered": s.delivered, "failed": s.failed, "retries": s.retries,
         "failure_reasons": s.reasons, "connections": s.connections,
         "wall_s": round(s.wall_s, 6),
@@ -806,6 +833,8 @@ def run_json(o, s):
         "over_10x_median_share": round(share_above(lat, 10 * percentile(lat, 50)), 6),
         # No maybe_delivered / maybe_digest / maybe_hashes: twisted.mail does
         # not say whether a lost connection came after the final "." (README).
+        "latency_hist": hist_json(lat), "service_hist": hist_json(svc),
+        "lateness_hist": hist_json(late),
         "git_rev": git_rev(),
         "machine": {"cores": os.cpu_count(), "kernel": f"{u.sysname} {u.release}",
                     "compiler": f"CPython {platform.python_version()}, Twisted {twisted.__version__}"},
@@ -1523,6 +1552,10 @@ def main(argv):
         sys.stderr.write(f"{PROG}: Twisted is not available to {sys.executable} ({e}); "
                          "install python3-twisted\n")
         return 1
+    if xxhash is None:
+        sys.stderr.write(f"{PROG}: xxhash is not available to {sys.executable} "
+                         f"({XXHASH_ERROR}); install python3-xxhash\n")
+        return 1
     try:
         o = parse_options(argv)
     except UsageError as e:
@@ -1532,6 +1565,13 @@ def main(argv):
         return 0
     from twisted.internet import reactor, task
     raise_fd_limit(o)
+    if o["start-at"]:                       # --start-at: the load generators' barrier
+        wait = o["start-at"] / 1000.0 - time.time()
+        if wait < -0.1:
+            sys.stderr.write(f"{PROG}: --start-at {o['start-at']} had passed {-wait:.3f}s ago: starting now\n")
+        while wait > 0:
+            time.sleep(wait)
+            wait = o["start-at"] / 1000.0 - time.time()
     stats = RunStats(o["emails"])
     m = Mailer(o, reactor, stats)
     progress = o["progress"] or sys.stderr.isatty()

@@ -3,7 +3,7 @@
 # with -e: out (path without extension), fmt ('png' or 'svg'), and
 # optionally w, h (size in pixels).  Models keep one colour in every figure:
 # line style 1 sync, 2 threads, 3 async, 4 hybrid, 5 twisted (reference),
-# 6 smtp-source (load); 10/11 the bounds; 12 an invalid run.
+# 6 smtp-source (load), 7 async ×N (--reactors); 10/11 the bounds; 12 an invalid run.
 if (!exists("w")) w = 960
 if (!exists("h")) h = 600
 set encoding utf8
@@ -28,6 +28,9 @@ set style line 4 lc rgb "#e7298a" lw 2 pt 13 ps 1.2
 # 5 the Twisted reference, 6 Postfix's smtp-source (a load generator).
 set style line 5 lc rgb "#66a61e" lw 2 dt 2 pt 11 ps 1.2
 set style line 6 lc rgb "#a6761d" lw 2 dt 4 pt 3 ps 1.2
+# 7 async with N reactor threads (bin/summary-async --reactors N): async's
+# colour, dash-dot, open triangles.
+set style line 7 lc rgb "#7570b3" lw 2 dt 5 pt 8 ps 1.2
 # Bar charts colour boxes with "lc variable" (a linetype number): same colours.
 set linetype 1 lc rgb "#1b9e77"
 set linetype 2 lc rgb "#d95f02"
@@ -35,6 +38,7 @@ set linetype 3 lc rgb "#7570b3"
 set linetype 4 lc rgb "#e7298a"
 set linetype 5 lc rgb "#66a61e"
 set linetype 6 lc rgb "#a6761d"
+set linetype 7 lc rgb "#7570b3"
 set style line 10 lc rgb "#555555" lw 1.5 dt 2
 set style line 11 lc rgb "#000000" lw 1.5 dt 3
 set style line 12 lc rgb "#ff0000" lw 2 pt 2 ps 2

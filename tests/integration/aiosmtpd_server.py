@@ -16,8 +16,8 @@
         Prints "messages M unique_messages U digest HEX" for the message files
         Postfix's `smtp-sink -d DIR/...` wrote into DIR (see sink_dump_message).
 
-The digest is lib/digest.c's: digest_hash (FNV-1a 64 over the bytes, then
-splitmix64's finaliser) of each message's bytes as received — the DATA after
+The digest is lib/digest.c's: digest_hash (XXH3-64, seed 0, python3-xxhash)
+of each message's bytes as received — the DATA after
 undoing dot-stuffing, CRLF line ends kept, without the final ".\\r\\n" — summed
 mod 2^64 over the FIRST copy of each distinct Message-ID (a message without
 one always counts), printed as 16 lowercase hex digits.
@@ -37,20 +37,14 @@ import os
 import signal
 import sys
 
+import xxhash
+
 MASK = (1 << 64) - 1
-FNV_OFFSET = 0xcbf29ce484222325
-FNV_PRIME = 0x100000001b3
 
 
 def digest_hash(data):
-    """lib/digest.c digest_hash(): FNV-1a 64, then splitmix64's finaliser."""
-    h = FNV_OFFSET
-    for b in data:
-        h = ((h ^ b) * FNV_PRIME) & MASK
-    z = h
-    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & MASK
-    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & MASK
-    return z ^ (z >> 31)
+    """lib/digest.c digest_hash(): XXH3-64 with seed 0."""
+    return xxhash.xxh3_64_intdigest(bytes(data))
 
 
 def message_id(msg):

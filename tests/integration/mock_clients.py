@@ -10,24 +10,21 @@
                                           the server says next and whether it closed
 
 smtplib/twisted print "delivered D failed F attempts A digest HEX": HEX is the
-mailbench digest (lib/digest.h: FNV-1a + splitmix64 finaliser, summed mod 2^64)
+mailbench digest (lib/digest.h: XXH3-64 per message, summed mod 2^64)
 of the delivered messages as the server must hold them (CRLF line ends).
 """
 import socket
 import sys
 import time
 
+import xxhash
+
 MASK = (1 << 64) - 1
 
 
 def digest_hash(data):
-    h = 0xcbf29ce484222325
-    for b in data:
-        h = ((h ^ b) * 0x100000001b3) & MASK
-    z = h
-    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & MASK
-    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & MASK
-    return z ^ (z >> 31)
+    """lib/digest.h: XXH3-64 with seed 0."""
+    return xxhash.xxh3_64_intdigest(bytes(data))
 
 
 def message(i, tag):

@@ -11,7 +11,7 @@
 # line per check; the full matrix is `scripts/fault-matrix` (a few minutes).
 source "$(dirname "$0")/common.bash"
 MATRIX="$(dirname "$0")/../../scripts/fault-matrix"
-MAILBENCH_BIN=$BIN timeout 240 python3 "$MATRIX" --quick --checks >"$TMP/matrix.out" 2>&1
+MAILBENCH_BIN=$BIN timeout 240 /usr/bin/python3 "$MATRIX" --quick --checks >"$TMP/matrix.out" 2>&1
 rc=$?
 grep -E '^(PASS|FAIL|  command:)' "$TMP/matrix.out"
 sed -n '/^fault /,$p' "$TMP/matrix.out"

@@ -88,14 +88,14 @@ FAKE_LOSE=async MAILBENCH_SMTP_SOURCE="$FIX/fakebin/smtp-source" timeout 120 "$R
     --bin "$FIX/fakebin" --out "$TMP/sw" "$ROOT/scripts/sweeps/q1-concurrency.conf" \
     "$ROOT/scripts/sweeps/q5-hyperfine.conf" "$ROOT/scripts/sweeps/q9-reuse.conf" >/dev/null 2>"$TMP/sw.err"
 check_eq "sweep on fake programs exits 0" 0 $?
-check_eq "sweep rows (2 values x (4 models + smtp-source) + warm-up)" 11 "$(($(wc -l <"$TMP/sw/q1-concurrency.csv") - 1))"
+check_eq "sweep rows (2 values x (4 models + async2 + smtp-source) + warm-up)" 13 "$(($(wc -l <"$TMP/sw/q1-concurrency.csv") - 1))"
 check_eq "lossy model's runs are invalid" 2 "$(jq -r 'select(.model_name=="async" and .warmup==false) | .valid' "$TMP"/sw/runs/q1-*.json | grep -c false)"
 check_eq "smtp-source runs valid (its counter = server's count)" 2 "$(jq -r 'select(.model_name=="smtp-source" and .warmup==false) | .valid' "$TMP"/sw/runs/q1-*.json | grep -c true)"
 check_eq "smtp-source -d at 100 messages per connection" 100 "$(jq -r 'select(.model_name=="smtp-source" and .value=="100") | .model.params.per_session' "$TMP"/sw/runs/q9-reuse-*.json | head -1)"
 if grep -q "skipping the peer twisted: .*summary-twisted is missing" "$TMP/sw.err" \
     && jq -e '.sweeps["q1-concurrency"].skipped.twisted | test("missing")' "$TMP/sw/env.json" >/dev/null; then
     pass "missing twisted skipped with the reason"; else fail "twisted not skipped: $(head -3 "$TMP/sw.err")"; fi
-if grep -q '^\[22/23\] .* | elapsed' "$TMP/sw.err"; then pass "progress on stderr"; else fail "no progress line: $(head -2 "$TMP/sw.err")"; fi
+if grep -q '^\[24/25\] .* | elapsed' "$TMP/sw.err"; then pass "progress on stderr"; else fail "no progress line: $(head -2 "$TMP/sw.err")"; fi
 check_eq "env.json complete" true "$(jq -r .complete "$TMP/sw/env.json")"
 FAKE_LOSE=smtp-source MAILBENCH_SMTP_SOURCE="$FIX/fakebin/smtp-source" timeout 60 "$ROOT/scripts/sweep" --profile quick \
     --bin "$FIX/fakebin" --out "$TMP/sw2" --models smtp-source "$ROOT/scripts/sweeps/q9-reuse.conf" >/dev/null 2>&1

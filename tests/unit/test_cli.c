@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -168,6 +169,7 @@ static void test_bad_values(void **state)
         { "--retries", "1001" }, { "--timeout", "0" }, { "--timeout", "30" },
         { "--timeout", "2d" }, { "--seed", "-1" }, { "--seed", "18446744073709551615" },
         { "--rate", "-10" }, { "--rate", "fast" }, { "--json", "" },
+        { "--start-at", "1796000000" }, { "--start-at", "now" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct mb_options o;
@@ -179,6 +181,32 @@ static void test_bad_values(void **state)
         snprintf(eq, sizeof eq, "%s=%s", bad[i][0], bad[i][1]);
         assert_int_equal(PARSE(&o, eq), 2);
     }
+}
+
+/* --start-at: epoch milliseconds; an hour away at most (a value in seconds
+ * or minutes is refused); the wait sleeps until then and no longer. */
+static void test_start_at(void **state)
+{
+    (void)state;
+    struct mb_options o;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    char v[32];
+    snprintf(v, sizeof v, "%lld", ms + 300);
+    assert_int_equal(PARSE(&o, "--start-at", v), 0);
+    assert_int_equal(o.start_at_ms, ms + 300);
+    struct timespec a, b;
+    clock_gettime(CLOCK_REALTIME, &a);
+    mb_options_wait_start(&o);
+    clock_gettime(CLOCK_REALTIME, &b);
+    long long at = (long long)b.tv_sec * 1000 + b.tv_nsec / 1000000;
+    assert_true(at >= ms + 300);
+    assert_true((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000 < 2000);
+    snprintf(v, sizeof v, "%lld", ms + 2 * 3600 * 1000LL);
+    EXPECT_REFUSED(PARSE(&o, "--start-at", v), "--start-at", v);
+    assert_int_equal(PARSE(&o, "--emails", "1"), 0);
+    assert_int_equal(o.start_at_ms, 0);                 /* default: no wait */
 }
 
 static void test_bad_syntax(void **state)
@@ -532,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_profile_errors),
         cmocka_unit_test(test_profile_parse),
         cmocka_unit_test(test_shipped_profiles),
+        cmocka_unit_test(test_start_at),
         cmocka_unit_test(test_profile_cross_checks),
         cmocka_unit_test(test_dump_profile),
         cmocka_unit_test(test_profile_fd_limit),       /* last: lowers RLIMIT_NOFILE */

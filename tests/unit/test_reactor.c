@@ -186,6 +186,56 @@ static void test_write_buffering_and_close(void **state)
     reactor_free(s.r);
 }
 
+/* writev: the pieces go out in order, what the socket does not take is
+ * buffered from the right byte of the right piece (the peer does not read
+ * at first), and a writev while bytes are buffered queues behind them. */
+static void test_writev_partial(void **state)
+{
+    (void)state;
+    struct sink s = { reactor_new(), NULL, 0, false, NULL };
+    int port, lfd = listen_any(&port, 4);
+    struct deferred *d = reactor_connect_tcp(s.r, "127.0.0.1", port, 1.0);
+    deferred_add_callback(d, got_conn, &s);
+    run_bounded(s.r, 2.0);
+    assert_non_null(s.client);
+    deferred_unref(d);
+    int peer = accept(lfd, NULL, NULL);
+    assert_true(peer >= 0);
+    size_t big = 6u << 20, total = 100 + big + 5 + 7;
+    char *want = malloc(total), *got = malloc(total + 1);
+    memset(want, 'a', 100);
+    for (size_t i = 0; i < big; i++)
+        want[100 + i] = (char)(i % 251);
+    memcpy(want + 100 + big, "tail!", 5);
+    memcpy(want + 100 + big + 5, "behind!", 7);
+    struct iovec iov[3] = { { want, 100 }, { want + 100, big }, { want + 100 + big, 5 } };
+    assert_int_equal(reactor_conn_writev(s.client, iov, 3), 0);
+    assert_true(reactor_conn_buffered(s.client) > 0);     /* 6 MB: not all taken */
+    struct iovec more = { want + 100 + big + 5, 7 };
+    assert_int_equal(reactor_conn_writev(s.client, &more, 1), 0);
+    reactor_conn_close(s.client);
+    size_t n_got = 0;
+    for (int rounds = 0; rounds < 100000 && !s.lost; rounds++) {
+        ev_run(reactor_loop(s.r), EVRUN_NOWAIT);
+        ssize_t n;
+        while (n_got < total && (n = recv(peer, got + n_got, total + 1 - n_got, MSG_DONTWAIT)) > 0)
+            n_got += (size_t)n;
+        poll(NULL, 0, 1);
+    }
+    run_bounded(s.r, 0.05);
+    ssize_t n;
+    while ((n = recv(peer, got + n_got, total + 1 - n_got, MSG_DONTWAIT)) > 0)
+        n_got += (size_t)n;
+    assert_int_equal(n_got, total);
+    assert_memory_equal(got, want, total);
+    assert_true(s.lost);
+    free(want);
+    free(got);
+    close(peer);
+    close(lfd);
+    reactor_free(s.r);
+}
+
 /* Peer closes: data_received sees the bytes, then connection_lost(DONE). */
 struct echo { struct reactor *r; char got[16]; size_t n; const struct failure_type *reason; };
 
@@ -441,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_connect_timeout_and_cancel),
         cmocka_unit_test(test_write_buffering_and_close),
         cmocka_unit_test(test_adopt_read_and_peer_close),
+        cmocka_unit_test(test_writev_partial),
         cmocka_unit_test(test_call_later),
         cmocka_unit_test(test_c54_reactor_fires_inside_data_received),
         cmocka_unit_test(test_c60_timeout_aborts_silent_connection),

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "digest.h"
 #include "smtp_client.h"
 
 /* The server core, for the round trip below.  Its stage names clash with the
@@ -371,13 +372,21 @@ static void feed_str(struct smtp_client *c, const char *s)
     smtp_client_feed(c, s, strlen(s));
 }
 
-/* Takes all pending output as one string (the chunk a driver would write). */
+/* Takes all pending output as one string (the chunk a driver would write
+ * with one writev() of every segment). */
 static char *take(struct smtp_client *c)
 {
-    const char *p;
-    size_t n = smtp_client_output(c, &p);
-    char *s = malloc(n + 1);
-    memcpy(s, p, n);
+    struct iovec iov[64];
+    int k = smtp_client_output_iov(c, iov, 64);
+    assert_true(k < 64);
+    size_t n = 0;
+    for (int i = 0; i < k; i++) n += iov[i].iov_len;
+    assert_int_equal(n, smtp_client_pending(c));
+    char *s = malloc(n + 1), *w = s;
+    for (int i = 0; i < k; i++) {
+        memcpy(w, iov[i].iov_base, iov[i].iov_len);
+        w += iov[i].iov_len;
+    }
     s[n] = '\0';
     smtp_client_consumed(c, n);
     return s;
@@ -455,8 +464,7 @@ static void test_lost_during_data(void **state)
         feed_str(c, "250 ok\r\n");
         expect_take(c, "DATA\r\n");
         feed_str(c, "354 go\r\n");
-        const char *p;
-        size_t n = smtp_client_output(c, &p);
+        size_t n = smtp_client_pending(c);
         assert_int_equal(n, 4 + 3);
         smtp_client_consumed(c, written ? n : n - 1);
         smtp_client_eof(c);
@@ -760,6 +768,294 @@ static void test_round_trip_dot_line(void **state)
     }
 }
 
+/* ---- dot-stuffing: the memchr scan against the per-byte original ------- */
+
+/* The client's stuffing before issue 16, a byte at a time: the oracle. */
+static size_t old_stuff(const char *m, size_t len, char *out)
+{
+    size_t o = 0, start = 0;
+    for (size_t i = 0; i < len; i++) {
+        bool line_start = i == 0 || (i >= 2 && m[i - 1] == '\n' && m[i - 2] == '\r');
+        if (line_start && m[i] == '.') {
+            memcpy(out + o, m + start, i - start);
+            o += i - start;
+            out[o++] = '.';
+            start = i;
+        }
+    }
+    memcpy(out + o, m + start, len - start);
+    o += len - start;
+    if (len > 0 && (len < 2 || m[len - 2] != '\r' || m[len - 1] != '\n')) {
+        memcpy(out + o, "\r\n", 2);
+        o += 2;
+    }
+    memcpy(out + o, ".\r\n", 3);
+    return o + 3;
+}
+
+/* ... and its bare CR / LF check, a byte at a time. */
+static size_t old_bare_eol(const char *msg, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r'))
+            return i;
+        if (msg[i] == '\r' && (i + 1 == len || msg[i + 1] != '\n'))
+            return i;
+    }
+    return len;
+}
+
+static uint64_t prop_rng = 88172645463325252ULL;
+static uint64_t rnd(void)
+{
+    prop_rng ^= prop_rng << 13;
+    prop_rng ^= prop_rng >> 7;
+    prop_rng ^= prop_rng << 17;
+    return prop_rng;
+}
+
+/* A random message of CRLF lines: short ones, and ones of exactly 996..1000
+ * octets (CRLF included), many beginning with "." or made of dots; the last
+ * line may lack its CRLF. */
+static size_t random_message(char *m, size_t cap)
+{
+    size_t len = 0;
+    int lines = 1 + (int)(rnd() % 12);
+    for (int l = 0; l < lines; l++) {
+        size_t n;                               /* octets with the CRLF */
+        switch (rnd() % 4) {
+        case 0: n = 996 + rnd() % 5; break;     /* 996 .. 1000 */
+        default: n = 2 + rnd() % 40; break;
+        }
+        if (len + n + 2 > cap) break;
+        for (size_t i = 0; i < n - 2; i++) {
+            uint64_t x = rnd() % 8;
+            m[len + i] = x < 3 ? '.' : (char)('a' + x);
+        }
+        if (n > 2 && rnd() % 2) m[len] = '.';
+        memcpy(m + len + n - 2, "\r\n", 2);
+        len += n;
+    }
+    if (len > 2 && rnd() % 5 == 0) len -= 2;    /* no final CRLF */
+    return len;
+}
+
+/* Connects a pipelining client, queues msg, answers MAIL/RCPT/DATA: the body
+ * and terminator are then pending. */
+static struct smtp_client *client_at_body(const char *msg, size_t len)
+{
+    struct smtp_client *c = client(true);
+    feed_str(c, "220 mx ESMTP\r\n250-mx\r\n250 PIPELINING\r\n");   /* no SIZE limit */
+    struct smtp_client_event ev;
+    while (smtp_client_next_event(c, &ev)) {}
+    free(take(c));                                  /* EHLO */
+    assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, msg, len, NULL), 0);
+    free(take(c));                                  /* MAIL RCPT DATA */
+    feed_str(c, "250 ok\r\n250 ok\r\n354 go\r\n");
+    return c;
+}
+
+/* Takes the pending output in pieces of step bytes (1 = a byte at a time),
+ * each piece through smtp_client_output(): pieces cross segments. */
+static size_t take_stepped(struct smtp_client *c, char *out, size_t step)
+{
+    size_t o = 0;
+    const char *p;
+    size_t n;
+    while ((n = smtp_client_output(c, &p)) > 0) {
+        if (n > step) n = step;
+        memcpy(out + o, p, n);
+        o += n;
+        smtp_client_consumed(c, n);
+    }
+    return o;
+}
+
+struct prop_server { uint64_t hash; uint64_t size; int accepted; };
+
+static void prop_message(void *arg, const smtp_server_message *m)
+{
+    struct prop_server *r = arg;
+    r->hash = m->hash;
+    r->size = m->size;
+    r->accepted++;
+}
+
+/* Feeds the DATA text (stuffed, with its terminator) to a server in two
+ * pieces split at `cut`; returns the server's reply code to it. */
+static int server_takes(const char *wire, size_t n, size_t cut, struct prop_server *r)
+{
+    smtp_server_config scfg = { .hostname = "mx" };
+    smtp_server_hooks hooks = { NULL, prop_message, r };
+    smtp_server *s = smtp_server_new(&scfg, &hooks);
+    assert_non_null(s);
+    size_t k;
+    smtp_server_greeting(s);
+    const char *pre = "EHLO c\r\nMAIL FROM:<s@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n";
+    smtp_server_feed(s, pre, strlen(pre));
+    smtp_server_output_consume(s, (smtp_server_output(s, &k), k));
+    smtp_server_feed(s, wire, cut);
+    smtp_server_feed(s, wire + cut, n - cut);
+    const char *out = smtp_server_output(s, &k);
+    int code = k >= 3 ? atoi(out) : 0;
+    smtp_server_free(s);
+    return code;
+}
+
+/* Longest line of msg in octets with its CRLF (the stuffing dot is not
+ * counted by the server, RFC 5321 4.5.3.1.6). */
+static size_t longest_line(const char *m, size_t len)
+{
+    size_t best = 0, cur = 0;
+    for (size_t i = 0; i < len; i++) {
+        cur++;
+        if (m[i] == '\n') { if (cur > best) best = cur; cur = 0; }
+    }
+    return cur + 2 > best && cur > 0 ? cur + 2 : best;
+}
+
+/* Property: for random messages the client sends exactly what the per-byte
+ * stuffing sent, whatever the sizes of the writes; and a server fed the
+ * result in two pieces, cut anywhere, gets the message back (its XXH3
+ * digest equal to the client's), or refuses it when a line is over 1,000
+ * octets. */
+static void test_dot_stuffing_property(void **state)
+{
+    (void)state;
+    enum { CAP = 16000 };
+    char *m = malloc(CAP), *want = malloc(2 * CAP + 8), *got = malloc(2 * CAP + 8);
+    assert_non_null(m);
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t len = random_message(m, CAP);
+        size_t wn = old_stuff(m, len, want);
+        struct smtp_client *c = client_at_body(m, len);
+        size_t step = iter % 3 == 0 ? 1 : 1 + rnd() % 700;
+        size_t gn = take_stepped(c, got, step);
+        if (gn != wn || memcmp(got, want, wn) != 0)
+            fail_msg("stuffed output differs from the per-byte version (message %d, "
+                     "%zu bytes, step %zu)", iter, len, step);
+        smtp_client_free(c);
+        struct prop_server r = { 0 };
+        size_t cut = (size_t)(rnd() % (wn + 1));
+        int code = server_takes(want, wn, cut, &r);
+        bool ends_crlf = len >= 2 && m[len - 2] == '\r' && m[len - 1] == '\n';
+        if (longest_line(m, len) > 1000) {
+            assert_int_equal(code, 500);
+            assert_int_equal(r.accepted, 0);
+        } else {
+            assert_int_equal(code, 250);
+            assert_int_equal(r.accepted, 1);
+            size_t blen = ends_crlf || len == 0 ? len : len + 2;  /* the CRLF added */
+            assert_int_equal(r.size, blen);
+            memcpy(got, m, len);
+            memcpy(got + len, "\r\n", 2);
+            assert_true(r.hash == digest_hash(got, blen));
+        }
+    }
+    free(m);
+    free(want);
+    free(got);
+}
+
+/* A "." at every position of a message of short lines, and the stuffed
+ * text cut into two pieces at every position (a cut before, on and after
+ * every dot, a CR and an LF): the output equals the per-byte version's,
+ * and the server gets the message back. */
+static void test_dot_every_position(void **state)
+{
+    (void)state;
+    static const char base[] = "Subject: d\r\n\r\nab\r\ncd\r\n\r\nefgh\r\n.\r\nij\r\n";
+    size_t blen = sizeof base - 1;
+    char m[64], want[160], got[160];
+    for (size_t at = 0; at < blen; at++) {
+        memcpy(m, base, blen);
+        if (m[at] == '\r' || m[at] == '\n') continue;   /* keep the CRLFs */
+        m[at] = '.';
+        size_t wn = old_stuff(m, blen, want);
+        for (size_t step = 1; step <= 9; step += 4) {
+            struct smtp_client *c = client_at_body(m, blen);
+            size_t gn = take_stepped(c, got, step);
+            assert_int_equal(gn, wn);
+            assert_memory_equal(got, want, wn);
+            smtp_client_free(c);
+        }
+        for (size_t cut = 0; cut <= wn; cut++) {
+            struct prop_server r = { 0 };
+            assert_int_equal(server_takes(want, wn, cut, &r), 250);
+            assert_int_equal(r.size, blen);
+            assert_true(r.hash == digest_hash(m, blen));
+        }
+    }
+}
+
+/* The memchr check for a bare CR or LF reports the byte the per-byte one
+ * did, on random bytes rich in CR, LF and ".". */
+static void test_bare_eol_property(void **state)
+{
+    (void)state;
+    char m[300];
+    static const char alphabet[] = "\r\n\r\n.ab";
+    for (int iter = 0; iter < 20000 + 3 * 200; iter++) {
+        size_t len = rnd() % sizeof m;
+        for (size_t i = 0; i < len; i++) m[i] = alphabet[rnd() % (sizeof alphabet - 1)];
+        if (iter >= 20000) {
+            /* well-formed lines of 5 octets, then one defect at the end or
+             * a CRLF astride every 16- and 64-byte boundary */
+            int k = iter - 20000;
+            len = 1 + (size_t)(k % 200);
+            for (size_t i = 0; i < len; i++) m[i] = "abc\r\n"[i % 5];
+            if (k / 200 == 0) m[len - 1] = '\r';          /* ends in a CR */
+            if (k / 200 == 1) m[len - 1] = '\n';          /* ends in an LF */
+            if (k / 200 == 2 && len > 1) memcpy(m + len - 2, "\r\n", 2);
+        }
+        size_t want = old_bare_eol(m, len);
+        struct smtp_client *c = client(true);
+        feed_str(c, GREET_EHLO_PIPE);
+        free(take(c));
+        assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, m, len, NULL), 0);
+        struct smtp_client_event ev;
+        bool refused = false;
+        while (smtp_client_next_event(c, &ev)) {
+            if (ev.type != SMTP_CLIENT_MESSAGE_DONE) continue;
+            refused = true;
+            char expect_text[64];
+            snprintf(expect_text, sizeof expect_text, "at byte %zu of", want);
+            assert_non_null(strstr(ev.text, expect_text));
+            assert_non_null(strstr(ev.text, m[want] == '\n' ? "bare LF" : "bare CR"));
+        }
+        assert_int_equal(refused, want < len);
+        smtp_client_free(c);
+    }
+}
+
+/* A server that answers the "." before the body was all written: the
+ * message is done, its bytes go back to the caller (here: overwritten),
+ * and what was still unsent goes out as it was queued (copied first). */
+static void test_early_reply_copies_body(void **state)
+{
+    (void)state;
+    char msg[] = "a\r\n.b\r\nc\r\n";
+    char want[64];
+    size_t wn = old_stuff(msg, strlen(msg), want);
+    struct smtp_client *c = client_at_body(msg, strlen(msg));
+    const char *p;
+    size_t n = smtp_client_output(c, &p);
+    assert_true(n >= 2);
+    smtp_client_consumed(c, 2);                 /* "a\r" written */
+    feed_str(c, "250 early\r\n");
+    struct smtp_client_event ev;
+    bool done = false;
+    while (smtp_client_next_event(c, &ev))
+        done |= ev.type == SMTP_CLIENT_MESSAGE_DONE;
+    assert_true(done);
+    memset(msg, 'X', strlen(msg));              /* the caller frees or reuses it */
+    char got[64];
+    size_t gn = take_stepped(c, got, 3);
+    assert_int_equal(gn, wn - 2);
+    assert_memory_equal(got, want + 2, wn - 2);
+    smtp_client_free(c);
+}
+
 int main(void)
 {
     memset(BBIG, 'x', 198);
@@ -777,6 +1073,10 @@ int main(void)
         cmocka_unit_test(test_size_strict),
         cmocka_unit_test(test_bare_eol_refused),
         cmocka_unit_test(test_round_trip_dot_line),
+        cmocka_unit_test(test_dot_stuffing_property),
+        cmocka_unit_test(test_dot_every_position),
+        cmocka_unit_test(test_bare_eol_property),
+        cmocka_unit_test(test_early_reply_copies_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -114,7 +114,6 @@ static int pump(struct smtp_client *c, smtp_server *s, size_t chunk, struct clie
         assert_true(++steps < 1000000);
         int moved = 0;
         size_t n;
-        const char *out;
         /* server -> client */
         const char *sout = smtp_server_output(s, &n);
         if (n > 0) {
@@ -128,14 +127,23 @@ static int pump(struct smtp_client *c, smtp_server *s, size_t chunk, struct clie
             moved = 1;
         }
         drain_events(c, cs);
-        /* client -> server */
-        n = smtp_client_output(c, &out);
+        /* client -> server: as a driver's writev of every segment, cut
+         * at `chunk` bytes */
+        n = smtp_client_pending(c);
         if (n > 0 && !server_closed) {
             size_t k = n < chunk ? n : chunk;
             /* Copy: the server may be handed bytes that end mid-line. */
             char *copy = malloc(k);
             assert_non_null(copy);
-            memcpy(copy, out, k);
+            struct iovec iov[64];
+            int nv = smtp_client_output_iov(c, iov, 64);
+            size_t got = 0;
+            for (int v = 0; v < nv && got < k; v++) {
+                size_t take = iov[v].iov_len < k - got ? iov[v].iov_len : k - got;
+                memcpy(copy + got, iov[v].iov_base, take);
+                got += take;
+            }
+            assert_int_equal(got, k);
             smtp_client_consumed(c, k);
             if (smtp_server_feed(s, copy, k) == SMTP_SERVER_CLOSE)
                 server_closed = 1;

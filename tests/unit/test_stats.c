@@ -302,10 +302,11 @@ static void test_json(void **state)
              "\"cpu_per_email_us\",\"service_p50_us\",\"service_p99_us\",\"service_p999_us\","
              "\"scheduled\",\"shed\",\"pending\",\"peak_queue\",\"behind_schedule\","
              "\"start_lateness_p99_us\",\"max_lag_us\",\"over_10x_median_share\",\"maybe_delivered\",\"maybe_digest\","
-             "\"maybe_hashes\",\"git_rev\",\"machine\"]) and "
+             "\"maybe_hashes\",\"latency_hist\",\"service_hist\",\"lateness_hist\",\"git_rev\",\"machine\"]) and "
+             "(.latency_hist.count == .window_delivered) and (.latency_hist.buckets|map(.[1])|add) == .latency_hist.count and "
              "(.params|keys_unsorted) == [\"server\",\"emails\",\"concurrency\",\"threads\",\"recipients\","
              "\"events\",\"body_bytes\",\"per_session\",\"chain\",\"blocking_us\",\"retries\",\"timeout_s\","
-             "\"seed\",\"rate\",\"warmup_s\",\"duration_s\",\"quit_background\",\"arrivals\",\"max_queue\",\"prebuild\",\"profile\"] and (.machine|keys_unsorted) == [\"cores\",\"kernel\",\"compiler\"]' "
+             "\"seed\",\"rate\",\"warmup_s\",\"duration_s\",\"quit_background\",\"arrivals\",\"max_queue\",\"prebuild\",\"reactors\",\"profile\"] and (.machine|keys_unsorted) == [\"cores\",\"kernel\",\"compiler\"]' "
              "%s >/dev/null", path);
     assert_int_equal(sh(cmd), 0);
     snprintf(cmd, sizeof cmd, "jq -e '.schema == \"mailbench.run/1\" and .model == \"test\" and "

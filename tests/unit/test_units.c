@@ -171,6 +171,22 @@ static void test_digest(void **state)
     const char *a = "Subject: a\r\n\r\nbody a\r\n", *b = "Subject: b\r\n\r\nbody b\r\n";
     uint64_t ha = digest_hash(a, strlen(a)), hb = digest_hash(b, strlen(b));
     assert_true(ha != hb);
+    /* XXH3-64 with seed 0: the values python3-xxhash's xxh3_64_intdigest gives */
+    assert_true(ha == 0xbe5190cf22d9d3a0ULL);
+    assert_true(digest_hash("", 0) == 0x2d06800538d394c2ULL);
+    assert_true(digest_hash(NULL, 0) == 0x2d06800538d394c2ULL);
+    static unsigned char big[5000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)((i * 131 + i / 7) & 0xff);
+    assert_true(digest_hash(big, sizeof big) == 0xe2a14a0ccc42f4f0ULL);
+    /* streaming over many pieces (XXH3's internal 256-byte stripes crossed) */
+    for (size_t step = 1; step < 700; step += 37) {
+        digest_ctx c;
+        digest_init(&c);
+        for (size_t off = 0; off < sizeof big; off += step)
+            digest_update(&c, big + off, off + step <= sizeof big ? step : sizeof big - off);
+        assert_true(digest_final(&c) == 0xe2a14a0ccc42f4f0ULL);
+    }
     /* incremental == one-shot, whatever the split */
     for (size_t cut = 0; cut <= strlen(a); cut++) {
         digest_ctx c;

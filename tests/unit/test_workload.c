@@ -346,6 +346,88 @@ static void test_blocking_call(void **state)
     assert_true(now_s() - t0 < 0.010);
 }
 
+/* The padding as it was rendered before issue 16 (a character at a time,
+ * a modulo per byte, an snprintf per line), kept here only as the oracle
+ * for the block-copy renderer in summary.c. */
+static size_t old_pad_line(char *out, uint64_t k, size_t n)
+{
+    static const char alpha[] = WORKLOAD_PAD_ALPHABET;
+    char line[96];
+    int head = snprintf(line, sizeof line, "%08llu ", (unsigned long long)k);
+    for (size_t j = (size_t)head; j < n && j < sizeof line - 2; j++)
+        line[j] = alpha[(k % 62 + (j - (size_t)head)) % 62];
+    memcpy(line + n, "\r\n", 2);
+    memcpy(out, line, n + 2);
+    return n + 2;
+}
+
+/* The old render_padding over a message of `len` bytes in buf (room for
+ * target bytes); returns the new length. */
+static size_t old_render_padding(char *buf, size_t len, uint64_t target)
+{
+    size_t heading = sizeof WORKLOAD_PAD_HEADING - 1 + 2;
+    if (target < (uint64_t)len + heading + 2)
+        return len;
+    uint64_t fill = target - len - heading, n = fill / 78, r = fill % 78;
+    memcpy(buf + len, WORKLOAD_PAD_HEADING "\r\n", heading);
+    len += heading;
+    for (uint64_t k = 0; k < n; k++)
+        len += old_pad_line(buf + len, k, (r == 1 && k == n - 1) ? 77 : 76);
+    if (r >= 2)
+        len += old_pad_line(buf + len, n, (size_t)(r - 2));
+    return len;
+}
+
+/* The new renderer gives byte for byte what the old one gave: every size
+ * from below the threshold through 100 lines, then sizes up to 1 MB and
+ * random ones, for two emails (different summary lengths). */
+static void test_padding_equivalence(void **state)
+{
+    (void)state;
+    struct workload_params p = DEFAULTS;
+    struct workload_email base;
+    build(&p, 3, &base);
+    size_t S = base.len, A = sizeof WORKLOAD_PAD_HEADING - 1 + 2;
+    uint64_t sizes[9000];
+    size_t ns = 0;
+    for (uint64_t b = S > 5 ? S - 5 : 0; b < S + A + 2 + 78 * 100 + 3; b++)
+        sizes[ns++] = b;
+    const uint64_t big[] = { 10000, 99999, 100000, 100001, 1000000, 1048576,
+                             1048576 + 1, 1048576 + 77, 4000000 + 39 };
+    for (size_t i = 0; i < sizeof big / sizeof *big; i++)
+        sizes[ns++] = big[i];
+    uint64_t x = 12345;
+    for (int i = 0; i < 300; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        sizes[ns++] = S + (x >> 33) % 300000;
+    }
+    char *old = malloc(4000000 + 64 + S);
+    assert_non_null(old);
+    for (uint64_t idx = 3; idx <= 4; idx++) {
+        struct workload_email plain;
+        build(&p, idx, &plain);
+        for (size_t i = 0; i < ns; i++) {
+            struct workload_params q = p;
+            q.body_bytes = sizes[i];
+            struct workload_email e;
+            build(&q, idx, &e);
+            memcpy(old, plain.data, plain.len);
+            size_t olen = old_render_padding(old, plain.len, sizes[i]);
+            if (e.len != olen || memcmp(e.data, old, olen) != 0)
+                fail_msg("padding differs from the old renderer at --body-bytes %llu "
+                         "(email %llu: %zu vs %zu bytes)", (unsigned long long)sizes[i],
+                         (unsigned long long)idx, e.len, olen);
+            assert_true(e.hash == digest_hash(old, olen));
+            if (sizes[i] >= plain.len + A + 2)
+                assert_int_equal(e.len, sizes[i]);
+            workload_email_free(&e);
+        }
+        workload_email_free(&plain);
+    }
+    free(old);
+    workload_email_free(&base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_python_port),
         cmocka_unit_test(test_headers_and_lines),
         cmocka_unit_test(test_body_bytes),
+        cmocka_unit_test(test_padding_equivalence),
         cmocka_unit_test(test_summary_counts),
         cmocka_unit_test(test_chain),
         cmocka_unit_test(test_threads),
