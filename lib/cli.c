@@ -81,6 +81,14 @@ static const struct opt opts[] = {
       "build every email before the clock starts: time the SMTP machinery alone (needs --emails)" },
     { "quit-background", K_FLAG, MB_KEY_MODEL, O(quit_background), 0, 0, NULL,
       "async/hybrid: free an email's slot when QUIT is sent (default: when the connection is closed)" },
+    { "blocking-in-pool", K_FLAG, MB_KEY_MODEL, O(blocking_in_pool), 0, 0, NULL,
+      "hybrid: run the --blocking call in the thread pool (deferToThread), not in the reactor" },
+    { "no-errback", K_FLAG, MB_KEY_MODEL, O(no_errback), 0, 0, NULL,
+      "async/hybrid (teaching): no errback on an email's chain: a failure is reported unhandled" },
+    { "trace", K_PATH, MB_KEY_CLI, O(trace), 0, 0, "FILE",
+      "write a timeline of the first --trace-emails emails to FILE (JSON lines)" },
+    { "trace-emails", K_COUNT, MB_KEY_CLI, O(trace_emails), 1, 1000, "K",
+      "emails 0..K-1 are traced by --trace (default 3)" },
     { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
     { "json", K_PATH, MB_KEY_CLI, O(json), 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)" },
     { "progress", K_FLAG, MB_KEY_CLI, O(progress), 0, 0, NULL, "print progress on stderr (default: if a TTY)" },
@@ -130,6 +138,7 @@ void mb_options_defaults(struct mb_options *o, const char *model)
     o->events = 1000;
     o->per_session = 1;
     o->chain = 1;
+    o->trace_emails = 3;
     o->retries = 5;
     o->timeout_s = 30.0;
     o->seed = 1;
@@ -255,6 +264,11 @@ static const char *not_for_model(const struct opt *d, const char *model)
     if (strcmp(d->name, "quit-background") == 0 && strcmp(model, "async") != 0
         && strcmp(model, "hybrid") != 0)
         return "blocks on every reply: only a reactor model can read the 221 in the background";
+    if (strcmp(d->name, "no-errback") == 0 && strcmp(model, "async") != 0
+        && strcmp(model, "hybrid") != 0)
+        return "has no Deferreds: only a reactor model's chain can lack an errback";
+    if (strcmp(d->name, "blocking-in-pool") == 0 && strcmp(model, "hybrid") != 0)
+        return "has no thread pool beside a reactor: only the hybrid can defer the call to a thread";
     return NULL;
 }
 

@@ -104,6 +104,15 @@ struct mb_options {
                              * freed when QUIT is sent and the 221 is read in the background;
                              * 0 (default): held until the connection is closed, like the
                              * blocking models, which read the 221 before their next email */
+    char trace[MB_PATH_MAX];    /* --trace: write a timeline of the first --trace-emails emails
+                                 * as JSON lines to FILE (lib/trace.h); "" = none */
+    long long trace_emails;     /* --trace-emails: how many emails (indexes 0..K-1) --trace follows */
+    int no_errback;             /* --no-errback (async, hybrid; teaching): each email's chain has no
+                                 * errback recording a failure, so a failed email's Deferred is
+                                 * released holding its Failure and the library reports it */
+    int blocking_in_pool;       /* --blocking-in-pool (hybrid): the --blocking call runs in the
+                                 * thread pool with the build step (deferToThread), not in the
+                                 * reactor thread */
     char profile[MB_PATH_MAX];  /* --profile: the file applied, "" if none */
     char json[MB_PATH_MAX];     /* --json: where to write the run JSON, "-" = stdout, "" = none */
     int progress;           /* --progress: print progress on stderr even when it is not a TTY */

@@ -4,7 +4,9 @@
  * core), and the result comes back to the reactor thread as the Deferred
  * firing.  The SMTP dialogue, the retries and the timeouts stay in the one
  * reactor thread (models/mailer/async_mailer.c, shared with the async model); so does
- * the --blocking call, which therefore still stalls every connection. */
+ * the --blocking call, which therefore still stalls every connection, unless
+ * --blocking-in-pool moves it into the pool too (Twisted's remedy: the
+ * blocking call and the build in one deferToThread job). */
 #include <stdio.h>
 #include <unistd.h>
 
@@ -18,6 +20,20 @@
 static struct deferred *build_in_pool(struct async_job *job, void *pool)
 {
     return defer_to_thread(pool, async_job_build, job);
+}
+
+/* --blocking-in-pool: the blocking call, then the build, in a worker thread:
+ * deferToThread(lambda: (blocking_call(), build(job))). */
+static struct defer_result block_then_build(void *arg)
+{
+    struct async_job *job = arg;
+    workload_blocking_call(job->m->o->blocking_s);
+    return async_job_build(job);
+}
+
+static struct deferred *block_and_build_in_pool(struct async_job *job, void *pool)
+{
+    return defer_to_thread(pool, block_then_build, job);
 }
 
 int main(int argc, char **argv)
@@ -41,7 +57,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "summary-hybrid: cannot start %lld worker threads\n", o.threads);
         return 1;
     }
-    int status = async_mailer_run(&o, r, build_in_pool, pool);
+    int status = async_mailer_run(&o, r, o.blocking_in_pool ? block_and_build_in_pool : build_in_pool,
+                                  pool);
     threadpool_free(pool);
     reactor_free(r);
     return status;

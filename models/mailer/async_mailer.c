@@ -8,12 +8,14 @@
 #include <string.h>
 
 #include "smtp_session.h"
+#include "trace.h"
 
 #define PROGRESS_EVERY_S 0.25
 
 static void chain_start_next(struct async_mailer *m);
 static void start_chain(struct async_mailer *m, long long c);
 static void email_start(struct async_job *job);
+static void trace_email_start(struct async_job *job);
 
 /* ---- small Twisted idioms ------------------------------------------------ */
 
@@ -265,6 +267,8 @@ static void chain_end(struct async_job *job)
 static struct defer_result email_end(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
+    if (defer_is_failure(r))        /* only with --no-errback: counted, and passed on */
+        mb_run_failed(job->m->stats, failure_message(r.failure));
     workload_email_free(&job->e);
     job->m->done++;
     job->index++;
@@ -286,13 +290,105 @@ static void email_go(void *arg)
         mb_run_started(m->stats, job->t0, job->t_started);
     else
         job->t0 = job->t_started;
-    if (m->o->blocking_s > 0)
+    if (trace_email(job->index))
+        trace_email_start(job);
+    if (m->o->blocking_s > 0 && !m->o->blocking_in_pool)
         workload_blocking_call(m->o->blocking_s);
     struct deferred *d = m->build(job, m->build_arg);
     deferred_add_callback(d, send_email, job);
-    deferred_add_callbacks(d, delivered, job, failed, job);
+    if (m->o->no_errback)       /* teaching: a failure stays unhandled (see email_end) */
+        deferred_add_callback(d, delivered, job);
+    else
+        deferred_add_callbacks(d, delivered, job, failed, job);
     deferred_add_both(d, email_end, job);
     deferred_unref(d);
+}
+
+/* ---- --trace: the timeline of the first emails ---------------------------- */
+
+static void trace_email_start(struct async_job *job)
+{
+    trace_begin_email(job->index);
+    trace_event("email", job->index, NULL, "\"phase\": \"start\", \"attempt\": %d", job->attempt);
+}
+
+/* The callbacks and errbacks of an email's chain, by name (deferred_set_run_hook
+ * calls trace_before / trace_after around every function a chain runs; only
+ * these, with a traced email as their argument, are written). */
+static const struct { defer_fn fn; const char *name; } traced_fns[] = {
+    { send_email, "send_email" }, { send_on_session, "send_on_session" },
+    { stamp_reply, "stamp_reply" }, { release_session, "release_session" },
+    { resume_result, "resume_result" }, { maybe_retry, "maybe_retry" },
+    { delivered, "delivered" }, { failed, "failed" }, { email_end, "email_end" },
+};
+
+/* Nested calls (a callback firing another chain) end in reverse order. */
+static struct trace_frame { const char *name; long long email; } frames[64];
+static int nframes;
+
+static const char *result_kind(struct defer_result r)
+{
+    return r.kind == DEFER_FAILURE ? "failure" : r.kind == DEFER_DEFERRED ? "deferred" : "value";
+}
+
+static void *trace_before(defer_fn fn, void *arg, struct defer_result in)
+{
+    const char *name = NULL;
+    for (size_t i = 0; i < sizeof traced_fns / sizeof traced_fns[0]; i++)
+        if (traced_fns[i].fn == fn)
+            name = traced_fns[i].name;
+    struct async_job *job = arg;
+    if (name == NULL || !trace_email(job->index) || nframes == 64)
+        return NULL;
+    struct trace_frame *f = &frames[nframes++];
+    f->name = name;
+    f->email = job->index;
+    if (fn == stamp_reply)
+        trace_event("smtp", f->email, defer_is_failure(in) ? failure_message(in.failure) : NULL,
+                    "\"step\": \"replied\", \"result\": \"%s\"",
+                    defer_is_failure(in) ? "failure" : "250");
+    trace_event("callback", f->email, defer_is_failure(in) ? failure_message(in.failure) : NULL,
+                "\"phase\": \"start\", \"name\": \"%s\", \"side\": \"%s\", \"in\": \"%s\"",
+                name, defer_is_failure(in) ? "errback" : "callback", result_kind(in));
+    return f;
+}
+
+static void trace_after(void *token, struct defer_result out)
+{
+    struct trace_frame *f = token;
+    trace_event("callback", f->email, defer_is_failure(out) ? failure_message(out.failure) : NULL,
+                "\"phase\": \"end\", \"name\": \"%s\", \"out\": \"%s\"", f->name,
+                result_kind(out));
+    if (strcmp(f->name, "send_on_session") == 0)
+        trace_event("smtp", f->email, NULL, "\"step\": \"sent\", \"what\": \"MAIL RCPT DATA .\"");
+    if (strcmp(f->name, "email_end") == 0) {
+        trace_event("email", f->email, NULL, "\"phase\": \"end\"");
+        trace_end_email(f->email);
+    }
+    nframes--;
+}
+
+static bool turn_traced;
+
+/* The reactor's turns, while a traced email is in flight. */
+static void trace_turn(void *arg, bool start, int ready)
+{
+    (void)arg;
+    if (start && trace_live()) {
+        turn_traced = true;
+        trace_event("turn", -1, NULL, "\"phase\": \"start\", \"ready\": %d", ready);
+    } else if (!start && turn_traced) {
+        turn_traced = false;
+        trace_event("turn", -1, NULL, "\"phase\": \"end\"");
+    }
+}
+
+static void trace_unhandled(const struct failure *f, void *arg)
+{
+    (void)arg;
+    fputs("Unhandled error in Deferred:\n", stderr);      /* the library's report, as without --trace */
+    failure_print(f, stderr);
+    trace_event("unhandled", -1, failure_message(f), NULL);
 }
 
 static void email_start(struct async_job *job)
@@ -452,6 +548,11 @@ int async_mailer_run(const struct mb_options *o, struct reactor *r,
     mb_run_init(&stats, (uint64_t)o->emails);
     mb_progress_init(&progress, o, o->model);
     async_mailer_init(&m, o, r, &stats, &progress, build, build_arg);
+    if (o->trace[0]) {
+        deferred_set_run_hook(trace_before, trace_after);
+        reactor_set_turn_hook(r, trace_turn, NULL);
+        deferred_set_unhandled_hook(trace_unhandled, NULL);
+    }
     async_mailer_start(&m);
     reactor_run(r);         /* returns when the last email has ended */
     async_mailer_free(&m);

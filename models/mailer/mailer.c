@@ -1,9 +1,12 @@
 /* mailer — see mailer.h. */
 #include "mailer.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "trace.h"
 
 /* lib/cli.h bounds the options without including the workload's header:
  * the two sets of limits must be the same numbers. */
@@ -59,8 +62,25 @@ int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp
     return 0;
 }
 
+static const char *trace_model;
+
+static void trace_at_exit(void)
+{
+    if (trace_close() != 0)
+        fprintf(stderr, "summary-%s: --trace: write error\n", trace_model);
+}
+
 void mailer_prepare(const struct mb_options *o)
 {
+    if (o->trace[0] && trace_open(o->trace, o->trace_emails) != 0) {
+        fprintf(stderr, "summary-%s: cannot write --trace '%s': %s\n", o->model, o->trace,
+                strerror(errno));
+        exit(2);
+    }
+    if (o->trace[0]) {
+        trace_model = o->model;
+        atexit(trace_at_exit);      /* the lines are written when the model exits */
+    }
     if (!o->prebuild)
         return;
     struct workload_params wp;

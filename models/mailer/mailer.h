@@ -23,7 +23,9 @@ int mailer_build(const struct workload_params *wp, uint64_t index, struct worklo
  * with smtp-source, which renders nothing).  Returns 0, or -1 out of memory. */
 int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp);
 /* What every model calls before its clock starts: --prebuild, if given (an
- * out-of-memory failure is printed and exits 1: before anything is sent). */
+ * out-of-memory failure is printed and exits 1: before anything is sent);
+ * --trace: opens the trace (a file that cannot be written exits 2), written
+ * out when the process exits. */
 void mailer_prepare(const struct mb_options *o);
 
 /* Open loop (--rate R): the schedule is one of chains (--chain K; 1 by
