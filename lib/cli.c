@@ -62,6 +62,8 @@ static const struct opt opts[] = {
     { "per-session", K_COUNT, MB_KEY_MODEL, O(per_session), 1, 1000000000, "K", "emails per SMTP connection" },
     { "chain", K_COUNT, MB_KEY_MODEL, O(chain), 1, 1000000000, "K",
       "email i waits for email i-1 unless i % K == 0 (1: independent)" },
+    { "join", K_COUNT, MB_KEY_MODEL, O(join), 0, 1000000, "N",
+      "every (N+1)th email waits for the N before it to end (gatherResults; 0: none)" },
     { "blocking", K_DURATION, MB_KEY_MODEL, O(blocking_s), 0, 60 * SEC, "DUR",
       "a blocking call of DUR per email, in the model's thread" },
     { "retries", K_COUNT, MB_KEY_MODEL, O(retries), 0, 1000, "N", "retries of a temporary failure" },
@@ -503,6 +505,9 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
     if (o->prebuild && o->duration_s > 0)
         return usage_error(err, model, "--prebuild builds --emails emails before the run: it "
                            "needs a run sized by --emails, not --duration");
+    if (o->join > 0 && (o->chain > 1 || o->rate > 0))
+        return usage_error(err, model, "--join %lld: a summary joins independent emails in a "
+                           "closed loop: not with --chain > 1 or --rate", o->join);
     if (o->emails == 0)                     /* not given: a run sized by time has no cap */
         o->emails = o->duration_s > 0 ? 1000000000 : 1000;
     return o->json[0] ? check_writable(o->json, err, model) : 0;

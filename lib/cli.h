@@ -85,6 +85,10 @@ struct mb_options {
     uint64_t body_bytes;    /* --body-bytes: target message size, bytes; 0 = summary only */
     long long per_session;  /* --per-session: emails per SMTP connection, >= 1 */
     long long chain;        /* --chain: chains of K dependent emails; 1 = all independent */
+    long long join;         /* --join N: email i with i % (N+1) == N is a summary of the N before
+                             * it and starts only once they have all ended (async: gatherResults;
+                             * threads: a condition variable); 0 = none.  Not with --chain > 1
+                             * or --rate */
     double blocking_s;      /* --blocking: a blocking call per email, seconds; 0 = none */
     long long retries;      /* --retries: retries of a temporarily failed email, 0..1000 */
     double timeout_s;       /* --timeout, seconds, > 0: blocking models bound each connect and each

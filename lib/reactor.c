@@ -141,7 +141,9 @@ static void turn_start_cb(struct ev_loop *loop, ev_check *w, int revents)
     (void)revents;
     struct reactor *r = container_of(w, struct reactor, turn_start);
     r->in_turn = true;
-    r->turn_hook(r->turn_arg, true, ev_pending_count(loop) > 0 ? (int)ev_pending_count(loop) - 1 : 0);
+    /* libev takes a watcher off the pending count before calling it: what is
+     * left is the turn's other ready watchers (I/O, timers, async wake-ups). */
+    r->turn_hook(r->turn_arg, true, (int)ev_pending_count(loop));
 }
 
 static void turn_end_cb(struct ev_loop *loop, ev_prepare *w, int revents)

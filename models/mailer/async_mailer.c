@@ -16,6 +16,9 @@ static void chain_start_next(struct async_mailer *m);
 static void start_chain(struct async_mailer *m, long long c);
 static void email_start(struct async_job *job);
 static void trace_email_start(struct async_job *job);
+static struct defer_result member_done(struct defer_result r, void *arg);
+static struct defer_result summary_go(struct defer_result r, void *arg);
+static struct defer_result summary_failed(struct defer_result r, void *arg);
 
 /* ---- small Twisted idioms ------------------------------------------------ */
 
@@ -296,6 +299,8 @@ static void email_go(void *arg)
         workload_blocking_call(m->o->blocking_s);
     struct deferred *d = m->build(job, m->build_arg);
     deferred_add_callback(d, send_email, job);
+    if (job->done)              /* --join: tell the summary waiting on this email */
+        deferred_add_both(d, member_done, job);
     if (m->o->no_errback)       /* teaching: a failure stays unhandled (see email_end) */
         deferred_add_callback(d, delivered, job);
     else
@@ -320,6 +325,7 @@ static const struct { defer_fn fn; const char *name; } traced_fns[] = {
     { stamp_reply, "stamp_reply" }, { release_session, "release_session" },
     { resume_result, "resume_result" }, { maybe_retry, "maybe_retry" },
     { delivered, "delivered" }, { failed, "failed" }, { email_end, "email_end" },
+    { member_done, "member_done" }, { summary_go, "summary_go" }, { summary_failed, "summary_failed" },
 };
 
 /* Nested calls (a callback firing another chain) end in reverse order. */
@@ -407,6 +413,67 @@ static void email_start(struct async_job *job)
 
 /* ---- chains and the semaphore ---------------------------------------------- */
 
+/* --join: a member's end, either way, fires its done Deferred; the result
+ * goes on unchanged to delivered / failed. */
+static struct defer_result member_done(struct defer_result r, void *arg)
+{
+    struct async_job *job = arg;
+    struct deferred *done = job->done;
+    job->done = NULL;
+    if (defer_is_failure(r))
+        deferred_errback(done, failure_ref(r.failure));
+    else
+        deferred_callback(done, NULL);
+    deferred_unref(done);
+    return r;
+}
+
+static struct defer_result chain_go(struct defer_result r, void *arg);
+
+/* Every member was delivered: the summary now waits for a token like any email. */
+static struct defer_result summary_go(struct defer_result r, void *arg)
+{
+    (void)r;
+    struct async_job *job = arg;
+    struct deferred *d = defer_semaphore_acquire(job->m->sem);
+    deferred_add_callback(d, chain_go, job);
+    deferred_unref(d);
+    return defer_ok(NULL);
+}
+
+/* A member failed (gatherResults' FirstError): the summary is not sent. */
+static struct defer_result summary_failed(struct defer_result r, void *arg)
+{
+    (void)r;
+    struct async_job *job = arg;
+    struct async_mailer *m = job->m;
+    mb_run_failed(m->stats, "join: a member failed");
+    m->done++;
+    free(job);
+    m->chains_done++;           /* it held no token */
+    chain_start_next(m);
+    run_over_check(m);
+    return defer_ok(NULL);      /* handled */
+}
+
+/* --join: a member gets a done Deferred, kept in the current group; a summary
+ * waits for gatherResults(group) before it asks for a token.  True when the
+ * job was a summary (it is now waiting: start_chain has nothing more to do). */
+static bool join_start(struct async_mailer *m, struct async_job *job)
+{
+    if (job->index % (m->o->join + 1) != m->o->join) {
+        job->done = deferred_new();
+        m->group[m->ngroup++] = deferred_ref(job->done);
+        return false;
+    }
+    struct deferred *all = defer_gather_results(m->group, (size_t)m->ngroup, true);
+    while (m->ngroup > 0)
+        deferred_unref(m->group[--m->ngroup]);      /* the list holds its own */
+    deferred_add_callbacks(all, summary_go, job, summary_failed, job);
+    deferred_unref(all);
+    return true;
+}
+
 static struct defer_result chain_go(struct defer_result r, void *arg)
 {
     (void)r;
@@ -428,6 +495,8 @@ static void start_chain(struct async_mailer *m, long long c)
     job->index = c * m->o->chain;
     job->end = job->index + m->o->chain < m->o->emails ? job->index + m->o->chain
                                                        : m->o->emails;
+    if (m->o->join > 0 && join_start(m, job))
+        return;
     struct deferred *d = defer_semaphore_acquire(m->sem);
     deferred_add_callback(d, chain_go, job);
     deferred_unref(d);
@@ -501,6 +570,17 @@ void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struc
     m->rng = retry_rand64(&seeder);
     m->nchains = (o->emails + o->chain - 1) / o->chain;
     m->sem = defer_semaphore_new((int)o->concurrency);
+    if (o->join > 0 && (m->group = calloc((size_t)o->join, sizeof *m->group)) == NULL) {
+        fprintf(stderr, "summary-%s: out of memory for --join\n", o->model);
+        abort();
+    }
+}
+
+static struct defer_result consume_failure(struct defer_result r, void *arg)
+{
+    (void)r;
+    (void)arg;
+    return defer_ok(NULL);
 }
 
 void async_mailer_start(struct async_mailer *m)
@@ -536,6 +616,12 @@ void async_mailer_free(struct async_mailer *m)
     }
     defer_semaphore_free(m->sem);
     m->sem = NULL;
+    while (m->ngroup > 0) {     /* --join: members of a summary the window left unsent */
+        struct deferred *d = m->group[--m->ngroup];
+        deferred_unref(deferred_add_errback(d, consume_failure, NULL));
+    }
+    free(m->group);
+    m->group = NULL;
 }
 
 int async_mailer_run(const struct mb_options *o, struct reactor *r,

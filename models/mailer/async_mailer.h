@@ -61,6 +61,7 @@ struct async_job {
     bool maybe;                 /* some attempt may have reached the server */
     struct workload_email e;    /* built by the build step */
     struct smtp_session *s;     /* the session it is using, or NULL */
+    struct deferred *done;      /* --join: fires when this member email has ended, or NULL */
 };
 
 /* The model's build step: returns a Deferred (one reference for the caller)
@@ -90,6 +91,8 @@ struct async_mailer {
     struct defer_call *window;      /* the steady-state window's next snapshot */
     struct arrivals *arr;           /* open loop: the schedule and its queue, else NULL */
     bool arrivals_over;             /* open loop: no chain will arrive any more */
+    struct deferred **group;        /* --join: the current group's members' done Deferreds */
+    long long ngroup;
 };
 
 /* The CPU work of one email: workload_build into job->e.  Touches only the

@@ -158,6 +158,17 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
     m->traced = trace_email((long long)index) ? (long long)index : -1;
     if (m->traced >= 0)
         trace_event("email", m->traced, NULL, "\"phase\": \"start\"");
+    if (mailer_join_is_summary(o, (long long)index)) {     /* --join: wait for its members */
+        block_start(m, "join");
+        int members = mailer_join_wait(o, (long long)index);
+        block_end(m, "join", NULL);
+        if (members < 0)
+            return false;       /* the window closed first: never started */
+        if (members == 0) {
+            mb_run_failed(m->stats, "join: a member failed");
+            return false;
+        }
+    }
     if (o->blocking_s > 0) {
         block_start(m, "blocking_call");
         workload_blocking_call(o->blocking_s);
@@ -169,6 +180,7 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
     block_end(m, "build", NULL);
     if (built != 0) {
         mb_run_failed(m->stats, "workload: out of memory");
+        mailer_join_ended(o, (long long)index, false);
         return false;
     }
     struct retry_policy policy = RETRY_POLICY_DEFAULT;
@@ -197,6 +209,7 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
     workload_email_free(&e);
     if (m->on_conn >= o->per_session)
         blocking_mailer_finish(m);
+    mailer_join_ended(o, (long long)index, r == ATTEMPT_OK);
     if (m->traced >= 0)
         trace_event("email", m->traced, r == ATTEMPT_OK ? NULL : reason,
                     "\"phase\": \"end\", \"result\": \"%s\"",

@@ -6,6 +6,8 @@
 #ifndef MAILBENCH_MAILER_H
 #define MAILBENCH_MAILER_H
 
+#include <stdbool.h>
+
 #include "arrivals.h"
 #include "cli.h"
 #include "stats.h"
@@ -40,5 +42,15 @@ double mailer_email_due(struct arrivals *a, const struct mb_options *o, long lon
  * when the window closed) and the peak queue into the run's statistics, in
  * emails (a chain counts its emails). */
 void mailer_arrivals_end(struct arrivals *a, const struct mb_options *o, struct mb_run_stats *s);
+
+/* --join N (blocking models): is email `index` a summary (index % (N+1) == N)?
+ * A member reports its end with mailer_join_ended; a summary waits in
+ * mailer_join_wait until the N members before it have ended (a condition
+ * variable): 1 when they were all delivered, 0 when one failed, -1 when the
+ * steady-state window closed before they all ended (a member was never sent:
+ * the summary is not sent either, and not counted). */
+bool mailer_join_is_summary(const struct mb_options *o, long long index);
+void mailer_join_ended(const struct mb_options *o, long long index, bool delivered);
+int mailer_join_wait(const struct mb_options *o, long long index);
 
 #endif

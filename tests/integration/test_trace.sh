@@ -38,6 +38,8 @@ check_eq "async: first event is the email's start" '"email" "start"' \
 check_eq "async: timestamps never go back" true "$(monotonic "$TMP/ok.trace")"
 nturn=$(jq -r 'select(.ev == "turn" and .phase == "start") | .ready' "$TMP/ok.trace" | wc -l)
 if [ "$nturn" -ge 2 ]; then pass "async: $nturn reactor turns traced"; else fail "async: $nturn reactor turns"; fi
+maxready=$(jq -s '[.[] | select(.ev == "turn" and .phase == "start") | .ready] | max' "$TMP/ok.trace")
+if [ "$maxready" -ge 1 ]; then pass "async: a turn with $maxready ready watchers (I/O)"; else fail "async: no turn with a ready watcher"; fi
 # While the email waits for its reply, the reactor turns without running any of its callbacks.
 gap=$(jq -s '[.[] | select(.ev == "smtp" or .ev == "turn")] | (map(.step) | index("sent")) as $s
       | (map(.step) | index("replied")) as $r | [.[$s:$r][] | select(.ev == "turn")] | length' "$TMP/ok.trace")
