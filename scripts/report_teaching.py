@@ -79,7 +79,8 @@ class TeachingSections:
         if lines is None:
             self.w(f"*{title}: `{path}` is not available at the measured revision.*", "")
             return False
-        i = next((k for k, l in enumerate(lines) if re.search(start, l)), None)
+        i = next((k for k, l in enumerate(lines)       # a definition, not a prototype
+                  if re.search(start, l) and not l.rstrip().endswith(";")), None)
         if i is None:
             self.w(f"*{title}: not found in `{path}` at the measured revision.*", "")
             return False
@@ -592,7 +593,8 @@ class TeachingSections:
         lines = self.source("models/reference/twisted_summary.py")
         if lines and any(re.match(r"\s*def maybe_retry\(", l) for l in lines):
             self.quote("the Twisted reference", "models/reference/twisted_summary.py",
-                       r"^\s*def maybe_retry\(", end=r"^\s*return ", lang="python")
+                       r"^\s*def maybe_retry\(", end=r"^\s*return self\.task\.deferLater\(|^\s*return \w*deferLater\(",
+                       lang="python")
         self.w("The blocking retry reads top to bottom in one function; the Deferred one is split "
                "into an errback and the chain it extends, and the backoff is a Deferred the chain "
                "waits on instead of a sleep.", "")
