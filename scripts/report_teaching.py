@@ -27,7 +27,10 @@ G = {}      # report-gen's globals (fmt, Agg, boot_ratio, decide, fmt_ci, ROOT, 
 
 
 def bind(namespace):
-    G.update(namespace)
+    """Use report-gen's module namespace (the dict itself: names defined
+    after the import are seen too)."""
+    global G
+    G = namespace
 
 
 def _g(name):
