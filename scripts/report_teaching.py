@@ -547,6 +547,19 @@ class TeachingSections:
                    + (f"The failures it saw: {', '.join('`' + r + '`' for r in reasons[:3])}." if reasons else ""), "")
             self.shown("errbacks", "section C: the retry errback in a traced run")
 
+    def q2_ceiling(self):
+        """One line under question 2a: why async stops winning there."""
+        fmt, Agg = _g("fmt"), _g("Agg")
+        rows = self.sweep_rows("q2-cpu") or []
+        tput, cpu = Agg(rows, "tput"), Agg(rows, "cpu_us")
+        x = tput.xs[-1] if tput.xs else None
+        ac = cpu.med("async", x) if x is not None else None
+        if ac:
+            self.w(f"Why async stops winning here: at {tput.label[x]} events it costs {fmt(ac)} µs of "
+                   f"CPU per email, so its one thread cannot finish more than {fmt(1e6 / ac)} emails/s "
+                   f"(its single-thread ceiling), whatever the concurrency; threads and the hybrid use "
+                   f"the machine's {self.env.get('cores')} cores (section D).", "")
+
     def teach_parallelism(self):
         fmt, Agg, fmt_ci, boot_ratio, decide = (_g(n) for n in ("fmt", "Agg", "fmt_ci", "boot_ratio", "decide"))
         self.w("## D. Concurrency without parallelism", "")
