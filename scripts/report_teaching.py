@@ -346,7 +346,10 @@ class TeachingSections:
                          + ("" if not dshare else "; duplicated " + ", ".join(f"{m} {fmt(v)}%" for m, v in dshare.items()))
                          + (" of the emails — the same in every model within a percentage point: they share the "
                             "retry policy and the timeouts, and the way of waiting does not change what is lost"
-                            if same else " of the emails — the models differ by more than a percentage point"))
+                            if same else " of the emails — the models differ by more than a percentage point"
+                            + ("; sync, with one email in flight, exposes fewer emails to the fault than the "
+                               "models with many in flight" if share.get("sync") is not None and
+                               share["sync"] < min(v for m, v in share.items() if m != "sync") else "")))
         self.w("**Verdict (timeouts and outages):** " + ("; ".join(parts) + "." if parts else "not measured."), "")
 
     # ------------------------------------------------------------ teaching
