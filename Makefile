@@ -103,7 +103,8 @@ unit: all $(TESTS)
 
 # Under the sanitizers, the scripts that test Python (report-gen, the verdicts,
 # the harness, the Twisted reference) add nothing: skipped (tests/run-tests).
-SAN_SKIP := test_report_gen test_verdicts test_harness test_twisted_reference test_report_reactors
+SAN_SKIP := test_report_gen test_verdicts test_harness test_twisted_reference test_report_reactors \
+            test_report_teaching test_excerpts
 asan:
 	MAILBENCH_SKIP="$(SAN_SKIP)" $(MAKE) VARIANT=asan BIN=build/asan/bin CC=clang OPT=-O1 \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test

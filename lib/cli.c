@@ -67,6 +67,8 @@ static const struct opt opts[] = {
     { "per-session", K_COUNT, MB_KEY_MODEL, O(per_session), 1, 1000000000, "K", "emails per SMTP connection" },
     { "chain", K_COUNT, MB_KEY_MODEL, O(chain), 1, 1000000000, "K",
       "email i waits for email i-1 unless i % K == 0 (1: independent)" },
+    { "join", K_COUNT, MB_KEY_MODEL, O(join), 0, 1000000, "N",
+      "every (N+1)th email waits for the N before it to end (gatherResults; 0: none)" },
     { "blocking", K_DURATION, MB_KEY_MODEL, O(blocking_s), 0, 60 * SEC, "DUR",
       "a blocking call of DUR per email, in the model's thread" },
     { "retries", K_COUNT, MB_KEY_MODEL, O(retries), 0, 1000, "N", "retries of a temporary failure" },
@@ -88,6 +90,14 @@ static const struct opt opts[] = {
       "async/hybrid: free an email's slot when QUIT is sent (default: when the connection is closed)" },
     { "reactors", K_COUNT, MB_KEY_MODEL, O(reactors), 1, MB_MAX_REACTORS, "N",
       "async: N reactor threads, each a whole async model over its share (default 1; at most 4 x cores)" },
+    { "blocking-in-pool", K_FLAG, MB_KEY_MODEL, O(blocking_in_pool), 0, 0, NULL,
+      "hybrid: run the --blocking call in the thread pool (deferToThread), not in the reactor" },
+    { "no-errback", K_FLAG, MB_KEY_MODEL, O(no_errback), 0, 0, NULL,
+      "async/hybrid (teaching): no errback on an email's chain: a failure is reported unhandled" },
+    { "trace", K_PATH, MB_KEY_CLI, O(trace), 0, 0, "FILE",
+      "write a timeline of the first --trace-emails emails to FILE (JSON lines)" },
+    { "trace-emails", K_COUNT, MB_KEY_CLI, O(trace_emails), 1, 1000, "K",
+      "emails 0..K-1 are traced by --trace (default 3)" },
     { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
     { "json", K_PATH, MB_KEY_CLI, O(json), 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)" },
     { "progress", K_FLAG, MB_KEY_CLI, O(progress), 0, 0, NULL, "print progress on stderr (default: if a TTY)" },
@@ -142,6 +152,7 @@ void mb_options_defaults(struct mb_options *o, const char *model)
     o->events = 1000;
     o->per_session = 1;
     o->chain = 1;
+    o->trace_emails = 3;
     o->retries = 5;
     o->timeout_s = 30.0;
     o->seed = 1;
@@ -272,6 +283,11 @@ static const char *not_for_model(const struct opt *d, const char *model)
         return "blocks on every reply: only a reactor model can read the 221 in the background";
     if (strcmp(d->name, "reactors") == 0 && strcmp(model, "async") != 0)
         return "has no reactor threads to multiply: --reactors N runs N copies of the async model";
+    if (strcmp(d->name, "no-errback") == 0 && strcmp(model, "async") != 0
+        && strcmp(model, "hybrid") != 0)
+        return "has no Deferreds: only a reactor model's chain can lack an errback";
+    if (strcmp(d->name, "blocking-in-pool") == 0 && strcmp(model, "hybrid") != 0)
+        return "has no thread pool beside a reactor: only the hybrid can defer the call to a thread";
     return NULL;
 }
 
@@ -680,6 +696,9 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
     if (o->reactors > 4 * (long long)cores)
         return usage_error(err, model, "--reactors %lld: at most 4 x the %ld cores (%ld); one "
                            "reactor per core is the point", o->reactors, cores, 4 * cores);
+    if (o->join > 0 && (o->chain > 1 || o->rate > 0))
+        return usage_error(err, model, "--join %lld: a summary joins independent emails in a "
+                           "closed loop: not with --chain > 1 or --rate", o->join);
     if (o->emails == 0)                     /* not given: a run sized by time has no cap */
         o->emails = o->duration_s > 0 ? 1000000000 : 1000;
     if (o->dump_profile) {

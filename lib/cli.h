@@ -102,6 +102,10 @@ struct mb_options {
     uint64_t body_bytes;    /* --body-bytes: target message size, bytes; 0 = summary only */
     long long per_session;  /* --per-session: emails per SMTP connection, >= 1 */
     long long chain;        /* --chain: chains of K dependent emails; 1 = all independent */
+    long long join;         /* --join N: email i with i % (N+1) == N is a summary of the N before
+                             * it and starts only once they have all ended (async: gatherResults;
+                             * threads: a condition variable); 0 = none.  Not with --chain > 1
+                             * or --rate */
     double blocking_s;      /* --blocking: a blocking call per email, seconds; 0 = none */
     long long retries;      /* --retries: retries of a temporarily failed email, 0..1000 */
     double timeout_s;       /* --timeout, seconds, > 0: blocking models bound each connect and each
@@ -126,6 +130,15 @@ struct mb_options {
                              * 1..min(MB_MAX_REACTORS, 4 x cores), default 1 (refused by the
                              * other models, even 1).  The JSON records the number run, which
                              * is fewer when there are fewer emails in flight than reactors */
+    char trace[MB_PATH_MAX];    /* --trace: write a timeline of the first --trace-emails emails
+                                 * as JSON lines to FILE (lib/trace.h); "" = none */
+    long long trace_emails;     /* --trace-emails: how many emails (indexes 0..K-1) --trace follows */
+    int no_errback;             /* --no-errback (async, hybrid; teaching): each email's chain has no
+                                 * errback recording a failure, so a failed email's Deferred is
+                                 * released holding its Failure and the library reports it */
+    int blocking_in_pool;       /* --blocking-in-pool (hybrid): the --blocking call runs in the
+                                 * thread pool with the build step (deferToThread), not in the
+                                 * reactor thread */
     char profile[MB_PATH_MAX];  /* --profile: the file applied, "" if none */
     char json[MB_PATH_MAX];     /* --json: where to write the run JSON, "-" = stdout, "" = none */
     int progress;           /* --progress: print progress on stderr even when it is not a TTY */

@@ -49,6 +49,8 @@ static void defer_list_destroy(struct deferred *d);
 static struct failure *defer_list_cancel(struct deferred *d);
 
 static void (*unhandled_hook)(const struct failure *, void *);
+static void *(*run_before)(defer_fn, void *, struct defer_result);
+static void (*run_after)(void *, struct defer_result);
 static void *unhandled_arg;
 
 static void *xmalloc(size_t n)
@@ -162,6 +164,13 @@ void deferred_set_unhandled_hook(void (*hook)(const struct failure *f, void *arg
 {
     unhandled_hook = hook;
     unhandled_arg = arg;
+}
+
+void deferred_set_run_hook(void *(*before)(defer_fn fn, void *arg, struct defer_result in),
+                           void (*after)(void *token, struct defer_result out))
+{
+    run_before = before;
+    run_after = after;
 }
 
 static void report_unhandled(const struct failure *f)
@@ -340,7 +349,10 @@ static inline bool run_one(struct deferred *cur, defer_fn fn, void *arg)
     if (old.kind == DEFER_FAILURE)
         failure_ref(old.failure);
     cur->running = 1;
+    void *token = run_before ? run_before(fn, arg, old) : NULL;
     struct defer_result r = check_returned(fn(old, arg));
+    if (token)
+        run_after(token, r);
     cur->running = 0;
     drop_result(cur->result);             /* cur's reference: old, or "None" if taken over */
     if (old.kind == DEFER_FAILURE && !(r.kind == DEFER_FAILURE && r.failure == old.failure))

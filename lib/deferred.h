@@ -349,4 +349,12 @@ void deferred_pool_trim(void);
  * prints to stderr).  Process-wide; set it before starting threads. */
 void deferred_set_unhandled_hook(void (*hook)(const struct failure *f, void *arg), void *arg);
 
+/* A tracer (--trace, models/mailer): before(fn, arg, in) runs before every
+ * callback or errback a chain calls, with the result it is given; when it
+ * returns a token (not NULL), after(token, out) runs once fn has returned,
+ * with what it returned (before anything else is done with it).  NULL, NULL
+ * removes it.  Process-wide; set it before starting threads. */
+void deferred_set_run_hook(void *(*before)(defer_fn fn, void *arg, struct defer_result in),
+                           void (*after)(void *token, struct defer_result out));
+
 #endif

@@ -25,6 +25,11 @@ struct reactor {
     struct ev_loop *loop;         /* ours: created by reactor_new */
     struct defer_clock clock;     /* the reactor as a Deferred clock */
     struct timerq timers;         /* the pending delayed calls */
+    ev_check turn_start;          /* reactor_set_turn_hook: after each poll */
+    ev_prepare turn_end;          /* ... and before the next one */
+    void (*turn_hook)(void *arg, bool start, int ready);
+    void *turn_arg;
+    bool in_turn;
 };
 
 /* A delayed call on the reactor: the generic part plus its queue entry. */
@@ -133,10 +138,55 @@ struct reactor *reactor_new(void)
 
 /* Calls still pending are cancelled without running; a handle still held
  * stays valid (deferred.h, struct defer_call). */
+static void turn_start_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)revents;
+    struct reactor *r = container_of(w, struct reactor, turn_start);
+    r->in_turn = true;
+    /* libev takes a watcher off the pending count before calling it: what is
+     * left is the turn's other ready watchers (I/O, timers, async wake-ups). */
+    r->turn_hook(r->turn_arg, true, (int)ev_pending_count(loop));
+}
+
+static void turn_end_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct reactor *r = container_of(w, struct reactor, turn_end);
+    if (r->in_turn)
+        r->turn_hook(r->turn_arg, false, 0);
+    r->in_turn = false;
+}
+
+void reactor_set_turn_hook(struct reactor *r, void (*hook)(void *arg, bool start, int ready),
+                           void *arg)
+{
+    if (r->turn_hook) {             /* the watchers do not keep the loop alive */
+        ev_ref(r->loop);
+        ev_check_stop(r->loop, &r->turn_start);
+        ev_ref(r->loop);
+        ev_prepare_stop(r->loop, &r->turn_end);
+    }
+    r->turn_hook = hook;
+    r->turn_arg = arg;
+    r->in_turn = false;
+    if (hook == NULL)
+        return;
+    ev_check_init(&r->turn_start, turn_start_cb);
+    ev_set_priority(&r->turn_start, EV_MAXPRI);
+    ev_check_start(r->loop, &r->turn_start);
+    ev_unref(r->loop);
+    ev_prepare_init(&r->turn_end, turn_end_cb);
+    ev_prepare_start(r->loop, &r->turn_end);
+    ev_unref(r->loop);
+}
+
 void reactor_free(struct reactor *r)
 {
     if (!r)
         return;
+    if (r->turn_hook)
+        reactor_set_turn_hook(r, NULL, NULL);
     struct timerq_entry *e;
     while ((e = timerq_first(&r->timers)) != NULL) {
         struct reactor_call *call = container_of(e, struct reactor_call, entry);

@@ -57,6 +57,14 @@ double reactor_now(struct reactor *r);               /* CLOCK_MONOTONIC, seconds
 struct defer_call *reactor_call_later(struct reactor *r, double delay,
                                       void (*fn)(void *arg), void *arg);
 
+/* A tracer of the loop's turns (--trace): hook(arg, true, ready) after each
+ * poll, before any callback of that turn runs, with the number of watchers
+ * that became ready; hook(arg, false, 0) when the turn's work is done (just
+ * before the next poll).  Its watchers do not keep reactor_run() going.
+ * NULL removes it. */
+void reactor_set_turn_hook(struct reactor *r, void (*hook)(void *arg, bool start, int ready),
+                           void *arg);
+
 /* Run until reactor_stop() or until nothing is left to wait for. */
 void reactor_run(struct reactor *r);
 void reactor_stop(struct reactor *r);

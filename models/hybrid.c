@@ -6,7 +6,9 @@
  * reactor thread (models/mailer/async_mailer.c, shared with the async model); so do
  * the rendering of the message, once a session is ready for it (O(its size),
  * as in the async model), and the --blocking call, which therefore still
- * stalls every connection. */
+ * stalls every connection, unless --blocking-in-pool moves it into the pool
+ * too (Twisted's remedy: the blocking call and the build in one deferToThread
+ * job). */
 #include <stdio.h>
 #include <unistd.h>
 
@@ -20,6 +22,20 @@
 static struct deferred *build_in_pool(struct async_job *job, void *pool)
 {
     return defer_to_thread(pool, async_job_build, job);
+}
+
+/* --blocking-in-pool: the blocking call, then the build, in a worker thread:
+ * deferToThread(lambda: (blocking_call(), build(job))). */
+static struct defer_result block_then_build(void *arg)
+{
+    struct async_job *job = arg;
+    workload_blocking_call(job->m->o->blocking_s);
+    return async_job_build(job);
+}
+
+static struct deferred *block_and_build_in_pool(struct async_job *job, void *pool)
+{
+    return defer_to_thread(pool, block_then_build, job);
 }
 
 int main(int argc, char **argv)
@@ -43,7 +59,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "summary-hybrid: cannot start %lld worker threads\n", o.threads);
         return 1;
     }
-    int status = async_mailer_run(&o, r, build_in_pool, pool);
+    int status = async_mailer_run(&o, r, o.blocking_in_pool ? block_and_build_in_pool : build_in_pool,
+                                  pool);
     threadpool_free(pool);
     reactor_free(r);
     return status;

@@ -19,8 +19,8 @@ int main(int argc, char **argv)
     o.concurrency = 1;      /* one at a time, whatever was asked: the JSON says so */
     o.threads = 1;
 
-    if (mailer_prepare(&o) != 0)
-        return 1;
+    if ((rc = mailer_prepare(&o)) != 0)
+        return rc;
     struct mb_run_stats stats;
     struct mb_progress progress;
     struct blocking_mailer m;

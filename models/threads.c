@@ -104,8 +104,8 @@ int main(int argc, char **argv)
         o.threads = o.concurrency;
     o.concurrency = o.threads;      /* one email in flight per thread */
 
-    if (mailer_prepare(&o) != 0)
-        return 1;
+    if ((rc = mailer_prepare(&o)) != 0)
+        return rc;
     struct mb_run_stats stats;
     struct mb_progress progress;
     mb_run_init(&stats, (uint64_t)o.emails);

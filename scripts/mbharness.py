@@ -311,7 +311,8 @@ def verify(model, server, faults_injected):
 
 def faults_injected(server):
     return bool(server) and any(server.get(k, 0) for k in
-                                ("tempfail_injected", "permfail_injected", "drops_injected"))
+                                ("tempfail_injected", "permfail_injected", "drops_injected",
+                                 "stalls_injected"))
 
 
 def main(argv):

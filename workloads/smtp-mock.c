@@ -102,6 +102,7 @@ static struct {
     double idle_timeout;       /* --idle-timeout, seconds */
     double session_timeout;    /* --session-timeout, seconds, 0 = none */
     double spin;               /* --spin, seconds of polling before a reply, 0 = none */
+    double refuse_for;         /* --refuse-for, seconds: bound but not listening until then */
     const char *stats_path;    /* --stats FILE or NULL */
     const char *maildir;       /* --maildir DIR or NULL */
     const char *profile;       /* --profile FILE or NULL */
@@ -516,7 +517,11 @@ static int listen_start(void)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);    /* inherited by accept */
     if (opt.fault.latency > 0)     /* receive timestamps (see arrival()), inherited too */
         setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 65535) < 0 ||
+    /* --refuse-for: bound (the port is ours and printed) but not listening:
+     * the kernel answers every connect with RST (ECONNREFUSED) until
+     * refuse_over_cb calls listen(). */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        (opt.refuse_for <= 0 && listen(fd, 65535) < 0) ||
         getsockname(fd, (struct sockaddr *)&sa, &salen) < 0) {
         fprintf(stderr, "smtp-mock: cannot listen on %s:%d: %s\n", opt.host, opt.port,
                 strerror(errno));
@@ -526,6 +531,18 @@ static int listen_start(void)
     printf("listening on %s:%d\n", opt.host, opt.port);
     fflush(stdout);
     return fd;
+}
+
+/* --refuse-for is over: listen, and accept from now on. */
+static void refuse_over_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void)w; (void)revents;
+    if (listen(listen_w.fd, 65535) < 0) {
+        fprintf(stderr, "smtp-mock: --refuse-for: cannot listen: %s\n", strerror(errno));
+        ev_break(l, EVBREAK_ALL);
+        return;
+    }
+    ev_io_start(l, &listen_w);
 }
 
 static void stop_cb(struct ev_loop *l, ev_signal *w, int revents)
@@ -600,6 +617,10 @@ static void usage(FILE *f)
 "                        model keys are checked and ignored; a flag given here\n"
 "                        overrides the profile's key. A bad profile exits 2 naming\n"
 "                        FILE:LINE and the key\n"
+"  --refuse-for DUR      refuse connections (connect gets ECONNREFUSED: the port\n"
+"                        is bound but not listening) for DUR from the start, then\n"
+"                        listen and serve normally: a server down for a while\n"
+"                        that recovers (default 0)\n"
 "  --stats FILE          on SIGTERM/SIGINT write the counts as JSON\n"
 "                        (schema mailbench.server/1) to FILE, atomically\n"
 "  --maildir DIR         write each accepted message to DIR/NNNNNN.eml (blocking\n"
@@ -738,6 +759,7 @@ static void parse_options(int argc, char **argv)
         { "max-conns", 1, NULL, 'c' }, { "max-size", 1, NULL, 'S' },
         { "max-rcpts", 1, NULL, 'r' }, { "idle-timeout", 1, NULL, 'i' },
         { "stats", 1, NULL, 'o' }, { "maildir", 1, NULL, 'm' }, { "spin", 1, NULL, 'P' },
+        { "refuse-for", 1, NULL, 'R' },
         { "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
     };
     /* The value each option was first given, to refuse a second one: "the
@@ -793,6 +815,10 @@ static void parse_options(int argc, char **argv)
         case 'P': if (units_parse_duration(v, &opt.spin) || opt.spin > 0.1)
                       bad_value("spin", v, "a duration like 200us, at most 100ms, or 0");
                   break;
+        case 'R':
+            if (units_parse_duration(v, &opt.refuse_for) || opt.refuse_for > 3600)
+                bad_value("refuse-for", v, "a duration like 500ms, at most 1h");
+            break;
         case 'o': opt.stats_path = v; break;
         case 'm': opt.maildir = v; break;
         case 'h': usage(stdout); exit(0);
@@ -849,8 +875,8 @@ static char *params_json(void)
     json_write_string(f, mock_fault_stage_name(opt.fault.stage));
     fprintf(f, ", \"max_conns\": %lld, \"max_size\": %llu, \"max_rcpts\": %lld, "
             "\"idle_timeout_s\": %.3f, \"session_timeout_s\": %.3f, \"spin_s\": %.6f, "
-            "\"maildir\": ", opt.max_conns, (unsigned long long)opt.max_size, opt.max_rcpts,
-            opt.idle_timeout, opt.session_timeout, opt.spin);
+            "\"refuse_for_s\": %.6f, \"maildir\": ", opt.max_conns, (unsigned long long)opt.max_size,
+            opt.max_rcpts, opt.idle_timeout, opt.session_timeout, opt.spin, opt.refuse_for);
     json_write_string(f, opt.maildir);
     fputs(", \"profile\": ", f);
     json_write_string(f, opt.profile);
@@ -892,7 +918,13 @@ int main(int argc, char **argv)
     }
     timerq_set_spin(&timers, opt.spin);
     ev_io_init(&listen_w, listen_cb, listen_start(), EV_READ);
-    ev_io_start(loop, &listen_w);
+    ev_timer refuse_over;
+    if (opt.refuse_for > 0) {
+        ev_timer_init(&refuse_over, refuse_over_cb, opt.refuse_for, 0);
+        ev_timer_start(loop, &refuse_over);
+    } else {
+        ev_io_start(loop, &listen_w);
+    }
     ev_tstamp start = ev_time();
 
     ev_run(loop, 0);

@@ -8,12 +8,17 @@
 #include <string.h>
 
 #include "smtp_session.h"
+#include "trace.h"
 
 #define PROGRESS_EVERY_S 0.25
 
 static void chain_start_next(struct async_mailer *m);
 static void start_chain(struct async_mailer *m, long long c);
 static void email_start(struct async_job *job);
+static void trace_email_start(struct async_job *job);
+static struct defer_result member_done(struct defer_result r, void *arg);
+static struct defer_result summary_go(struct defer_result r, void *arg);
+static struct defer_result summary_failed(struct defer_result r, void *arg);
 
 /* ---- small Twisted idioms ------------------------------------------------ */
 
@@ -288,6 +293,8 @@ static void chain_end(struct async_job *job)
 static struct defer_result email_end(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
+    if (defer_is_failure(r))        /* only with --no-errback: counted, and passed on */
+        mb_run_failed(job->m->stats, failure_message(r.failure));
     free(job->data);                      /* failed for good, or never sent (else NULL) */
     job->data = NULL;
     free(job->summary);                   /* never rendered (else NULL) */
@@ -314,13 +321,108 @@ static void email_go(void *arg)
         mb_run_started(m->stats, job->t0, job->t_started);
     else
         job->t0 = job->t_started;
-    if (m->o->blocking_s > 0)
+    if (trace_email(job->index))
+        trace_email_start(job);
+    if (m->o->blocking_s > 0 && !m->o->blocking_in_pool)
         workload_blocking_call(m->o->blocking_s);
     struct deferred *d = m->build(job, m->build_arg);
     deferred_add_callback(d, send_email, job);
-    deferred_add_callbacks(d, delivered, job, failed, job);
+    if (job->done)              /* --join: tell the summary waiting on this email */
+        deferred_add_both(d, member_done, job);
+    if (m->o->no_errback)       /* teaching: a failure stays unhandled (see email_end) */
+        deferred_add_callback(d, delivered, job);
+    else
+        deferred_add_callbacks(d, delivered, job, failed, job);
     deferred_add_both(d, email_end, job);
     deferred_unref(d);
+}
+
+/* ---- --trace: the timeline of the first emails ---------------------------- */
+
+static void trace_email_start(struct async_job *job)
+{
+    trace_begin_email(job->index);
+    trace_event("email", job->index, NULL, "\"phase\": \"start\", \"attempt\": %d", job->attempt);
+}
+
+/* The callbacks and errbacks of an email's chain, by name (deferred_set_run_hook
+ * calls trace_before / trace_after around every function a chain runs; only
+ * these, with a traced email as their argument, are written). */
+static const struct { defer_fn fn; const char *name; } traced_fns[] = {
+    { send_email, "send_email" }, { send_on_session, "send_on_session" },
+    { stamp_reply, "stamp_reply" }, { release_session, "release_session" },
+    { resume_result, "resume_result" }, { maybe_retry, "maybe_retry" },
+    { delivered, "delivered" }, { failed, "failed" }, { email_end, "email_end" },
+    { member_done, "member_done" }, { summary_go, "summary_go" }, { summary_failed, "summary_failed" },
+};
+
+/* Nested calls (a callback firing another chain) end in reverse order. */
+static struct trace_frame { const char *name; long long email; } frames[64];
+static int nframes;
+
+static const char *result_kind(struct defer_result r)
+{
+    return r.kind == DEFER_FAILURE ? "failure" : r.kind == DEFER_DEFERRED ? "deferred" : "value";
+}
+
+static void *trace_before(defer_fn fn, void *arg, struct defer_result in)
+{
+    const char *name = NULL;
+    for (size_t i = 0; i < sizeof traced_fns / sizeof traced_fns[0]; i++)
+        if (traced_fns[i].fn == fn)
+            name = traced_fns[i].name;
+    struct async_job *job = arg;
+    if (name == NULL || !trace_email(job->index) || nframes == 64)
+        return NULL;
+    struct trace_frame *f = &frames[nframes++];
+    f->name = name;
+    f->email = job->index;
+    if (fn == stamp_reply)
+        trace_event("smtp", f->email, defer_is_failure(in) ? failure_message(in.failure) : NULL,
+                    "\"step\": \"replied\", \"result\": \"%s\"",
+                    defer_is_failure(in) ? "failure" : "250");
+    trace_event("callback", f->email, defer_is_failure(in) ? failure_message(in.failure) : NULL,
+                "\"phase\": \"start\", \"name\": \"%s\", \"side\": \"%s\", \"in\": \"%s\"",
+                name, defer_is_failure(in) ? "errback" : "callback", result_kind(in));
+    return f;
+}
+
+static void trace_after(void *token, struct defer_result out)
+{
+    struct trace_frame *f = token;
+    trace_event("callback", f->email, defer_is_failure(out) ? failure_message(out.failure) : NULL,
+                "\"phase\": \"end\", \"name\": \"%s\", \"out\": \"%s\"", f->name,
+                result_kind(out));
+    if (strcmp(f->name, "send_on_session") == 0)
+        trace_event("smtp", f->email, NULL, "\"step\": \"sent\", \"what\": \"MAIL RCPT DATA .\"");
+    if (strcmp(f->name, "email_end") == 0) {
+        trace_event("email", f->email, NULL, "\"phase\": \"end\"");
+        trace_end_email(f->email);
+    }
+    nframes--;
+}
+
+static bool turn_traced;
+
+/* The reactor's turns, while a traced email is in flight. */
+static void trace_turn(void *arg, bool start, int ready)
+{
+    (void)arg;
+    if (start && trace_live()) {
+        turn_traced = true;
+        trace_event("turn", -1, NULL, "\"phase\": \"start\", \"ready\": %d", ready);
+    } else if (!start && turn_traced) {
+        turn_traced = false;
+        trace_event("turn", -1, NULL, "\"phase\": \"end\"");
+    }
+}
+
+static void trace_unhandled(const struct failure *f, void *arg)
+{
+    (void)arg;
+    fputs("Unhandled error in Deferred:\n", stderr);      /* the library's report, as without --trace */
+    failure_print(f, stderr);
+    trace_event("unhandled", -1, failure_message(f), NULL);
 }
 
 static void email_start(struct async_job *job)
@@ -338,6 +440,67 @@ static void email_start(struct async_job *job)
 }
 
 /* ---- chains and the semaphore ---------------------------------------------- */
+
+/* --join: a member's end, either way, fires its done Deferred; the result
+ * goes on unchanged to delivered / failed. */
+static struct defer_result member_done(struct defer_result r, void *arg)
+{
+    struct async_job *job = arg;
+    struct deferred *done = job->done;
+    job->done = NULL;
+    if (defer_is_failure(r))
+        deferred_errback(done, failure_ref(r.failure));
+    else
+        deferred_callback(done, NULL);
+    deferred_unref(done);
+    return r;
+}
+
+static struct defer_result chain_go(struct defer_result r, void *arg);
+
+/* Every member was delivered: the summary now waits for a token like any email. */
+static struct defer_result summary_go(struct defer_result r, void *arg)
+{
+    (void)r;
+    struct async_job *job = arg;
+    struct deferred *d = defer_semaphore_acquire(job->m->sem);
+    deferred_add_callback(d, chain_go, job);
+    deferred_unref(d);
+    return defer_ok(NULL);
+}
+
+/* A member failed (gatherResults' FirstError): the summary is not sent. */
+static struct defer_result summary_failed(struct defer_result r, void *arg)
+{
+    (void)r;
+    struct async_job *job = arg;
+    struct async_mailer *m = job->m;
+    mb_run_failed(m->stats, "join: a member failed");
+    m->done++;
+    free(job);
+    m->chains_done++;           /* it held no token */
+    chain_start_next(m);
+    run_over_check(m);
+    return defer_ok(NULL);      /* handled */
+}
+
+/* --join: a member gets a done Deferred, kept in the current group; a summary
+ * waits for gatherResults(group) before it asks for a token.  True when the
+ * job was a summary (it is now waiting: start_chain has nothing more to do). */
+static bool join_start(struct async_mailer *m, struct async_job *job)
+{
+    if (job->index % (m->o->join + 1) != m->o->join) {
+        job->done = deferred_new();
+        m->group[m->ngroup++] = deferred_ref(job->done);
+        return false;
+    }
+    struct deferred *all = defer_gather_results(m->group, (size_t)m->ngroup, true);
+    while (m->ngroup > 0)
+        deferred_unref(m->group[--m->ngroup]);      /* the list holds its own */
+    deferred_add_callbacks(all, summary_go, job, summary_failed, job);
+    deferred_unref(all);
+    return true;
+}
 
 static struct defer_result chain_go(struct defer_result r, void *arg)
 {
@@ -360,6 +523,8 @@ static void start_chain(struct async_mailer *m, long long c)
     job->index = m->first + c * m->o->chain;
     long long last = m->first + m->o->emails;
     job->end = job->index + m->o->chain < last ? job->index + m->o->chain : last;
+    if (m->o->join > 0 && join_start(m, job))
+        return;
     struct deferred *d = defer_semaphore_acquire(m->sem);
     deferred_add_callback(d, chain_go, job);
     deferred_unref(d);
@@ -434,6 +599,17 @@ void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struc
     m->nchains = (o->emails + o->chain - 1) / o->chain;
     m->sem = defer_semaphore_new((int)o->concurrency);
     m->arrivals_seed = o->seed;
+    if (o->join > 0 && (m->group = calloc((size_t)o->join, sizeof *m->group)) == NULL) {
+        fprintf(stderr, "summary-%s: out of memory for --join\n", o->model);
+        abort();
+    }
+}
+
+static struct defer_result consume_failure(struct defer_result r, void *arg)
+{
+    (void)r;
+    (void)arg;
+    return defer_ok(NULL);
 }
 
 void async_mailer_start(struct async_mailer *m)
@@ -471,19 +647,31 @@ void async_mailer_free(struct async_mailer *m)
     }
     defer_semaphore_free(m->sem);
     m->sem = NULL;
+    while (m->ngroup > 0) {     /* --join: members of a summary the window left unsent */
+        struct deferred *d = m->group[--m->ngroup];
+        deferred_unref(deferred_add_errback(d, consume_failure, NULL));
+    }
+    free(m->group);
+    m->group = NULL;
 }
 
 int async_mailer_run(struct mb_options *o, struct reactor *r,
                      async_build_step build, void *build_arg)
 {
-    if (mailer_prepare(o) != 0)
-        return 1;
+    int prc = mailer_prepare(o);
+    if (prc != 0)
+        return prc;
     struct mb_run_stats stats;
     struct mb_progress progress;
     struct async_mailer m;
     mb_run_init(&stats, (uint64_t)o->emails);
     mb_progress_init(&progress, o, o->model);
     async_mailer_init(&m, o, r, &stats, &progress, build, build_arg);
+    if (o->trace[0]) {
+        deferred_set_run_hook(trace_before, trace_after);
+        reactor_set_turn_hook(r, trace_turn, NULL);
+        deferred_set_unhandled_hook(trace_unhandled, NULL);
+    }
     async_mailer_start(&m);
     reactor_run(r);         /* returns when the last email has ended */
     async_mailer_free(&m);

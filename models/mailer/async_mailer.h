@@ -71,6 +71,7 @@ struct async_job {
     char *data;                 /* the rendered message, or NULL */
     size_t len;                 /* its length */
     uint64_t hash;              /* digest_hash of it (set once rendered) */
+    struct deferred *done;      /* --join: fires when this member email has ended, or NULL */
 };
 
 /* The model's build step: returns a Deferred (one reference for the caller)
@@ -107,6 +108,8 @@ struct async_mailer {
     double arrivals_phase;          /* open loop: its schedule starts this much later (0) */
     bool window_shared;             /* the driver has started the process's window */
     _Atomic long long *done_shared; /* if set, += 1 per email ended (the driver's progress) */
+    struct deferred **group;        /* --join: the current group's members' done Deferreds */
+    long long ngroup;
 };
 
 /* The CPU work of one email: its summary (workload_summarize) into

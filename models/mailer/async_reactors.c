@@ -89,8 +89,9 @@ int async_reactors_run(struct mb_options *o, async_build_step build, void *build
         fprintf(stderr, "summary-%s: --reactors %lld: running %d (no more than the emails in "
                 "flight, the chains, the rate or the queue bound allow)\n", o->model, o->reactors, n);
     o->reactors = n;
-    if (mailer_prepare(o) != 0)
-        return 1;
+    int prc = mailer_prepare(o);
+    if (prc != 0)
+        return prc;
     struct mb_run_stats stats;
     struct mb_progress progress;
     mb_run_init(&stats, (uint64_t)o->emails);

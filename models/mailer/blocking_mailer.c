@@ -9,6 +9,7 @@
 
 #include "retry.h"
 #include "smtp_blocking.h"
+#include "trace.h"
 
 enum attempt { ATTEMPT_OK, ATTEMPT_TEMP, ATTEMPT_PERM };
 
@@ -23,6 +24,7 @@ void blocking_mailer_init(struct blocking_mailer *m, const struct mb_options *o,
     m->stats = stats;
     m->rng = rng_seed;
     m->fd = -1;
+    m->traced = -1;
 }
 
 void blocking_sleep_until(double t)
@@ -33,6 +35,38 @@ void blocking_sleep_until(double t)
     struct timespec ts = { (time_t)d, (long)((d - (double)(time_t)d) * 1e9) };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+/* --trace: a blocking call of email m->traced begins / ends ("block" events). */
+static void block_start(struct blocking_mailer *m, const char *what)
+{
+    if (m->traced >= 0)
+        trace_event("block", m->traced, NULL, "\"phase\": \"start\", \"what\": \"%s\"", what);
+}
+
+static void block_end(struct blocking_mailer *m, const char *what, const char *reason)
+{
+    if (m->traced >= 0)
+        trace_event("block", m->traced, reason, "\"phase\": \"end\", \"what\": \"%s\"", what);
+}
+
+/* The next event of the client core: a blocking wait for the server. */
+static int wait_event(struct blocking_mailer *m, struct smtp_client_event *ev, const char *what)
+{
+    block_start(m, what);
+    int st = smtp_blocking_next_event(m->fd, m->c, m->o->timeout_s, ev);
+    if (m->traced >= 0)
+        block_end(m, st == SMTP_BLOCKING_EVENT ? smtp_client_event_name(ev->type)
+                     : st == SMTP_BLOCKING_TIMEOUT ? "timeout" : what, NULL);
+    return st;
+}
+
+/* The backoff before retry number `attempt` (0-based): this thread sleeps. */
+static void backoff(struct blocking_mailer *m, const struct retry_policy *policy, int attempt)
+{
+    block_start(m, "backoff");
+    blocking_sleep_until(mb_now() + retry_backoff(policy, attempt, &m->rng));
+    block_end(m, "backoff", NULL);
 }
 
 static void drop_connection(struct blocking_mailer *m)
@@ -50,7 +84,9 @@ static enum attempt ensure_connection(struct blocking_mailer *m, char *reason, s
 {
     if (m->fd >= 0)
         return ATTEMPT_OK;
+    block_start(m, "connect");
     m->fd = smtp_blocking_connect(m->o->host, m->o->port, m->o->timeout_s, reason, len);
+    block_end(m, "connect", m->fd < 0 ? reason : NULL);
     if (m->fd < 0)
         return ATTEMPT_TEMP;
     m->stats->connections++;
@@ -91,7 +127,7 @@ static enum attempt attempt_once(struct blocking_mailer *m, const struct workloa
     }
     struct smtp_client_event ev;
     for (;;) {
-        int st = smtp_blocking_next_event(m->fd, m->c, m->o->timeout_s, &ev);
+        int st = wait_event(m, &ev, "reply");
         if (st == SMTP_BLOCKING_TIMEOUT) {
             smtp_client_abort(m->c, "timeout");
             continue;
@@ -119,11 +155,32 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
 {
     const struct mb_options *o = m->o;
     double started = mb_now();
-    if (o->blocking_s > 0)
+    m->traced = trace_email((long long)index) ? (long long)index : -1;
+    if (m->traced >= 0)
+        trace_event("email", m->traced, NULL, "\"phase\": \"start\"");
+    if (mailer_join_is_summary(o, (long long)index)) {     /* --join: wait for its members */
+        block_start(m, "join");
+        int members = mailer_join_wait(o, (long long)index);
+        block_end(m, "join", NULL);
+        if (members < 0)
+            return false;       /* the window closed first: never started */
+        if (members == 0) {
+            mb_run_failed(m->stats, "join: a member failed");
+            return false;
+        }
+    }
+    if (o->blocking_s > 0) {
+        block_start(m, "blocking_call");
         workload_blocking_call(o->blocking_s);
+        block_end(m, "blocking_call", NULL);
+    }
     struct workload_email e;
-    if (mailer_build(&m->wp, index, &e) != 0) {
+    block_start(m, "build");
+    int built = mailer_build(&m->wp, index, &e);
+    block_end(m, "build", NULL);
+    if (built != 0) {
         mb_run_failed(m->stats, "workload: out of memory");
+        mailer_join_ended(o, (long long)index, false);
         return false;
     }
     struct retry_policy policy = RETRY_POLICY_DEFAULT;
@@ -134,7 +191,7 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
     for (int attempt = 0; attempt <= policy.max_retries; attempt++) {
         if (attempt > 0) {
             m->stats->retries++;
-            blocking_sleep_until(mb_now() + retry_backoff(&policy, attempt - 1, &m->rng));
+            backoff(m, &policy, attempt - 1);
         }
         r = attempt_once(m, &e, reason, sizeof reason, &maybe);
         if (r != ATTEMPT_TEMP)
@@ -152,6 +209,12 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
     workload_email_free(&e);
     if (m->on_conn >= o->per_session)
         blocking_mailer_finish(m);
+    mailer_join_ended(o, (long long)index, r == ATTEMPT_OK);
+    if (m->traced >= 0)
+        trace_event("email", m->traced, r == ATTEMPT_OK ? NULL : reason,
+                    "\"phase\": \"end\", \"result\": \"%s\"",
+                    r == ATTEMPT_OK ? "delivered" : "failed");
+    m->traced = -1;
     return r == ATTEMPT_OK;
 }
 
@@ -178,7 +241,7 @@ void blocking_mailer_finish(struct blocking_mailer *m)
     smtp_client_quit(m->c);
     struct smtp_client_event ev;
     for (;;) {
-        int st = smtp_blocking_next_event(m->fd, m->c, m->o->timeout_s, &ev);
+        int st = wait_event(m, &ev, "quit");
         if (st == SMTP_BLOCKING_TIMEOUT) {
             smtp_client_abort(m->c, "timeout");
             continue;

@@ -34,6 +34,7 @@ struct blocking_mailer {
     int fd;                         /* open connection, or -1 */
     struct smtp_client *c;          /* its client core, or NULL */
     long long on_conn;              /* emails sent on this connection so far */
+    long long traced;               /* --trace: the email being sent, if traced; else -1 */
 };
 
 void blocking_mailer_init(struct blocking_mailer *m, const struct mb_options *o,

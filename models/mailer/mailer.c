@@ -2,11 +2,14 @@
 #include "mailer.h"
 
 #include <math.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "trace.h"
 
 /* lib/cli.h bounds the options without including the workload's header:
  * the two sets of limits must be the same numbers. */
@@ -197,16 +200,33 @@ static int calibrate_here(struct mb_options *o)
     return 0;
 }
 
+static const char *trace_model;
+
+static void trace_at_exit(void)
+{
+    if (trace_close() != 0)
+        fprintf(stderr, "summary-%s: --trace: write error\n", trace_model);
+}
+
 int mailer_prepare(struct mb_options *o)
 {
     if (o->cpu_per_email_set && mailer_calibrate(o) != 0)
-        exit(2);                /* the time asked cannot be had: a usage error */
+        return 2;               /* the time asked cannot be had: a usage error */
+    if (o->trace[0] && trace_open(o->trace, o->trace_emails) != 0) {
+        fprintf(stderr, "summary-%s: cannot write --trace '%s': %s\n", o->model, o->trace,
+                strerror(errno));
+        return 2;
+    }
+    if (o->trace[0]) {
+        trace_model = o->model;
+        atexit(trace_at_exit);      /* the lines are written when the model exits */
+    }
     if (o->prebuild) {
         struct workload_params wp;
         mailer_workload_params(o, &wp);
         if (mailer_prebuild(o, &wp) != 0) {
             fprintf(stderr, "summary-%s: --prebuild: out of memory for %lld emails\n", o->model, o->emails);
-            return -1;
+            return 1;
         }
     }
     mb_options_wait_start(o);       /* --start-at: the load generators' barrier */
@@ -267,4 +287,74 @@ void mailer_workload_params(const struct mb_options *o, struct workload_params *
     wp->recipients = (int)o->recipients;
     wp->body_bytes = o->body_bytes;
     wp->chain = o->chain;
+}
+
+/* --join: per group of N + 1 emails, how many of its N members have ended and
+ * how many of them failed (process-wide: the threads model's workers share it). */
+static pthread_mutex_t join_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t join_cond = PTHREAD_COND_INITIALIZER;
+static struct join_group { long long ended, failed; } *groups;
+static long long ngroups;
+
+static struct join_group *join_group_of(const struct mb_options *o, long long index)
+{
+    long long g = index / (o->join + 1);
+    if (g >= ngroups) {
+        long long n = ngroups ? ngroups : 64;
+        while (n <= g)
+            n *= 2;
+        struct join_group *p = realloc(groups, (size_t)n * sizeof *p);
+        if (p == NULL) {
+            fprintf(stderr, "summary-%s: out of memory for --join\n", o->model);
+            abort();
+        }
+        memset(p + ngroups, 0, (size_t)(n - ngroups) * sizeof *p);
+        groups = p;
+        ngroups = n;
+    }
+    return &groups[g];
+}
+
+bool mailer_join_is_summary(const struct mb_options *o, long long index)
+{
+    return o->join > 0 && index % (o->join + 1) == o->join;
+}
+
+void mailer_join_ended(const struct mb_options *o, long long index, bool delivered)
+{
+    if (o->join == 0 || mailer_join_is_summary(o, index))
+        return;
+    pthread_mutex_lock(&join_lock);
+    struct join_group *g = join_group_of(o, index);
+    g->ended++;
+    g->failed += !delivered;
+    if (g->ended == o->join)
+        pthread_cond_broadcast(&join_cond);
+    pthread_mutex_unlock(&join_lock);
+}
+
+int mailer_join_wait(const struct mb_options *o, long long index)
+{
+    pthread_mutex_lock(&join_lock);
+    int st = 1;
+    while (join_group_of(o, index)->ended < o->join) {
+        /* A member taken as the window closed may never be sent: look again
+         * every 50 ms, and give up once the window is closed. */
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 50000000;
+        if (t.tv_nsec >= 1000000000) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&join_cond, &join_lock, &t);
+        if (join_group_of(o, index)->ended < o->join && !mb_window_may_start()) {
+            st = -1;
+            break;
+        }
+    }
+    if (st == 1 && join_group_of(o, index)->failed > 0)
+        st = 0;
+    pthread_mutex_unlock(&join_lock);
+    return st;
 }

@@ -6,6 +6,8 @@
 #ifndef MAILBENCH_MAILER_H
 #define MAILBENCH_MAILER_H
 
+#include <stdbool.h>
+
 #include "arrivals.h"
 #include "cli.h"
 #include "stats.h"
@@ -34,10 +36,12 @@ int mailer_render(const struct workload_params *wp, const struct workload_summar
  * with smtp-source, which renders nothing).  Returns 0, or -1 out of memory. */
 int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp);
 /* What every model calls before its clock starts: --cpu-per-email, if given
- * (mailer_calibrate; a time that cannot be had exits 2), then --prebuild, if
- * given, then the wait for --start-at, if given (mb_options_wait_start).
- * Returns 0, or -1 after printing why (out of memory): the model then exits
- * 1 before anything is sent. */
+ * (mailer_calibrate), --trace (opens the trace, written out when the process
+ * exits), --prebuild, if given, then the wait for --start-at, if given
+ * (mb_options_wait_start).  Returns 0, or the exit status after printing
+ * why: 2 for a --cpu-per-email that cannot be had or a --trace file that
+ * cannot be written, 1 when --prebuild runs out of memory; the model exits
+ * with it before anything is sent. */
 int mailer_prepare(struct mb_options *o);
 
 /* --cpu-per-email T: picks the events per email whose build (workload_build:
@@ -70,5 +74,15 @@ double mailer_email_due(struct arrivals *a, const struct mb_options *o, long lon
  * when the window closed) and the peak queue into the run's statistics, in
  * emails (a chain counts its emails). */
 void mailer_arrivals_end(struct arrivals *a, const struct mb_options *o, struct mb_run_stats *s);
+
+/* --join N (blocking models): is email `index` a summary (index % (N+1) == N)?
+ * A member reports its end with mailer_join_ended; a summary waits in
+ * mailer_join_wait until the N members before it have ended (a condition
+ * variable): 1 when they were all delivered, 0 when one failed, -1 when the
+ * steady-state window closed before they all ended (a member was never sent:
+ * the summary is not sent either, and not counted). */
+bool mailer_join_is_summary(const struct mb_options *o, long long index);
+void mailer_join_ended(const struct mb_options *o, long long index, bool delivered);
+int mailer_join_wait(const struct mb_options *o, long long index);
 
 #endif

@@ -106,7 +106,7 @@ for head, server, model in rows:
     def flag(args, name):
         return args[args.index(name) + 1] if name in args else None
     want = {"--recipients": "4", "--body-bytes": "3000", "--per-session": "3", "--retries": "2",
-            "--timeout": "7s"}
+            "--timeout": "200ms" if sweep == "q7b-stall" else "7s"}     # its own: it sweeps stalls
     if sweep != "q2-cpu":
         want["--events"] = "777"
     if sweep not in ("q1-concurrency", "q1b-background", "q5-overhead", "q5-hyperfine"):

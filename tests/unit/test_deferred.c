@@ -1250,6 +1250,53 @@ static void test_stress_create_fire_free(void **state)
     assert_int_equal(unhandled, 0);
 }
 
+/* deferred_set_run_hook (--trace): before/after around each function a chain
+ * calls, in order, with its input and output; a NULL token skips after;
+ * pass-through sides (NULL) are not calls. */
+static char hook_log[256];
+static void *hook_before(defer_fn fn, void *arg, struct defer_result in)
+{
+    (void)fn;
+    size_t n = strlen(hook_log);
+    snprintf(hook_log + n, sizeof hook_log - n, "<%s:%s", (const char *)arg,
+             defer_is_failure(in) ? "F" : "V");
+    return strcmp(arg, "skip") == 0 ? NULL : arg;
+}
+static void hook_after(void *token, struct defer_result out)
+{
+    size_t n = strlen(hook_log);
+    snprintf(hook_log + n, sizeof hook_log - n, "%s:%s>", (const char *)token,
+             defer_is_failure(out) ? "F" : "V");
+}
+static struct defer_result to_fail(struct defer_result r, void *arg)
+{
+    (void)r; (void)arg;
+    return defer_err(failure_new(&VALUE_ERROR, 0, "x"));
+}
+static struct defer_result recover(struct defer_result r, void *arg)
+{
+    (void)r; (void)arg;
+    return defer_ok(NULL);
+}
+
+static void test_run_hook(void **state)
+{
+    (void)state;
+    hook_log[0] = '\0';
+    deferred_set_run_hook(hook_before, hook_after);
+    struct deferred *d = deferred_new();
+    deferred_add_callback(d, to_fail, "a");
+    deferred_add_callback(d, recover, "never");       /* skipped: a Failure */
+    deferred_add_callback(d, recover, "skip");
+    deferred_add_errback(d, recover, "b");
+    deferred_add_both(d, recover, "skip");
+    deferred_callback(d, NULL);
+    deferred_set_run_hook(NULL, NULL);
+    deferred_add_callback(d, recover, "c");           /* no hook any more */
+    assert_string_equal(hook_log, "<a:Va:F><b:Fb:V><skip:V");
+    deferred_unref(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1280,7 +1327,7 @@ int main(void)
         T(test_c47_list_cancel), T(test_c48_gather_results),
         T(test_c49_maybe_deferred_succeed_fail),
         T(test_c53_call_later_reset_cancel), T(test_semaphore), T(test_stress_long_chain), T(test_stress_deep_nesting),
-        T(test_stress_create_fire_free),
+        T(test_stress_create_fire_free), T(test_run_hook),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
