@@ -8,7 +8,7 @@
 # a 998-octet dot line, a line that is only ".", and a 300 KB message with
 # dot lines all over it (it crosses many reads); then the workload's own
 # emails (a model's JSON digest, the mock's, and Python's from the port of
-# the workload, tests/golden/workload/reference.py).
+# the workload, workloads/summary.py).
 source "$(dirname "$0")/common.bash"
 PY=/usr/bin/python3
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -65,13 +65,13 @@ want=$want_all send "all six" "$TMP"/msgs/m*.eml
 # The workload's emails: model JSON = mock = Python's port + xxhash.
 run_verified "async 12 emails of 50 KB" async "" --emails 12 --concurrency 3 --events 100 \
     --body-bytes 50000 --seed 7
-py=$($PY - "$HERE/../golden/workload" <<'PYEOF'
+py=$($PY - "$HERE/../../workloads" <<'PYEOF'
 import sys, xxhash
 sys.path.insert(0, sys.argv[1])
-import reference
+import summary
 s = 0
 for i in range(12):
-    s = (s + xxhash.xxh3_64_intdigest(reference.render(7, i, events=100, body_bytes=50000))) & ((1 << 64) - 1)
+    s = (s + xxhash.xxh3_64_intdigest(summary.render(7, i, events=100, body_bytes=50000))) & ((1 << 64) - 1)
 print("%016x" % s)
 PYEOF
 )

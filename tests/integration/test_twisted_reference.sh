@@ -6,7 +6,7 @@
 #      digest bin/summary-async gets for the same options (each message's
 #      hash is over its exact bytes, so equal digests over the same emails
 #      mean equal bytes); and the files smtp-mock stores (--maildir) are
-#      byte-identical to tests/golden/workload/reference.py's output;
+#      byte-identical to workloads/summary.py's output;
 #  (b) verified runs: plain with sessions reused, 4xx + drops (all delivered
 #      after retries), drops after "." (duplicates), 5xx (counted, never
 #      retried), chains, and a server too slow for --timeout;
@@ -67,13 +67,13 @@ run_verified "maildir" twisted "--maildir $TMP/maildir" --emails 3 --concurrency
     --seed 5 --events 50 --recipients 2 --body-bytes 2KB --chain 2
 n=0
 for idx in 0 1 2; do
-    /usr/bin/python3 "$ROOT/tests/golden/workload/reference.py" --seed 5 --index $idx --events 50 \
+    /usr/bin/python3 "$ROOT/workloads/summary.py" --seed 5 --index $idx --events 50 \
         --recipients 2 --body-bytes 2048 --chain 2 >"$TMP/ref$idx.eml"
     for f in "$TMP"/maildir/*.eml; do cmp -s "$f" "$TMP/ref$idx.eml" && n=$((n + 1)) && break; done
 done
-check_eq "maildir: each stored message is byte-identical to reference.py's" 3 "$n"
+check_eq "maildir: each stored message is byte-identical to workloads/summary.py's" 3 "$n"
 check_eq "default seed 1, email 0 = golden file" \
-    "$(/usr/bin/python3 "$ROOT/tests/golden/workload/reference.py" | md5sum)" \
+    "$(/usr/bin/python3 "$ROOT/workloads/summary.py" | md5sum)" \
     "$(md5sum <"$ROOT/tests/golden/workload/seed1-email0.eml")"
 
 # (b) verified runs

@@ -127,13 +127,13 @@ static void test_golden(void **state)
     workload_email_free(&e);
 }
 
-/* The Python port (tests/golden/workload/reference.py, written from the
+/* The Python port (workloads/summary.py, written from the
  * algorithm in summary.h) must produce the same bytes: proof that the spec
  * is complete and portable, for the Twisted reference model. */
 static void test_python_port(void **state)
 {
     (void)state;
-    if (system("command -v python3 >/dev/null && test -f tests/golden/workload/reference.py") != 0)
+    if (system("command -v python3 >/dev/null && test -f workloads/summary.py") != 0)
         skip();
     struct workload_params ps[] = { { 2, 0, 3, 0, 1 }, { 7, 10, 2, 5000, 3 },
                                     { 12345678901ULL, 20000, 5, 100000, 10 }, { 3, 1, 1, 1601, 2 } };
@@ -141,7 +141,7 @@ static void test_python_port(void **state)
     char *buf = malloc(1 << 20);
     for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
         char cmd[512];
-        snprintf(cmd, sizeof cmd, "python3 tests/golden/workload/reference.py --seed %llu --index %llu "
+        snprintf(cmd, sizeof cmd, "python3 workloads/summary.py --seed %llu --index %llu "
                  "--events %lld --recipients %d --body-bytes %llu --chain %lld",
                  (unsigned long long)ps[k].seed, (unsigned long long)index[k], ps[k].events,
                  ps[k].recipients, (unsigned long long)ps[k].body_bytes, ps[k].chain);

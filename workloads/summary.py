@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""reference.py — the email-summary workload (workloads/summary.c) in Python.
+"""workloads/summary.py — the email-summary workload (workloads/summary.c) in Python.
 
 A second implementation written from the algorithm described in
 workloads/summary.h, so that the spec is proven portable: tests/unit/
 test_workload.c renders emails with both and requires identical bytes.  The
-Python/Twisted reference model can import render() from here.
+Python/Twisted reference model (models/reference/twisted_support.py) imports
+it; the test helpers run it.
 
-    reference.py [--seed S] [--index I] [--events E] [--recipients R]
+    workloads/summary.py [--seed S] [--index I] [--events E] [--recipients R]
                  [--body-bytes B] [--chain K]      writes the message to stdout
 """
 import argparse
