@@ -102,9 +102,12 @@ unit: all $(TESTS)
 	@MAILBENCH_BIN=$(abspath $(BIN)) tests/run-tests --unit-only $(TESTS)
 
 # Under the sanitizers, the scripts that test Python (report-gen, the verdicts,
-# the harness, the Twisted reference) add nothing: skipped (tests/run-tests).
+# the harness, the Twisted reference, merge-runs), a compiler rule (layers), a
+# real MTA (Postfix) or a CPU-time calibration add nothing: their C code runs
+# in the other tests too.  Skipped (tests/run-tests) to keep CI short.
 SAN_SKIP := test_report_gen test_verdicts test_harness test_twisted_reference test_report_reactors \
-            test_report_teaching test_excerpts
+            test_report_teaching test_excerpts test_layers test_merge_runs test_postfix_target \
+            test_calibration
 asan:
 	MAILBENCH_SKIP="$(SAN_SKIP)" $(MAKE) VARIANT=asan BIN=build/asan/bin CC=clang OPT=-O1 \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test

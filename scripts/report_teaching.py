@@ -595,8 +595,20 @@ class TeachingSections:
             self.w("The models that use every core: " + "; ".join(others) + ". Threads run the CPU "
                    "work of several emails at once; the hybrid keeps one reactor for the I/O and "
                    "sends the CPU work to its pool (`defer_to_thread`), so the reactor is free while "
-                   "the pool computes. No multi-reactor design (one reactor per core) is measured here: "
-                   "this repository has none.", "")
+                   "the pool computes.", "")
+        r2 = tput.med("async2", x)
+        if r2:
+            ci = boot_ratio(tput.points.get(("async2", x)) or [], tput.points.get(("async", x)) or [])
+            self.w(f"The multi-reactor design keeps the async model and uses more cores: `async ×2` "
+                   f"(`--reactors 2`, two reactor threads, each a whole async model over half the "
+                   f"emails) measured {fmt(r2)}/s here (async ×2 ÷ async {fmt_ci(ci)}).", "")
+        pin = self.env.get("pinning") or {}
+        if pin.get("client"):
+            ncpu = len(str(pin["client"]).replace("-", ",").split(","))
+            self.w(f"In these sweeps the server was pinned to core {pin.get('server')} and the client "
+                   f"to core(s) {pin['client']}: the models that use every core had {ncpu} of the "
+                   f"{cores} here, so this machine cannot show what they gain from more cores; "
+                   "`scripts/sweep --pin none` (or a machine with more cores) can.", "")
         self.shown("disadvantages", f"section D: async's single-thread ceiling ({fmt(ceiling)} emails/s) "
                                     "against the models that use every core")
 
