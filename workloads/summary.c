@@ -474,8 +474,10 @@ static void render_padding(struct sbuf *b, uint64_t target, digest_ctx *h, size_
     b->data[b->len] = '\0';
 }
 
-static char **make_rcpts(int n)
+char **workload_recipients(int n)
 {
+    if (n < 1)
+        n = 1;
     size_t each = sizeof "ops+@example.test" + 11;
     char **v = malloc((size_t)n * (sizeof *v + each));
     if (v == NULL)
@@ -513,7 +515,7 @@ int workload_render(const struct workload_params *p, const struct workload_summa
     if (stream)
         digest_init(&hctx);
     render_padding(&b, p->body_bytes, stream ? &hctx : NULL, &hashed);
-    out->rcpt = make_rcpts(p->recipients > 0 ? p->recipients : 1);
+    out->rcpt = workload_recipients(p->recipients);
     if (b.oom || b.data == NULL || out->rcpt == NULL) {
         free(b.data);
         free(out->rcpt);

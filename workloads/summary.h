@@ -134,6 +134,11 @@ int workload_render(const struct workload_params *p, const struct workload_summa
 int workload_build(const struct workload_params *p, uint64_t index,
                    struct workload_email *out);
 
+/* The envelope recipients of every email with n of them (n < 1 counts as 1):
+ * "ops+N@example.test", N = 0 .. n-1, in one allocation: free() it.  NULL
+ * when out of memory. */
+char **workload_recipients(int n);
+
 /* Frees what workload_render/workload_build allocated; safe on a zeroed or
  * already freed email. */
 void workload_email_free(struct workload_email *e);

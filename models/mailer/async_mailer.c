@@ -108,7 +108,7 @@ static struct defer_result send_on_session(struct defer_result r, void *arg)
         job->len = e.len;
         job->hash = e.hash;
         e.data = NULL;                    /* the job's now */
-    } else if ((e.rcpt = mailer_recipients(m->wp.recipients)) == NULL) {
+    } else if ((e.rcpt = workload_recipients(m->wp.recipients)) == NULL) {
         return defer_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
     }
     int nrcpt = m->wp.recipients > 0 ? m->wp.recipients : 1;

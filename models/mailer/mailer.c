@@ -243,22 +243,6 @@ int mailer_build(const struct workload_params *wp, uint64_t index, struct worklo
     return workload_build(wp, index, e);
 }
 
-char **mailer_recipients(int n)
-{
-    if (n < 1)
-        n = 1;
-    size_t each = sizeof "ops+@example.test" + 11;
-    char **v = malloc((size_t)n * (sizeof *v + each));
-    if (v == NULL)
-        return NULL;
-    char *text = (char *)(v + n);
-    for (int i = 0; i < n; i++) {
-        v[i] = text + (size_t)i * each;
-        snprintf(v[i], each, "ops+%d@example.test", i);
-    }
-    return v;
-}
-
 int mailer_summarize(const struct workload_params *wp, uint64_t index, struct workload_summary *s)
 {
     if ((long long)index < nprebuilt && !prebuilt_taken[index]) {

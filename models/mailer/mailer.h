@@ -25,9 +25,6 @@ int mailer_build(const struct workload_params *wp, uint64_t index, struct worklo
  * with --prebuild, the prebuilt email's), and later the message from it (the
  * prebuilt one if it has not been taken, else rendered: the same bytes, so
  * a retry renders it again).  Each returns 0, or -1 out of memory. */
-/* The envelope recipients of every email with n of them (summary.h:
- * "ops+N@example.test", N = 0 .. n-1), in one allocation: free() it. */
-char **mailer_recipients(int n);
 int mailer_summarize(const struct workload_params *wp, uint64_t index, struct workload_summary *s);
 int mailer_render(const struct workload_params *wp, const struct workload_summary *s,
                   struct workload_email *e);

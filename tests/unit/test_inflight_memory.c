@@ -2,7 +2,7 @@
  *  - the message rendered late (mailer_summarize, then mailer_render from
  *    the summary) is workload_build's, byte for byte, with its hash, for
  *    several parameter sets; the recipients' list rebuilt for a retry
- *    (mailer_recipients) is workload_build's;
+ *    (workload_recipients) is workload_build's;
  *  - smtp_client parses a reply line whole in a read in place and keeps a
  *    buffer only for a line cut by a read: the line limit holds the same
  *    either way, at every cut. */
@@ -37,7 +37,7 @@ static void test_late_render(void **state)
             assert_int_equal(late.len, whole.len);
             assert_memory_equal(late.data, whole.data, whole.len);
             assert_int_equal(late.hash, whole.hash);
-            char **r = mailer_recipients(ps[i].recipients);
+            char **r = workload_recipients(ps[i].recipients);
             assert_non_null(r);
             for (int k = 0; k < whole.nrcpt; k++)
                 assert_string_equal(r[k], whole.rcpt[k]);
