@@ -25,22 +25,17 @@ class CostSections(Scaffold):
 
     # -- question 4
     def q4(self):
-        self.w("## 4. One blocking call per email", "")
-        rows = self.sweep_rows("q4-blocking")
+        rows = self.begin("## 4. One blocking call per email", "q4-blocking")
         if not rows:
-            return self.missing("q4", ["q4-blocking"])
-        self.w(self.conf_line("q4-blocking"), "")
+            return
         self.q4_where()
         aggs = [Agg(rows, k) for k in ("p50", "p99", "max")]
         files = {f"data{i + 1}": self.p.lines_file(f"fig4-{a.name}", a) for i, a in enumerate(aggs)}
-        png = self.p.plot("fig4-blocking", aggs[1].models, **files)
-        self.figure(png, "Figure 4: p50, p99 and max latency against a blocking call per email")
+        self.plot_figure("fig4-blocking", aggs[1].models,
+                         "Figure 4: p50, p99 and max latency against a blocking call per email", **files)
         for a in aggs:
-            self.w(f"{a.name} latency (ms):", "")
-            self.table(a, title="blocking call")
-        tput = Agg(rows, "tput")
-        self.w("Throughput (emails/s):", "")
-        self.table(tput, title="blocking call")
+            self.table(a, title="blocking call", caption=f"{a.name} latency (ms):")
+        self.table(Agg(rows, "tput"), title="blocking call", caption="Throughput (emails/s):")
         p99 = aggs[1]
         xmax = p99.xs[-1]
         a, t = p99.med("async", xmax), p99.med("threads", xmax)
@@ -56,16 +51,14 @@ class CostSections(Scaffold):
             self.finding("blocking", f"p99 with a {p99.label[xmax]} blocking call: async {fmt(a)} ms, "
                          f"threads {fmt(t)} ms", p99.points[("async", xmax)],
                          p99.points[("threads", xmax)], False, "threads")
-        self.w("**Verdict:** " + (verdict or "not enough valid runs to compare async and threads."), "")
+        self.verdict(verdict or "not enough valid runs to compare async and threads.")
         self.q4_pool()
 
     # -- question 5
     def q5(self):
-        self.w("## 5. Overhead per email at concurrency 1, zero latency", "")
-        rows = self.sweep_rows("q5-overhead")
+        rows = self.begin("## 5. Overhead per email at concurrency 1, zero latency", "q5-overhead")
         if not rows:
-            return self.missing("q5", ["q5-overhead"])
-        self.w(self.conf_line("q5-overhead"), "")
+            return
         cpu, ctx, tput = Agg(rows, "cpu_us"), Agg(rows, "ctx"), Agg(rows, "tput")
         x = cpu.xs[0]
         bars = lambda agg: [(m,) + agg.stat(m, x)[:3] for m in agg.models if agg.stat(m, x)]
@@ -74,8 +67,8 @@ class CostSections(Scaffold):
         files = dict(data1=self.p.bars_file("fig5-cpu", bars(cpu)),
                      data2=self.p.bars_file("fig5-ctx", bars(ctx)),
                      data3=self.p.bars_file("fig5-hyperfine", hf_bars or [("none", 0, 0, 0)]))
-        png = self.p.plot("fig5-overhead", cpu.models, **files)
-        self.figure(png, "Figure 5: CPU time and context switches per email")
+        self.plot_figure("fig5-overhead", cpu.models, "Figure 5: CPU time and context switches per email",
+                         **files)
         self.w("| model | CPU µs per email | context switches per email | throughput (emails/s) | "
                "whole process (hyperfine): wall ms | CPU µs per email (incl. start-up) |",
                "|---|---:|---:|---:|---:|---:|")
@@ -102,7 +95,7 @@ class CostSections(Scaffold):
                 verdict += (f" Context switches per email: async {fmt(cm['async'])}, threads "
                             f"{fmt(cm['threads'])}.")
                 self.ctx_at_one = (cm["async"], cm["threads"])
-            self.w("**Verdict:** " + verdict, "")
+            self.verdict(verdict)
 
     def hyperfine(self):
         """Per model from runs/*-hyperfine.json: wall ms (median, min–max), CPU µs/email."""
@@ -136,10 +129,9 @@ class CostSections(Scaffold):
 
     # -- question 6
     def q6(self):
-        self.w("## 6. Memory and threads per in-flight email", "")
-        rows = self.sweep_rows("q1-concurrency")
+        rows = self.begin("## 6. Memory and threads per in-flight email", "q1-concurrency", conf=False)
         if not rows:
-            return self.missing("q6", ["q1-concurrency"])
+            return
         self.w("From the runs of question 1: emails in flight = min(concurrency, emails) for "
                "threads, async, hybrid and the Twisted reference, 1 for sync (smtp-source is left "
                "out: its RSS is not measured). The fitted line is a least-squares fit of "
@@ -167,9 +159,9 @@ class CostSections(Scaffold):
                 if not fit:
                     f.write("NaN NaN\n")
                 f.write("\n\n")
-        png = self.p.plot("fig6-memory", rss.models, data1=self.p.lines_file("fig6-rss", rss),
-                          data2=self.p.lines_file("fig6-threads", thr), fit1=fitpath)
-        self.figure(png, "Figure 6: RSS and threads against emails in flight")
+        self.plot_figure("fig6-memory", rss.models, "Figure 6: RSS and threads against emails in flight",
+                         data1=self.p.lines_file("fig6-rss", rss),
+                         data2=self.p.lines_file("fig6-threads", thr), fit1=fitpath)
         self.w("| model | fitted RSS per extra in-flight email | fitted base RSS | peak threads at the "
                "highest in-flight |", "|---|---:|---:|---:|")
         for m in rss.models:
@@ -196,19 +188,16 @@ class CostSections(Scaffold):
                              f"in-flight email (fitted); per run at {per.label[x]} in flight: async "
                              f"{fmt(per.med('async', x))} KB, threads {fmt(per.med('threads', x))} KB",
                              per.points[("async", x)], per.points[("threads", x)], False, "threads")
-        self.w("**Verdict:** " + verdict, "")
+        self.verdict(verdict)
 
     # -- question 7
     def q7(self):
-        self.w("## 7. Failures: temporary failures and dropped connections", "")
-        rows = self.sweep_rows("q7-failures")
+        rows = self.begin("## 7. Failures: temporary failures and dropped connections", "q7-failures")
         if not rows:
-            return self.missing("q7", ["q7-failures"])
-        self.w(self.conf_line("q7-failures"), "")
+            return
         ret, p99 = Agg(rows, "retries_per_email"), Agg(rows, "p99")
-        png = self.p.plot("fig7-failures", ret.models, data1=self.p.lines_file("fig7-retries", ret),
-                          data2=self.p.lines_file("fig7-p99", p99))
-        self.figure(png, "Figure 7: retries and p99 latency against injected faults")
+        self.plot_figure("fig7-failures", ret.models, "Figure 7: retries and p99 latency against injected faults",
+                         data1=self.p.lines_file("fig7-retries", ret), data2=self.p.lines_file("fig7-p99", p99))
         dl, fl, rt = Agg(rows, "delivered"), Agg(rows, "failed"), Agg(rows, "retries")
         dup = Agg(rows, "srv_duplicates")
         self.w("Delivered / failed / retries / duplicates at the server (medians), p99 latency (ms):", "",
@@ -231,7 +220,7 @@ class CostSections(Scaffold):
         fails = {m: fl.med(m, x1) for m in fl.models if fl.med(m, x1) is not None}
         if fails:
             verdict += "; failed emails: " + ", ".join(f"{m} {fmt(v)}" for m, v in fails.items())
-        self.w("**Verdict:** " + verdict + ".", "")
+        self.verdict(verdict + ".")
         a, s = p99.med("async", x1), p99.med("threads", x1)
         if a and s:
             self.finding("failures", f"p99 at fault {ret.label[x1]}: async {fmt(a)} ms, threads "
@@ -254,12 +243,10 @@ class CostSections(Scaffold):
         # core, statistics) is the same for all four and not counted.
         sets = {m: [f for f in [m + ".c"] + WAIT_LAYER.get(m, []) if f in files] for m in models}
         stats = {m: code_stats_files([os.path.join(code, f) for f in fs]) for m, fs in sets.items()}
-        png = self.p.plot("fig8-code", models,
-                          data1=self.p.bars_file("fig8-loc", [(m, s["loc"], s["loc"], s["loc"])
-                                                              for m, s in stats.items()]),
-                          data2=self.p.bars_file("fig8-decisions", [(m, s["decisions"], s["decisions"],
-                                                                     s["decisions"]) for m, s in stats.items()]))
-        self.figure(png, "Figure 8: lines of code and decision points per model")
+        bars = lambda k: [(m, st[k], st[k], st[k]) for m, st in stats.items()]
+        self.plot_figure("fig8-code", models, "Figure 8: lines of code and decision points per model",
+                         data1=self.p.bars_file("fig8-loc", bars("loc")),
+                         data2=self.p.bars_file("fig8-decisions", bars("decisions")))
         self.w(f"Measured on {self.code_from}. A model is its own file "
                "(`models/MODEL.c`) plus the layer that does its waiting: `models/mailer/blocking_mailer.c` and "
                "`lib/smtp_blocking.c` for sync and threads, `models/mailer/async_mailer.c` and `lib/smtp_session.c` "
@@ -301,11 +288,11 @@ class CostSections(Scaffold):
                    "```c", text, "```", "")
         if "async" in stats and "sync" in stats:
             a, s_ = stats["async"], stats["sync"]
-            self.w(f"**Verdict:** async (its file, the Deferred chain and the SMTP session over the "
-                   f"reactor) is {a['loc']} lines with {a['decisions']} decision points and "
-                   f"{a['callbacks']} callbacks, sync {s_['loc']} lines with {s_['decisions']} "
-                   f"(×{fmt(a['loc'] / max(s_['loc'], 1))} the code); locks and atomics: async "
-                   f"{a['locks']}, threads {stats.get('threads', {}).get('locks', '—')}.", "")
+            self.verdict(f"async (its file, the Deferred chain and the SMTP session over the "
+                         f"reactor) is {a['loc']} lines with {a['decisions']} decision points and "
+                         f"{a['callbacks']} callbacks, sync {s_['loc']} lines with {s_['decisions']} "
+                         f"(×{fmt(a['loc'] / max(s_['loc'], 1))} the code); locks and atomics: async "
+                         f"{a['locks']}, threads {stats.get('threads', {}).get('locks', '—')}.")
             self.finding("code", f"async {a['loc']} lines, sync {s_['loc']} lines (counted, exact)",
                          [a["loc"]], [s_["loc"]], False, "sync", exact=True)
             if "threads" in stats:

@@ -110,10 +110,10 @@ class PeerSections(Scaffold):
             if i == 0 and ca and cs:
                 parts.append(f"client CPU per message at {tput.label[x0]} {unit}: async {fmt(ca)} µs, "
                              f"smtp-source {fmt(cs)} µs")
-        png = self.p.plot("fig9-peers", models, **files)
-        self.figure(png, "Figure 9: async against smtp-source, message size and connection reuse")
-        self.w("**Verdict:** " + ("; ".join(parts) + "." if parts else
-                                  "not enough valid runs to compare async with smtp-source."), "")
+        self.plot_figure("fig9-peers", models,
+                         "Figure 9: async against smtp-source, message size and connection reuse", **files)
+        self.verdict("; ".join(parts) + "." if parts else
+                     "not enough valid runs to compare async with smtp-source.")
 
     def skipped_note(self, names):
         """A clear note for each peer a sweep skipped, with the reason."""
@@ -151,9 +151,9 @@ class PeerSections(Scaffold):
         rows = [r for r in rows if r["model"] in ("async", "twisted")]
         tput, cpu, rss = Agg(rows, "tput"), Agg(rows, "cpu_per_delivered"), Agg(rows, "rss_mb")
         tput.models = cpu.models = ["async", "twisted"]
-        png = self.p.plot("fig10-twisted", tput.models, data1=self.p.lines_file("fig10-tput", tput),
-                          data2=self.p.lines_file("fig10-cpu", cpu))
-        self.figure(png, "Figure 10: C async against the Twisted reference, throughput and CPU per email")
+        self.plot_figure("fig10-twisted", tput.models,
+                         "Figure 10: C async against the Twisted reference, throughput and CPU per email",
+                         data1=self.p.lines_file("fig10-tput", tput), data2=self.p.lines_file("fig10-cpu", cpu))
         both = [x for x in tput.xs if tput.med("twisted", x) is not None or cpu.med("twisted", x) is not None]
         xs = [x for x in both if x in (1, 100, 1000)] or both
         self.w(f"Concurrency {', '.join(tput.label[x] for x in xs)} (medians; server latency as in "
@@ -185,8 +185,8 @@ class PeerSections(Scaffold):
         if fa and ft and fa[1] > 0:
             parts.append(f"each email in flight costs {fmt(fa[1] * 1024)} KB in C and "
                          f"{fmt(ft[1] * 1024)} KB in Twisted (×{fmt(ft[1] / fa[1])})")
-        self.w("**Verdict:** " + ("; ".join(parts) + "." if parts else
-                                  "not enough valid runs to compare the C async model with Twisted."), "")
+        self.verdict("; ".join(parts) + "." if parts else
+                     "not enough valid runs to compare the C async model with Twisted.")
 
     def mapping(self):
         """How the C chain maps onto the Twisted reference, step by step,

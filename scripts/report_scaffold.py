@@ -33,18 +33,74 @@ class Scaffold:
         self.code_link = code_base     # path from REPORT.md to the repository top
         self.code_dir, self.code_from = code_at_revision(folder, env)
         self.out = []
-        self.findings = {}             # summary rows: key -> (measured, async's advantage ratio)
+        self.findings = {}             # summary rows: claim -> text, ci, vs, enough (finding())
         self.rss_fit = {}              # model -> (base MB, MB per in-flight email), from q6
         self.listed = set()            # invalid-run lists already written
 
     def w(self, *lines):
         self.out.extend(lines)
 
+    # ------------------------------------------------------------ opening
+    def begin(self, heading, sweep, note="", conf=True, sub=False):
+        """A question's opening: its heading, then the sweep's settings
+        (conf_line, followed by note) — or, when the folder has no such sweep,
+        the "not measured" note.  Returns the sweep's rows, or None: the
+        section stops there.  conf=False: the section describes its data
+        itself.  sub: a sub-question (### 2a), whose heading is written only
+        when it was measured."""
+        if not sub:
+            self.w(heading, "")
+        rows = self.sweep_rows(sweep)
+        if not rows:
+            self.missing(sweep, [sweep])
+            return None
+        if sub:
+            self.w(heading, "")
+        if conf:
+            self.w(self.conf_line(sweep) + note, "")
+        return rows
+
+    def sweep_rows(self, name):
+        return self.rows.get(name)
+
+    def missing(self, title, names):
+        """The note of a section whose sweeps (names) are not in the folder
+        (title, the question, is not printed)."""
+        self.w(f"*Not measured in this results folder (no {', '.join(names)} sweep).*", "")
+
+    def conf_line(self, name):
+        """A sweep's settings in one sentence, from env.json."""
+        s = self.env["sweeps"].get(name, {})
+        return (f"Sweep `{name}` ({s.get('conf', '?')}): values {', '.join(s.get('values', []))}; "
+                f"server `{s.get('server', '')}`; model `{s.get('model', '')}`; "
+                f"emails = `{s.get('emails', '')}`.")
+
+    # ------------------------------------------------- figures and tables
     def figure(self, png, alt):
+        """The link to a figure (a PNG under RESULTS/plots)."""
         self.w(f"![{alt}]({self.link}/{png})", "")
 
-    def table(self, agg, unit="", title=None):
-        """Rows = swept values, columns = models, cells = median (min–max)."""
+    def plot_figure(self, script, models, alt, out_name=None, **files):
+        """Draws scripts/plot/SCRIPT.gp over data files already written
+        (files: the script's variables, data1=PATH, ...) and links it."""
+        self.figure(self.p.plot(script, models, out_name, **files), alt)
+
+    def lines_figure(self, script, data, agg, alt, bound=None):
+        """A figure of one metric against the swept value, a line per model:
+        its data in plots/data/DATA.dat, the invalid runs in
+        DATA.invalid.dat (red crosses), the models' bounds when a bound file
+        is given; drawn by scripts/plot/SCRIPT.gp and linked."""
+        files = {"data": self.p.lines_file(data, agg)}
+        if bound:
+            files["bound"] = bound
+        files["invalid"] = self.p.invalid_file(data, agg)
+        self.plot_figure(script, agg.models, alt, **files)
+
+    def table(self, agg, unit="", title=None, caption=None):
+        """Rows = swept values, columns = models, cells = median (min–max),
+        under its caption; the sweep's invalid runs listed after the first."""
+        if caption:
+            self.w(caption, "")
         self.w(f"| {title or 'value'} | " + " | ".join(label(m) for m in agg.models) + " |",
                "|---:|" + "---:|" * len(agg.models))
         for x in agg.xs:
@@ -66,17 +122,10 @@ class Scaffold:
                    f" (`{r.get('run_file') or '?'}`)")
         self.w("")
 
-    def sweep_rows(self, name):
-        return self.rows.get(name)
-
-    def missing(self, title, names):
-        self.w(f"*Not measured in this results folder (no {', '.join(names)} sweep).*", "")
-
-    def conf_line(self, name):
-        s = self.env["sweeps"].get(name, {})
-        return (f"Sweep `{name}` ({s.get('conf', '?')}): values {', '.join(s.get('values', []))}; "
-                f"server `{s.get('server', '')}`; model `{s.get('model', '')}`; "
-                f"emails = `{s.get('emails', '')}`.")
+    # ------------------------------------------------------------ verdicts
+    def verdict(self, text):
+        """The section's answer, one paragraph."""
+        self.w("**Verdict:** " + text, "")
 
     def finding(self, key, text, a, b, higher, vs, exact=False):
         """A summary row: async's samples a against the samples b of model

@@ -66,20 +66,21 @@ class ScalingSections(Scaffold):
         chains = (r.get("emails") or 0) / (r.get("p_chain") or 1)
         return min(r["p_concurrency"], max(chains, 1))
 
+    def throughput_figure(self, script, fig, rows, tput, alt, t0_global=False):
+        """A throughput figure with each model's own bounds drawn in."""
+        bfile, _ = self.bounds(fig, rows, tput, lambda x: self.inflight(rows, x), t0_global)
+        self.lines_figure(script, fig, tput, alt, bound=bfile)
+
     # -- question 1
     def q1(self):
-        self.w("## 1. Many tasks: throughput, p99 latency and memory against concurrency", "")
-        rows = self.sweep_rows("q1-concurrency")
+        rows = self.begin("## 1. Many tasks: throughput, p99 latency and memory against concurrency",
+                          "q1-concurrency")
         if not rows:
-            return self.missing("q1", ["q1-concurrency"])
-        self.w(self.conf_line("q1-concurrency"), "")
+            return
         tput = Agg(rows, "tput")
-        bfile, bnd = self.bounds("fig1a", rows, tput, lambda x: self.inflight(rows, x), t0_global=True)
-        png = self.p.plot("fig1a-throughput", tput.models, data=self.p.lines_file("fig1a", tput),
-                          bound=bfile, invalid=self.p.invalid_file("fig1a", tput))
-        self.figure(png, "Figure 1a: throughput against concurrency")
-        self.w("Throughput (emails/s), median (min–max):", "")
-        self.table(tput, title="concurrency")
+        self.throughput_figure("fig1a-throughput", "fig1a", rows, tput,
+                               "Figure 1a: throughput against concurrency", t0_global=True)
+        self.table(tput, title="concurrency", caption="Throughput (emails/s), median (min–max):")
         self.w("Thin lines in each model's colour are its own bounds (MEASUREMENT.md §2): dashed, "
                "Little's law (emails in flight ÷ the model's own time per email at concurrency 1; "
                "sync always has one in flight); dotted, the CPU bound (threads that can run at once "
@@ -87,11 +88,8 @@ class ScalingSections(Scaffold):
                "one thread; the client's cores for threads and hybrid). The plot keeps the measured "
                "region: a bound above it is clipped at the top.", "")
         p99 = Agg(rows, "p99")
-        png = self.p.plot("fig1b-p99", p99.models, data=self.p.lines_file("fig1b", p99),
-                          invalid=self.p.invalid_file("fig1b", p99))
-        self.figure(png, "Figure 1b: p99 latency against concurrency")
-        self.w("p99 latency (ms):", "")
-        self.table(p99, title="concurrency")
+        self.lines_figure("fig1b-p99", "fig1b", p99, "Figure 1b: p99 latency against concurrency")
+        self.table(p99, title="concurrency", caption="p99 latency (ms):")
         q11 = Agg(self.sweep_rows("q11-load") or [], "p99")
         over = [x for x in q11.xs if x > 1 and q11.med("sync", x)]
         if over and p99.med("sync", p99.xs[-1]):
@@ -103,10 +101,10 @@ class ScalingSections(Scaffold):
                    f"is {fmt(q11.med('sync', x))} ms and grows with the queue as long as the overload "
                    "lasts: what a user of a saturated sync sender waits.", "")
         reached = Agg(rows, "reached_pct")
-        self.w("Concurrency the server counted (its peak of connections open at once), as a % of "
-               "the concurrency asked for; below 95% the point did not measure that concurrency "
-               "(*not reached*):", "")
-        self.table(reached, unit="%", title="concurrency")
+        self.table(reached, unit="%", title="concurrency",
+                   caption="Concurrency the server counted (its peak of connections open at once), as "
+                   "a % of the concurrency asked for; below 95% the point did not measure that "
+                   "concurrency (*not reached*):")
         short = [f"{m} at {reached.label[x]} ({fmt(reached.med(m, x))}%)" for m in reached.models
                  if m in MODELS and m != "sync" for x in reached.xs
                  if reached.med(m, x) is not None and reached.med(m, x) < 95]
@@ -114,15 +112,12 @@ class ScalingSections(Scaffold):
                "counted concurrency was at least 95% of the asked for at every point.") + "", "")
         self.littles_law_table(tput)
         n = Agg(rows, "window_n")
-        self.w("Emails in each run's steady-state window (the sample behind its percentiles), median:", "")
-        self.table(n, title="concurrency")
+        self.table(n, title="concurrency", caption="Emails in each run's steady-state window (the "
+                   "sample behind its percentiles), median:")
         rss = Agg(rows, "rss_mb")
-        png = self.p.plot("fig1c-rss", rss.models, data=self.p.lines_file("fig1c", rss),
-                          invalid=self.p.invalid_file("fig1c", rss))
-        self.figure(png, "Figure 1c: peak RSS against concurrency")
-        self.w("Peak RSS of the model (MB):", "")
-        self.table(rss, title="concurrency")
-        self.w("**Verdict:** " + self.verdict_q1(tput, p99, rss), "")
+        self.lines_figure("fig1c-rss", "fig1c", rss, "Figure 1c: peak RSS against concurrency")
+        self.table(rss, title="concurrency", caption="Peak RSS of the model (MB):")
+        self.verdict(self.verdict_q1(tput, p99, rss))
         self.background(tput)
 
     def background(self, tput):
@@ -225,39 +220,25 @@ class ScalingSections(Scaffold):
     # -- question 2
     def q2(self):
         self.w("## 2. Lots of I/O versus CPU", "")
-        rows = self.sweep_rows("q2-cpu")
+        rows = self.begin("### 2a. CPU work per email grows, server latency fixed", "q2-cpu", sub=True)
         if rows:
-            self.w("### 2a. CPU work per email grows, server latency fixed", "",
-                   self.conf_line("q2-cpu"), "")
             tput = Agg(rows, "tput")
-            bfile, _ = self.bounds("fig2a", rows, tput, lambda x: self.inflight(rows, x))
-            png = self.p.plot("fig2a-cpu", tput.models, data=self.p.lines_file("fig2a", tput),
-                              bound=bfile, invalid=self.p.invalid_file("fig2a", tput))
-            self.figure(png, "Figure 2a: throughput as CPU work per email grows")
-            self.w("Throughput (emails/s):", "")
-            self.table(tput, title="events per email")
-            cpu = Agg(rows, "cpu_us")
-            self.w("CPU time per email (µs, model process):", "")
-            self.table(cpu, title="events per email")
-            self.w("**Verdict:** " + self.verdict_crossover(tput, "events per email", "cpu"), "")
+            self.throughput_figure("fig2a-cpu", "fig2a", rows, tput,
+                                   "Figure 2a: throughput as CPU work per email grows")
+            self.table(tput, title="events per email", caption="Throughput (emails/s):")
+            self.table(Agg(rows, "cpu_us"), title="events per email",
+                       caption="CPU time per email (µs, model process):")
+            self.verdict(self.verdict_crossover(tput, "events per email", "cpu"))
             self.reactors_line(tput, "events per email")
             self.q2_ceiling()
-        else:
-            self.missing("q2a", ["q2-cpu"])
-        rows = self.sweep_rows("q2-latency")
+        rows = self.begin("### 2b. Server latency grows, CPU work fixed", "q2-latency", sub=True)
         if rows:
-            self.w("### 2b. Server latency grows, CPU work fixed", "", self.conf_line("q2-latency"), "")
             tput = Agg(rows, "tput")
-            bfile, _ = self.bounds("fig2b", rows, tput, lambda x: self.inflight(rows, x))
-            png = self.p.plot("fig2b-latency", tput.models, data=self.p.lines_file("fig2b", tput),
-                              bound=bfile, invalid=self.p.invalid_file("fig2b", tput))
-            self.figure(png, "Figure 2b: throughput as server latency grows")
-            self.w("Throughput (emails/s):", "")
-            self.table(tput, title="server latency")
-            self.w("**Verdict:** " + self.verdict_crossover(tput, "server latency", "latency"), "")
+            self.throughput_figure("fig2b-latency", "fig2b", rows, tput,
+                                   "Figure 2b: throughput as server latency grows")
+            self.table(tput, title="server latency", caption="Throughput (emails/s):")
+            self.verdict(self.verdict_crossover(tput, "server latency", "latency"))
             self.reactors_line(tput, "server latency")
-        else:
-            self.missing("q2b", ["q2-latency"])
 
     def verdict_crossover(self, tput, what, key):
         """Where each model wins by the verdict rule, where no model clearly
@@ -316,21 +297,17 @@ class ScalingSections(Scaffold):
 
     # -- question 3
     def q3(self):
-        self.w("## 3. Independent tasks: dependency chains", "")
-        rows = self.sweep_rows("q3-chain")
+        rows = self.begin("## 3. Independent tasks: dependency chains", "q3-chain",
+                          note=" An email of a chain is sent only after the previous one is delivered. "
+                          "The runs are sized by time, so there are always as many chains in flight as "
+                          "the concurrency: what grows along this sweep is only how long each waits on "
+                          "the one before it, not how few emails are in flight.")
         if not rows:
-            return self.missing("q3", ["q3-chain"])
-        self.w(self.conf_line("q3-chain") + " An email of a chain is sent only after the previous "
-               "one is delivered. The runs are sized by time, so there are always as many chains "
-               "in flight as the concurrency: what grows along this sweep is only how long each "
-               "waits on the one before it, not how few emails are in flight.", "")
+            return
         tput = Agg(rows, "tput")
-        bfile, _ = self.bounds("fig3", rows, tput, lambda x: self.inflight(rows, x))
-        png = self.p.plot("fig3-chain", tput.models, data=self.p.lines_file("fig3", tput),
-                          bound=bfile, invalid=self.p.invalid_file("fig3", tput))
-        self.figure(png, "Figure 3: throughput against dependency chain length")
-        self.w("Throughput (emails/s):", "")
-        self.table(tput, title="chain length")
+        self.throughput_figure("fig3-chain", "fig3", rows, tput,
+                               "Figure 3: throughput against dependency chain length")
+        self.table(tput, title="chain length", caption="Throughput (emails/s):")
         x0, x1 = tput.xs[0], tput.xs[-1]
         parts = []
         for m in tput.models:
@@ -348,7 +325,7 @@ class ScalingSections(Scaffold):
             self.finding("chains", f"chains of {tput.label[x1]}: async {fmt(tput.med('async', x1))}/s, "
                          f"threads {fmt(tput.med('threads', x1))}/s", tput.points[("async", x1)],
                          tput.points[("threads", x1)], True, "threads")
-        self.w("**Verdict:** " + verdict, "")
+        self.verdict(verdict)
         self.q3_join()
         self.q3_verdict()
 
@@ -356,9 +333,8 @@ class ScalingSections(Scaffold):
     SLOS = (50, 200, 1000)      # ms, p99
 
     def q11(self):
-        self.w("## 11. Open loop: latency against offered load", "")
-        if not self.sweep_rows("q11-load"):
-            return self.missing("q11", ["q11-load"])
+        if not self.begin("## 11. Open loop: latency against offered load", "q11-load", conf=False):
+            return
         self.q11_sweep("q11-load", "fig11-load", "")
         if self.sweep_rows("q11b-load-50ms"):
             self.w("### 11b. The same at 50 ms server latency", "")
@@ -377,9 +353,10 @@ class ScalingSections(Scaffold):
                "Past saturation a queue of at most 2,000 waiting emails fills and the rest are shed; "
                "every scheduled email is delivered, failed, shed or still waiting when the run ends.", "")
         p99, ratio = Agg(rows, "p99"), Agg(rows, "achieved_ratio")
-        png = self.p.plot("fig11-load", p99.models, data1=self.p.lines_file(f"fig11{suffix}-p99", p99),
-                          data2=self.p.lines_file(f"fig11{suffix}-ratio", ratio), out_name=fig)
-        self.figure(png, f"Figure 11{suffix}: p99 latency and achieved throughput against offered load")
+        self.plot_figure("fig11-load", p99.models,
+                         f"Figure 11{suffix}: p99 latency and achieved throughput against offered load",
+                         out_name=fig, data1=self.p.lines_file(f"fig11{suffix}-p99", p99),
+                         data2=self.p.lines_file(f"fig11{suffix}-ratio", ratio))
         off, tput, svc, lost = (Agg(rows, k) for k in ("offered", "tput", "service_p99", "lost_share"))
         self.w("Per model and offered load (× its saturation): offered and achieved emails/s, p99 "
                "from the intended start and from the actual start (ms), and the share of scheduled "
@@ -433,7 +410,7 @@ class ScalingSections(Scaffold):
             parts.append(f"past its saturation sync's p99 from the intended start grows with the "
                          f"queue ({fmt(p99.med('sync', x))} ms at {p99.label[x]}× against "
                          f"{fmt(svc.med('sync', x))} ms of service): the queue a closed loop hides")
-        self.w("**Verdict:** " + ("; ".join(parts) + "." if parts else "not enough valid runs."), "")
+        self.verdict("; ".join(parts) + "." if parts else "not enough valid runs.")
         # Fairness at 90% of saturation.
         fair = [x for x in p99.xs if abs(x - 0.9) < 1e-9] or [x for x in p99.xs if x < 1]
         if fair:
