@@ -23,18 +23,12 @@ import os
 import re
 import subprocess
 
-G = {}      # report-gen's globals (fmt, Agg, boot_ratio, decide, fmt_ci, ROOT, ...)
-
-
-def bind(namespace):
-    """Use report-gen's module namespace (the dict itself: names defined
-    after the import are seen too)."""
-    global G
-    G = namespace
+import report_data
 
 
 def _g(name):
-    return G[name]
+    """A name of scripts/report_data.py (fmt, Agg, boot_ratio, decide, ROOT, ...)."""
+    return getattr(report_data, name)
 
 
 # Where the blocking call runs, per model (the code decides it: models/*.c and

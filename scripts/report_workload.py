@@ -12,6 +12,9 @@ Nothing here runs without env["workload"]: the default report is unchanged.
 """
 import os
 
+from report_code import WAIT_LAYER, code_stats_files
+from report_data import MODELS, TAU, Agg, boot_ratio, decide, fit_line, fmt, fmt_ci
+
 SLO_STEPS = (50, 200, 1000, 5000)     # ms: the objective is the first >= 4x one email alone
 OPEN_LOAD = 0.8                       # open-loop p99 at this fraction of each model's saturation
 HEADROOM_CORE = 0.7                   # share of a core past which one reactor is said to be full
@@ -46,14 +49,11 @@ def nearest(xs, want):
     return min(xs, key=lambda x: (abs(x - want) / max(want, 1e-9), x))
 
 
-def section(rep, g):
-    """The section's lines (a list), or [] when the folder has no workload.
-    g: report-gen's module (Agg, fmt, boot_ratio, decide, fmt_ci, fit_line,
-    code_stats_files, WAIT_LAYER, MODELS, TAU)."""
+def section(rep):
+    """The section's lines (a list), or [] when the folder has no workload."""
     wl = rep.env.get("workload")
     if not wl:
         return []
-    fmt = g.fmt
     values, set_keys = wl.get("values", {}), set(wl.get("set", []))
     out = [f"**Workload profile `{wl.get('name')}`** (`{wl.get('path')}`): "
            + describe(values, set_keys) + ".", ""]
@@ -62,9 +62,9 @@ def section(rep, g):
     if not q1:
         return out + ["Not measured: the q1-concurrency sweep is missing from this folder.", ""]
     conc = float(values.get("concurrency", 10))
-    tput, p99, cpu = g.Agg(q1, "tput"), g.Agg(q1, "p99"), g.Agg(q1, "cpu_us")
+    tput, p99, cpu = Agg(q1, "tput"), Agg(q1, "p99"), Agg(q1, "cpu_us")
     x = nearest(tput.xs, conc)
-    models = [m for m in g.MODELS if tput.med(m, x) is not None]
+    models = [m for m in MODELS if tput.med(m, x) is not None]
     if not models:
         return out + [f"No valid run at {tput.label.get(x, x)} emails in flight.", ""]
     # Memory per in-flight email: the least-squares slope of peak RSS against
@@ -74,21 +74,21 @@ def section(rep, g):
         pairs = [(1.0 if m == "sync" else min(r["x"], r.get("emails") or r["x"]),
                   r["max_rss_kb"] / 1024.0) for r in q1
                  if r["model"] == m and r["valid"] and r.get("max_rss_kb") is not None]
-        fit = g.fit_line(pairs)
+        fit = fit_line(pairs)
         mem[m] = fit[1] * 1024 if fit else None
     loc = {}
     code = rep.code_dir
     files = sorted(os.listdir(code)) if code and os.path.isdir(code) else []
     for m in models:
-        fs = [f for f in [m + ".c"] + g.WAIT_LAYER.get(m, []) if f in files]
-        loc[m] = g.code_stats_files([os.path.join(code, f) for f in fs])["loc"] if fs else None
+        fs = [f for f in [m + ".c"] + WAIT_LAYER.get(m, []) if f in files]
+        loc[m] = code_stats_files([os.path.join(code, f) for f in fs])["loc"] if fs else None
     # Open loop and headroom from q11-load (the profile's latency and concurrency).
     q11 = rep.sweep_rows("q11-load")
     one = p99.med("async", nearest(p99.xs, 1)) or p99.med("sync", nearest(p99.xs, 1))
     slo = next((s for s in SLO_STEPS if one is None or s >= 4 * one), SLO_STEPS[-1])
     open_p99, room = {}, {}
     if q11:
-        o99, off, lost, ratio = (g.Agg(q11, k) for k in ("p99", "offered", "lost_share", "achieved_ratio"))
+        o99, off, lost, ratio = (Agg(q11, k) for k in ("p99", "offered", "lost_share", "achieved_ratio"))
         ox = nearest(o99.xs, OPEN_LOAD)
         for m in models:
             open_p99[m] = o99.med(m, ox)
@@ -119,22 +119,21 @@ def section(rep, g):
                    f"{loc[m] if loc.get(m) is not None else '—'} | "
                    f"{fmt(room[m]) + '/s' if room.get(m) else ('none' if q11 else 'not measured')} |")
     out.append("")
-    out += recommend(g, models, x, tput, cpu, mem, loc, room, slo)
+    out += recommend(models, x, tput, cpu, mem, loc, room, slo)
     return out
 
 
-def recommend(g, models, x, tput, cpu, mem, loc, room, slo):
+def recommend(models, x, tput, cpu, mem, loc, room, slo):
     """The recommendation and the rules that made it."""
-    fmt = g.fmt
     best = max(models, key=lambda m: tput.med(m, x))
     tied, cis = [best], {}
     for m in models:
         if m == best:
             continue
-        ci = g.boot_ratio(tput.points[(best, x)], tput.points[(m, x)])
+        ci = boot_ratio(tput.points[(best, x)], tput.points[(m, x)])
         cis[m] = ci
         few = ci is None or ci[3] < 2 or ci[4] < 2      # no verdict on one run a side
-        if few or g.decide(ci) != "a":      # not clearly ahead of m: a tie
+        if few or decide(ci) != "a":      # not clearly ahead of m: a tie
             tied.append(m)
     def key(m):
         return (mem[m] if mem.get(m) is not None else float("inf"),
@@ -143,7 +142,7 @@ def recommend(g, models, x, tput, cpu, mem, loc, room, slo):
     parts = [f"**Recommendation: {pick}.**"]
     if len(tied) == 1:
         parts.append(f"It has the highest throughput here, {fmt(tput.med(pick, x))} emails/s, clearly "
-                     "ahead of " + ", ".join(f"{m} ({g.fmt_ci(cis[m])})" if cis.get(m) else m
+                     "ahead of " + ", ".join(f"{m} ({fmt_ci(cis[m])})" if cis.get(m) else m
                                              for m in models if m != pick) + ".")
     elif any(ci is None or ci[3] < 2 or ci[4] < 2 for ci in cis.values()):
         parts.append(f"Too few runs at this point to separate {', '.join(tied)} (fewer than 2 a "
@@ -151,7 +150,7 @@ def recommend(g, models, x, tput, cpu, mem, loc, room, slo):
                      f"{pick} uses the least memory per email in flight.")
     else:
         parts.append(f"{', '.join(tied)} deliver the same within the noise "
-                     f"(no bootstrap interval clear of ×{fmt(1 + g.TAU)}; {best} has the highest "
+                     f"(no bootstrap interval clear of ×{fmt(1 + TAU)}; {best} has the highest "
                      f"median, {fmt(tput.med(best, x))}/s); of these {pick} uses the least memory "
                      "per email in flight" + (" and code" if key(pick)[1] == min(key(m)[1] for m in tied)
                                                else "") + ".")
@@ -176,7 +175,7 @@ def recommend(g, models, x, tput, cpu, mem, loc, room, slo):
             top = max(have, key=have.get)
             line = (f"Headroom under p99 < {slo} ms: " + ", ".join(f"{m} {fmt(r)}/s" for m, r in
                                                                   sorted(have.items(), key=lambda kv: -kv[1])))
-            if top != pick and have.get(pick) and have[top] / have[pick] > 1 + g.TAU:
+            if top != pick and have.get(pick) and have[top] / have[pick] > 1 + TAU:
                 line += f"; past {fmt(have[pick])}/s at that objective, {top} goes further"
             parts.append(line + ".")
         else:
@@ -184,11 +183,11 @@ def recommend(g, models, x, tput, cpu, mem, loc, room, slo):
     rules = ["How it is decided:",
              f"1. Throughput at the operating point first: the model with the highest median, and "
              f"every model whose ratio to it is not clearly below (the 95% bootstrap interval of "
-             f"the ratio does not clear ×{fmt(1 + g.TAU)}, the report's verdict rule) counts as tied.",
+             f"the ratio does not clear ×{fmt(1 + TAU)}, the report's verdict rule) counts as tied.",
              "2. Among tied models, the least memory per email in flight, then the fewest lines of "
              "code.",
              f"3. A one-thread model (sync, async) is said to fill its core at {int(HEADROOM_CORE * 100)}% "
              "of one; the rate one core holds is 1 s ÷ its CPU per email.",
              "4. Headroom is reported for every model; a model that sustains ×"
-             f"{fmt(1 + g.TAU)} more under the objective is named.", ""]
+             f"{fmt(1 + TAU)} more under the objective is named.", ""]
     return [" ".join(parts), ""] + rules
