@@ -9,6 +9,8 @@ record); parity() returns its sentence and whether parity holds (fairness()
 and the teaching section F use it); for_workload() returns lines instead of
 writing them (report-gen puts them under the title).
 """
+import collections
+
 import report_workload
 from report_data import MODELS, Agg, boot_ratio, decide, fmt, fmt_ci
 from report_scaffold import Scaffold
@@ -17,6 +19,38 @@ from report_scaffold import Scaffold
 class FrameSections(Scaffold):
     """Summary, parity, method and machine, the workload's opening."""
 
+    def point_counts(self):
+        """How many measured runs each point (sweep, model, value) has, as a
+        Counter of counts (the sweep's warm-up run excluded)."""
+        per = collections.Counter((name, r.get("model"), r.get("value"))
+                                  for name, rs in self.rows.items() for r in rs
+                                  if int(float(r.get("rep") if r.get("rep") not in (None, "") else 0)) >= 0)
+        return collections.Counter(per.values())
+
+    def point_reps_text(self, reps):
+        """The repetitions as run, from the data: 'every point is repeated 2
+        times' or '2 runs at 300 points, 5 at 40 (the points the verdicts
+        rest on), ...'."""
+        counts = self.point_counts()
+        if not counts:
+            return f"every point is repeated {', '.join(map(str, reps))} times"
+        if len(counts) == 1:
+            (n, _), = counts.items()
+            return f"every point is repeated {n} time{'s' if n != 1 else ''}"
+        parts = [f"{n} run{'s' if n != 1 else ''} at {k} point{'s' if k != 1 else ''}"
+                 for n, k in sorted(counts.items(), key=lambda t: (-t[1], t[0]))]
+        return ("the repetitions per point, as run: " + ", ".join(parts)
+                + " (the most at the points the verdicts rest on)")
+
+    def reps_sentence(self):
+        """What the repetitions mean for the intervals, from the data."""
+        counts = self.point_counts()
+        most = max(counts) if counts else 0
+        return (f"Each row names the runs its interval rests on (here up to {most} a point); "
+                "with few runs an interval is wide and the row says *no clear difference*: "
+                "a row that should be decided needs more of them (`--reps`, or `verdict_reps` "
+                "in the sweep file).")
+
     def summary(self):
         self.w("## Summary: advantages and disadvantages of asynchronous programming, as measured", "",
                "Each row compares async with one other model on one claim, with one rule for every "
@@ -24,8 +58,7 @@ class FrameSections(Scaffold):
                "async, and its 95% bootstrap interval (2,000 resamples of each side's repetitions) "
                "decides: *advantage* when the whole interval is above ×1.1, *disadvantage* when it "
                "is below ×1/1.1, otherwise *no clear difference*. Counted metrics (code) have no "
-               "interval. With 3 repetitions an interval is wide: a row that should be decided "
-               "needs more of them (`--reps`).", "",
+               "interval. " + self.reps_sentence(), "",
                "| claim | measured | async against | ratio for async [95% interval] | verdict for async | figure |",
                "|---|---|---|---|---|---|")
         claims = [
@@ -132,7 +165,7 @@ class FrameSections(Scaffold):
                "in red; they never count in a median.", "",
                f"Runs of a sweep are executed one at a time in shuffled order (seed "
                f"{', '.join(sorted({str(s.get('shuffle_seed')) for s in sweeps.values()}))}) after one "
-               f"warm-up run; every point is repeated {', '.join(map(str, reps))} times and reported as "
+               f"warm-up run; {self.point_reps_text(reps)}; each point is reported as "
                f"the median with the min–max spread in parentheses. Latency is measured "
                f"{' and '.join(modes) or 'closed'}-loop per email (from the start of its work to the "
                f"server's reply to its data). Profile: {', '.join(profiles)}. "
