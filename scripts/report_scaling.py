@@ -419,7 +419,14 @@ class ScalingSections(Scaffold):
             self.w(f"Fairness at {p99.label[x]}× saturation: does one design starve some emails? "
                    "(ms; the share of emails slower than 10× the median)", "",
                    "| model | p50 | p99 | max | slower than 10× p50 |", "|---|---:|---:|---:|---:|")
+            unmeasured = []
             for m in p99.models:
+                if not p99.points.get((m, x)):
+                    unmeasured.append(label(m))     # no row of dashes: said below
+                    continue
                 self.w(f"| {label(m)} | {p50.cell(m, x)} | {p99.cell(m, x)} | {mx.cell(m, x)} | "
                        f"{fmt(o10.med(m, x))}% |")
             self.w("")
+            if unmeasured:
+                self.w(f"Not measured at {p99.label[x]}×: {', '.join(unmeasured)} (fewer loads in "
+                       "the sweep, or no valid run there).", "")
