@@ -84,7 +84,7 @@ struct mb_options {
                              * 1..100000 (refused by sync and async).
                              * 0 = not given: the model picks (threads: = concurrency,
                              * hybrid: = cores) and must store the value it used here
-                             * before mb_run_write_json, so the JSON shows it. */
+                             * before stats_run_write_json, so the JSON shows it. */
     long long recipients;   /* --recipients: RCPT TO per email, 1..1000 */
     long long events;       /* --events: requests summarised per email (CPU work), 0..10M */
     double cpu_per_email_s; /* --cpu-per-email: the CPU work per email as a time; the model
@@ -119,7 +119,7 @@ struct mb_options {
     double warmup_s;        /* --warmup: emails ending before start + warmup are not in the figures */
     double duration_s;      /* --duration: > 0: the run is sized by time (start emails until
                              * start + warmup + duration; --emails is then only a cap); 0: by
-                             * --emails (mb_window_*, stats.h) */
+                             * --emails (stats_window_*, stats.h) */
     int prebuild;           /* --prebuild: build every email before the clock starts (--emails) */
     int quit_background;    /* --quit-background (async, hybrid): an email's concurrency slot is
                              * freed when QUIT is sent and the 221 is read in the background;

@@ -116,7 +116,7 @@ int mock_stats_write(const mock_stats *st, const char *path, const char *params_
     fprintf(f, "  \"uptime_s\": %.6f,\n  \"cpu_user_s\": %.6f,\n  \"cpu_sys_s\": %.6f,\n"
             "  \"max_rss_kb\": %ld,\n  \"params\": %s\n}\n", uptime_s,
             ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
-            ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, mb_peak_rss_kb(), params_json);
+            ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, stats_peak_rss_kb(), params_json);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
         int err = errno;

@@ -124,7 +124,7 @@ static struct defer_result send_on_session(struct defer_result r, void *arg)
  * whatever the teardown that follows. */
 static struct defer_result stamp_reply(struct defer_result r, void *arg)
 {
-    ((struct async_job *)arg)->t_reply = mb_now();
+    ((struct async_job *)arg)->t_reply = stats_now();
     return r;
 }
 
@@ -216,8 +216,8 @@ static struct defer_result delivered(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
     double lat = job->t_reply - job->t0, svc = job->t_reply - job->t_started;
-    mb_run_delivered(job->m->stats, job->hash, (uint64_t)(lat > 0 ? lat * 1e6 : 0));
-    mb_run_service(job->m->stats, (uint64_t)(svc > 0 ? svc * 1e6 : 0));
+    stats_run_delivered(job->m->stats, job->hash, (uint64_t)(lat > 0 ? lat * 1e6 : 0));
+    stats_run_service(job->m->stats, (uint64_t)(svc > 0 ? svc * 1e6 : 0));
     return r;
 }
 
@@ -225,9 +225,9 @@ static struct defer_result failed(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
     if (job->maybe)
-        mb_run_failed_maybe(job->m->stats, failure_message(r.failure), job->hash);
+        stats_run_failed_maybe(job->m->stats, failure_message(r.failure), job->hash);
     else
-        mb_run_failed(job->m->stats, failure_message(r.failure));
+        stats_run_failed(job->m->stats, failure_message(r.failure));
     return defer_ok(NULL);      /* handled: the run goes on */
 }
 
@@ -257,7 +257,7 @@ static void run_over_check(struct async_mailer *m)
 /* The steady-state window has closed (--duration): no new chain starts. */
 static bool stop_starting(struct async_mailer *m)
 {
-    if (mb_window_may_start())
+    if (stats_window_may_start())
         return false;
     m->nchains = m->next_chain;
     return true;
@@ -273,7 +273,7 @@ static void pump_queue(struct async_mailer *m)
      * that will run are those started. */
     struct arrivals_counts n;
     arrivals_counts(m->arr, &n);
-    if (m->arrivals_over && (n.waiting == 0 || !mb_window_may_start()))
+    if (m->arrivals_over && (n.waiting == 0 || !stats_window_may_start()))
         m->nchains = m->next_chain;
 }
 
@@ -294,7 +294,7 @@ static struct defer_result email_end(struct defer_result r, void *arg)
 {
     struct async_job *job = arg;
     if (defer_is_failure(r))        /* only with --no-errback: counted, and passed on */
-        mb_run_failed(job->m->stats, failure_message(r.failure));
+        stats_run_failed(job->m->stats, failure_message(r.failure));
     free(job->data);                      /* failed for good, or never sent (else NULL) */
     job->data = NULL;
     free(job->summary);                   /* never rendered (else NULL) */
@@ -316,9 +316,9 @@ static void email_go(void *arg)
 {
     struct async_job *job = arg;
     struct async_mailer *m = job->m;
-    job->t_started = mb_now();
+    job->t_started = stats_now();
     if (m->arr)
-        mb_run_started(m->stats, job->t0, job->t_started);
+        stats_run_started(m->stats, job->t0, job->t_started);
     else
         job->t0 = job->t_started;
     if (trace_email(job->index))
@@ -430,7 +430,7 @@ static void email_start(struct async_job *job)
     struct async_mailer *m = job->m;
     if (m->arr) {               /* open loop: not before its intended start */
         job->t0 = mailer_email_due(m->arr, m->o, job->index - m->first);
-        double wait = job->t0 - mb_now();
+        double wait = job->t0 - stats_now();
         if (wait > 0) {
             defer_call_unref(reactor_call_later(m->r, wait, email_go, job));
             return;
@@ -475,7 +475,7 @@ static struct defer_result summary_failed(struct defer_result r, void *arg)
     (void)r;
     struct async_job *job = arg;
     struct async_mailer *m = job->m;
-    mb_run_failed(m->stats, "join: a member failed");
+    stats_run_failed(m->stats, "join: a member failed");
     m->done++;
     free(job);
     m->chains_done++;           /* it held no token */
@@ -545,7 +545,7 @@ static void arrive(void *arg)
     struct async_mailer *m = arg;
     defer_call_unref(m->arrivals);
     m->arrivals = NULL;
-    double now = mb_now(), next = arrivals_admit(m->arr, now);
+    double now = stats_now(), next = arrivals_admit(m->arr, now);
     m->arrivals_over = next == INFINITY;
     pump_queue(m);
     if (!m->arrivals_over)
@@ -553,16 +553,16 @@ static void arrive(void *arg)
     run_over_check(m);
 }
 
-/* The window's CPU snapshots, taken on time (mb_window_next). */
+/* The window's CPU snapshots, taken on time (stats_window_next). */
 static void window_due(void *arg)
 {
     struct async_mailer *m = arg;
     defer_call_unref(m->window);
     m->window = NULL;
-    mb_window_poll();
-    double next = mb_window_next();
+    stats_window_poll();
+    double next = stats_window_next();
     if (next < INFINITY && m->chains_done < m->nchains) {
-        double now = mb_now();
+        double now = stats_now();
         m->window = reactor_call_later(m->r, next > now ? next - now : 0, window_due, m);
     }
 }
@@ -570,7 +570,7 @@ static void window_due(void *arg)
 static void tick(void *arg)
 {
     struct async_mailer *m = arg;
-    mb_progress_tick(m->progress, (uint64_t)m->done, m->stats);
+    stats_progress_tick(m->progress, (uint64_t)m->done, m->stats);
     defer_call_unref(m->ticker);
     m->ticker = m->chains_done < m->nchains
                     ? reactor_call_later(m->r, PROGRESS_EVERY_S, tick, m) : NULL;
@@ -579,7 +579,7 @@ static void tick(void *arg)
 /* ---- the run --------------------------------------------------------------- */
 
 void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struct reactor *r,
-                       struct mb_run_stats *stats, struct mb_progress *progress,
+                       struct stats_run *stats, struct stats_progress *progress,
                        async_build_step build, void *build_arg)
 {
     memset(m, 0, sizeof *m);
@@ -618,7 +618,7 @@ void async_mailer_start(struct async_mailer *m)
         return;
     m->ticker = reactor_call_later(m->r, PROGRESS_EVERY_S, tick, m);
     if (!m->window_shared)
-        mb_window_start(m->o, m->stats->start_s);
+        stats_window_start(m->o, m->stats->start_s);
     window_due(m);
     if (m->o->rate > 0) {
         m->arr = mailer_arrivals_seeded(m->o, m->stats->start_s + m->arrivals_phase,
@@ -661,11 +661,11 @@ int async_mailer_run(struct mb_options *o, struct reactor *r,
     int prc = mailer_prepare(o);
     if (prc != 0)
         return prc;
-    struct mb_run_stats stats;
-    struct mb_progress progress;
+    struct stats_run stats;
+    struct stats_progress progress;
     struct async_mailer m;
-    mb_run_init(&stats, (uint64_t)o->emails);
-    mb_progress_init(&progress, o, o->model);
+    stats_run_init(&stats, (uint64_t)o->emails);
+    stats_progress_init(&progress, o, o->model);
     async_mailer_init(&m, o, r, &stats, &progress, build, build_arg);
     if (o->trace[0]) {
         deferred_set_run_hook(trace_before, trace_after);
@@ -675,5 +675,5 @@ int async_mailer_run(struct mb_options *o, struct reactor *r,
     async_mailer_start(&m);
     reactor_run(r);         /* returns when the last email has ended */
     async_mailer_free(&m);
-    return mb_run_end(o, o->model, &stats, &progress);
+    return stats_run_end(o, o->model, &stats, &progress);
 }

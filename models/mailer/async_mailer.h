@@ -56,9 +56,9 @@ struct async_job {
     struct async_mailer *m;
     long long index;            /* the email being sent */
     long long end;              /* one past the chain's last email */
-    double t0;                  /* mb_now() when the email started (or was due) */
-    double t_reply;             /* mb_now() when its last attempt's reply came */
-    double t_started;           /* mb_now() when it actually started (open loop: >= t0) */
+    double t0;                  /* stats_now() when the email started (or was due) */
+    double t_reply;             /* stats_now() when its last attempt's reply came */
+    double t_started;           /* stats_now() when it actually started (open loop: >= t0) */
     struct defer_result held;   /* the attempt's result while the QUIT completes */
     int attempt;                /* retries made for this email */
     bool maybe;                 /* some attempt may have reached the server */
@@ -84,8 +84,8 @@ struct async_mailer {
     struct workload_params wp;
     struct smtp_client_config cfg;
     struct retry_policy policy;
-    struct mb_run_stats *stats;
-    struct mb_progress *progress;
+    struct stats_run *stats;
+    struct stats_progress *progress;
     async_build_step build;
     void *build_arg;
     uint64_t rng;                   /* retry jitter */
@@ -120,14 +120,14 @@ struct defer_result async_job_build(void *job);
 
 /* A whole run of the model: statistics, progress, the mailer, reactor_run
  * until the last email has ended and the last session has closed, then
- * mb_run_end (summary, JSON).  Returns the exit status (0, 3, or 1). */
+ * stats_run_end (summary, JSON).  Returns the exit status (0, 3, or 1). */
 int async_mailer_run(struct mb_options *o, struct reactor *r,
                      async_build_step build, void *build_arg);
 
 /* The parts, for tests and other drivers.
  * Ready to run on r; nothing happens until async_mailer_start. */
 void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struct reactor *r,
-                       struct mb_run_stats *stats, struct mb_progress *progress,
+                       struct stats_run *stats, struct stats_progress *progress,
                        async_build_step build, void *build_arg);
 /* Start the first chains (before reactor_run). */
 void async_mailer_start(struct async_mailer *m);

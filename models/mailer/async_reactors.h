@@ -23,7 +23,7 @@
  * with a seed of its own per reactor (reactor 0 keeps --seed) merge into a
  * Poisson process of rate R.
  *
- * After the threads are joined: the statistics merged (mb_run_merge: the
+ * After the threads are joined: the statistics merged (stats_run_merge: the
  * counters and the digest summed, the latency histograms merged bucket by
  * bucket, so the percentiles are those of all the emails); CPU, RSS and the
  * window's CPU are process-wide, as for the other models. */

@@ -27,7 +27,7 @@ struct arrivals *mailer_arrivals_seeded(const struct mb_options *o, double start
     long long nchains = (o->emails + o->chain - 1) / o->chain;
     struct arrivals *a = arrivals_new(start, (double)o->rate / (double)o->chain,
                                       strcmp(o->arrivals, "poisson") == 0, seed, o->max_queue,
-                                      mb_window_close_at(), nchains);
+                                      stats_window_close_at(), nchains);
     if (a == NULL) {
         fprintf(stderr, "summary-%s: out of memory for the schedule\n", o->model);
         abort();
@@ -41,7 +41,7 @@ double mailer_email_due(struct arrivals *a, const struct mb_options *o, long lon
     return arrivals_due(a, c) + (double)k / (double)o->rate;
 }
 
-void mailer_arrivals_end(struct arrivals *a, const struct mb_options *o, struct mb_run_stats *s)
+void mailer_arrivals_end(struct arrivals *a, const struct mb_options *o, struct stats_run *s)
 {
     struct arrivals_counts c;
     arrivals_counts(a, &c);
@@ -332,7 +332,7 @@ int mailer_join_wait(const struct mb_options *o, long long index)
             t.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&join_cond, &join_lock, &t);
-        if (join_group_of(o, index)->ended < o->join && !mb_window_may_start()) {
+        if (join_group_of(o, index)->ended < o->join && !stats_window_may_start()) {
             st = -1;
             break;
         }

@@ -70,7 +70,7 @@ double mailer_email_due(struct arrivals *a, const struct mb_options *o, long lon
 /* At the end of an open-loop run: scheduled, shed, pending (still waiting
  * when the window closed) and the peak queue into the run's statistics, in
  * emails (a chain counts its emails). */
-void mailer_arrivals_end(struct arrivals *a, const struct mb_options *o, struct mb_run_stats *s);
+void mailer_arrivals_end(struct arrivals *a, const struct mb_options *o, struct stats_run *s);
 
 /* --join N (blocking models): is email `index` a summary (index % (N+1) == N)?
  * A member reports its end with mailer_join_ended; a summary waits in

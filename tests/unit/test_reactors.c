@@ -193,26 +193,26 @@ static void test_share_exact(void **state)
 static void test_merge(void **state)
 {
     (void)state;
-    static struct mb_run_stats one, part[2], merged;
-    mb_run_init(&one, 7);
-    mb_run_init(&part[0], 0);
-    mb_run_init(&part[1], 0);
-    mb_run_init(&merged, 7);
+    static struct stats_run one, part[2], merged;
+    stats_run_init(&one, 7);
+    stats_run_init(&part[0], 0);
+    stats_run_init(&part[1], 0);
+    stats_run_init(&merged, 7);
     uint64_t seed = 12345;
     for (int i = 0; i < 5000; i++) {
         seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
         uint64_t us = (seed >> 33) % 2000000, hash = seed ^ (seed >> 17);
-        mb_run_delivered(&one, hash, us);
-        mb_run_delivered(&part[i % 3 == 0], hash, us);     /* an uneven split */
+        stats_run_delivered(&one, hash, us);
+        stats_run_delivered(&part[i % 3 == 0], hash, us);  /* an uneven split */
     }
-    mb_run_failed(&one, "451 try later");
-    mb_run_failed(&part[1], "451 try later");
+    stats_run_failed(&one, "451 try later");
+    stats_run_failed(&part[1], "451 try later");
     part[0].scheduled = 3000;
     part[1].scheduled = 2001;
     part[0].shed = 2;
     part[1].peak_queue = 4;
-    mb_run_merge(&merged, &part[0]);
-    mb_run_merge(&merged, &part[1]);
+    stats_run_merge(&merged, &part[0]);
+    stats_run_merge(&merged, &part[1]);
     assert_int_equal(merged.emails, 7);                     /* the run's, left alone */
     assert_int_equal(merged.delivered, 5000);
     assert_int_equal(merged.failed, 1);
@@ -225,8 +225,8 @@ static void test_merge(void **state)
     assert_memory_equal(merged.latency.bucket, one.latency.bucket, sizeof one.latency.bucket);
     const double qs[] = { 1, 50, 90, 99, 99.9, 100 };
     for (size_t i = 0; i < sizeof qs / sizeof *qs; i++)
-        assert_int_equal(mb_hist_percentile(&merged.latency, qs[i]),
-                         mb_hist_percentile(&one.latency, qs[i]));
+        assert_int_equal(hist_percentile(&merged.latency, qs[i]),
+                         hist_percentile(&one.latency, qs[i]));
     assert_int_equal(merged.nreasons, 1);
     assert_int_equal(merged.reason[0].count, 1);
     assert_int_equal(merged.scheduled, 5001);
