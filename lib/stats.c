@@ -83,7 +83,7 @@ static double process_cpu_s(void)
  * has ended, and the window past its nominal end until another round has
  * ended in it, up to 10 x its length.  An open loop's arrivals stop at the
  * nominal end: no extension there. */
-void stats_window_start(const struct mb_options *o, double start)
+void stats_window_start(const struct cli_options *o, double start)
 {
     win.open_at = start + o->warmup_s;
     win.duration = o->duration_s;
@@ -393,7 +393,7 @@ static double per_second(const struct stats_run *s)
     return s->window_s > 0 ? (double)s->window_delivered / s->window_s : 0.0;
 }
 
-static void json_params(FILE *f, const struct mb_options *o)
+static void json_params(FILE *f, const struct cli_options *o)
 {
     fprintf(f, "\"params\":{\"server\":");
     json_write_string(f, o->server);
@@ -435,7 +435,7 @@ static void json_machine(FILE *f)
     fputs("}", f);
 }
 
-void stats_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
+void stats_run_fprint_json(FILE *f, const struct cli_options *o, const char *model,
                            const struct stats_run *s)
 {
     const struct hist *h = &s->latency;
@@ -497,7 +497,7 @@ void stats_run_fprint_json(FILE *f, const struct mb_options *o, const char *mode
     fputs("}\n", f);
 }
 
-int stats_run_write_json(const struct mb_options *o, const char *model,
+int stats_run_write_json(const struct cli_options *o, const char *model,
                          const struct stats_run *s, const char *path)
 {
     if (path == NULL || *path == '\0')
@@ -506,7 +506,7 @@ int stats_run_write_json(const struct mb_options *o, const char *model,
         stats_run_fprint_json(stdout, o, model, s);
         return fflush(stdout) == 0 ? 0 : -1;
     }
-    char tmp[MB_PATH_MAX + 32];
+    char tmp[CLI_PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
     if (f == NULL) {
@@ -531,7 +531,7 @@ int stats_run_write_json(const struct mb_options *o, const char *model,
     return 0;
 }
 
-void stats_run_print_summary(FILE *f, const char *model, const struct mb_options *o,
+void stats_run_print_summary(FILE *f, const char *model, const struct cli_options *o,
                              const struct stats_run *s)
 {
     const struct hist *h = &s->latency;
@@ -549,7 +549,7 @@ void stats_run_print_summary(FILE *f, const char *model, const struct mb_options
 
 /* ---------------------------------------------------------------- progress */
 
-void stats_progress_init(struct stats_progress *p, const struct mb_options *o, const char *model)
+void stats_progress_init(struct stats_progress *p, const struct cli_options *o, const char *model)
 {
     memset(p, 0, sizeof *p);
     p->enabled = o->progress || isatty(STDERR_FILENO);
@@ -581,7 +581,7 @@ void stats_progress_done(struct stats_progress *p)
     p->printed = 0;
 }
 
-int stats_run_end(const struct mb_options *o, const char *model, struct stats_run *s,
+int stats_run_end(const struct cli_options *o, const char *model, struct stats_run *s,
                   struct stats_progress *p)
 {
     stats_progress_done(p);

@@ -128,7 +128,7 @@ void stats_run_note_threads(struct stats_run *s, long threads);
  * when the window opens and closes (the first stats_window_poll at or after
  * each instant; the reactor models poll from timers at those instants), so
  * start-up and the drain after the window are not in the CPU per email. */
-void stats_window_start(const struct mb_options *o, double start);
+void stats_window_start(const struct cli_options *o, double start);
 /* May another email start?  False once the window has closed (duration mode). */
 bool stats_window_may_start(void);
 /* Read the CPU clock if the window has just opened or closed; cheap otherwise. */
@@ -152,24 +152,24 @@ long stats_peak_rss_kb(void);
  * stdout; NULL or "" = nothing), atomically through PATH.tmp.PID + rename.
  * `o->threads` should hold the value the model used.  Returns 0, or -1
  * after printing why on stderr. */
-int stats_run_write_json(const struct mb_options *o, const char *model,
+int stats_run_write_json(const struct cli_options *o, const char *model,
                          const struct stats_run *s, const char *path);
 
 /* The same object into a stream (tests, and stdout). */
-void stats_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
+void stats_run_fprint_json(FILE *f, const struct cli_options *o, const char *model,
                            const struct stats_run *s);
 
 /* Two lines for humans, e.g.
  *   summary-async: 1000/1000 delivered, 0 failed, 3 retries, 1.02s, 980.4 emails/s
  *   summary-async: latency p50 1.2ms p99 4.1ms max 9.8ms (closed loop); cpu 0.31s user 0.09s sys; 6.2 MB RSS */
-void stats_run_print_summary(FILE *f, const char *model, const struct mb_options *o,
+void stats_run_print_summary(FILE *f, const char *model, const struct cli_options *o,
                              const struct stats_run *s);
 
 /* The end of every model's run: end the progress line, stats_run_finish, the
  * summary on stderr, the JSON to o->json.  Returns the exit status: 0 all
  * delivered, 3 some failed, 1 the JSON could not be written. */
 struct stats_progress;
-int stats_run_end(const struct mb_options *o, const char *model, struct stats_run *s,
+int stats_run_end(const struct cli_options *o, const char *model, struct stats_run *s,
                   struct stats_progress *p);
 
 /* ---------------------------------------------------------------- progress */
@@ -182,7 +182,7 @@ struct stats_progress {
     int printed;        /* something was printed (stats_progress_done ends the line) */
 };
 
-void stats_progress_init(struct stats_progress *p, const struct mb_options *o, const char *model);
+void stats_progress_init(struct stats_progress *p, const struct cli_options *o, const char *model);
 /* Call as often as you like with the emails done so far (delivered + failed)
  * from one thread; prints "\rsummary-MODEL: delivered x/N, y/s" at most once
  * a second, and samples the thread count into s (may be NULL). */

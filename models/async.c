@@ -26,8 +26,8 @@ static struct deferred *build_here(struct async_job *job, void *arg)
 
 int main(int argc, char **argv)
 {
-    struct mb_options o;
-    int rc = mb_options_parse(argc, argv, "async", &o);
+    struct cli_options o;
+    int rc = cli_parse(argc, argv, "async", &o);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     o.threads = 1;          /* the reactor's: the JSON says so */

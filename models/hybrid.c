@@ -40,8 +40,8 @@ static struct deferred *block_and_build_in_pool(struct async_job *job, void *poo
 
 int main(int argc, char **argv)
 {
-    struct mb_options o;
-    int rc = mb_options_parse(argc, argv, "hybrid", &o);
+    struct cli_options o;
+    int rc = cli_parse(argc, argv, "hybrid", &o);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     if (o.threads == 0) {

@@ -12,8 +12,8 @@
 
 int main(int argc, char **argv)
 {
-    struct mb_options o;
-    int rc = mb_options_parse(argc, argv, "sync", &o);
+    struct cli_options o;
+    int rc = cli_parse(argc, argv, "sync", &o);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     o.concurrency = 1;      /* one at a time, whatever was asked: the JSON says so */

@@ -32,7 +32,7 @@
 #define WORKER_STACK (256 * 1024)
 
 struct run {
-    const struct mb_options *o;
+    const struct cli_options *o;
     pthread_mutex_t lock;       /* guards go */
     pthread_cond_t opened;      /* signalled when go is set */
     bool go;                    /* the gate is open: the run has started */
@@ -58,7 +58,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct run *r = w->run;
-    const struct mb_options *o = r->o;
+    const struct cli_options *o = r->o;
     struct blocking_mailer m;
     blocking_mailer_init(&m, o, &w->stats, w->seed);
     long now_live = atomic_fetch_add(&r->live, 1) + 1;
@@ -96,8 +96,8 @@ static void *worker_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    struct mb_options o;
-    int rc = mb_options_parse(argc, argv, "threads", &o);
+    struct cli_options o;
+    int rc = cli_parse(argc, argv, "threads", &o);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     if (o.threads == 0)

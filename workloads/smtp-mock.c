@@ -712,9 +712,9 @@ static char **apply_profile(int *argc, char **argv)
     }
     if (path == NULL)
         return argv;
-    static struct mb_options po;
-    mb_options_defaults(&po, "smtp-mock");
-    if (mb_options_load_profile(&po, path, stderr) != 0)
+    static struct cli_options po;
+    cli_defaults(&po, "smtp-mock");
+    if (cli_load_profile(&po, path, stderr) != 0)
         exit(2);
     opt.profile = path;
     char **out = calloc((size_t)*argc + 64, sizeof *out);

@@ -578,7 +578,7 @@ static void tick(void *arg)
 
 /* ---- the run --------------------------------------------------------------- */
 
-void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struct reactor *r,
+void async_mailer_init(struct async_mailer *m, const struct cli_options *o, struct reactor *r,
                        struct stats_run *stats, struct stats_progress *progress,
                        async_build_step build, void *build_arg)
 {
@@ -655,7 +655,7 @@ void async_mailer_free(struct async_mailer *m)
     m->group = NULL;
 }
 
-int async_mailer_run(struct mb_options *o, struct reactor *r,
+int async_mailer_run(struct cli_options *o, struct reactor *r,
                      async_build_step build, void *build_arg)
 {
     int prc = mailer_prepare(o);

@@ -79,7 +79,7 @@ struct async_job {
 typedef struct deferred *(*async_build_step)(struct async_job *job, void *arg);
 
 struct async_mailer {
-    const struct mb_options *o;     /* the run's options (borrowed) */
+    const struct cli_options *o;    /* the run's options (borrowed) */
     struct reactor *r;
     struct workload_params wp;
     struct smtp_client_config cfg;
@@ -121,12 +121,12 @@ struct defer_result async_job_build(void *job);
 /* A whole run of the model: statistics, progress, the mailer, reactor_run
  * until the last email has ended and the last session has closed, then
  * stats_run_end (summary, JSON).  Returns the exit status (0, 3, or 1). */
-int async_mailer_run(struct mb_options *o, struct reactor *r,
+int async_mailer_run(struct cli_options *o, struct reactor *r,
                      async_build_step build, void *build_arg);
 
 /* The parts, for tests and other drivers.
  * Ready to run on r; nothing happens until async_mailer_start. */
-void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struct reactor *r,
+void async_mailer_init(struct async_mailer *m, const struct cli_options *o, struct reactor *r,
                        struct stats_run *stats, struct stats_progress *progress,
                        async_build_step build, void *build_arg);
 /* Start the first chains (before reactor_run). */

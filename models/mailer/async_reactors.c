@@ -26,7 +26,7 @@ static long long part_start(long long total, int n, int k)
     return (long long)k * q + (k < r ? k : r);
 }
 
-int async_reactors_count(const struct mb_options *o)
+int async_reactors_count(const struct cli_options *o)
 {
     long long n = o->reactors, nchains = (o->emails + o->chain - 1) / o->chain;
     if (n > o->concurrency)
@@ -40,7 +40,7 @@ int async_reactors_count(const struct mb_options *o)
     return n < 1 ? 1 : (int)n;
 }
 
-void async_reactors_share(const struct mb_options *o, int n, int k, struct async_share *s)
+void async_reactors_share(const struct cli_options *o, int n, int k, struct async_share *s)
 {
     long long nchains = (o->emails + o->chain - 1) / o->chain;
     long long c0 = part_start(nchains, n, k), c1 = c0 + part(nchains, n, k);
@@ -54,7 +54,7 @@ void async_reactors_share(const struct mb_options *o, int n, int k, struct async
 /* One reactor thread: its options, reactor, mailer and statistics. */
 struct reactor_thread {
     pthread_t tid;
-    struct mb_options o;
+    struct cli_options o;
     struct reactor *r;
     struct async_mailer m;
     struct stats_run stats;
@@ -82,7 +82,7 @@ static void *reactor_main(void *arg)
     return NULL;
 }
 
-int async_reactors_run(struct mb_options *o, async_build_step build, void *build_arg)
+int async_reactors_run(struct cli_options *o, async_build_step build, void *build_arg)
 {
     int n = async_reactors_count(o);
     if (n < o->reactors)

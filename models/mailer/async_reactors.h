@@ -44,14 +44,14 @@ struct async_share {
 
 /* How many reactors the run can use: --reactors, but no more than the
  * emails in flight, the chains, the rate (open loop) or the queue bound. */
-int async_reactors_count(const struct mb_options *o);
+int async_reactors_count(const struct cli_options *o);
 
 /* Reactor k's share when the run uses n (= async_reactors_count) reactors. */
-void async_reactors_share(const struct mb_options *o, int n, int k, struct async_share *s);
+void async_reactors_share(const struct cli_options *o, int n, int k, struct async_share *s);
 
 /* The whole run with n reactors (the JSON records o->reactors = n); the
  * build step runs in each reactor's thread.  Returns the exit status, as
  * async_mailer_run. */
-int async_reactors_run(struct mb_options *o, async_build_step build, void *build_arg);
+int async_reactors_run(struct cli_options *o, async_build_step build, void *build_arg);
 
 #endif

@@ -13,7 +13,7 @@
 
 enum attempt { ATTEMPT_OK, ATTEMPT_TEMP, ATTEMPT_PERM };
 
-void blocking_mailer_init(struct blocking_mailer *m, const struct mb_options *o,
+void blocking_mailer_init(struct blocking_mailer *m, const struct cli_options *o,
                           struct stats_run *stats, uint64_t rng_seed)
 {
     memset(m, 0, sizeof *m);
@@ -153,7 +153,7 @@ static enum attempt attempt_once(struct blocking_mailer *m, const struct workloa
 
 bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
 {
-    const struct mb_options *o = m->o;
+    const struct cli_options *o = m->o;
     double started = stats_now();
     m->traced = trace_email((long long)index) ? (long long)index : -1;
     if (m->traced >= 0)
@@ -220,7 +220,7 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
 
 long long blocking_mailer_send_chain(struct blocking_mailer *m, struct arrivals *a, long long c)
 {
-    const struct mb_options *o = m->o;
+    const struct cli_options *o = m->o;
     long long sent = 0;
     for (long long i = c * o->chain; i < (c + 1) * o->chain && i < o->emails; i++) {
         if (!stats_window_may_start())

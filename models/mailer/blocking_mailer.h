@@ -26,7 +26,7 @@
 #include "summary.h"
 
 struct blocking_mailer {
-    const struct mb_options *o;     /* the run's options (borrowed) */
+    const struct cli_options *o;    /* the run's options (borrowed) */
     struct workload_params wp;      /* what each email is made of */
     struct smtp_client_config cfg;  /* how the client core talks */
     struct stats_run *stats;        /* where results go (this thread's) */
@@ -37,7 +37,7 @@ struct blocking_mailer {
     long long traced;               /* --trace: the email being sent, if traced; else -1 */
 };
 
-void blocking_mailer_init(struct blocking_mailer *m, const struct mb_options *o,
+void blocking_mailer_init(struct blocking_mailer *m, const struct cli_options *o,
                           struct stats_run *stats, uint64_t rng_seed);
 
 /* Sends email `index` to the end: delivered or failed for good, recorded in

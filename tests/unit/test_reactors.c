@@ -20,7 +20,7 @@
 
 static char err_text[4096];
 
-static int parse(const char *model, struct mb_options *o, const char *const *args)
+static int parse(const char *model, struct cli_options *o, const char *const *args)
 {
     char *argv[32];
     int argc = 0;
@@ -31,7 +31,7 @@ static int parse(const char *model, struct mb_options *o, const char *const *arg
     char *ob = NULL, *eb = NULL;
     size_t ol = 0, el = 0;
     FILE *out = open_memstream(&ob, &ol), *err = open_memstream(&eb, &el);
-    int rc = mb_options_parse_to(argc, argv, model, o, out, err);
+    int rc = cli_parse_to(argc, argv, model, o, out, err);
     fclose(out);
     fclose(err);
     snprintf(err_text, sizeof err_text, "%s", eb);
@@ -50,7 +50,7 @@ static void expect_refused(int rc, const char *needle)
 static void test_option(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     char over[32], max[32];
     snprintf(over, sizeof over, "%ld", 4 * cores + 1);
@@ -88,11 +88,11 @@ static void test_option(void **state)
     unlink(path);
 }
 
-static struct mb_options opts(long long emails, long long conc, long long chain, long long rate,
-                              long long max_queue, long long reactors)
+static struct cli_options opts(long long emails, long long conc, long long chain, long long rate,
+                               long long max_queue, long long reactors)
 {
-    struct mb_options o;
-    mb_options_defaults(&o, "async");
+    struct cli_options o;
+    cli_defaults(&o, "async");
     o.emails = emails;
     o.concurrency = conc;
     o.chain = chain;
@@ -106,7 +106,7 @@ static struct mb_options opts(long long emails, long long conc, long long chain,
 static void test_share_example(void **state)
 {
     (void)state;
-    struct mb_options o = opts(7, 3, 1, 0, 0, 2);
+    struct cli_options o = opts(7, 3, 1, 0, 0, 2);
     struct async_share a, b;
     assert_int_equal(async_reactors_count(&o), 2);
     async_reactors_share(&o, 2, 0, &a);
@@ -153,7 +153,7 @@ static void test_share_exact(void **state)
     for (size_t ir = 0; ir < sizeof rates / sizeof *rates; ir++)
     for (size_t iq = 0; iq < sizeof queues / sizeof *queues; iq++)
     for (long long want = 1; want <= 8; want++) {
-        struct mb_options o = opts(emails[ie], conc[ic], chains[ik], rates[ir], queues[iq], want);
+        struct cli_options o = opts(emails[ie], conc[ic], chains[ik], rates[ir], queues[iq], want);
         int n = async_reactors_count(&o);
         assert_true(n >= 1 && n <= want);
         long long next = 0, sc = 0, sr = 0, sq = 0;

@@ -212,9 +212,9 @@ static void test_finish_and_threads(void **state)
     free(s);
 }
 
-static void fill_run(struct mb_options *o, struct stats_run *s)
+static void fill_run(struct cli_options *o, struct stats_run *s)
 {
-    mb_options_defaults(o, "test");
+    cli_defaults(o, "test");
     o->emails = 3;
     o->blocking_s = 0.005;
     o->threads = 7;
@@ -257,8 +257,8 @@ static void test_maybe_delivered(void **state)
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    struct mb_options o;
-    assert_int_equal(mb_options_parse_to(1, (char *[]){ "x", NULL }, "sync", &o, stdout, stderr), 0);
+    struct cli_options o;
+    assert_int_equal(cli_parse_to(1, (char *[]){ "x", NULL }, "sync", &o, stdout, stderr), 0);
     stats_run_fprint_json(f, &o, "sync", &a);
     fclose(f);
     assert_non_null(strstr(buf, "\"maybe_delivered\":65,"));
@@ -286,7 +286,7 @@ static void test_json(void **state)
     (void)state;
     if (sh("command -v jq >/dev/null") != 0)
         skip();
-    struct mb_options o;
+    struct cli_options o;
     struct stats_run *s = malloc(sizeof *s);
     fill_run(&o, s);
     char dir[] = "/tmp/mb-test-json-XXXXXX", path[128], cmd[2048];
@@ -337,7 +337,7 @@ static void test_json(void **state)
 static void test_summary_line(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     struct stats_run *s = malloc(sizeof *s);
     fill_run(&o, s);
     char *buf = NULL;
@@ -387,8 +387,8 @@ static void test_share_above(void **state)
 static void test_window(void **state)
 {
     (void)state;
-    struct mb_options o;
-    mb_options_defaults(&o, "test");
+    struct cli_options o;
+    cli_defaults(&o, "test");
     o.warmup_s = 0.05;
     o.duration_s = 0.10;
     o.concurrency = 1;                    /* one email must end in the window before it closes */
