@@ -98,7 +98,7 @@ const struct failure_type *failure_check_v(const struct failure *f,
 
 /* trap(): check() for use in an errback.  In C it cannot raise, so the idiom is
  *     if (!failure_trap(f, &FAILURE_CANCELLED)) return r;   // pass the same Failure on
- *     ... handle, then return defer_ok(...) to recover ... */
+ *     ... handle, then return deferred_ok(...) to recover ... */
 #define failure_trap(f, ...) failure_check((f), __VA_ARGS__)
 
 /* check by name: is `name` the name of f's type or of one of its ancestors?

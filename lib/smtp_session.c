@@ -203,7 +203,7 @@ static struct failure *ready_cancel(struct deferred *d, void *arg)
 
 /* The greeting failed, however: the receiver never gets the session, so
  * its reference goes here. */
-static struct defer_result ready_failed(struct defer_result r, void *arg)
+static struct deferred_result ready_failed(struct deferred_result r, void *arg)
 {
     struct smtp_session *s = arg;
     s->released = true;
@@ -211,7 +211,7 @@ static struct defer_result ready_failed(struct defer_result r, void *arg)
     return r;
 }
 
-static struct defer_result on_connected(struct defer_result r, void *arg)
+static struct deferred_result on_connected(struct deferred_result r, void *arg)
 {
     struct smtp_session *s = arg;
     s->conn = r.value;
@@ -219,10 +219,10 @@ static struct defer_result on_connected(struct defer_result r, void *arg)
     reactor_conn_set_protocol(s->conn, &session_protocol, s);
     s->ready = deferred_new_cancellable(ready_cancel, s);
     deferred_add_errback(s->ready, ready_failed, s);
-    return defer_wait(deferred_ref(s->ready));
+    return deferred_wait(deferred_ref(s->ready));
 }
 
-static struct defer_result on_connect_failed(struct defer_result r, void *arg)
+static struct deferred_result on_connect_failed(struct deferred_result r, void *arg)
 {
     struct smtp_session *s = arg;
     s->released = true;

@@ -21,7 +21,7 @@
 static struct deferred *build_here(struct async_job *job, void *arg)
 {
     (void)arg;
-    return defer_maybe(async_job_build, job);
+    return deferred_maybe(async_job_build, job);
 }
 
 int main(int argc, char **argv)

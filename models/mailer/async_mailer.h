@@ -8,7 +8,7 @@
  *     [--blocking call, in the reactor thread: it stalls every connection]
  *     d = build(job)                        the model's step: the summary (the
  *                                           CPU work; async: in the reactor;
- *                                           hybrid: defer_to_thread); the
+ *                                           hybrid: threadpool_defer_to_thread); the
  *                                           message is rendered only once a
  *                                           session is ready to send it
  *     d.addCallback(send)                   -> attempt: session (idle one, or
@@ -59,7 +59,7 @@ struct async_job {
     double t0;                  /* stats_now() when the email started (or was due) */
     double t_reply;             /* stats_now() when its last attempt's reply came */
     double t_started;           /* stats_now() when it actually started (open loop: >= t0) */
-    struct defer_result held;   /* the attempt's result while the QUIT completes */
+    struct deferred_result held; /* the attempt's result while the QUIT completes */
     int attempt;                /* retries made for this email */
     bool maybe;                 /* some attempt may have reached the server */
     struct smtp_session *s;     /* the session it is using, or NULL */
@@ -89,16 +89,16 @@ struct async_mailer {
     async_build_step build;
     void *build_arg;
     uint64_t rng;                   /* retry jitter */
-    struct defer_semaphore *sem;    /* --concurrency tokens */
+    struct deferred_semaphore *sem; /* --concurrency tokens */
     long long nchains;              /* ceil(emails / chain) */
     long long next_chain;           /* the next chain not yet started */
     long long chains_done;
     long long done;                 /* emails ended, delivered or failed */
     struct smtp_session **idle;     /* sessions waiting for an email */
     long long nidle, idle_cap;
-    struct defer_call *ticker;      /* progress, while the run lasts */
-    struct defer_call *arrivals;    /* open loop: the next chain's arrival */
-    struct defer_call *window;      /* the steady-state window's next snapshot */
+    struct deferred_call *ticker;   /* progress, while the run lasts */
+    struct deferred_call *arrivals; /* open loop: the next chain's arrival */
+    struct deferred_call *window;   /* the steady-state window's next snapshot */
     struct arrivals *arr;           /* open loop: the schedule and its queue, else NULL */
     bool arrivals_over;             /* open loop: no chain will arrive any more */
     /* One reactor of several (--reactors, async_reactors.h); set after
@@ -116,7 +116,7 @@ struct async_mailer {
  * job->summary; the message is rendered later, when a session is ready for
  * it, in the reactor thread (it is cheap: O(its size)).  Touches only the
  * job and the (read-only) workload parameters, so it may run in any thread. */
-struct defer_result async_job_build(void *job);
+struct deferred_result async_job_build(void *job);
 
 /* A whole run of the model: statistics, progress, the mailer, reactor_run
  * until the last email has ended and the last session has closed, then
