@@ -19,9 +19,9 @@
  * type and value, which is observably the same).
  *
  * Declaring a family of one's own (in a header / in one .c file):
- *     extern const struct failure_type SMTP_ERROR, SMTP_TEMPFAIL;
- *     FAILURE_TYPE_DEFINE(SMTP_ERROR, "smtp.SMTPError", &FAILURE_ERROR);
- *     FAILURE_TYPE_DEFINE(SMTP_TEMPFAIL, "smtp.TempFail", &SMTP_ERROR);
+ *     extern const struct failure_type SMTP_SESSION_ERROR, SMTP_SESSION_TEMPFAIL;
+ *     FAILURE_TYPE_DEFINE(SMTP_SESSION_ERROR, "smtp.SMTPError", &FAILURE_ERROR);
+ *     FAILURE_TYPE_DEFINE(SMTP_SESSION_TEMPFAIL, "smtp.TempFail", &SMTP_SESSION_ERROR);
  */
 #ifndef MAILBENCH_FAILURE_H
 #define MAILBENCH_FAILURE_H

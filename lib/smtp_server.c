@@ -168,7 +168,7 @@ static smtp_server_verdict decide(smtp_server *s, smtp_server_stage st,
                                   const smtp_server_message *m)
 {
     if (s->hooks.decide == NULL)
-        return SMTP_VERDICT_ACCEPT;
+        return SMTP_SERVER_VERDICT_ACCEPT;
     return s->hooks.decide(s->hooks.arg, st, m);
 }
 
@@ -310,13 +310,15 @@ static void data_end(smtp_server *s)
         smtp_server_message m;
         message_view(s, &m, 1);
         smtp_server_verdict v = decide(s, SMTP_SERVER_STAGE_DATA, &m);
-        if ((v == SMTP_VERDICT_ACCEPT || v == SMTP_VERDICT_DROP) && s->hooks.message)
+        if ((v == SMTP_SERVER_VERDICT_ACCEPT || v == SMTP_SERVER_VERDICT_DROP) && s->hooks.message)
             s->hooks.message(s->hooks.arg, &m);
         switch (v) {
-        case SMTP_VERDICT_ACCEPT:   reply(s, "250 Ok: queued\r\n"); break;
-        case SMTP_VERDICT_TEMPFAIL: reply(s, "451 Requested action aborted: local error in processing\r\n"); break;
-        case SMTP_VERDICT_PERMFAIL: reply(s, "554 Transaction failed\r\n"); break;
-        case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
+        case SMTP_SERVER_VERDICT_ACCEPT:   reply(s, "250 Ok: queued\r\n"); break;
+        case SMTP_SERVER_VERDICT_TEMPFAIL:
+            reply(s, "451 Requested action aborted: local error in processing\r\n");
+            break;
+        case SMTP_SERVER_VERDICT_PERMFAIL: reply(s, "554 Transaction failed\r\n"); break;
+        case SMTP_SERVER_VERDICT_DROP:     s->state = ST_CLOSED; break;
         }
     }
     transaction_reset(s);
@@ -408,14 +410,14 @@ static int data_start(smtp_server *s)
     s->d_started = 1;
     message_view(s, &m, 0);
     switch (decide(s, SMTP_SERVER_STAGE_BODY, &m)) {
-    case SMTP_VERDICT_ACCEPT:
+    case SMTP_SERVER_VERDICT_ACCEPT:
         return 0;
-    case SMTP_VERDICT_TEMPFAIL:
-    case SMTP_VERDICT_PERMFAIL:
+    case SMTP_SERVER_VERDICT_TEMPFAIL:
+    case SMTP_SERVER_VERDICT_PERMFAIL:
         replyf(s, "421 %s Service not available, closing transmission channel\r\n",
                s->cfg.hostname);
         break;
-    case SMTP_VERDICT_DROP:
+    case SMTP_SERVER_VERDICT_DROP:
         break;
     }
     transaction_reset(s);
@@ -528,18 +530,18 @@ static void cmd_mail(smtp_server *s, const char *arg)
     smtp_server_message m;
     message_view(s, &m, 0);
     switch (decide(s, SMTP_SERVER_STAGE_MAIL, &m)) {
-    case SMTP_VERDICT_ACCEPT:   s->state = ST_MAIL; reply(s, "250 Ok\r\n"); break;
-    case SMTP_VERDICT_TEMPFAIL:
+    case SMTP_SERVER_VERDICT_ACCEPT:   s->state = ST_MAIL; reply(s, "250 Ok\r\n"); break;
+    case SMTP_SERVER_VERDICT_TEMPFAIL:
         transaction_reset(s);
         s->refused = true;
         reply(s, "451 Temporary failure, try again later\r\n");
         break;
-    case SMTP_VERDICT_PERMFAIL:
+    case SMTP_SERVER_VERDICT_PERMFAIL:
         transaction_reset(s);
         s->refused = true;
         reply(s, "550 Sender rejected\r\n");
         break;
-    case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
+    case SMTP_SERVER_VERDICT_DROP:     s->state = ST_CLOSED; break;
     }
 }
 
@@ -572,20 +574,20 @@ static void cmd_rcpt(smtp_server *s, const char *arg)
     smtp_server_message m;
     message_view(s, &m, 0);
     switch (decide(s, SMTP_SERVER_STAGE_RCPT, &m)) {
-    case SMTP_VERDICT_ACCEPT:
+    case SMTP_SERVER_VERDICT_ACCEPT:
         s->rcpt_off[s->nrcpts++] = env_add(s, path, plen);
         s->state = ST_RCPT;
         reply(s, "250 Ok\r\n");
         break;
-    case SMTP_VERDICT_TEMPFAIL:
+    case SMTP_SERVER_VERDICT_TEMPFAIL:
         s->refused = true;
         reply(s, "450 Mailbox temporarily unavailable\r\n");
         break;
-    case SMTP_VERDICT_PERMFAIL:
+    case SMTP_SERVER_VERDICT_PERMFAIL:
         s->refused = true;
         reply(s, "550 Mailbox unavailable\r\n");
         break;
-    case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
+    case SMTP_SERVER_VERDICT_DROP:     s->state = ST_CLOSED; break;
     }
 }
 
@@ -654,13 +656,13 @@ static const struct command {
     { "BDAT", NULL }, { "AUTH", NULL }, { "STARTTLS", NULL },
 };
 
-static const char *const cmd_names[SMTP_CMD_COUNT] = {
+static const char *const cmd_names[SMTP_SERVER_CMD_COUNT] = {
     "EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "other",
 };
 
 const char *smtp_server_cmd_name(smtp_server_cmd c)
 {
-    return (unsigned)c < SMTP_CMD_COUNT ? cmd_names[c] : "?";
+    return (unsigned)c < SMTP_SERVER_CMD_COUNT ? cmd_names[c] : "?";
 }
 
 /* Counts a command line by its verb (vlen bytes at verb; NULL: not a
@@ -669,8 +671,8 @@ static void count_command(smtp_server *s, const char *verb, size_t vlen)
 {
     if (s->cfg.counts == NULL)
         return;
-    int c = SMTP_CMD_OTHER;
-    for (int i = 0; verb && vlen == 4 && i < SMTP_CMD_OTHER; i++)
+    int c = SMTP_SERVER_CMD_OTHER;
+    for (int i = 0; verb && vlen == 4 && i < SMTP_SERVER_CMD_OTHER; i++)
         if (strncasecmp(verb, cmd_names[i], 4) == 0)
             c = i;
     s->cfg.counts->commands[c]++;
@@ -787,19 +789,19 @@ int smtp_server_greeting(smtp_server *s)
     smtp_server_message m;
     message_view(s, &m, 0);
     switch (decide(s, SMTP_SERVER_STAGE_GREETING, &m)) {
-    case SMTP_VERDICT_ACCEPT:
+    case SMTP_SERVER_VERDICT_ACCEPT:
         replyf(s, "220 %s ESMTP mailbench\r\n", s->cfg.hostname);
         break;
-    case SMTP_VERDICT_TEMPFAIL:
+    case SMTP_SERVER_VERDICT_TEMPFAIL:
         replyf(s, "421 %s Service not available, closing transmission channel\r\n",
                s->cfg.hostname);
         s->state = ST_CLOSED;
         break;
-    case SMTP_VERDICT_PERMFAIL:
+    case SMTP_SERVER_VERDICT_PERMFAIL:
         replyf(s, "554 %s No SMTP service here\r\n", s->cfg.hostname);
         s->state = ST_NOSERVICE;
         break;
-    case SMTP_VERDICT_DROP:
+    case SMTP_SERVER_VERDICT_DROP:
         s->state = ST_CLOSED;
         break;
     }

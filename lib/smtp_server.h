@@ -66,10 +66,10 @@ typedef enum smtp_server_stage {
 
 /* What the caller wants the server to do at a stage. */
 typedef enum smtp_server_verdict {
-    SMTP_VERDICT_ACCEPT,    /* the normal success reply */
-    SMTP_VERDICT_TEMPFAIL,  /* a 4xx (421 and close at the greeting) */
-    SMTP_VERDICT_PERMFAIL,  /* a 5xx (554 at the greeting: then only QUIT works) */
-    SMTP_VERDICT_DROP       /* close without a reply (after accepting, at DATA) */
+    SMTP_SERVER_VERDICT_ACCEPT, /* the normal success reply */
+    SMTP_SERVER_VERDICT_TEMPFAIL, /* a 4xx (421 and close at the greeting) */
+    SMTP_SERVER_VERDICT_PERMFAIL, /* a 5xx (554 at the greeting: then only QUIT works) */
+    SMTP_SERVER_VERDICT_DROP /* close without a reply (after accepting, at DATA) */
 } smtp_server_verdict;
 
 /* A message (complete at SMTP_SERVER_STAGE_DATA, in progress before).  Pointers
@@ -98,16 +98,16 @@ typedef struct smtp_server_hooks {
 /* What clients sent, by command verb (for tests that compare clients'
  * exchanges).  Counted per command line, refused ones too. */
 typedef enum smtp_server_cmd {
-    SMTP_CMD_EHLO, SMTP_CMD_HELO, SMTP_CMD_MAIL, SMTP_CMD_RCPT, SMTP_CMD_DATA,
-    SMTP_CMD_RSET, SMTP_CMD_NOOP, SMTP_CMD_QUIT,
-    SMTP_CMD_OTHER,            /* any other verb, or a line too long / with a NUL */
-    SMTP_CMD_COUNT             /* number of the above */
+    SMTP_SERVER_CMD_EHLO, SMTP_SERVER_CMD_HELO, SMTP_SERVER_CMD_MAIL, SMTP_SERVER_CMD_RCPT,
+    SMTP_SERVER_CMD_DATA, SMTP_SERVER_CMD_RSET, SMTP_SERVER_CMD_NOOP, SMTP_SERVER_CMD_QUIT,
+    SMTP_SERVER_CMD_OTHER,     /* any other verb, or a line too long / with a NUL */
+    SMTP_SERVER_CMD_COUNT      /* number of the above */
 } smtp_server_cmd;
 
 /* Counters the caller owns; any number of sessions of one thread may share
  * them (smtp_server_config.counts). */
 typedef struct smtp_server_counts {
-    uint64_t commands[SMTP_CMD_COUNT]; /* command lines by verb */
+    uint64_t commands[SMTP_SERVER_CMD_COUNT]; /* command lines by verb */
     uint64_t reply_batches;    /* smtp_server_feed() calls that produced at least
                                   one reply byte: a client's round trips when
                                   the caller feeds each read (a pipelined

@@ -32,10 +32,10 @@ typedef enum mock_dist {
 
 /* What a draw decides: the core's verdicts, plus STALL (stop answering). */
 typedef enum mock_outcome {
-    MOCK_ACCEPT = SMTP_VERDICT_ACCEPT,
-    MOCK_TEMPFAIL = SMTP_VERDICT_TEMPFAIL,
-    MOCK_PERMFAIL = SMTP_VERDICT_PERMFAIL,
-    MOCK_DROP = SMTP_VERDICT_DROP,
+    MOCK_ACCEPT = SMTP_SERVER_VERDICT_ACCEPT,
+    MOCK_TEMPFAIL = SMTP_SERVER_VERDICT_TEMPFAIL,
+    MOCK_PERMFAIL = SMTP_SERVER_VERDICT_PERMFAIL,
+    MOCK_DROP = SMTP_SERVER_VERDICT_DROP,
     MOCK_STALL                  /* keep the connection open, never reply again */
 } mock_outcome;
 

@@ -106,7 +106,7 @@ int mock_stats_write(const mock_stats *st, const char *path, const char *params_
             U(st->protocol_errors),
             U(st->idle_timeouts), U(st->rejected_connections), U(st->max_concurrent));
     fputs("  \"commands\": {", f);
-    for (int i = 0; i < SMTP_CMD_COUNT; i++) {
+    for (int i = 0; i < SMTP_SERVER_CMD_COUNT; i++) {
         fputs(i ? ", " : "", f);
         json_write_string(f, smtp_server_cmd_name((smtp_server_cmd)i));
         fprintf(f, ": %llu", U(st->counts.commands[i]));

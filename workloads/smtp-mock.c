@@ -382,9 +382,9 @@ static smtp_server_verdict mock_decide(void *arg, smtp_server_stage st,
      * more is accepted, and the session is not closed either: a 4xx at
      * MAIL, RCPT or the final ".", whose reply is discarded like any now. */
     if (c->stalled)
-        return st == SMTP_SERVER_STAGE_BODY ? SMTP_VERDICT_ACCEPT : SMTP_VERDICT_TEMPFAIL;
+        return st == SMTP_SERVER_STAGE_BODY ? SMTP_SERVER_VERDICT_ACCEPT : SMTP_SERVER_VERDICT_TEMPFAIL;
     if (!mock_fault_applies(&opt.fault, st, m))
-        return SMTP_VERDICT_ACCEPT;
+        return SMTP_SERVER_VERDICT_ACCEPT;
     mock_outcome v = mock_fault_draw(&opt.fault, &prng);
     if (v == MOCK_TEMPFAIL) stats.tempfail_injected++;
     if (v == MOCK_PERMFAIL) stats.permfail_injected++;
@@ -398,8 +398,8 @@ static smtp_server_verdict mock_decide(void *arg, smtp_server_stage st,
     stats.stalls_injected++;
     c->stalled = 1;
     smtp_server_output(c->srv, &c->stall_keep);
-    return st == SMTP_SERVER_STAGE_MAIL || st == SMTP_SERVER_STAGE_RCPT ? SMTP_VERDICT_TEMPFAIL
-                                                          : SMTP_VERDICT_ACCEPT;
+    return st == SMTP_SERVER_STAGE_MAIL || st == SMTP_SERVER_STAGE_RCPT ? SMTP_SERVER_VERDICT_TEMPFAIL
+                                                          : SMTP_SERVER_VERDICT_ACCEPT;
 }
 
 /* --maildir: one file per accepted message (blocking I/O, for inspection). */

@@ -181,7 +181,7 @@ static struct deferred_result maybe_retry(struct deferred_result r, void *arg)
 {
     struct async_job *job = arg;
     struct async_mailer *m = job->m;
-    if (failure_is(r.failure, &SMTP_PERMFAIL) || job->attempt >= m->policy.max_retries)
+    if (failure_is(r.failure, &SMTP_SESSION_PERMFAIL) || job->attempt >= m->policy.max_retries)
         return r;
     double delay = retry_backoff(&m->policy, job->attempt, &m->rng);
     job->attempt++;

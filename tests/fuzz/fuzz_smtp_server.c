@@ -48,7 +48,7 @@ static smtp_server_verdict decide(void *arg, smtp_server_stage stage,
     if (stage != SMTP_SERVER_STAGE_GREETING && msg == NULL)
         abort();
     if (!(r->flags & 8))
-        return SMTP_VERDICT_ACCEPT;
+        return SMTP_SERVER_VERDICT_ACCEPT;
     unsigned v = (r->script >> (2 * (r->ndecide++ % 4))) & 3;
     return (smtp_server_verdict)v;
 }

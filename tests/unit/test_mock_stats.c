@@ -45,7 +45,7 @@ static void test_json_commands(void **state)
     (void)state;
     mock_stats st;
     mock_stats_init(&st);
-    for (int i = 0; i < SMTP_CMD_COUNT; i++)
+    for (int i = 0; i < SMTP_SERVER_CMD_COUNT; i++)
         st.counts.commands[i] = (uint64_t)(i + 1) * 10;
     st.counts.reply_batches = 77;
     char dir[] = "/tmp/mock_stats_XXXXXX", path[64];

@@ -61,7 +61,7 @@ static smtp_server_verdict log_decide(void *arg, smtp_server_stage st,
 {
     session_log *l = arg;
     (void)m;
-    return st == l->fail_stage ? l->verdict : SMTP_VERDICT_ACCEPT;
+    return st == l->fail_stage ? l->verdict : SMTP_SERVER_VERDICT_ACCEPT;
 }
 
 static void log_message(void *arg, const smtp_server_message *m)
@@ -446,23 +446,23 @@ static void test_verdicts(void **state)
         const char *expect;   /* substring of the transcript */
         int nmsg, closed;
     } cases[] = {
-        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_TEMPFAIL, "421 mock.test Service not available", 0, 1 },
-        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_PERMFAIL, "554 mock.test No SMTP service here\n503 Error: no SMTP service here\n", 0, 1 },
-        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_DROP, "", 0, 1 },
-        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_TEMPFAIL, "451 Temporary failure", 0, 1 },
-        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_PERMFAIL, "550 Sender rejected\n503 Error: need MAIL", 0, 1 },
-        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_DROP, "250 8BITMIME\n", 0, 1 },
-        { SMTP_SERVER_STAGE_RCPT, SMTP_VERDICT_TEMPFAIL, "450 Mailbox temporarily", 0, 1 },
-        { SMTP_SERVER_STAGE_RCPT, SMTP_VERDICT_PERMFAIL, "550 Mailbox unavailable\n503 Error: need RCPT", 0, 1 },
-        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_TEMPFAIL, "451 Requested action aborted", 0, 1 },
-        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_PERMFAIL, "554 Transaction failed", 0, 1 },
-        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_DROP, "354 End data", 1, 1 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_SERVER_VERDICT_TEMPFAIL, "421 mock.test Service not available", 0, 1 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_SERVER_VERDICT_PERMFAIL, "554 mock.test No SMTP service here\n503 Error: no SMTP service here\n", 0, 1 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_SERVER_VERDICT_DROP, "", 0, 1 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_VERDICT_TEMPFAIL, "451 Temporary failure", 0, 1 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_VERDICT_PERMFAIL, "550 Sender rejected\n503 Error: need MAIL", 0, 1 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_VERDICT_DROP, "250 8BITMIME\n", 0, 1 },
+        { SMTP_SERVER_STAGE_RCPT, SMTP_SERVER_VERDICT_TEMPFAIL, "450 Mailbox temporarily", 0, 1 },
+        { SMTP_SERVER_STAGE_RCPT, SMTP_SERVER_VERDICT_PERMFAIL, "550 Mailbox unavailable\n503 Error: need RCPT", 0, 1 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_SERVER_VERDICT_TEMPFAIL, "451 Requested action aborted", 0, 1 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_SERVER_VERDICT_PERMFAIL, "554 Transaction failed", 0, 1 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_SERVER_VERDICT_DROP, "354 End data", 1, 1 },
         /* BODY: asked in the same feed as DATA, before the text is read. */
-        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_TEMPFAIL, "354 End data with <CR><LF>.<CR><LF>\n"
+        { SMTP_SERVER_STAGE_BODY, SMTP_SERVER_VERDICT_TEMPFAIL, "354 End data with <CR><LF>.<CR><LF>\n"
           "421 mock.test Service not available, closing transmission channel\n", 0, 1 },
-        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_PERMFAIL, "354 End data with <CR><LF>.<CR><LF>\n421 ", 0, 1 },
-        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_DROP, "354 End data with <CR><LF>.<CR><LF>\n", 0, 1 },
-        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_ACCEPT, "250 Ok: queued\n221 ", 1, 1 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_SERVER_VERDICT_PERMFAIL, "354 End data with <CR><LF>.<CR><LF>\n421 ", 0, 1 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_SERVER_VERDICT_DROP, "354 End data with <CR><LF>.<CR><LF>\n", 0, 1 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_SERVER_VERDICT_ACCEPT, "250 Ok: queued\n221 ", 1, 1 },
     };
     const char *in = HELLO "Message-ID: <v@x>\r\n\r\nhi\r\n.\r\nQUIT\r\n";
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -482,9 +482,9 @@ static void test_verdicts(void **state)
             fail_msg("case %zu: '%s' not in:\n%s", i, cases[i].expect, l.transcript.p);
         assert_int_equal(l.nmsg, cases[i].nmsg);
         assert_int_equal(rc == SMTP_SERVER_CLOSE, cases[i].closed);
-        if (cases[i].v == SMTP_VERDICT_DROP)   /* no 221, nothing after the drop */
+        if (cases[i].v == SMTP_SERVER_VERDICT_DROP) /* no 221, nothing after the drop */
             assert_null(strstr(l.transcript.p, "221"));
-        if (cases[i].stage == SMTP_SERVER_STAGE_BODY && cases[i].v != SMTP_VERDICT_ACCEPT)
+        if (cases[i].stage == SMTP_SERVER_STAGE_BODY && cases[i].v != SMTP_SERVER_VERDICT_ACCEPT)
             assert_null(strstr(l.transcript.p, "250 Ok: queued"));   /* never accepted */
         smtp_server_free(s);
         free(l.transcript.p);
@@ -503,7 +503,7 @@ static void test_pipelined_refusal_not_an_error(void **state)
         memset(&l, 0, sizeof l);
         smtp_server *s = new_session(&l);
         l.fail_stage = stages[i];
-        l.verdict = i == 0 ? SMTP_VERDICT_TEMPFAIL : SMTP_VERDICT_PERMFAIL;
+        l.verdict = i == 0 ? SMTP_SERVER_VERDICT_TEMPFAIL : SMTP_SERVER_VERDICT_PERMFAIL;
         smtp_server_greeting(s);
         const char *in = "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n";
         assert_int_equal(smtp_server_feed(s, in, strlen(in)), SMTP_SERVER_OK);
@@ -680,17 +680,17 @@ static void test_counts(void **state)
     smtp_server_feed(b, longline, sizeof longline);
     assert_int_equal(feed_batches(b, &k, "QU"), 0);     /* half a command */
     assert_int_equal(feed_batches(b, &k, "IT\r\n"), 1);
-    static const uint64_t want[SMTP_CMD_COUNT] = {
-        [SMTP_CMD_EHLO] = 1, [SMTP_CMD_HELO] = 1, [SMTP_CMD_MAIL] = 1,
-        [SMTP_CMD_RCPT] = 2, [SMTP_CMD_DATA] = 2, [SMTP_CMD_RSET] = 1,
-        [SMTP_CMD_NOOP] = 1, [SMTP_CMD_QUIT] = 1, [SMTP_CMD_OTHER] = 5,
+    static const uint64_t want[SMTP_SERVER_CMD_COUNT] = {
+        [SMTP_SERVER_CMD_EHLO] = 1, [SMTP_SERVER_CMD_HELO] = 1, [SMTP_SERVER_CMD_MAIL] = 1,
+        [SMTP_SERVER_CMD_RCPT] = 2, [SMTP_SERVER_CMD_DATA] = 2, [SMTP_SERVER_CMD_RSET] = 1,
+        [SMTP_SERVER_CMD_NOOP] = 1, [SMTP_SERVER_CMD_QUIT] = 1, [SMTP_SERVER_CMD_OTHER] = 5,
     };
-    for (int i = 0; i < SMTP_CMD_COUNT; i++)
+    for (int i = 0; i < SMTP_SERVER_CMD_COUNT; i++)
         if (k.commands[i] != want[i])
             fail_msg("%s: %llu, want %llu", smtp_server_cmd_name((smtp_server_cmd)i),
                      (unsigned long long)k.commands[i], (unsigned long long)want[i]);
     assert_int_equal(k.reply_batches, 6);
-    assert_string_equal(smtp_server_cmd_name(SMTP_CMD_OTHER), "other");
+    assert_string_equal(smtp_server_cmd_name(SMTP_SERVER_CMD_OTHER), "other");
     smtp_server_free(a);
     smtp_server_free(b);
 }

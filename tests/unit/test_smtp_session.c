@@ -286,7 +286,7 @@ static void test_greeting_refused(void **state)
     struct reactor *r = world_start(&s, &sc);
     struct outcome o;
     assert_null(open_session(r, &s, 0, &o));
-    assert_ptr_equal(o.type, &SMTP_PERMFAIL);
+    assert_ptr_equal(o.type, &SMTP_SESSION_PERMFAIL);
     assert_int_equal(o.code, 554);
     assert_non_null(strstr(o.message, "go away"));
     run_for(r, 0.1);
@@ -321,7 +321,7 @@ static void test_rcpt_tempfail(void **state)
     struct smtp_session *ss = open_session(r, &s, 0, &o);
     assert_non_null(ss);
     send_one(r, ss, 0, &o);
-    assert_ptr_equal(o.type, &SMTP_TEMPFAIL);
+    assert_ptr_equal(o.type, &SMTP_SESSION_TEMPFAIL);
     assert_int_equal(o.code, 450);
     assert_true(smtp_session_idle(ss));
     deferred_unref(smtp_session_quit(ss));
@@ -342,11 +342,11 @@ static void test_drop_in_data(void **state)
     struct smtp_session *ss = open_session(r, &s, 0, &o);
     assert_non_null(ss);
     send_one(r, ss, 0, &o);
-    assert_ptr_equal(o.type, &SMTP_TEMPFAIL);
+    assert_ptr_equal(o.type, &SMTP_SESSION_TEMPFAIL);
     assert_false(smtp_session_idle(ss));
     struct deferred *d = smtp_session_send(ss, "a@example.test", RCPT, 1, MSG, strlen(MSG));
     assert_true(deferred_called(d));
-    assert_true(failure_is(deferred_current_result(d).failure, &SMTP_TEMPFAIL));
+    assert_true(failure_is(deferred_current_result(d).failure, &SMTP_SESSION_TEMPFAIL));
     deferred_add_errback(d, record, &o);    /* handled */
     deferred_unref(d);
     smtp_session_abort(ss);
