@@ -694,7 +694,7 @@ struct rt_server {
     int accepted;          /* messages accepted */
 };
 
-static void rt_message(void *arg, const smtp_server_message *m)
+static void rt_message(void *arg, const struct smtp_server_message *m)
 {
     struct rt_server *r = arg;
     free(r->body);
@@ -709,9 +709,9 @@ static void rt_message(void *arg, const smtp_server_message *m)
  * MESSAGE_DONE event's code (0 if none). */
 static int round_trip(const char *msg, size_t len, struct rt_server *r)
 {
-    smtp_server_config scfg = { .hostname = "mx.example", .keep_body = 1 };
-    smtp_server_hooks hooks = { NULL, rt_message, r };
-    smtp_server *s = smtp_server_new(&scfg, &hooks);
+    struct smtp_server_config scfg = { .hostname = "mx.example", .keep_body = 1 };
+    struct smtp_server_hooks hooks = { NULL, rt_message, r };
+    struct smtp_server *s = smtp_server_new(&scfg, &hooks);
     assert_non_null(s);
     struct smtp_client *c = client(true);
     assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, msg, len, NULL), 0);
@@ -873,7 +873,7 @@ static size_t take_stepped(struct smtp_client *c, char *out, size_t step)
 
 struct prop_server { uint64_t hash; uint64_t size; int accepted; };
 
-static void prop_message(void *arg, const smtp_server_message *m)
+static void prop_message(void *arg, const struct smtp_server_message *m)
 {
     struct prop_server *r = arg;
     r->hash = m->hash;
@@ -885,9 +885,9 @@ static void prop_message(void *arg, const smtp_server_message *m)
  * pieces split at `cut`; returns the server's reply code to it. */
 static int server_takes(const char *wire, size_t n, size_t cut, struct prop_server *r)
 {
-    smtp_server_config scfg = { .hostname = "mx" };
-    smtp_server_hooks hooks = { NULL, prop_message, r };
-    smtp_server *s = smtp_server_new(&scfg, &hooks);
+    struct smtp_server_config scfg = { .hostname = "mx" };
+    struct smtp_server_hooks hooks = { NULL, prop_message, r };
+    struct smtp_server *s = smtp_server_new(&scfg, &hooks);
     assert_non_null(s);
     size_t k;
     smtp_server_greeting(s);

@@ -30,8 +30,8 @@ struct server_side {
     uint64_t size[MAX_MSGS];
     size_t nrcpts[MAX_MSGS];
     char body[MAX_MSGS][4096];
-    smtp_server_stage fault_stage;
-    smtp_server_verdict fault;
+    enum smtp_server_stage fault_stage;
+    enum smtp_server_verdict fault;
     int fault_rcpt;            /* at RCPT: only the recipient with this index */
     int fault_times;           /* how many times the fault applies (0: never) */
 };
@@ -48,7 +48,8 @@ struct client_side {
     bool pipelining;
 };
 
-static smtp_server_verdict decide(void *arg, smtp_server_stage st, const smtp_server_message *m)
+static enum smtp_server_verdict decide(void *arg, enum smtp_server_stage st,
+                                       const struct smtp_server_message *m)
 {
     struct server_side *s = arg;
     if (s->fault_times <= 0 || st != s->fault_stage)
@@ -59,7 +60,7 @@ static smtp_server_verdict decide(void *arg, smtp_server_stage st, const smtp_se
     return s->fault;
 }
 
-static void message(void *arg, const smtp_server_message *m)
+static void message(void *arg, const struct smtp_server_message *m)
 {
     struct server_side *s = arg;
     assert_true(s->naccepted < MAX_MSGS);
@@ -106,7 +107,7 @@ static void drain_events(struct smtp_client *c, struct client_side *cs)
 /* Moves bytes both ways, at most `chunk` bytes per feed, until the client
  * has finished.  When the server closes, the client sees end of file once
  * the server's last bytes have reached it.  Returns the number of steps. */
-static int pump(struct smtp_client *c, smtp_server *s, size_t chunk, struct client_side *cs)
+static int pump(struct smtp_client *c, struct smtp_server *s, size_t chunk, struct client_side *cs)
 {
     int server_closed = smtp_server_greeting(s) == SMTP_SERVER_CLOSE;
     int client_eof = 0, steps = 0;
@@ -167,8 +168,8 @@ static int pump(struct smtp_client *c, smtp_server *s, size_t chunk, struct clie
 /* One session: `nmsg` messages (the bodies given), quit after the last. */
 struct session {
     struct smtp_client *c;
-    smtp_server *s;
-    smtp_server_counts counts;
+    struct smtp_server *s;
+    struct smtp_server_counts counts;
     struct server_side ss;
     struct client_side cs;
 };
@@ -180,8 +181,8 @@ static void session_open(struct session *x, bool pipelining, bool rset_between)
                                        .rset_between = rset_between };
     x->c = smtp_client_new(&ccfg);
     assert_non_null(x->c);
-    smtp_server_config scfg = { .hostname = "mock.test", .keep_body = 1, .counts = &x->counts };
-    smtp_server_hooks hooks = { .decide = decide, .message = message, .arg = &x->ss };
+    struct smtp_server_config scfg = { .hostname = "mock.test", .keep_body = 1, .counts = &x->counts };
+    struct smtp_server_hooks hooks = { .decide = decide, .message = message, .arg = &x->ss };
     x->s = smtp_server_new(&scfg, &hooks);
     assert_non_null(x->s);
 }
@@ -318,8 +319,8 @@ static void test_faults(void **state)
 {
     (void)state;
     static const struct {
-        smtp_server_stage stage;
-        smtp_server_verdict verdict;
+        enum smtp_server_stage stage;
+        enum smtp_server_verdict verdict;
         enum smtp_client_result result;
         enum smtp_client_stage cstage;
         int code;
@@ -419,9 +420,9 @@ static void test_size_limit(void **state)
     memset(&x, 0, sizeof x);
     struct smtp_client_config ccfg = { .pipelining = true };
     x.c = smtp_client_new(&ccfg);
-    smtp_server_config scfg = { .hostname = "mock.test", .keep_body = 1, .counts = &x.counts,
+    struct smtp_server_config scfg = { .hostname = "mock.test", .keep_body = 1, .counts = &x.counts,
                                 .max_size = sizeof MSG_PLAIN - 1 };
-    smtp_server_hooks hooks = { .decide = decide, .message = message, .arg = &x.ss };
+    struct smtp_server_hooks hooks = { .decide = decide, .message = message, .arg = &x.ss };
     x.s = smtp_server_new(&scfg, &hooks);
     assert_non_null(x.c);
     assert_non_null(x.s);
