@@ -103,10 +103,12 @@ unit: all $(TESTS)
 
 # Under the sanitizers, the scripts that test Python (report-gen, the verdicts,
 # the harness, the Twisted reference, merge-runs), a compiler rule (layers), a
-# real MTA (Postfix) or a CPU-time calibration add nothing: their C code runs
-# in the other tests too.  Skipped (tests/run-tests) to keep CI short.
+# real MTA (Postfix), a CPU-time calibration or glibc's allocator (a sanitizer
+# brings its own: test_allocator) add nothing: their C code runs in the other
+# tests too.  Skipped (tests/run-tests) to keep CI short.
 SAN_SKIP := test_report_gen test_verdicts test_harness test_twisted_reference test_report_reactors \
-            test_report_teaching test_excerpts test_layers test_merge_runs test_postfix_target
+            test_report_teaching test_excerpts test_layers test_merge_runs test_postfix_target \
+            test_allocator
 asan:
 	MAILBENCH_SKIP="$(SAN_SKIP)" $(MAKE) VARIANT=asan BIN=build/asan/bin CC=clang OPT=-O1 \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test

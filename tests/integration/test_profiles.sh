@@ -64,9 +64,11 @@ else
 fi
 
 # --- the sweeps under a profile (scripts/sweep --dry-run --commands) --------
-# Without a profile the listing is today's: every command line of the
-# default sweep as it was before profiles entered the sweep files
-# (tests/golden/sweep/default-commands.txt, generated from those files).
+# Without a profile the listing is the golden one: every command line of
+# the default sweep (tests/golden/sweep/default-commands.txt).  A change to
+# a default sweep on purpose regenerates it:
+#   /usr/bin/python3 scripts/sweep --dry-run --commands --pin none \
+#       > tests/golden/sweep/default-commands.txt
 SWEEP=(/usr/bin/python3 scripts/sweep --dry-run --commands --pin none)
 "${SWEEP[@]}" >"$TMP/default.txt" 2>"$TMP/default.err"
 if grep -q "skipping the peer" "$TMP/default.err"; then
