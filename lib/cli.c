@@ -28,7 +28,7 @@ enum kind {
     K_SIZE,         /* uint64_t bytes, at most max */
     K_DURATION,     /* double seconds, in [min, max] microseconds */
     K_HOSTPORT,     /* server/host/port (units_parse_server; names resolved at the end) */
-    K_PATH,         /* char[MB_PATH_MAX] */
+    K_PATH,         /* char[CLI_PATH_MAX] */
     K_FLAG,         /* int set to 1, takes no value */
     K_PROB,         /* double in [0, 1] */
     K_CHOICE,       /* char[16], one of the '|'-separated words in metavar */
@@ -39,90 +39,90 @@ enum kind {
 struct opt {
     const char *name;       /* long option name = profile key */
     enum kind kind;
-    int side;               /* MB_KEY_MODEL, MB_KEY_SERVER or MB_KEY_CLI */
-    size_t off;             /* offset of the field in struct mb_options */
+    int side;               /* CLI_KEY_MODEL, CLI_KEY_SERVER or CLI_KEY_CLI */
+    size_t off;             /* offset of the field in struct cli_options */
     long long min, max;     /* bounds (durations: microseconds) */
     const char *metavar;    /* shown in the usage */
     const char *help;       /* one line of usage */
 };
 
-#define O(f) offsetof(struct mb_options, f)
-#define S(f) (offsetof(struct mb_options, srv) + offsetof(struct mb_server_params, f))
+#define O(f) offsetof(struct cli_options, f)
+#define S(f) (offsetof(struct cli_options, srv) + offsetof(struct cli_server_params, f))
 #define SEC 1000000LL
 
 static const struct opt opts[] = {
-    { "server", K_HOSTPORT, MB_KEY_MODEL, O(server), 1, 65535, "HOST:PORT",
+    { "server", K_HOSTPORT, CLI_KEY_MODEL, O(server), 1, 65535, "HOST:PORT",
       "SMTP server: an IPv4 address or a host name, port 1..65535" },
-    { "emails", K_COUNT, MB_KEY_MODEL, O(emails), 1, 1000000000, "N", "emails to send" },
-    { "concurrency", K_COUNT, MB_KEY_MODEL, O(concurrency), 1, 1000000, "C", "emails in flight at once" },
-    { "threads", K_COUNT, MB_KEY_MODEL, O(threads), 1, 100000, "T",
+    { "emails", K_COUNT, CLI_KEY_MODEL, O(emails), 1, 1000000000, "N", "emails to send" },
+    { "concurrency", K_COUNT, CLI_KEY_MODEL, O(concurrency), 1, 1000000, "C", "emails in flight at once" },
+    { "threads", K_COUNT, CLI_KEY_MODEL, O(threads), 1, 100000, "T",
       "threads model: pool (default C); hybrid: CPU pool (default cores)" },
-    { "recipients", K_COUNT, MB_KEY_MODEL, O(recipients), 1, MB_MAX_RECIPIENTS, "R", "recipients per email" },
-    { "events", K_COUNT, MB_KEY_MODEL, O(events), 0, MB_MAX_EVENTS, "E",
+    { "recipients", K_COUNT, CLI_KEY_MODEL, O(recipients), 1, CLI_MAX_RECIPIENTS, "R", "recipients per email" },
+    { "events", K_COUNT, CLI_KEY_MODEL, O(events), 0, CLI_MAX_EVENTS, "E",
       "application events summarised per email (CPU work)" },
-    { "cpu-per-email", K_DURATION, MB_KEY_MODEL, O(cpu_per_email_s), 0, 10 * SEC, "DUR",
+    { "cpu-per-email", K_DURATION, CLI_KEY_MODEL, O(cpu_per_email_s), 0, 10 * SEC, "DUR",
       "CPU work per email as a time (e.g. 3ms): --events calibrated to it on this machine" },
-    { "body-bytes", K_SIZE, MB_KEY_MODEL, O(body_bytes), 0, (long long)MB_MAX_BODY_BYTES, "B",
+    { "body-bytes", K_SIZE, CLI_KEY_MODEL, O(body_bytes), 0, (long long)CLI_MAX_BODY_BYTES, "B",
       "pad each message to B bytes (0: the summary only)" },
-    { "per-session", K_COUNT, MB_KEY_MODEL, O(per_session), 1, 1000000000, "K", "emails per SMTP connection" },
-    { "chain", K_COUNT, MB_KEY_MODEL, O(chain), 1, 1000000000, "K",
+    { "per-session", K_COUNT, CLI_KEY_MODEL, O(per_session), 1, 1000000000, "K", "emails per SMTP connection" },
+    { "chain", K_COUNT, CLI_KEY_MODEL, O(chain), 1, 1000000000, "K",
       "email i waits for email i-1 unless i % K == 0 (1: independent)" },
-    { "join", K_COUNT, MB_KEY_MODEL, O(join), 0, 1000000, "N",
+    { "join", K_COUNT, CLI_KEY_MODEL, O(join), 0, 1000000, "N",
       "every (N+1)th email waits for the N before it to end (gatherResults; 0: none)" },
-    { "blocking", K_DURATION, MB_KEY_MODEL, O(blocking_s), 0, 60 * SEC, "DUR",
+    { "blocking", K_DURATION, CLI_KEY_MODEL, O(blocking_s), 0, 60 * SEC, "DUR",
       "a blocking call of DUR per email, in the model's thread" },
-    { "retries", K_COUNT, MB_KEY_MODEL, O(retries), 0, 1000, "N", "retries of a temporary failure" },
-    { "timeout", K_DURATION, MB_KEY_MODEL, O(timeout_s), 1, 86400 * SEC, "DUR", "each connect/reply; reactor models: set-up, each message" },
-    { "seed", K_SEED, MB_KEY_MODEL, O(seed), 0, LLONG_MAX, "S", "seed of the workload" },
-    { "duration", K_DURATION, MB_KEY_MODEL, O(duration_s), 0, 86400 * SEC, "DUR",
+    { "retries", K_COUNT, CLI_KEY_MODEL, O(retries), 0, 1000, "N", "retries of a temporary failure" },
+    { "timeout", K_DURATION, CLI_KEY_MODEL, O(timeout_s), 1, 86400 * SEC, "DUR", "each connect/reply; reactor models: set-up, each message" },
+    { "seed", K_SEED, CLI_KEY_MODEL, O(seed), 0, LLONG_MAX, "S", "seed of the workload" },
+    { "duration", K_DURATION, CLI_KEY_MODEL, O(duration_s), 0, 86400 * SEC, "DUR",
       "steady-state window: start emails for DUR after the warm-up, then drain (0: send --emails)" },
-    { "warmup", K_DURATION, MB_KEY_MODEL, O(warmup_s), 0, 3600 * SEC, "DUR",
+    { "warmup", K_DURATION, CLI_KEY_MODEL, O(warmup_s), 0, 3600 * SEC, "DUR",
       "emails ending in the first DUR count for verification only, not in the figures" },
-    { "rate", K_COUNT, MB_KEY_MODEL, O(rate), 0, 10000000, "R",
+    { "rate", K_COUNT, CLI_KEY_MODEL, O(rate), 0, 10000000, "R",
       "open loop: start R emails/s, latency from the intended start (0: closed loop)" },
-    { "arrivals", K_CHOICE, MB_KEY_MODEL, O(arrivals), 0, 0, "constant|poisson",
+    { "arrivals", K_CHOICE, CLI_KEY_MODEL, O(arrivals), 0, 0, "constant|poisson",
       "open loop: constant spacing 1/R, or Poisson arrivals of mean rate R (seeded)" },
-    { "max-queue", K_COUNT, MB_KEY_MODEL, O(max_queue), 0, 1000000000, "N",
+    { "max-queue", K_COUNT, CLI_KEY_MODEL, O(max_queue), 0, 1000000000, "N",
       "open loop: at most N emails waiting to start; more are shed (0: unbounded)" },
-    { "prebuild", K_FLAG, MB_KEY_MODEL, O(prebuild), 0, 0, NULL,
+    { "prebuild", K_FLAG, CLI_KEY_MODEL, O(prebuild), 0, 0, NULL,
       "build every email before the clock starts: time the SMTP machinery alone (needs --emails)" },
-    { "quit-background", K_FLAG, MB_KEY_MODEL, O(quit_background), 0, 0, NULL,
+    { "quit-background", K_FLAG, CLI_KEY_MODEL, O(quit_background), 0, 0, NULL,
       "async/hybrid: free an email's slot when QUIT is sent (default: when the connection is closed)" },
-    { "reactors", K_COUNT, MB_KEY_MODEL, O(reactors), 1, MB_MAX_REACTORS, "N",
+    { "reactors", K_COUNT, CLI_KEY_MODEL, O(reactors), 1, CLI_MAX_REACTORS, "N",
       "async: N reactor threads, each a whole async model over its share (default 1; at most 4 x cores)" },
-    { "blocking-in-pool", K_FLAG, MB_KEY_MODEL, O(blocking_in_pool), 0, 0, NULL,
+    { "blocking-in-pool", K_FLAG, CLI_KEY_MODEL, O(blocking_in_pool), 0, 0, NULL,
       "hybrid: run the --blocking call in the thread pool (deferToThread), not in the reactor" },
-    { "no-errback", K_FLAG, MB_KEY_MODEL, O(no_errback), 0, 0, NULL,
+    { "no-errback", K_FLAG, CLI_KEY_MODEL, O(no_errback), 0, 0, NULL,
       "async/hybrid (teaching): no errback on an email's chain: a failure is reported unhandled" },
-    { "trace", K_PATH, MB_KEY_CLI, O(trace), 0, 0, "FILE",
+    { "trace", K_PATH, CLI_KEY_CLI, O(trace), 0, 0, "FILE",
       "write a timeline of the first --trace-emails emails to FILE (JSON lines)" },
-    { "trace-emails", K_COUNT, MB_KEY_CLI, O(trace_emails), 1, 1000, "K",
+    { "trace-emails", K_COUNT, CLI_KEY_CLI, O(trace_emails), 1, 1000, "K",
       "emails 0..K-1 are traced by --trace (default 3)" },
-    { "profile", K_PATH, MB_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
-    { "json", K_PATH, MB_KEY_CLI, O(json), 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)" },
-    { "progress", K_FLAG, MB_KEY_CLI, O(progress), 0, 0, NULL, "print progress on stderr (default: if a TTY)" },
-    { "dump-profile", K_FLAG, MB_KEY_CLI, O(dump_profile), 0, 0, NULL,
+    { "profile", K_PATH, CLI_KEY_CLI, O(profile), 0, 0, "FILE", "read settings from FILE first (flags override it)" },
+    { "json", K_PATH, CLI_KEY_CLI, O(json), 0, 0, "FILE", "write the run's JSON to FILE (- for stdout)" },
+    { "progress", K_FLAG, CLI_KEY_CLI, O(progress), 0, 0, NULL, "print progress on stderr (default: if a TTY)" },
+    { "dump-profile", K_FLAG, CLI_KEY_CLI, O(dump_profile), 0, 0, NULL,
       "print the resolved settings (with --profile's, checked) as JSON and exit" },
-    { "start-at", K_COUNT, MB_KEY_CLI, O(start_at_ms), 1000000000000LL, 99999999999999LL, "EPOCH_MS",
+    { "start-at", K_COUNT, CLI_KEY_CLI, O(start_at_ms), 1000000000000LL, 99999999999999LL, "EPOCH_MS",
       "start at this wall-clock time, Unix ms (several load generators start together)" },
-    { "help", K_HELP, MB_KEY_CLI, 0, 0, 0, NULL, "print this help and exit" },
+    { "help", K_HELP, CLI_KEY_CLI, 0, 0, 0, NULL, "print this help and exit" },
     /* Server side: profile only, for smtp-mock. */
-    { "latency", K_DURATION, MB_KEY_SERVER, S(latency_s), 0, 3600 * SEC, "DUR", "delay before each reply" },
-    { "jitter", K_DURATION, MB_KEY_SERVER, S(jitter_s), 0, 3600 * SEC, "DUR", "latency spread: uniform in latency +/- DUR" },
-    { "tempfail", K_PROB, MB_KEY_SERVER, S(tempfail), 0, 0, "P", "probability of a 4xx reply" },
-    { "permfail", K_PROB, MB_KEY_SERVER, S(permfail), 0, 0, "P", "probability of a 5xx reply" },
-    { "drop", K_PROB, MB_KEY_SERVER, S(drop), 0, 0, "P", "probability of a dropped connection" },
-    { "stall", K_PROB, MB_KEY_SERVER, S(stall), 0, 0, "P", "probability that the server stops answering" },
-    { "latency-dist", K_CHOICE, MB_KEY_SERVER, S(latency_dist), 0, 0, "fixed|uniform|exp", "latency distribution" },
-    { "fault-stage", K_CHOICE, MB_KEY_SERVER, S(fault_stage), 0, 0, "greeting|mail|rcpt|data|body", "where faults strike" },
-    { "max-conns", K_COUNT, MB_KEY_SERVER, S(max_conns), 1, 10000000, "N", "connections the server accepts at once" },
-    { "max-size", K_SIZE, MB_KEY_SERVER, S(max_size), 0, 1LL << 40, "SIZE", "message size limit" },
-    { "max-rcpts", K_COUNT, MB_KEY_SERVER, S(max_rcpts), 1, 1000000, "N", "recipients per message" },
-    { "idle-timeout", K_DURATION, MB_KEY_SERVER, S(idle_timeout_s), 0, 86400 * SEC, "DUR", "server closes idle sessions" },
-    { "session-timeout", K_DURATION, MB_KEY_SERVER, S(session_timeout_s), 0, 86400 * SEC, "DUR", "server ends sessions older than this" },
+    { "latency", K_DURATION, CLI_KEY_SERVER, S(latency_s), 0, 3600 * SEC, "DUR", "delay before each reply" },
+    { "jitter", K_DURATION, CLI_KEY_SERVER, S(jitter_s), 0, 3600 * SEC, "DUR", "latency spread: uniform in latency +/- DUR" },
+    { "tempfail", K_PROB, CLI_KEY_SERVER, S(tempfail), 0, 0, "P", "probability of a 4xx reply" },
+    { "permfail", K_PROB, CLI_KEY_SERVER, S(permfail), 0, 0, "P", "probability of a 5xx reply" },
+    { "drop", K_PROB, CLI_KEY_SERVER, S(drop), 0, 0, "P", "probability of a dropped connection" },
+    { "stall", K_PROB, CLI_KEY_SERVER, S(stall), 0, 0, "P", "probability that the server stops answering" },
+    { "latency-dist", K_CHOICE, CLI_KEY_SERVER, S(latency_dist), 0, 0, "fixed|uniform|exp", "latency distribution" },
+    { "fault-stage", K_CHOICE, CLI_KEY_SERVER, S(fault_stage), 0, 0, "greeting|mail|rcpt|data|body", "where faults strike" },
+    { "max-conns", K_COUNT, CLI_KEY_SERVER, S(max_conns), 1, 10000000, "N", "connections the server accepts at once" },
+    { "max-size", K_SIZE, CLI_KEY_SERVER, S(max_size), 0, 1LL << 40, "SIZE", "message size limit" },
+    { "max-rcpts", K_COUNT, CLI_KEY_SERVER, S(max_rcpts), 1, 1000000, "N", "recipients per message" },
+    { "idle-timeout", K_DURATION, CLI_KEY_SERVER, S(idle_timeout_s), 0, 86400 * SEC, "DUR", "server closes idle sessions" },
+    { "session-timeout", K_DURATION, CLI_KEY_SERVER, S(session_timeout_s), 0, 86400 * SEC, "DUR", "server ends sessions older than this" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
-_Static_assert(NOPTS <= MB_MAX_KEYS, "raise MB_MAX_KEYS");
+_Static_assert(NOPTS <= CLI_MAX_KEYS, "raise CLI_MAX_KEYS");
 
 static const struct opt *find_opt(const char *name, size_t len)
 {
@@ -132,13 +132,13 @@ static const struct opt *find_opt(const char *name, size_t len)
     return NULL;
 }
 
-int mb_options_key_side(const char *key)
+int cli_key_side(const char *key)
 {
     const struct opt *d = find_opt(key, strlen(key));
     return d ? d->side : -1;
 }
 
-void mb_options_defaults(struct mb_options *o, const char *model)
+void cli_defaults(struct cli_options *o, const char *model)
 {
     memset(o, 0, sizeof *o);
     o->model = model;
@@ -146,7 +146,7 @@ void mb_options_defaults(struct mb_options *o, const char *model)
     strcpy(o->host, "127.0.0.1");
     o->port = 2525;
     strcpy(o->arrivals, "constant");
-    o->emails = 0;              /* unset: 1000, or with --duration no cap (mb_options_parse_to) */
+    o->emails = 0;              /* unset: 1000, or with --duration no cap (cli_parse_to) */
     o->concurrency = 10;
     o->recipients = 1;
     o->events = 1000;
@@ -206,7 +206,7 @@ static void expected(const struct opt *d, char *buf, size_t len)
 }
 
 /* Parses `value` for `d` and stores it; -1 if it is not valid. */
-static int store(struct mb_options *o, const struct opt *d, const char *value)
+static int store(struct cli_options *o, const struct opt *d, const char *value)
 {
     char *field = (char *)o + d->off;
     long long n;
@@ -262,7 +262,7 @@ static int store(struct mb_options *o, const struct opt *d, const char *value)
         return -1;
     }
     case K_PATH:
-        if (*value == '\0' || strlen(value) >= MB_PATH_MAX) return -1;
+        if (*value == '\0' || strlen(value) >= CLI_PATH_MAX) return -1;
         strcpy(field, value);
         return 0;
     default:
@@ -292,7 +292,7 @@ static const char *not_for_model(const struct opt *d, const char *model)
 }
 
 /* A server key's flag for smtp-mock, appended to o->srv.args. */
-static void add_server_arg(struct mb_options *o, const char *name, const char *value)
+static void add_server_arg(struct cli_options *o, const char *name, const char *value)
 {
     size_t used = strlen(o->srv.args);
     snprintf(o->srv.args + used, sizeof o->srv.args - used, "%s--%s %s",
@@ -301,14 +301,14 @@ static void add_server_arg(struct mb_options *o, const char *name, const char *v
 
 static int profile_setting(void *ctx, const char *key, const char *value, char *err, size_t errlen)
 {
-    struct mb_options *o = ctx;
+    struct cli_options *o = ctx;
     const struct opt *d = find_opt(key, strlen(key));
     char exp[160];
     if (d == NULL) {
         snprintf(err, errlen, "unknown key '%s'", key);
         return -1;
     }
-    if (d->side == MB_KEY_CLI) {
+    if (d->side == CLI_KEY_CLI) {
         snprintf(err, errlen, "'%s' is a command-line option, not allowed in a profile", key);
         return -1;
     }
@@ -323,7 +323,7 @@ static int profile_setting(void *ctx, const char *key, const char *value, char *
         snprintf(err, errlen, "bad value '%s' for '%s': expected %s", value, key, exp);
         return -1;
     }
-    if (d->side == MB_KEY_SERVER)
+    if (d->side == CLI_KEY_SERVER)
         add_server_arg(o, key, value);
     o->profile_line[d - opts] = profile_current_line();
     if (strcmp(key, "cpu-per-email") == 0)
@@ -331,7 +331,7 @@ static int profile_setting(void *ctx, const char *key, const char *value, char *
     return 0;
 }
 
-int mb_options_key_line(const struct mb_options *o, const char *key)
+int cli_key_line(const struct cli_options *o, const char *key)
 {
     const struct opt *d = find_opt(key, strlen(key));
     return d ? o->profile_line[d - opts] : 0;
@@ -339,11 +339,11 @@ int mb_options_key_line(const struct mb_options *o, const char *key)
 
 /* "FILE:LINE: message" naming the line of `key`, the hint, and 2. */
 __attribute__((format(printf, 4, 5)))
-static int profile_error(FILE *err, const struct mb_options *o, const char *key,
+static int profile_error(FILE *err, const struct cli_options *o, const char *key,
                          const char *fmt, ...)
 {
     va_list ap;
-    fprintf(err, "%s:%d: ", o->profile, mb_options_key_line(o, key));
+    fprintf(err, "%s:%d: ", o->profile, cli_key_line(o, key));
     va_start(ap, fmt);
     vfprintf(err, fmt, ap);
     va_end(ap);
@@ -351,7 +351,7 @@ static int profile_error(FILE *err, const struct mb_options *o, const char *key,
     return 2;
 }
 
-int mb_options_load_profile(struct mb_options *o, const char *path, FILE *err)
+int cli_load_profile(struct cli_options *o, const char *path, FILE *err)
 {
     if (*path == '\0' || strlen(path) >= sizeof o->profile) {
         fprintf(err, "%s: --profile: bad file name '%s'\n", o->model, path);
@@ -362,28 +362,28 @@ int mb_options_load_profile(struct mb_options *o, const char *path, FILE *err)
         fprintf(err, "Try '%s%s --help'.\n", strchr(o->model, '-') ? "" : "summary-", o->model);
         return 2;
     }
-    return mb_options_check_profile(o, err);
+    return cli_check_profile(o, err);
 }
 
 /* Of the keys named, the one set last in the profile (NULL if none is). */
-static const char *last_set(const struct mb_options *o, const char *const *keys)
+static const char *last_set(const struct cli_options *o, const char *const *keys)
 {
     const char *last = NULL;
     for (int i = 0; keys[i]; i++)
-        if (mb_options_key_line(o, keys[i]) > (last ? mb_options_key_line(o, last) : 0))
+        if (cli_key_line(o, keys[i]) > (last ? cli_key_line(o, last) : 0))
             last = keys[i];
     return last;
 }
 
-int mb_options_check_profile(const struct mb_options *o, FILE *err)
+int cli_check_profile(const struct cli_options *o, FILE *err)
 {
-    const struct mb_server_params *v = &o->srv;
+    const struct cli_server_params *v = &o->srv;
     char a[32], b[32];
-    int dist_set = mb_options_key_line(o, "latency-dist") > 0;
+    int dist_set = cli_key_line(o, "latency-dist") > 0;
     int uniform = strcmp(v->latency_dist, "uniform") == 0
-                  || (!dist_set && mb_options_key_line(o, "jitter") > 0);
+                  || (!dist_set && cli_key_line(o, "jitter") > 0);
     if (uniform && v->jitter_s > v->latency_s + 1e-12)
-        return profile_error(err, o, mb_options_key_line(o, "jitter") ? "jitter" : "latency-dist",
+        return profile_error(err, o, cli_key_line(o, "jitter") ? "jitter" : "latency-dist",
                              "jitter = %s is more than latency = %s: smtp-mock draws uniformly in "
                              "latency +/- jitter and the mean delay must stay the latency",
                              units_format_duration(v->jitter_s, a, sizeof a),
@@ -396,13 +396,13 @@ int mb_options_check_profile(const struct mb_options *o, FILE *err)
     if (strcmp(v->fault_stage, "body") == 0 && v->permfail > 0)
         return profile_error(err, o, "permfail", "'permfail' cannot be used with fault-stage = "
                              "body (there is no 5xx reply in the middle of DATA)");
-    if (mb_options_key_line(o, "events") > 0 && mb_options_key_line(o, "cpu-per-email") > 0)
-        return profile_error(err, o, mb_options_key_line(o, "events") > mb_options_key_line(o, "cpu-per-email")
+    if (cli_key_line(o, "events") > 0 && cli_key_line(o, "cpu-per-email") > 0)
+        return profile_error(err, o, cli_key_line(o, "events") > cli_key_line(o, "cpu-per-email")
                              ? "events" : "cpu-per-email", "'events' and 'cpu-per-email' both set "
                              "the CPU work per email (lines %d and %d): keep one",
-                             mb_options_key_line(o, "events"), mb_options_key_line(o, "cpu-per-email"));
+                             cli_key_line(o, "events"), cli_key_line(o, "cpu-per-email"));
     struct rlimit rl;
-    if (mb_options_key_line(o, "concurrency") > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0
+    if (cli_key_line(o, "concurrency") > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0
         && rl.rlim_max != RLIM_INFINITY && (long long)rl.rlim_max < o->concurrency + 64)
         return profile_error(err, o, "concurrency", "'concurrency = %lld' needs %lld file "
                              "descriptors (a socket per email in flight, + 64), but this "
@@ -412,7 +412,7 @@ int mb_options_check_profile(const struct mb_options *o, FILE *err)
     return 0;
 }
 
-static void dump_value(FILE *f, const struct mb_options *o, const struct opt *d)
+static void dump_value(FILE *f, const struct cli_options *o, const struct opt *d)
 {
     const char *field = (const char *)o + d->off;
     long long n;
@@ -457,15 +457,15 @@ static void dump_value(FILE *f, const struct mb_options *o, const struct opt *d)
     }
 }
 
-void mb_options_dump(FILE *f, const struct mb_options *o)
+void cli_dump(FILE *f, const struct cli_options *o)
 {
     fputs("{\"schema\": \"mailbench.profile/1\", \"profile\": ", f);
     if (o->profile[0])
         json_write_string(f, o->profile);
     else
         fputs("null", f);
-    for (int side = MB_KEY_MODEL; side <= MB_KEY_SERVER; side++) {
-        fprintf(f, ",\n \"%s\": {", side == MB_KEY_MODEL ? "model" : "server");
+    for (int side = CLI_KEY_MODEL; side <= CLI_KEY_SERVER; side++) {
+        fprintf(f, ",\n \"%s\": {", side == CLI_KEY_MODEL ? "model" : "server");
         int first = 1;
         for (size_t i = 0; i < NOPTS; i++) {
             if (opts[i].side != side || opts[i].kind == K_HELP)
@@ -515,7 +515,7 @@ static int next_opt(int argc, char **argv, int *i, const char *model, FILE *err,
     const char *eq = strchr(a + 2, '=');
     size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
     *d = find_opt(a + 2, len);
-    if (*d == NULL || (*d)->side == MB_KEY_SERVER)
+    if (*d == NULL || (*d)->side == CLI_KEY_SERVER)
         return usage_error(err, model, "unknown option '%s'%s", a,
                            *d ? " (a server setting: put it in a profile or give it to smtp-mock)" : "");
     if ((*d)->kind == K_HELP)
@@ -562,7 +562,7 @@ static int check_readable(const char *path, FILE *err, const char *model)
 static int check_writable(const char *path, FILE *err, const char *model)
 {
     struct stat st;
-    char dir[MB_PATH_MAX];
+    char dir[CLI_PATH_MAX];
     if (strcmp(path, "-") == 0)
         return 0;
     if (stat(path, &st) == 0) {
@@ -586,7 +586,7 @@ static int check_writable(const char *path, FILE *err, const char *model)
  * --profile, and apply the profile.  Each option may appear once: "the last
  * wins" would let a forgotten early flag (or a script's default) be silently
  * dropped, and the first-wins reading is just as plausible. */
-static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out, FILE *err)
+static int apply_profile(int argc, char **argv, struct cli_options *o, FILE *out, FILE *err)
 {
     const char *path = NULL;
     const char *given[NOPTS] = { NULL };    /* each option's value ("" for a flag) */
@@ -595,7 +595,7 @@ static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out,
         const char *value = NULL;
         int rc = next_opt(argc, argv, &i, o->model, err, &d, &value);
         if (rc == 1)
-            mb_options_usage(out, o->model);
+            cli_usage(out, o->model);
         if (rc != 0)
             return rc;
         const char **first = &given[d - opts];
@@ -622,7 +622,7 @@ static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out,
     if (given[find_opt("events", 6) - opts] && given[find_opt("cpu-per-email", 13) - opts])
         return usage_error(err, o->model, "--events and --cpu-per-email both set the CPU work "
                            "per email: give one");
-    return path ? mb_options_check_profile(o, err) : 0;
+    return path ? cli_check_profile(o, err) : 0;
 }
 
 /* A host name in --server is looked up once, here, and the run uses that
@@ -630,7 +630,7 @@ static int apply_profile(int argc, char **argv, struct mb_options *o, FILE *out,
  * reactor models, and a run whose address could change midway).  IPv4 only,
  * as the models connect; the name is known not to read as a number
  * (units_parse_server), so getaddrinfo cannot take it for one. */
-static int resolve_server(struct mb_options *o, int from_flag, FILE *err)
+static int resolve_server(struct cli_options *o, int from_flag, FILE *err)
 {
     char name[UNITS_HOST_MAX];
     int port;
@@ -655,10 +655,10 @@ static int resolve_server(struct mb_options *o, int from_flag, FILE *err)
     return 0;
 }
 
-int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_options *o,
-                        FILE *out, FILE *err)
+int cli_parse_to(int argc, char **argv, const char *model, struct cli_options *o,
+                 FILE *out, FILE *err)
 {
-    mb_options_defaults(o, model);
+    cli_defaults(o, model);
     int rc = apply_profile(argc, argv, o, out, err);
     if (rc != 0)
         return rc;
@@ -702,7 +702,7 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
     if (o->emails == 0)                     /* not given: a run sized by time has no cap */
         o->emails = o->duration_s > 0 ? 1000000000 : 1000;
     if (o->dump_profile) {
-        mb_options_dump(out, o);
+        cli_dump(out, o);
         return 1;
     }
     if (o->start_at_ms > 0) {               /* a typo of minutes or a value in seconds */
@@ -717,7 +717,7 @@ int mb_options_parse_to(int argc, char **argv, const char *model, struct mb_opti
 
 /* Every in-flight email may hold a socket: lift the soft descriptor limit
  * to the hard one, and say so when even that is short of the concurrency. */
-static void raise_fd_limit(const struct mb_options *o)
+static void raise_fd_limit(const struct cli_options *o)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -732,7 +732,7 @@ static void raise_fd_limit(const struct mb_options *o)
                 o->model, (unsigned long long)rl.rlim_cur, o->concurrency);
 }
 
-void mb_options_wait_start(const struct mb_options *o)
+void cli_wait_start(const struct cli_options *o)
 {
     if (o->start_at_ms <= 0)
         return;
@@ -747,22 +747,22 @@ void mb_options_wait_start(const struct mb_options *o)
         ;
 }
 
-int mb_options_parse(int argc, char **argv, const char *model, struct mb_options *o)
+int cli_parse(int argc, char **argv, const char *model, struct cli_options *o)
 {
-    int rc = mb_options_parse_to(argc, argv, model, o, stdout, stderr);
+    int rc = cli_parse_to(argc, argv, model, o, stdout, stderr);
     if (rc == 0)
         raise_fd_limit(o);
     return rc;
 }
 
-void mb_options_usage(FILE *f, const char *model)
+void cli_usage(FILE *f, const char *model)
 {
-    struct mb_options d;
-    mb_options_defaults(&d, model);
+    struct cli_options d;
+    cli_defaults(&d, model);
     fprintf(f, "Usage: summary-%s [OPTIONS]\n"
             "Send emails summarising synthetic application activity to an SMTP server\n"
             "and measure the run (model: %s).\n\nOptions:\n", model, model);
-    for (size_t i = 0; i < NOPTS && opts[i].side != MB_KEY_SERVER; i++) {
+    for (size_t i = 0; i < NOPTS && opts[i].side != CLI_KEY_SERVER; i++) {
         char left[40];
         snprintf(left, sizeof left, "--%s%s%s", opts[i].name, opts[i].metavar ? " " : "",
                  opts[i].metavar ? opts[i].metavar : "");

@@ -13,44 +13,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFER_INLINE_PAIRS 4
-#define DEFER_STACK_INLINE 32
+#define DEFERRED_INLINE_PAIRS 4
+#define DEFERRED_STACK_INLINE 32
 
 /* One queued (callback, errback) pair.  A continuation pair (a waiter's link
- * on the Deferred it waits for) has defer_continue on both sides and the
+ * on the Deferred it waits for) has deferred_continue on both sides and the
  * waiter as both arguments; it holds a reference on the waiter. */
-struct defer_pair {
-    defer_fn cb;      /* success side, NULL = pass through */
+struct deferred_pair {
+    deferred_fn cb;   /* success side, NULL = pass through */
     void *cb_arg;     /* its extra argument */
-    defer_fn eb;      /* failure side, NULL = pass through */
+    deferred_fn eb;   /* failure side, NULL = pass through */
     void *eb_arg;     /* its extra argument */
 };
 
-enum defer_flavour { DEFER_PLAIN, DEFER_LIST };
+enum deferred_flavour { DEFERRED_PLAIN, DEFERRED_LIST };
 
 struct deferred {
-    struct defer_result result;   /* current result; DEFER_DEFERRED(inner, owned ref) while waiting */
+    struct deferred_result result; /* current result; DEFERRED_DEFERRED(inner, owned ref) while waiting */
     int refs;                     /* reference count (deferred.h, OWNERSHIP) */
     int paused;                   /* pause count: pause() + waiting on an inner */
     uint8_t called;               /* fired at least once */
     uint8_t running;              /* a user function of this Deferred is on the stack */
     uint8_t suppress;             /* cancel() without canceller: ignore one late firing */
     uint8_t unhandled;            /* the loop left us holding a Failure (report on free) */
-    uint8_t flavour;              /* DEFER_PLAIN, or the DeferredList that embeds us */
+    uint8_t flavour;              /* DEFERRED_PLAIN, or the DeferredList that embeds us */
     uint32_t head, len, cap;      /* live pairs are q[head..len); q has room for cap */
-    struct defer_pair *q;         /* inline_q or a heap array */
-    defer_canceller canceller;    /* optional, from deferred_new_cancellable */
+    struct deferred_pair *q;      /* inline_q or a heap array */
+    deferred_canceller canceller; /* optional, from deferred_new_cancellable */
     void *canceller_arg;          /* its argument */
-    struct defer_pair inline_q[DEFER_INLINE_PAIRS];   /* storage for short chains */
+    struct deferred_pair inline_q[DEFERRED_INLINE_PAIRS]; /* storage for short chains */
 };
 
-static struct defer_result defer_continue(struct defer_result r, void *waiter);
-static void defer_list_destroy(struct deferred *d);
-static struct failure *defer_list_cancel(struct deferred *d);
+static struct deferred_result deferred_continue(struct deferred_result r, void *waiter);
+static void deferred_list_destroy(struct deferred *d);
+static struct failure *deferred_list_cancel(struct deferred *d);
 
 static void (*unhandled_hook)(const struct failure *, void *);
-static void *(*run_before)(defer_fn, void *, struct defer_result);
-static void (*run_after)(void *, struct defer_result);
+static void *(*run_before)(deferred_fn, void *, struct deferred_result);
+static void (*run_after)(void *, struct deferred_result);
 static void *unhandled_arg;
 
 static void *xmalloc(size_t n)
@@ -63,15 +63,15 @@ static void *xmalloc(size_t n)
 
 /* ---- life cycle ----------------------------------------------------------- */
 
-static inline void defer_init(struct deferred *d)
+static inline void deferred_init(struct deferred *d)
 {
-    d->result = defer_ok(NULL);
+    d->result = deferred_ok(NULL);
     d->refs = 1;
     d->paused = 0;
     d->called = d->running = d->suppress = d->unhandled = 0;
-    d->flavour = DEFER_PLAIN;
+    d->flavour = DEFERRED_PLAIN;
     d->head = d->len = 0;
-    d->cap = DEFER_INLINE_PAIRS;
+    d->cap = DEFERRED_INLINE_PAIRS;
     d->q = d->inline_q;
     d->canceller = NULL;
     d->canceller_arg = NULL;
@@ -81,17 +81,17 @@ static inline void defer_init(struct deferred *d)
  * common create-fire-free cycle does not go through malloc.  The list is
  * reachable through thread-local storage, so leak checkers do not count it;
  * deferred_pool_trim() gives it back. */
-#define DEFER_POOL_MAX 4096
+#define DEFERRED_POOL_MAX 4096
 
 #if defined(__SANITIZE_ADDRESS__)
-#define DEFER_POOL_OFF 1
+#define DEFERRED_POOL_OFF 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define DEFER_POOL_OFF 1
+#define DEFERRED_POOL_OFF 1
 #endif
 #endif
-#ifndef DEFER_POOL_OFF
-#define DEFER_POOL_OFF 0
+#ifndef DEFERRED_POOL_OFF
+#define DEFERRED_POOL_OFF 0
 #include <valgrind/valgrind.h>
 #endif
 
@@ -99,7 +99,7 @@ static inline void defer_init(struct deferred *d)
  * freed Deferred must really be freed, or a use after free goes unseen. */
 static bool pool_enabled(void)
 {
-#if DEFER_POOL_OFF
+#if DEFERRED_POOL_OFF
     return false;
 #else
     static _Thread_local int on = -1;     /* per thread: no shared write */
@@ -121,13 +121,13 @@ struct deferred *deferred_new(void)
     } else {
         d = xmalloc(sizeof *d);
     }
-    defer_init(d);
+    deferred_init(d);
     return d;
 }
 
 static void pool_put(struct deferred *d)
 {
-    if (pool_count >= DEFER_POOL_MAX || !pool_enabled()) {
+    if (pool_count >= DEFERRED_POOL_MAX || !pool_enabled()) {
         free(d);
         return;
     }
@@ -146,7 +146,7 @@ void deferred_pool_trim(void)
     pool_count = 0;
 }
 
-struct deferred *deferred_new_cancellable(defer_canceller canceller, void *arg)
+struct deferred *deferred_new_cancellable(deferred_canceller canceller, void *arg)
 {
     struct deferred *d = deferred_new();
     d->canceller = canceller;
@@ -166,8 +166,8 @@ void deferred_set_unhandled_hook(void (*hook)(const struct failure *f, void *arg
     unhandled_arg = arg;
 }
 
-void deferred_set_run_hook(void *(*before)(defer_fn fn, void *arg, struct defer_result in),
-                           void (*after)(void *token, struct defer_result out))
+void deferred_set_run_hook(void *(*before)(deferred_fn fn, void *arg, struct deferred_result in),
+                           void (*after)(void *token, struct deferred_result out))
 {
     run_before = before;
     run_after = after;
@@ -183,23 +183,23 @@ static void report_unhandled(const struct failure *f)
     failure_print(f, stderr);
 }
 
-static void defer_destroy(struct deferred *d)
+static void deferred_destroy(struct deferred *d)
 {
-    if (d->result.kind == DEFER_FAILURE) {
+    if (d->result.kind == DEFERRED_FAILURE) {
         if (d->unhandled)
             report_unhandled(d->result.failure);
         failure_unref(d->result.failure);
-    } else if (d->result.kind == DEFER_DEFERRED) {
+    } else if (d->result.kind == DEFERRED_DEFERRED) {
         deferred_unref(d->result.deferred);
     }
     /* Continuations still queued hold references on their waiters. */
     for (uint32_t i = d->head; i < d->len; i++)
-        if (d->q[i].cb == defer_continue)
+        if (d->q[i].cb == deferred_continue)
             deferred_unref(d->q[i].cb_arg);
     if (d->q != d->inline_q)
         free(d->q);
-    if (d->flavour == DEFER_LIST) {
-        defer_list_destroy(d);
+    if (d->flavour == DEFERRED_LIST) {
+        deferred_list_destroy(d);
         free(d);
     } else {
         pool_put(d);
@@ -210,10 +210,10 @@ void deferred_unref(struct deferred *d)
 {
     if (!d || --d->refs != 0)
         return;
-    if (d->result.kind == DEFER_VALUE && d->head == d->len && d->q == d->inline_q
-        && d->flavour == DEFER_PLAIN) {
+    if (d->result.kind == DEFERRED_VALUE && d->head == d->len && d->q == d->inline_q
+        && d->flavour == DEFERRED_PLAIN) {
         /* the common case, nothing to release: straight to the free list */
-        if (__builtin_expect(pool_count < DEFER_POOL_MAX, 1) && pool_enabled()) {
+        if (__builtin_expect(pool_count < DEFERRED_POOL_MAX, 1) && pool_enabled()) {
             d->result.deferred = pool_head;
             pool_head = d;
             pool_count++;
@@ -222,7 +222,7 @@ void deferred_unref(struct deferred *d)
         }
         return;
     }
-    defer_destroy(d);
+    deferred_destroy(d);
 }
 
 /* ---- the queue ---------------------------------------------------------- */
@@ -234,7 +234,7 @@ static void queue_grow(struct deferred *d)
         memmove(d->q, d->q + d->head, live * sizeof *d->q);
     } else {
         uint32_t cap = d->cap * 2;
-        struct defer_pair *q = xmalloc(cap * sizeof *q);
+        struct deferred_pair *q = xmalloc(cap * sizeof *q);
         memcpy(q, d->q + d->head, live * sizeof *q);
         if (d->q != d->inline_q)
             free(d->q);
@@ -245,18 +245,18 @@ static void queue_grow(struct deferred *d)
     d->len = live;
 }
 
-static inline void queue_push(struct deferred *d, defer_fn cb, void *cb_arg, defer_fn eb,
+static inline void queue_push(struct deferred *d, deferred_fn cb, void *cb_arg, deferred_fn eb,
                               void *eb_arg)
 {
     if (__builtin_expect(d->len == d->cap, 0))
         queue_grow(d);
-    d->q[d->len++] = (struct defer_pair){ cb, cb_arg, eb, eb_arg };
+    d->q[d->len++] = (struct deferred_pair){ cb, cb_arg, eb, eb_arg };
 }
 
 /* ---- the run loop (§1.5) ----------------------------------------------------- */
 
 /* Never called: marks a continuation pair. */
-static struct defer_result defer_continue(struct defer_result r, void *waiter)
+static struct deferred_result deferred_continue(struct deferred_result r, void *waiter)
 {
     (void)waiter;
     abort();
@@ -266,7 +266,7 @@ static struct defer_result defer_continue(struct defer_result r, void *waiter)
 struct run_stack {
     struct deferred **v;        /* entries, each holding a reference */
     size_t n, cap;              /* used, room */
-    struct deferred *inl[DEFER_STACK_INLINE];   /* the first entries */
+    struct deferred *inl[DEFERRED_STACK_INLINE]; /* the first entries */
 };
 
 static void stack_grow(struct run_stack *s)
@@ -287,29 +287,29 @@ static inline void stack_push(struct run_stack *s, struct deferred *d)
     s->v[s->n++] = d;
 }
 
-static void drop_result(struct defer_result r)
+static void drop_result(struct deferred_result r)
 {
-    if (r.kind == DEFER_FAILURE)
+    if (r.kind == DEFERRED_FAILURE)
         failure_unref(r.failure);
 }
 
-/* A function that returns defer_err(NULL) or defer_wait(NULL) has no error or
+/* A function that returns deferred_err(NULL) or deferred_wait(NULL) has no error or
  * Deferred to hand over (Twisted: NoCurrentExceptionError); the chain goes on
  * with a Failure that says so instead of dereferencing NULL later. */
-static struct defer_result check_returned_slow(struct defer_result r)
+static struct deferred_result check_returned_slow(struct deferred_result r)
 {
-    if (r.kind == DEFER_FAILURE && !r.failure)
-        return defer_err(failure_new(&FAILURE_NO_CURRENT_EXCEPTION, 0,
-                                     "a callback returned defer_err(NULL): no Failure"));
-    if (r.kind == DEFER_DEFERRED && !r.deferred)
-        return defer_err(failure_new(&FAILURE_NO_CURRENT_EXCEPTION, 0,
-                                     "a callback returned defer_wait(NULL): no Deferred"));
+    if (r.kind == DEFERRED_FAILURE && !r.failure)
+        return deferred_err(failure_new(&FAILURE_NO_CURRENT_EXCEPTION, 0,
+                                        "a callback returned deferred_err(NULL): no Failure"));
+    if (r.kind == DEFERRED_DEFERRED && !r.deferred)
+        return deferred_err(failure_new(&FAILURE_NO_CURRENT_EXCEPTION, 0,
+                                        "a callback returned deferred_wait(NULL): no Deferred"));
     return r;
 }
 
-static inline struct defer_result check_returned(struct defer_result r)
+static inline struct deferred_result check_returned(struct deferred_result r)
 {
-    if (__builtin_expect(r.kind == DEFER_VALUE, 1))
+    if (__builtin_expect(r.kind == DEFERRED_VALUE, 1))
         return r;                         /* the usual case: one test, no call */
     return check_returned_slow(r);
 }
@@ -320,18 +320,18 @@ static bool chain_on(struct deferred *cur, struct deferred *x)
 {
     if (x == cur) {                       /* §2.4: a Failure, not a silent wedge */
         cur->refs--;                      /* the handed-over reference; the stack holds one */
-        cur->result = defer_err(failure_new(&FAILURE_SELF_RETURN, 0,
-                                            "callback returned the Deferred it was attached to"));
+        cur->result = deferred_err(failure_new(&FAILURE_SELF_RETURN, 0,
+                                               "callback returned the Deferred it was attached to"));
         return false;
     }
-    if (!x->called || x->result.kind == DEFER_DEFERRED || x->paused) {
+    if (!x->called || x->result.kind == DEFERRED_DEFERRED || x->paused) {
         cur->paused++;                    /* cur->result = x keeps x alive */
         cur->refs++;                      /* the continuation keeps cur alive */
-        queue_push(x, defer_continue, cur, defer_continue, cur);
+        queue_push(x, deferred_continue, cur, deferred_continue, cur);
         return true;
     }
     cur->result = x->result;              /* a move: x is left holding "None" */
-    x->result = defer_ok(NULL);
+    x->result = deferred_ok(NULL);
     x->unhandled = 0;
     deferred_unref(x);
     return false;
@@ -339,26 +339,26 @@ static bool chain_on(struct deferred *cur, struct deferred *x)
 
 /* Call one user function with cur's result and store what it returns.
  * Returns true when cur now waits on an inner Deferred. */
-static inline bool run_one(struct deferred *cur, defer_fn fn, void *arg)
+static inline bool run_one(struct deferred *cur, deferred_fn fn, void *arg)
 {
-    struct defer_result old = cur->result;
+    struct deferred_result old = cur->result;
     /* The function borrows old.  While it runs, another Deferred may take
      * cur's result over (a callback elsewhere returns cur, which has a result
      * and is not paused: chain_on moves it, §2.2) and so cur's own reference
      * with it; this call keeps one of its own so old outlives the function. */
-    if (old.kind == DEFER_FAILURE)
+    if (old.kind == DEFERRED_FAILURE)
         failure_ref(old.failure);
     cur->running = 1;
     void *token = run_before ? run_before(fn, arg, old) : NULL;
-    struct defer_result r = check_returned(fn(old, arg));
+    struct deferred_result r = check_returned(fn(old, arg));
     if (token)
         run_after(token, r);
     cur->running = 0;
     drop_result(cur->result);             /* cur's reference: old, or "None" if taken over */
-    if (old.kind == DEFER_FAILURE && !(r.kind == DEFER_FAILURE && r.failure == old.failure))
+    if (old.kind == DEFERRED_FAILURE && !(r.kind == DEFERRED_FAILURE && r.failure == old.failure))
         failure_unref(old.failure);       /* else this call's reference becomes cur's */
     cur->result = r;
-    if (r.kind == DEFER_DEFERRED)
+    if (r.kind == DEFERRED_DEFERRED)
         return chain_on(cur, r.deferred);
     return false;
 }
@@ -368,19 +368,19 @@ static inline bool run_one(struct deferred *cur, defer_fn fn, void *arg)
 static bool run_queue(struct deferred *cur, struct deferred **waiter)
 {
     while (cur->head < cur->len) {
-        struct defer_pair p = cur->q[cur->head++];
+        struct deferred_pair p = cur->q[cur->head++];
         if (cur->head == cur->len)
             cur->head = cur->len = 0;     /* empty: appends restart at the front */
-        bool fail = cur->result.kind == DEFER_FAILURE;
-        defer_fn fn = fail ? p.eb : p.cb;
+        bool fail = cur->result.kind == DEFERRED_FAILURE;
+        deferred_fn fn = fail ? p.eb : p.cb;
         void *arg = fail ? p.eb_arg : p.cb_arg;
-        if (fn == defer_continue) {
+        if (fn == deferred_continue) {
             struct deferred *w = arg;
             /* w->result is cur, with w's reference: cur stays alive on our stack. */
-            assert(w->result.kind == DEFER_DEFERRED && w->result.deferred == cur);
+            assert(w->result.kind == DEFERRED_DEFERRED && w->result.deferred == cur);
             cur->refs--;
             w->result = cur->result;
-            cur->result = defer_ok(NULL);
+            cur->result = deferred_ok(NULL);
             cur->unhandled = 0;
             w->paused--;
             *waiter = w;                  /* the continuation's reference goes to the stack */
@@ -399,7 +399,7 @@ static void run(struct deferred *d)
     struct run_stack s;                   /* no initialiser: inl stays untouched */
     s.v = s.inl;
     s.n = 0;
-    s.cap = DEFER_STACK_INLINE;
+    s.cap = DEFERRED_STACK_INLINE;
     d->refs++;
     stack_push(&s, d);
     while (s.n > 0) {
@@ -411,7 +411,7 @@ static void run(struct deferred *d)
             stack_push(&s, waiter);
             continue;
         }
-        cur->unhandled = cur->result.kind == DEFER_FAILURE;
+        cur->unhandled = cur->result.kind == DEFERRED_FAILURE;
         s.n--;
         deferred_unref(cur);
     }
@@ -423,17 +423,17 @@ static void run(struct deferred *d)
 
 /* ---- firing, adding --------------------------------------------------------- */
 
-int deferred_fire(struct deferred *d, struct defer_result r)
+int deferred_fire(struct deferred *d, struct deferred_result r)
 {
-    if (r.kind == DEFER_DEFERRED || (r.kind == DEFER_FAILURE && !r.failure))
-        return DEFER_E_INVALID;           /* d stays unfired */
+    if (r.kind == DEFERRED_DEFERRED || (r.kind == DEFERRED_FAILURE && !r.failure))
+        return DEFERRED_E_INVALID;        /* d stays unfired */
     if (d->called) {
         drop_result(r);
         if (d->suppress) {
             d->suppress = 0;
             return 0;
         }
-        return DEFER_E_ALREADY_CALLED;
+        return DEFERRED_E_ALREADY_CALLED;
     }
     d->called = 1;
     d->result = r;
@@ -443,19 +443,19 @@ int deferred_fire(struct deferred *d, struct defer_result r)
 
 int deferred_callback(struct deferred *d, void *value)
 {
-    return deferred_fire(d, defer_ok(value));
+    return deferred_fire(d, deferred_ok(value));
 }
 
 int deferred_errback(struct deferred *d, struct failure *f)
 {
-    return deferred_fire(d, defer_err(f));
+    return deferred_fire(d, deferred_err(f));
 }
 
 struct deferred *deferred_succeed(void *value)
 {
     struct deferred *d = deferred_new();
     d->called = 1;
-    d->result = defer_ok(value);
+    d->result = deferred_ok(value);
     return d;
 }
 
@@ -465,23 +465,23 @@ struct deferred *deferred_fail(struct failure *f)
         f = failure_new(&FAILURE_NO_CURRENT_EXCEPTION, 0, "deferred_fail(NULL): no Failure");
     struct deferred *d = deferred_new();
     d->called = 1;
-    d->result = defer_err(f);
+    d->result = deferred_err(f);
     d->unhandled = 1;
     return d;
 }
 
-struct deferred *defer_maybe(struct defer_result (*fn)(void *arg), void *arg)
+struct deferred *deferred_maybe(struct deferred_result (*fn)(void *arg), void *arg)
 {
-    struct defer_result r = check_returned(fn(arg));
+    struct deferred_result r = check_returned(fn(arg));
     switch (r.kind) {
-    case DEFER_DEFERRED: return r.deferred;
-    case DEFER_FAILURE:  return deferred_fail(r.failure);
+    case DEFERRED_DEFERRED: return r.deferred;
+    case DEFERRED_FAILURE:  return deferred_fail(r.failure);
     default:             return deferred_succeed(r.value);
     }
 }
 
-static inline struct deferred *add_pair(struct deferred *d, defer_fn cb, void *cb_arg,
-                                        defer_fn eb, void *eb_arg)
+static inline struct deferred *add_pair(struct deferred *d, deferred_fn cb, void *cb_arg,
+                                        deferred_fn eb, void *eb_arg)
 {
     queue_push(d, cb, cb_arg, eb, eb_arg);
     if (d->called)
@@ -489,59 +489,59 @@ static inline struct deferred *add_pair(struct deferred *d, defer_fn cb, void *c
     return d;
 }
 
-struct deferred *deferred_add_callbacks(struct deferred *d, defer_fn cb, void *cb_arg,
-                                        defer_fn eb, void *eb_arg)
+struct deferred *deferred_add_callbacks(struct deferred *d, deferred_fn cb, void *cb_arg,
+                                        deferred_fn eb, void *eb_arg)
 {
     return add_pair(d, cb, cb_arg, eb, eb_arg);
 }
 
-struct deferred *deferred_add_callback(struct deferred *d, defer_fn cb, void *arg)
+struct deferred *deferred_add_callback(struct deferred *d, deferred_fn cb, void *arg)
 {
     return add_pair(d, cb, arg, NULL, NULL);
 }
 
-struct deferred *deferred_add_errback(struct deferred *d, defer_fn eb, void *arg)
+struct deferred *deferred_add_errback(struct deferred *d, deferred_fn eb, void *arg)
 {
     return add_pair(d, NULL, NULL, eb, arg);
 }
 
-struct deferred *deferred_add_both(struct deferred *d, defer_fn fn, void *arg)
+struct deferred *deferred_add_both(struct deferred *d, deferred_fn fn, void *arg)
 {
     return add_pair(d, fn, arg, fn, arg);
 }
 
-static struct defer_result defer_chain_unref_cb(struct defer_result r, void *d2)
+static struct deferred_result deferred_chain_unref_cb(struct deferred_result r, void *d2)
 {
-    struct defer_result out = defer_chain_cb(r, d2);
+    struct deferred_result out = deferred_chain_cb(r, d2);
     deferred_unref(d2);
     return out;
 }
 
-struct defer_result defer_chain_cb(struct defer_result r, void *d2)
+struct deferred_result deferred_chain_cb(struct deferred_result r, void *d2)
 {
-    if (r.kind == DEFER_FAILURE)
+    if (r.kind == DEFERRED_FAILURE)
         failure_ref(r.failure);           /* d2 takes its own reference */
-    if (deferred_fire(d2, r) == DEFER_E_ALREADY_CALLED)   /* d2.callback() raised */
-        return defer_err(failure_new(&FAILURE_ALREADY_CALLED, 0,
-                                     "chainDeferred: the chained Deferred has already been called"));
-    return defer_ok(NULL);
+    if (deferred_fire(d2, r) == DEFERRED_E_ALREADY_CALLED) /* d2.callback() raised */
+        return deferred_err(failure_new(&FAILURE_ALREADY_CALLED, 0,
+                                        "chainDeferred: the chained Deferred has already been called"));
+    return deferred_ok(NULL);
 }
 
 struct deferred *deferred_chain(struct deferred *d1, struct deferred *d2)
 {
     deferred_ref(d2);                     /* until d1's pair has run */
-    return deferred_add_callbacks(d1, defer_chain_unref_cb, d2, defer_chain_unref_cb, d2);
+    return deferred_add_callbacks(d1, deferred_chain_unref_cb, d2, deferred_chain_unref_cb, d2);
 }
 
 /* ---- state, pause, cancel ------------------------------------------------- */
 
 bool deferred_called(const struct deferred *d) { return d->called; }
 int deferred_paused(const struct deferred *d) { return d->paused; }
-struct defer_result deferred_result(const struct deferred *d) { return d->result; }
+struct deferred_result deferred_current_result(const struct deferred *d) { return d->result; }
 
 bool deferred_waiting(const struct deferred *d)
 {
-    return d->called && d->result.kind == DEFER_DEFERRED;
+    return d->called && d->result.kind == DEFERRED_DEFERRED;
 }
 
 void deferred_pause(struct deferred *d)
@@ -562,12 +562,12 @@ void deferred_unpause(struct deferred *d)
 struct failure *deferred_cancel(struct deferred *d)
 {
     /* Waiting: forward to the innermost Deferred, iteratively. */
-    while (d->called && d->result.kind == DEFER_DEFERRED)
+    while (d->called && d->result.kind == DEFERRED_DEFERRED)
         d = d->result.deferred;
     if (d->called)
         return NULL;
-    if (d->flavour == DEFER_LIST)
-        return defer_list_cancel(d);
+    if (d->flavour == DEFERRED_LIST)
+        return deferred_list_cancel(d);
     struct failure *err = NULL;
     d->refs++;                            /* the canceller may drop the last reference */
     if (d->canceller)
@@ -582,73 +582,73 @@ struct failure *deferred_cancel(struct deferred *d)
 
 /* ---- clocks -------------------------------------------------------------- */
 
-double defer_clock_now(struct defer_clock *c)
+double deferred_clock_now(struct deferred_clock *c)
 {
     return c->ops->now(c);
 }
 
-struct defer_call *defer_call_later(struct defer_clock *c, double delay,
-                                    void (*fn)(void *arg), void *arg)
+struct deferred_call *deferred_call_later(struct deferred_clock *c, double delay,
+                                          void (*fn)(void *arg), void *arg)
 {
     assert(delay >= 0);
     return c->ops->call_later(c, delay, fn, arg);
 }
 
-bool defer_call_active(const struct defer_call *call)
+bool deferred_call_active(const struct deferred_call *call)
 {
-    return call->state == DEFER_CALL_PENDING;
+    return call->state == DEFERRED_CALL_PENDING;
 }
 
-static int call_state_error(const struct defer_call *call)
+static int call_state_error(const struct deferred_call *call)
 {
-    return call->state == DEFER_CALL_CALLED ? DEFER_CALL_E_CALLED : DEFER_CALL_E_CANCELLED;
+    return call->state == DEFERRED_CALL_CALLED ? DEFERRED_CALL_E_CALLED : DEFERRED_CALL_E_CANCELLED;
 }
 
-int defer_call_cancel(struct defer_call *call)
+int deferred_call_cancel(struct deferred_call *call)
 {
-    if (call->state != DEFER_CALL_PENDING)
+    if (call->state != DEFERRED_CALL_PENDING)
         return call_state_error(call);
-    call->state = DEFER_CALL_CANCELLED;
+    call->state = DEFERRED_CALL_CANCELLED;
     call->ops->disarm(call);
-    defer_call_unref(call);               /* the clock's reference */
+    deferred_call_unref(call);            /* the clock's reference */
     return 0;
 }
 
-int defer_call_reset(struct defer_call *call, double delay)
+int deferred_call_reset(struct deferred_call *call, double delay)
 {
-    if (call->state != DEFER_CALL_PENDING)
+    if (call->state != DEFERRED_CALL_PENDING)
         return call_state_error(call);
     call->ops->rearm(call, delay);
     return 0;
 }
 
-void defer_call_unref(struct defer_call *call)
+void deferred_call_unref(struct deferred_call *call)
 {
     if (call && --call->refs == 0)
         call->ops->release(call);
 }
 
-void defer_call_run(struct defer_call *call)
+void deferred_call_run(struct deferred_call *call)
 {
-    call->state = DEFER_CALL_CALLED;      /* before fn: active() is false inside it */
+    call->state = DEFERRED_CALL_CALLED;   /* before fn: active() is false inside it */
     call->fn(call->arg);
-    defer_call_unref(call);               /* the clock's reference */
+    deferred_call_unref(call);            /* the clock's reference */
 }
 
 /* The fake clock: one list sorted by deadline, kept as task.Clock keeps its
  * list (a stable sort after each change), see deferred.h. */
 struct fake_call {
-    struct defer_call base;       /* must be first */
+    struct deferred_call base;    /* must be first */
     struct fake_call *next;       /* next pending call, or NULL */
 };
 
 struct fake_clock {
-    struct defer_clock clock;     /* must be first */
+    struct deferred_clock clock;  /* must be first */
     double now;                   /* seconds since creation */
     struct fake_call *pending;    /* sorted list of pending calls */
 };
 
-static double fake_now(struct defer_clock *c)
+static double fake_now(struct deferred_clock *c)
 {
     return ((struct fake_clock *)c)->now;
 }
@@ -665,7 +665,7 @@ static void fake_insert(struct fake_clock *fc, struct fake_call *call, bool afte
     *p = call;
 }
 
-static void fake_disarm(struct defer_call *call)
+static void fake_disarm(struct deferred_call *call)
 {
     struct fake_clock *fc = (struct fake_clock *)call->clock;
     for (struct fake_call **p = &fc->pending; *p; p = &(*p)->next)
@@ -678,7 +678,7 @@ static void fake_disarm(struct defer_call *call)
 /* A stable sort after the deadline changed: moving later, the call stays
  * before the calls it preceded (all of them were due no earlier than it);
  * moving earlier, the calls already due at the new time stay before it. */
-static void fake_rearm(struct defer_call *call, double delay)
+static void fake_rearm(struct deferred_call *call, double delay)
 {
     struct fake_clock *fc = (struct fake_clock *)call->clock;
     double when = fc->now + delay;
@@ -690,28 +690,28 @@ static void fake_rearm(struct defer_call *call, double delay)
     fake_insert(fc, (struct fake_call *)call, !later);
 }
 
-static void fake_release(struct defer_call *call)
+static void fake_release(struct deferred_call *call)
 {
     free(call);
 }
 
-static const struct defer_clock_ops fake_ops;
+static const struct deferred_clock_ops fake_ops;
 
-static struct defer_call *fake_call_later(struct defer_clock *c, double delay,
-                                          void (*fn)(void *arg), void *arg)
+static struct deferred_call *fake_call_later(struct deferred_clock *c, double delay,
+                                             void (*fn)(void *arg), void *arg)
 {
     struct fake_clock *fc = (struct fake_clock *)c;
     struct fake_call *call = xmalloc(sizeof *call);
-    call->base = (struct defer_call){ c, &fake_ops, 2, DEFER_CALL_PENDING, fc->now + delay, fn, arg };
+    call->base = (struct deferred_call){ c, &fake_ops, 2, DEFERRED_CALL_PENDING, fc->now + delay, fn, arg };
     fake_insert(fc, call, true);
     return &call->base;
 }
 
-static const struct defer_clock_ops fake_ops = {
+static const struct deferred_clock_ops fake_ops = {
     fake_now, fake_call_later, fake_disarm, fake_rearm, fake_release,
 };
 
-struct defer_clock *defer_fake_clock_new(void)
+struct deferred_clock *deferred_fake_clock_new(void)
 {
     struct fake_clock *fc = calloc(1, sizeof *fc);
     if (!fc)
@@ -720,18 +720,18 @@ struct defer_clock *defer_fake_clock_new(void)
     return &fc->clock;
 }
 
-void defer_fake_clock_advance(struct defer_clock *c, double seconds)
+void deferred_fake_clock_advance(struct deferred_clock *c, double seconds)
 {
     struct fake_clock *fc = (struct fake_clock *)c;
     fc->now += seconds;
     while (fc->pending && fc->pending->base.when <= fc->now) {
         struct fake_call *call = fc->pending;
         fc->pending = call->next;
-        defer_call_run(&call->base);
+        deferred_call_run(&call->base);
     }
 }
 
-size_t defer_fake_clock_pending(struct defer_clock *c)
+size_t deferred_fake_clock_pending(struct deferred_clock *c)
 {
     size_t n = 0;
     for (struct fake_call *p = ((struct fake_clock *)c)->pending; p; p = p->next)
@@ -739,15 +739,15 @@ size_t defer_fake_clock_pending(struct defer_clock *c)
     return n;
 }
 
-void defer_fake_clock_free(struct defer_clock *c)
+void deferred_fake_clock_free(struct deferred_clock *c)
 {
     struct fake_clock *fc = (struct fake_clock *)c;
     while (fc->pending) {
         struct fake_call *call = fc->pending;
         fc->pending = call->next;
-        call->base.state = DEFER_CALL_CANCELLED;
+        call->base.state = DEFERRED_CALL_CANCELLED;
         call->base.clock = NULL;          /* a handle still held must not reach fc */
-        defer_call_unref(&call->base);
+        deferred_call_unref(&call->base);
     }
     free(fc);
 }
@@ -756,7 +756,7 @@ void defer_fake_clock_free(struct defer_clock *c)
 
 struct timeout_ctx {
     struct deferred *d;           /* a reference, dropped when d fires */
-    struct defer_call *call;      /* the timer (our reference) */
+    struct deferred_call *call;   /* the timer (our reference) */
     double seconds;               /* for the TimeoutError message */
     bool timed_out;               /* the timer fired and cancelled d */
 };
@@ -772,61 +772,61 @@ static void timeout_fire(void *arg)
     }
 }
 
-static struct defer_result timeout_convert(struct defer_result r, void *arg)
+static struct deferred_result timeout_convert(struct deferred_result r, void *arg)
 {
     struct timeout_ctx *t = arg;
-    if (t->timed_out && r.kind == DEFER_FAILURE && failure_is(r.failure, &FAILURE_CANCELLED))
-        return defer_err(failure_new(&FAILURE_TIMEOUT, 0, "Deferred timed out after %g seconds",
-                                     t->seconds));
+    if (t->timed_out && r.kind == DEFERRED_FAILURE && failure_is(r.failure, &FAILURE_CANCELLED))
+        return deferred_err(failure_new(&FAILURE_TIMEOUT, 0, "Deferred timed out after %g seconds",
+                                        t->seconds));
     return r;
 }
 
-static struct defer_result timeout_stop(struct defer_result r, void *arg)
+static struct deferred_result timeout_stop(struct deferred_result r, void *arg)
 {
     struct timeout_ctx *t = arg;
-    defer_call_cancel(t->call);           /* no-op when it already ran */
-    defer_call_unref(t->call);
+    deferred_call_cancel(t->call);        /* no-op when it already ran */
+    deferred_call_unref(t->call);
     deferred_unref(t->d);                 /* safe: the run loop holds a reference */
     free(t);
     return r;
 }
 
 struct deferred *deferred_add_timeout(struct deferred *d, double seconds,
-                                      struct defer_clock *clock)
+                                      struct deferred_clock *clock)
 {
     struct timeout_ctx *t = xmalloc(sizeof *t);
     *t = (struct timeout_ctx){ deferred_ref(d), NULL, seconds, false };
-    t->call = defer_call_later(clock, seconds, timeout_fire, t);
+    t->call = deferred_call_later(clock, seconds, timeout_fire, t);
     deferred_add_both(d, timeout_convert, t);
     return deferred_add_both(d, timeout_stop, t);
 }
 
 /* ---- DeferredList, gather_results (§5) -------------------------------------- */
 
-struct defer_list;
+struct deferred_list;
 
 /* Per member: where its outcome goes.  Holds a reference on the list until the
  * member's pair has run. */
-struct defer_list_slot {
-    struct defer_list *dl;        /* the list */
+struct deferred_list_slot {
+    struct deferred_list *dl;     /* the list */
     size_t index;                 /* member index */
 };
 
-struct defer_list {
+struct deferred_list {
     struct deferred d;                 /* the list is a Deferred (must be first) */
-    unsigned flags;                    /* DEFER_LIST_* */
+    unsigned flags;                    /* DEFERRED_LIST_* */
     bool gather;                       /* gather_results: fire with values[] */
     size_t finished;                   /* members completed */
     struct deferred **members;         /* a reference on each */
-    struct defer_list_slot *slots;     /* one per member */
-    struct defer_list_results res;     /* the collected outcomes */
-    struct defer_list_first first;     /* fire-on-one-callback result */
+    struct deferred_list_slot *slots;  /* one per member */
+    struct deferred_list_results res;  /* the collected outcomes */
+    struct deferred_list_first first;  /* fire-on-one-callback result */
     void **values;                     /* gather_results result */
 };
 
-static void defer_list_destroy(struct deferred *d)
+static void deferred_list_destroy(struct deferred *d)
 {
-    struct defer_list *dl = (struct defer_list *)d;
+    struct deferred_list *dl = (struct deferred_list *)d;
     for (size_t i = 0; i < dl->res.n; i++) {
         drop_result(dl->res.items[i].result);
         deferred_unref(dl->members[i]);
@@ -837,13 +837,13 @@ static void defer_list_destroy(struct deferred *d)
     free(dl->values);
 }
 
-static void defer_list_complete(struct defer_list *dl, size_t i)
+static void deferred_list_complete(struct deferred_list *dl, size_t i)
 {
-    struct defer_list_item *it = &dl->res.items[i];
-    if (it->success && (dl->flags & DEFER_LIST_FIRE_ON_ONE_CALLBACK)) {
-        dl->first = (struct defer_list_first){ it->result.value, i };
+    struct deferred_list_item *it = &dl->res.items[i];
+    if (it->success && (dl->flags & DEFERRED_LIST_FIRE_ON_ONE_CALLBACK)) {
+        dl->first = (struct deferred_list_first){ it->result.value, i };
         deferred_callback(&dl->d, &dl->first);
-    } else if (!it->success && (dl->flags & DEFER_LIST_FIRE_ON_ONE_ERRBACK)) {
+    } else if (!it->success && (dl->flags & DEFERRED_LIST_FIRE_ON_ONE_ERRBACK)) {
         struct failure *sub = it->result.failure;
         deferred_errback(&dl->d, failure_wrap(&FAILURE_FIRST_ERROR, (int)i, sub,
                                               "FirstError[#%zu, %s: %s]", i, sub->type->name,
@@ -860,27 +860,27 @@ static void defer_list_complete(struct defer_list *dl, size_t i)
     }
 }
 
-static struct defer_result defer_list_member_cb(struct defer_result r, void *arg)
+static struct deferred_result deferred_list_member_cb(struct deferred_result r, void *arg)
 {
-    struct defer_list_slot *slot = arg;
-    struct defer_list *dl = slot->dl;
-    struct defer_list_item *it = &dl->res.items[slot->index];
+    struct deferred_list_slot *slot = arg;
+    struct deferred_list *dl = slot->dl;
+    struct deferred_list_item *it = &dl->res.items[slot->index];
     it->done = true;
-    it->success = r.kind != DEFER_FAILURE;
+    it->success = r.kind != DEFERRED_FAILURE;
     it->result = r;
     failure_ref(it->success ? NULL : r.failure);
     dl->finished++;
     if (!dl->d.called)
-        defer_list_complete(dl, slot->index);
-    if (!it->success && (dl->flags & DEFER_LIST_CONSUME_ERRORS))
-        r = defer_ok(NULL);
+        deferred_list_complete(dl, slot->index);
+    if (!it->success && (dl->flags & DEFERRED_LIST_CONSUME_ERRORS))
+        r = deferred_ok(NULL);
     deferred_unref(&dl->d);               /* the slot's reference; may free dl */
     return r;
 }
 
-static struct failure *defer_list_cancel(struct deferred *d)
+static struct failure *deferred_list_cancel(struct deferred *d)
 {
-    struct defer_list *dl = (struct defer_list *)d;
+    struct deferred_list *dl = (struct deferred_list *)d;
     d->refs++;
     /* Every member, even after the list has fired part-way through. */
     for (size_t i = 0; i < dl->res.n; i++) {
@@ -894,12 +894,12 @@ static struct failure *defer_list_cancel(struct deferred *d)
     return NULL;
 }
 
-static struct deferred *defer_list_build(struct deferred *const *ds, size_t n, unsigned flags,
-                                         bool gather)
+static struct deferred *deferred_list_build(struct deferred *const *ds, size_t n, unsigned flags,
+                                            bool gather)
 {
-    struct defer_list *dl = xmalloc(sizeof *dl);
-    defer_init(&dl->d);
-    dl->d.flavour = DEFER_LIST;
+    struct deferred_list *dl = xmalloc(sizeof *dl);
+    deferred_init(&dl->d);
+    dl->d.flavour = DEFERRED_LIST;
     dl->flags = flags;
     dl->gather = gather;
     dl->finished = 0;
@@ -910,29 +910,29 @@ static struct deferred *defer_list_build(struct deferred *const *ds, size_t n, u
     dl->values = NULL;
     if (!dl->res.items)
         abort();
-    if (n == 0 && !(flags & DEFER_LIST_FIRE_ON_ONE_CALLBACK)) {
+    if (n == 0 && !(flags & DEFERRED_LIST_FIRE_ON_ONE_CALLBACK)) {
         if (gather)
             dl->values = xmalloc(sizeof *dl->values);
         deferred_callback(&dl->d, gather ? (void *)dl->values : (void *)&dl->res);
     }
     for (size_t i = 0; i < n; i++) {
         dl->members[i] = deferred_ref(ds[i]);
-        dl->slots[i] = (struct defer_list_slot){ dl, i };
+        dl->slots[i] = (struct deferred_list_slot){ dl, i };
         dl->d.refs++;                     /* the slot's reference */
-        deferred_add_both(ds[i], defer_list_member_cb, &dl->slots[i]);
+        deferred_add_both(ds[i], deferred_list_member_cb, &dl->slots[i]);
     }
     return &dl->d;
 }
 
-struct deferred *defer_list_new(struct deferred *const *ds, size_t n, unsigned flags)
+struct deferred *deferred_list_new(struct deferred *const *ds, size_t n, unsigned flags)
 {
-    return defer_list_build(ds, n, flags, false);
+    return deferred_list_build(ds, n, flags, false);
 }
 
-struct deferred *defer_gather_results(struct deferred *const *ds, size_t n, bool consume_errors)
+struct deferred *deferred_gather_results(struct deferred *const *ds, size_t n, bool consume_errors)
 {
-    unsigned flags = DEFER_LIST_FIRE_ON_ONE_ERRBACK | (consume_errors ? DEFER_LIST_CONSUME_ERRORS : 0);
-    return defer_list_build(ds, n, flags, true);
+    unsigned flags = DEFERRED_LIST_FIRE_ON_ONE_ERRBACK | (consume_errors ? DEFERRED_LIST_CONSUME_ERRORS : 0);
+    return deferred_list_build(ds, n, flags, true);
 }
 
 /* ---- DeferredSemaphore ------------------------------------------------------- */
@@ -941,26 +941,26 @@ struct deferred *defer_gather_results(struct deferred *const *ds, size_t n, bool
 struct sem_waiter {
     struct deferred *d;           /* the acquire Deferred (a reference) */
     struct sem_waiter *next;      /* FIFO */
-    struct defer_semaphore *sem;  /* for the canceller */
+    struct deferred_semaphore *sem; /* for the canceller */
 };
 
-struct defer_semaphore {
+struct deferred_semaphore {
     int tokens;                   /* free tokens */
     int limit;                    /* tokens in all (release beyond it is a bug) */
     struct sem_waiter *head;      /* waiting acquires, oldest first */
     struct sem_waiter **tail;     /* where the next waiter goes */
 };
 
-struct defer_semaphore *defer_semaphore_new(int tokens)
+struct deferred_semaphore *deferred_semaphore_new(int tokens)
 {
     assert(tokens > 0);
-    struct defer_semaphore *s = xmalloc(sizeof *s);
-    *s = (struct defer_semaphore){ tokens, tokens, NULL, NULL };
+    struct deferred_semaphore *s = xmalloc(sizeof *s);
+    *s = (struct deferred_semaphore){ tokens, tokens, NULL, NULL };
     s->tail = &s->head;
     return s;
 }
 
-static void sem_unlink(struct defer_semaphore *s, struct sem_waiter *w)
+static void sem_unlink(struct deferred_semaphore *s, struct sem_waiter *w)
 {
     struct sem_waiter **p = &s->head;
     while (*p != w)
@@ -981,7 +981,7 @@ static struct failure *sem_cancel(struct deferred *d, void *arg)
     return NULL;
 }
 
-struct deferred *defer_semaphore_acquire(struct defer_semaphore *s)
+struct deferred *deferred_semaphore_acquire(struct deferred_semaphore *s)
 {
     if (s->tokens > 0) {
         s->tokens--;
@@ -996,7 +996,7 @@ struct deferred *defer_semaphore_acquire(struct defer_semaphore *s)
     return deferred_ref(w->d);
 }
 
-void defer_semaphore_release(struct defer_semaphore *s)
+void deferred_semaphore_release(struct deferred_semaphore *s)
 {
     assert(s->tokens < s->limit);
     struct sem_waiter *w = s->head;
@@ -1012,12 +1012,12 @@ void defer_semaphore_release(struct defer_semaphore *s)
     deferred_unref(d);
 }
 
-int defer_semaphore_tokens(const struct defer_semaphore *s)
+int deferred_semaphore_tokens(const struct deferred_semaphore *s)
 {
     return s->tokens;
 }
 
-void defer_semaphore_free(struct defer_semaphore *s)
+void deferred_semaphore_free(struct deferred_semaphore *s)
 {
     while (s->head)
         failure_unref(deferred_cancel(s->head->d));   /* the canceller unlinks it */

@@ -5,9 +5,9 @@
  * returns the next one: the callback side runs while the result is a value,
  * the errback side while it is a Failure.  What a function returns decides the
  * path onward, exactly as in Twisted:
- *     return defer_ok(v)     the next callback gets v (from an errback: recovery)
- *     return defer_err(f)    the next errback gets f
- *     return defer_wait(d2)  the chain pauses until d2 has a result, then goes on
+ *     return deferred_ok(v)     the next callback gets v (from an errback: recovery)
+ *     return deferred_err(f)    the next errback gets f
+ *     return deferred_wait(d2)  the chain pauses until d2 has a result, then goes on
  *                            with it (d2 is "chained": §2)
  *     return r               pass the result on unchanged
  *
@@ -28,7 +28,7 @@
  * OWNERSHIP.
  * - Deferreds are reference counted.  deferred_new(), deferred_succeed(),
  *   deferred_fail() and every function returning `struct deferred *` as a new
- *   operation (reactor_connect_tcp, defer_to_thread, defer_list_new, ...) give
+ *   operation (reactor_connect_tcp, threadpool_defer_to_thread, deferred_list_new, ...) give
  *   the caller one reference; release it with deferred_unref().  Functions
  *   that return their argument for fluent chaining (deferred_add_*) do not.
  * - Links keep Deferreds alive: a Deferred waiting on an inner one holds a
@@ -45,13 +45,13 @@
  *   whoever produced them, by the convention of the API that produced them.
  * - Failures in a result ARE owned: the Deferred holds one reference on the
  *   Failure in its current result.  A function receiving a Failure borrows it;
- *   returning defer_err(f) with that same f keeps it, returning anything else
+ *   returning deferred_err(f) with that same f keeps it, returning anything else
  *   makes the Deferred drop it (so an errback that recovers does nothing
- *   special); returning defer_err(g) with a different g hands over one
+ *   special); returning deferred_err(g) with a different g hands over one
  *   reference of g (e.g. a fresh failure_new / failure_wrap).  To keep a
  *   Failure beyond the call, failure_ref() it.  deferred_errback(d, f) and
  *   deferred_fail(f) take over the caller's reference on f, even when refused.
- * - A Deferred returned from a callback (defer_wait(d2)) hands over one
+ * - A Deferred returned from a callback (deferred_wait(d2)) hands over one
  *   reference on d2 to the chain.
  *
  * UNHANDLED ERRORS.  A Deferred whose chain ends in a Failure remembers it; if
@@ -63,11 +63,11 @@
  * DIVERGENCES from Twisted 22.4, all deliberate:
  * - A callback that returns its own Deferred turns the result into a Failure
  *   of type FAILURE_SELF_RETURN instead of wedging silently (§2.4, case 25).
- * - Firing an already-fired Deferred returns DEFER_E_ALREADY_CALLED instead
+ * - Firing an already-fired Deferred returns DEFERRED_E_ALREADY_CALLED instead
  *   of raising AlreadyCalledError; firing with a Deferred, or errback with a
  *   NULL Failure (Twisted's errback() with no current exception, case 6), is
- *   refused with DEFER_E_INVALID and leaves the Deferred unfired.  A callback
- *   that returns defer_err(NULL) or defer_wait(NULL), and deferred_fail(NULL),
+ *   refused with DEFERRED_E_INVALID and leaves the Deferred unfired.  A callback
+ *   that returns deferred_err(NULL) or deferred_wait(NULL), and deferred_fail(NULL),
  *   give a Failure of FAILURE_NO_CURRENT_EXCEPTION instead.
  * - deferred_unpause() without a matching pause() aborts (Twisted goes to -1).
  * - A canceller that "raises" returns a Failure, which deferred_cancel()
@@ -88,60 +88,60 @@ struct deferred;
 
 /* ---- results ------------------------------------------------------------ */
 
-enum defer_kind {
-    DEFER_VALUE = 0,   /* a plain value (Twisted's anything-not-a-Failure) */
-    DEFER_FAILURE,     /* an error: the errback path runs */
-    DEFER_DEFERRED,    /* only as a return value: wait for this Deferred */
+enum deferred_kind {
+    DEFERRED_VALUE = 0, /* a plain value (Twisted's anything-not-a-Failure) */
+    DEFERRED_FAILURE,  /* an error: the errback path runs */
+    DEFERRED_DEFERRED, /* only as a return value: wait for this Deferred */
 };
 
 /* The current result of a chain, passed and returned by value (16 bytes). */
-struct defer_result {
-    enum defer_kind kind;             /* which member of the union is meant */
+struct deferred_result {
+    enum deferred_kind kind;          /* which member of the union is meant */
     union {
-        void *value;                  /* DEFER_VALUE; NULL plays Python's None */
-        struct failure *failure;      /* DEFER_FAILURE */
-        struct deferred *deferred;    /* DEFER_DEFERRED */
+        void *value;                  /* DEFERRED_VALUE; NULL plays Python's None */
+        struct failure *failure;      /* DEFERRED_FAILURE */
+        struct deferred *deferred;    /* DEFERRED_DEFERRED */
     };
 };
 
-static inline struct defer_result defer_ok(void *value)
+static inline struct deferred_result deferred_ok(void *value)
 {
-    return (struct defer_result){ .kind = DEFER_VALUE, .value = value };
+    return (struct deferred_result){ .kind = DEFERRED_VALUE, .value = value };
 }
-static inline struct defer_result defer_err(struct failure *f)
+static inline struct deferred_result deferred_err(struct failure *f)
 {
-    return (struct defer_result){ .kind = DEFER_FAILURE, .failure = f };
+    return (struct deferred_result){ .kind = DEFERRED_FAILURE, .failure = f };
 }
-static inline struct defer_result defer_wait(struct deferred *d)
+static inline struct deferred_result deferred_wait(struct deferred *d)
 {
-    return (struct defer_result){ .kind = DEFER_DEFERRED, .deferred = d };
+    return (struct deferred_result){ .kind = DEFERRED_DEFERRED, .deferred = d };
 }
-static inline bool defer_is_failure(struct defer_result r)
+static inline bool deferred_is_failure(struct deferred_result r)
 {
-    return r.kind == DEFER_FAILURE;
+    return r.kind == DEFERRED_FAILURE;
 }
 
 /* A callback or errback: receives the current result (a value on the callback
  * side, a Failure on the errback side, either for add_both) and the extra
  * argument given when it was added (Twisted's *args). */
-typedef struct defer_result (*defer_fn)(struct defer_result r, void *arg);
+typedef struct deferred_result (*deferred_fn)(struct deferred_result r, void *arg);
 
 /* A canceller (§4.2): called by deferred_cancel() on an unfired Deferred.  It
  * may fire d itself (that outcome wins); if it leaves d unfired, d fails with
  * FAILURE_CANCELLED.  Returning a Failure plays "the canceller raised": the
  * Deferred stays unfired and deferred_cancel() returns that Failure. */
-typedef struct failure *(*defer_canceller)(struct deferred *d, void *arg);
+typedef struct failure *(*deferred_canceller)(struct deferred *d, void *arg);
 
 /* Error codes of the firing functions. */
 enum {
-    DEFER_E_ALREADY_CALLED = -1, /* fired before: result and queue untouched */
-    DEFER_E_INVALID = -2,        /* fired with a Deferred, or with a NULL Failure */
+    DEFERRED_E_ALREADY_CALLED = -1, /* fired before: result and queue untouched */
+    DEFERRED_E_INVALID = -2,     /* fired with a Deferred, or with a NULL Failure */
 };
 
 /* ---- life cycle ----------------------------------------------------------- */
 
 struct deferred *deferred_new(void);     /* unfired, no canceller; 1 reference */
-struct deferred *deferred_new_cancellable(defer_canceller canceller, void *arg);
+struct deferred *deferred_new_cancellable(deferred_canceller canceller, void *arg);
 struct deferred *deferred_ref(struct deferred *d);   /* returns d */
 void deferred_unref(struct deferred *d);             /* NULL allowed; may report unhandled */
 
@@ -151,28 +151,28 @@ struct deferred *deferred_fail(struct failure *f);
 
 /* maybeDeferred: call fn(arg); a returned Deferred is handed back as is (its
  * reference becomes the caller's), a Failure or value comes back fired. */
-struct deferred *defer_maybe(struct defer_result (*fn)(void *arg), void *arg);
+struct deferred *deferred_maybe(struct deferred_result (*fn)(void *arg), void *arg);
 
 /* ---- firing ------------------------------------------------------------- */
 
 /* Fire with a value / a Failure; runs the chain before returning.  0, or
- * DEFER_E_ALREADY_CALLED.  After a cancel() without canceller, exactly one
+ * DEFERRED_E_ALREADY_CALLED.  After a cancel() without canceller, exactly one
  * late firing is silently accepted (returns 0, result unchanged) (§4.2). */
 int deferred_callback(struct deferred *d, void *value);
-int deferred_errback(struct deferred *d, struct failure *f);   /* takes over f; NULL: DEFER_E_INVALID */
-/* Either, from a result (a DEFER_FAILURE result errbacks; DEFER_DEFERRED is
- * refused with DEFER_E_INVALID). */
-int deferred_fire(struct deferred *d, struct defer_result r);
+int deferred_errback(struct deferred *d, struct failure *f);   /* takes over f; NULL: DEFERRED_E_INVALID */
+/* Either, from a result (a DEFERRED_FAILURE result errbacks; DEFERRED_DEFERRED is
+ * refused with DEFERRED_E_INVALID). */
+int deferred_fire(struct deferred *d, struct deferred_result r);
 
 /* ---- adding pairs --------------------------------------------------------- */
 
 /* Append one pair; NULL on a side means pass-through.  Returns d.  Runs the
  * pair at once if d has fired and is neither paused nor waiting. */
-struct deferred *deferred_add_callbacks(struct deferred *d, defer_fn cb, void *cb_arg,
-                                        defer_fn eb, void *eb_arg);
-struct deferred *deferred_add_callback(struct deferred *d, defer_fn cb, void *arg);
-struct deferred *deferred_add_errback(struct deferred *d, defer_fn eb, void *arg);
-struct deferred *deferred_add_both(struct deferred *d, defer_fn fn, void *arg);
+struct deferred *deferred_add_callbacks(struct deferred *d, deferred_fn cb, void *cb_arg,
+                                        deferred_fn eb, void *eb_arg);
+struct deferred *deferred_add_callback(struct deferred *d, deferred_fn cb, void *arg);
+struct deferred *deferred_add_errback(struct deferred *d, deferred_fn eb, void *arg);
+struct deferred *deferred_add_both(struct deferred *d, deferred_fn fn, void *arg);
 
 /* chainDeferred (§2.5): when d1's chain reaches this pair, d2 fires with d1's
  * result at that point and d1 goes on with NULL (None).  If d2 has already
@@ -180,17 +180,17 @@ struct deferred *deferred_add_both(struct deferred *d, defer_fn fn, void *arg);
  * as Twisted's d2.callback raising AlreadyCalledError.  Takes its own
  * reference on d2 until the pair has run.  Returns d1. */
 struct deferred *deferred_chain(struct deferred *d1, struct deferred *d2);
-/* The pair's function, for deferred_add_callbacks(d1, defer_chain_cb, d2,
- * defer_chain_cb, d2) when the caller keeps d2 alive itself. */
-struct defer_result defer_chain_cb(struct defer_result r, void *d2);
+/* The pair's function, for deferred_add_callbacks(d1, deferred_chain_cb, d2,
+ * deferred_chain_cb, d2) when the caller keeps d2 alive itself. */
+struct deferred_result deferred_chain_cb(struct deferred_result r, void *d2);
 
 /* ---- state ------------------------------------------------------------ */
 
 bool deferred_called(const struct deferred *d);   /* fired (never goes back) */
 int deferred_paused(const struct deferred *d);    /* pause count, incl. waiting */
-/* The current result, borrowed (a waiting Deferred reports DEFER_DEFERRED and
+/* The current result, borrowed (a waiting Deferred reports DEFERRED_DEFERRED and
  * the inner).  Meaningful only once called. */
-struct defer_result deferred_result(const struct deferred *d);
+struct deferred_result deferred_current_result(const struct deferred *d);
 /* Is d waiting on an inner Deferred (Twisted's _chainedTo)? */
 bool deferred_waiting(const struct deferred *d);
 
@@ -208,57 +208,57 @@ struct failure *deferred_cancel(struct deferred *d);
 
 /* ---- clocks and timeouts ---------------------------------------------- */
 
-struct defer_clock;
-struct defer_call;
+struct deferred_clock;
+struct deferred_call;
 
 /* The clock interface (Twisted's IReactorTime).  Two implementations: the
  * fake clock below (task.Clock) and the reactor's (reactor.h). */
-struct defer_clock_ops {
-    double (*now)(struct defer_clock *c);
+struct deferred_clock_ops {
+    double (*now)(struct deferred_clock *c);
     /* schedule: fill in the implementation part of call and arm it */
-    struct defer_call *(*call_later)(struct defer_clock *c, double delay,
-                                     void (*fn)(void *arg), void *arg);
-    void (*disarm)(struct defer_call *call);               /* pending -> not pending */
-    void (*rearm)(struct defer_call *call, double delay);  /* new deadline now + delay */
-    void (*release)(struct defer_call *call);              /* free the memory */
+    struct deferred_call *(*call_later)(struct deferred_clock *c, double delay,
+                                        void (*fn)(void *arg), void *arg);
+    void (*disarm)(struct deferred_call *call);            /* pending -> not pending */
+    void (*rearm)(struct deferred_call *call, double delay); /* new deadline now + delay */
+    void (*release)(struct deferred_call *call);           /* free the memory */
 };
 
 /* A clock: embed it in the implementation's struct. */
-struct defer_clock {
-    const struct defer_clock_ops *ops;  /* the implementation */
+struct deferred_clock {
+    const struct deferred_clock_ops *ops; /* the implementation */
 };
 
-enum defer_call_state { DEFER_CALL_PENDING, DEFER_CALL_CALLED, DEFER_CALL_CANCELLED };
+enum deferred_call_state { DEFERRED_CALL_PENDING, DEFERRED_CALL_CALLED, DEFERRED_CALL_CANCELLED };
 
 /* A delayed call (Twisted's DelayedCall); implementations embed it first.
  * A handle may outlive its clock: freeing a clock cancels its pending calls
  * and sets their clock to NULL; cancel / reset then return
- * DEFER_CALL_E_CANCELLED and unref frees through ops. */
-struct defer_call {
-    struct defer_clock *clock;      /* the clock it runs on; NULL once that clock is freed */
-    const struct defer_clock_ops *ops;  /* its implementation (release works without the clock) */
+ * DEFERRED_CALL_E_CANCELLED and unref frees through ops. */
+struct deferred_call {
+    struct deferred_clock *clock;   /* the clock it runs on; NULL once that clock is freed */
+    const struct deferred_clock_ops *ops; /* its implementation (release works without the clock) */
     int refs;                       /* caller's reference + 1 while pending */
-    enum defer_call_state state;    /* pending, ran, or cancelled */
+    enum deferred_call_state state; /* pending, ran, or cancelled */
     double when;                    /* deadline on the clock's time line */
     void (*fn)(void *arg);          /* what to call */
     void *arg;                      /* its argument */
 };
 
-double defer_clock_now(struct defer_clock *c);
+double deferred_clock_now(struct deferred_clock *c);
 /* callLater: returns a handle with one reference for the caller (drop it with
- * defer_call_unref when you no longer need to cancel / reset / check it;
+ * deferred_call_unref when you no longer need to cancel / reset / check it;
  * the call still runs).  delay must be >= 0.  fn runs with active() false. */
-struct defer_call *defer_call_later(struct defer_clock *c, double delay,
-                                    void (*fn)(void *arg), void *arg);
-/* 0, or DEFER_CALL_E_CALLED / DEFER_CALL_E_CANCELLED (AlreadyCalled / AlreadyCancelled). */
-int defer_call_cancel(struct defer_call *call);
-int defer_call_reset(struct defer_call *call, double delay);
-bool defer_call_active(const struct defer_call *call);
-void defer_call_unref(struct defer_call *call);   /* NULL allowed */
+struct deferred_call *deferred_call_later(struct deferred_clock *c, double delay,
+                                          void (*fn)(void *arg), void *arg);
+/* 0, or DEFERRED_CALL_E_CALLED / DEFERRED_CALL_E_CANCELLED (AlreadyCalled / AlreadyCancelled). */
+int deferred_call_cancel(struct deferred_call *call);
+int deferred_call_reset(struct deferred_call *call, double delay);
+bool deferred_call_active(const struct deferred_call *call);
+void deferred_call_unref(struct deferred_call *call); /* NULL allowed */
 /* For implementations: the clock calls this when the deadline is reached. */
-void defer_call_run(struct defer_call *call);
+void deferred_call_run(struct deferred_call *call);
 
-enum { DEFER_CALL_E_CALLED = -1, DEFER_CALL_E_CANCELLED = -2 };
+enum { DEFERRED_CALL_E_CALLED = -1, DEFERRED_CALL_E_CANCELLED = -2 };
 
 /* task.Clock: time starts at 0 and moves only by advance().  advance(n) runs,
  * in deadline order, every call due by now + n, including calls scheduled by
@@ -268,11 +268,11 @@ enum { DEFER_CALL_E_CALLED = -1, DEFER_CALL_E_CANCELLED = -2 };
  * deadline keeps its place relative to it (reset later: before the calls
  * already there; reset earlier: after them).  Freeing the clock with calls
  * still pending cancels them without running them; their handles stay valid
- * (see struct defer_call). */
-struct defer_clock *defer_fake_clock_new(void);
-void defer_fake_clock_advance(struct defer_clock *c, double seconds);
-size_t defer_fake_clock_pending(struct defer_clock *c);   /* getDelayedCalls() count */
-void defer_fake_clock_free(struct defer_clock *c);
+ * (see struct deferred_call). */
+struct deferred_clock *deferred_fake_clock_new(void);
+void deferred_fake_clock_advance(struct deferred_clock *c, double seconds);
+size_t deferred_fake_clock_pending(struct deferred_clock *c); /* getDelayedCalls() count */
+void deferred_fake_clock_free(struct deferred_clock *c);
 
 /* addTimeout (§4.3): if d has not fired `seconds` from now on `clock`, cancel
  * it; a FAILURE_CANCELLED result at that point becomes FAILURE_TIMEOUT
@@ -280,32 +280,32 @@ void defer_fake_clock_free(struct defer_clock *c);
  * cancellation, pairs added after see the timeout.  The timer is stopped when
  * d fires.  Returns d. */
 struct deferred *deferred_add_timeout(struct deferred *d, double seconds,
-                                      struct defer_clock *clock);
+                                      struct deferred_clock *clock);
 
 /* ---- DeferredList, gather_results ------------------------------------------ */
 
 enum {
-    DEFER_LIST_FIRE_ON_ONE_CALLBACK = 1,  /* fire with the first success */
-    DEFER_LIST_FIRE_ON_ONE_ERRBACK = 2,   /* fail with FirstError on the first failure */
-    DEFER_LIST_CONSUME_ERRORS = 4,        /* members' failures become NULL values */
+    DEFERRED_LIST_FIRE_ON_ONE_CALLBACK = 1, /* fire with the first success */
+    DEFERRED_LIST_FIRE_ON_ONE_ERRBACK = 2, /* fail with FirstError on the first failure */
+    DEFERRED_LIST_CONSUME_ERRORS = 4,     /* members' failures become NULL values */
 };
 
 /* One member's outcome, in input order. */
-struct defer_list_item {
+struct deferred_list_item {
     bool done;                   /* has this member completed? */
     bool success;                /* SUCCESS (true) / FAILURE (false) */
-    struct defer_result result;  /* the value, or a Failure the list holds a reference on */
+    struct deferred_result result; /* the value, or a Failure the list holds a reference on */
 };
 
 /* The value a DeferredList fires with (unless fire-on-one-callback fired).
  * Owned by the list: valid while the list's Deferred lives. */
-struct defer_list_results {
+struct deferred_list_results {
     size_t n;                       /* number of members */
-    struct defer_list_item *items;  /* n entries */
+    struct deferred_list_item *items; /* n entries */
 };
 
 /* The value of a fire-on-one-callback list: (value, index). Owned by the list. */
-struct defer_list_first {
+struct deferred_list_first {
     void *value;                    /* the first success's value */
     size_t index;                   /* its member index */
 };
@@ -316,26 +316,26 @@ struct defer_list_first {
  * list fires at once with n = 0 (never with FIRE_ON_ONE_CALLBACK).
  * FirstError: a FAILURE_FIRST_ERROR Failure, code = index, cause = subFailure.
  * Cancelling the list cancels every unfired member. */
-struct deferred *defer_list_new(struct deferred *const *ds, size_t n, unsigned flags);
+struct deferred *deferred_list_new(struct deferred *const *ds, size_t n, unsigned flags);
 
 /* gatherResults(ds, consume_errors): fires with `void **values` (n entries,
  * input order, owned by the list) or fails with FirstError. */
-struct deferred *defer_gather_results(struct deferred *const *ds, size_t n, bool consume_errors);
+struct deferred *deferred_gather_results(struct deferred *const *ds, size_t n, bool consume_errors);
 
 /* ---- DeferredSemaphore ----------------------------------------------------- */
 
-struct defer_semaphore;
+struct deferred_semaphore;
 
-struct defer_semaphore *defer_semaphore_new(int tokens);
+struct deferred_semaphore *deferred_semaphore_new(int tokens);
 /* A Deferred (1 reference for the caller) firing with s when a token is
  * free: at once if one is, else in FIFO order as tokens are released.
  * Cancelling a waiting acquire removes it from the queue. */
-struct deferred *defer_semaphore_acquire(struct defer_semaphore *s);
+struct deferred *deferred_semaphore_acquire(struct deferred_semaphore *s);
 /* Give a token back; the next waiter (if any) gets it, synchronously. */
-void defer_semaphore_release(struct defer_semaphore *s);
-int defer_semaphore_tokens(const struct defer_semaphore *s);   /* free tokens now */
+void deferred_semaphore_release(struct deferred_semaphore *s);
+int deferred_semaphore_tokens(const struct deferred_semaphore *s); /* free tokens now */
 /* Free the semaphore; waiters still queued fail with FAILURE_CANCELLED. */
-void defer_semaphore_free(struct defer_semaphore *s);
+void deferred_semaphore_free(struct deferred_semaphore *s);
 
 /* ---- diagnostics -------------------------------------------------------- */
 
@@ -354,7 +354,7 @@ void deferred_set_unhandled_hook(void (*hook)(const struct failure *f, void *arg
  * returns a token (not NULL), after(token, out) runs once fn has returned,
  * with what it returned (before anything else is done with it).  NULL, NULL
  * removes it.  Process-wide; set it before starting threads. */
-void deferred_set_run_hook(void *(*before)(defer_fn fn, void *arg, struct defer_result in),
-                           void (*after)(void *token, struct defer_result out));
+void deferred_set_run_hook(void *(*before)(deferred_fn fn, void *arg, struct deferred_result in),
+                           void (*after)(void *token, struct deferred_result out));
 
 #endif

@@ -4,15 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 
-void digest_init(digest_ctx *c) { (void)XXH3_64bits_reset(&c->st); }
+void digest_init(struct digest_ctx *c) { (void)XXH3_64bits_reset(&c->st); }
 
-void digest_update(digest_ctx *c, const void *data, size_t len)
+void digest_update(struct digest_ctx *c, const void *data, size_t len)
 {
     if (len > 0)
         (void)XXH3_64bits_update(&c->st, data, len);
 }
 
-uint64_t digest_final(const digest_ctx *c)
+uint64_t digest_final(const struct digest_ctx *c)
 {
     return XXH3_64bits_digest(&c->st);
 }

@@ -28,10 +28,10 @@ uint64_t digest_hash(const void *data, size_t len);
  * same bytes gives digest_hash() of them.  The state is XXH3's (576 bytes,
  * 64-byte aligned: as a member of a heap object, allocate that object with
  * aligned_alloc(64, ...) — smtp_server does). */
-typedef struct { XXH3_state_t st; } digest_ctx;
-void digest_init(digest_ctx *c);
-void digest_update(digest_ctx *c, const void *data, size_t len);
-uint64_t digest_final(const digest_ctx *c);
+struct digest_ctx { XXH3_state_t st; };
+void digest_init(struct digest_ctx *c);
+void digest_update(struct digest_ctx *c, const void *data, size_t len);
+uint64_t digest_final(const struct digest_ctx *c);
 
 /* Writes 16 hex digits and a NUL into out[17]; returns out. */
 char *digest_hex(uint64_t d, char out[17]);

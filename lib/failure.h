@@ -19,9 +19,9 @@
  * type and value, which is observably the same).
  *
  * Declaring a family of one's own (in a header / in one .c file):
- *     extern const struct failure_type SMTP_ERROR, SMTP_TEMPFAIL;
- *     FAILURE_TYPE_DEFINE(SMTP_ERROR, "smtp.SMTPError", &FAILURE_ERROR);
- *     FAILURE_TYPE_DEFINE(SMTP_TEMPFAIL, "smtp.TempFail", &SMTP_ERROR);
+ *     extern const struct failure_type SMTP_SESSION_ERROR, SMTP_SESSION_TEMPFAIL;
+ *     FAILURE_TYPE_DEFINE(SMTP_SESSION_ERROR, "smtp.SMTPError", &FAILURE_ERROR);
+ *     FAILURE_TYPE_DEFINE(SMTP_SESSION_TEMPFAIL, "smtp.TempFail", &SMTP_SESSION_ERROR);
  */
 #ifndef MAILBENCH_FAILURE_H
 #define MAILBENCH_FAILURE_H
@@ -98,7 +98,7 @@ const struct failure_type *failure_check_v(const struct failure *f,
 
 /* trap(): check() for use in an errback.  In C it cannot raise, so the idiom is
  *     if (!failure_trap(f, &FAILURE_CANCELLED)) return r;   // pass the same Failure on
- *     ... handle, then return defer_ok(...) to recover ... */
+ *     ... handle, then return deferred_ok(...) to recover ... */
 #define failure_trap(f, ...) failure_check((f), __VA_ARGS__)
 
 /* check by name: is `name` the name of f's type or of one of its ancestors?

@@ -23,7 +23,7 @@
  * and calls due at the same time in the order they were scheduled. */
 struct reactor {
     struct ev_loop *loop;         /* ours: created by reactor_new */
-    struct defer_clock clock;     /* the reactor as a Deferred clock */
+    struct deferred_clock clock;  /* the reactor as a Deferred clock */
     struct timerq timers;         /* the pending delayed calls */
     ev_check turn_start;          /* reactor_set_turn_hook: after each poll */
     ev_prepare turn_end;          /* ... and before the next one */
@@ -34,7 +34,7 @@ struct reactor {
 
 /* A delayed call on the reactor: the generic part plus its queue entry. */
 struct reactor_call {
-    struct defer_call base;       /* must be first */
+    struct deferred_call base;    /* must be first */
     struct timerq_entry entry;    /* pending while in r->timers */
 };
 
@@ -66,7 +66,7 @@ struct reactor_conn {
 
 /* ---- loop and clock ----------------------------------------------------- */
 
-static double rclock_now(struct defer_clock *c)
+static double rclock_now(struct deferred_clock *c)
 {
     (void)c;
     return timerq_now();
@@ -74,26 +74,26 @@ static double rclock_now(struct defer_clock *c)
 
 static void rcall_due(struct timerq_entry *e)
 {
-    defer_call_run(&container_of(e, struct reactor_call, entry)->base);
+    deferred_call_run(&container_of(e, struct reactor_call, entry)->base);
 }
 
-static const struct defer_clock_ops reactor_clock_ops;
+static const struct deferred_clock_ops reactor_clock_ops;
 
-static struct defer_call *rclock_call_later(struct defer_clock *c, double delay,
-                                            void (*fn)(void *arg), void *arg)
+static struct deferred_call *rclock_call_later(struct deferred_clock *c, double delay,
+                                               void (*fn)(void *arg), void *arg)
 {
     struct reactor *r = container_of(c, struct reactor, clock);
     struct reactor_call *call = malloc(sizeof *call);
     if (!call)
         abort();
     double when = timerq_now() + delay;
-    call->base = (struct defer_call){ c, &reactor_clock_ops, 2, DEFER_CALL_PENDING, when, fn, arg };
+    call->base = (struct deferred_call){ c, &reactor_clock_ops, 2, DEFERRED_CALL_PENDING, when, fn, arg };
     timerq_entry_init(&call->entry, rcall_due);
     timerq_add(&r->timers, &call->entry, when);
     return &call->base;
 }
 
-static void rclock_disarm(struct defer_call *base)
+static void rclock_disarm(struct deferred_call *base)
 {
     struct reactor *r = container_of(base->clock, struct reactor, clock);
     timerq_remove(&r->timers, &((struct reactor_call *)base)->entry);
@@ -101,19 +101,19 @@ static void rclock_disarm(struct defer_call *base)
 
 /* reset(): a new deadline and a new place after the calls already due then
  * (as Twisted's reactor re-inserts a reset call). */
-static void rclock_rearm(struct defer_call *base, double delay)
+static void rclock_rearm(struct deferred_call *base, double delay)
 {
     struct reactor *r = container_of(base->clock, struct reactor, clock);
     base->when = timerq_now() + delay;
     timerq_add(&r->timers, &((struct reactor_call *)base)->entry, base->when);
 }
 
-static void rclock_release(struct defer_call *base)
+static void rclock_release(struct deferred_call *base)
 {
     free(base);
 }
 
-static const struct defer_clock_ops reactor_clock_ops = {
+static const struct deferred_clock_ops reactor_clock_ops = {
     rclock_now, rclock_call_later, rclock_disarm, rclock_rearm, rclock_release,
 };
 
@@ -137,7 +137,7 @@ struct reactor *reactor_new(void)
 }
 
 /* Calls still pending are cancelled without running; a handle still held
- * stays valid (deferred.h, struct defer_call). */
+ * stays valid (deferred.h, struct deferred_call). */
 static void turn_start_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
     (void)revents;
@@ -191,9 +191,9 @@ void reactor_free(struct reactor *r)
     while ((e = timerq_first(&r->timers)) != NULL) {
         struct reactor_call *call = container_of(e, struct reactor_call, entry);
         timerq_remove(&r->timers, e);
-        call->base.state = DEFER_CALL_CANCELLED;
+        call->base.state = DEFERRED_CALL_CANCELLED;
         call->base.clock = NULL;
-        defer_call_unref(&call->base);    /* the clock's reference */
+        deferred_call_unref(&call->base); /* the clock's reference */
     }
     timerq_destroy(&r->timers);
     ev_loop_destroy(r->loop);
@@ -201,13 +201,13 @@ void reactor_free(struct reactor *r)
 }
 
 struct ev_loop *reactor_loop(struct reactor *r) { return r->loop; }
-struct defer_clock *reactor_clock(struct reactor *r) { return &r->clock; }
+struct deferred_clock *reactor_clock(struct reactor *r) { return &r->clock; }
 double reactor_now(struct reactor *r) { (void)r; return timerq_now(); }
 
-struct defer_call *reactor_call_later(struct reactor *r, double delay,
-                                      void (*fn)(void *arg), void *arg)
+struct deferred_call *reactor_call_later(struct reactor *r, double delay,
+                                         void (*fn)(void *arg), void *arg)
 {
-    return defer_call_later(&r->clock, delay, fn, arg);
+    return deferred_call_later(&r->clock, delay, fn, arg);
 }
 
 void reactor_run(struct reactor *r)

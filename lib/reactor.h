@@ -43,19 +43,19 @@ struct reactor *reactor_new(void);
  * calls still pending are cancelled (not run); their handles stay valid. */
 void reactor_free(struct reactor *r);
 struct ev_loop *reactor_loop(struct reactor *r);     /* for ev_async and friends */
-/* The reactor as a Deferred clock (for deferred_add_timeout and defer_call_*). */
-struct defer_clock *reactor_clock(struct reactor *r);
+/* The reactor as a Deferred clock (for deferred_add_timeout and deferred_call_*). */
+struct deferred_clock *reactor_clock(struct reactor *r);
 double reactor_now(struct reactor *r);               /* CLOCK_MONOTONIC, seconds */
 
-/* callLater: as defer_call_later on reactor_clock(r).  The handle has one
- * reference for the caller: defer_call_cancel / reset / active, then
- * defer_call_unref (dropping it does not cancel the call).  Calls run in
+/* callLater: as deferred_call_later on reactor_clock(r).  The handle has one
+ * reference for the caller: deferred_call_cancel / reset / active, then
+ * deferred_call_unref (dropping it does not cancel the call).  Calls run in
  * deadline order, and calls due at the same time in the order they were
  * scheduled (a reset call counts as scheduled at its reset, as in Twisted's
  * reactor).  Deadlines are kept by a timerfd: a call runs within microseconds
  * of its deadline on an idle loop, not libev's whole milliseconds. */
-struct defer_call *reactor_call_later(struct reactor *r, double delay,
-                                      void (*fn)(void *arg), void *arg);
+struct deferred_call *reactor_call_later(struct reactor *r, double delay,
+                                         void (*fn)(void *arg), void *arg);
 
 /* A tracer of the loop's turns (--trace): hook(arg, true, ready) after each
  * poll, before any callback of that turn runs, with the number of watchers

@@ -234,11 +234,11 @@ static struct expect expect_pop(struct smtp_client *c)
 static enum smtp_client_stage stage_of(enum expect_kind k)
 {
     static const enum smtp_client_stage map[] = {
-        [EXP_GREETING] = SMTP_STAGE_GREETING, [EXP_EHLO] = SMTP_STAGE_EHLO,
-        [EXP_HELO] = SMTP_STAGE_EHLO, [EXP_RSET] = SMTP_STAGE_RSET,
-        [EXP_MAIL] = SMTP_STAGE_MAIL, [EXP_RCPT] = SMTP_STAGE_RCPT,
-        [EXP_DATA] = SMTP_STAGE_DATA, [EXP_DOT] = SMTP_STAGE_END_OF_DATA,
-        [EXP_QUIT] = SMTP_STAGE_QUIT,
+        [EXP_GREETING] = SMTP_CLIENT_STAGE_GREETING, [EXP_EHLO] = SMTP_CLIENT_STAGE_EHLO,
+        [EXP_HELO] = SMTP_CLIENT_STAGE_EHLO, [EXP_RSET] = SMTP_CLIENT_STAGE_RSET,
+        [EXP_MAIL] = SMTP_CLIENT_STAGE_MAIL, [EXP_RCPT] = SMTP_CLIENT_STAGE_RCPT,
+        [EXP_DATA] = SMTP_CLIENT_STAGE_DATA, [EXP_DOT] = SMTP_CLIENT_STAGE_END_OF_DATA,
+        [EXP_QUIT] = SMTP_CLIENT_STAGE_QUIT,
     };
     return map[k];
 }
@@ -311,7 +311,7 @@ static void txn_report(struct smtp_client *c, int ok_code, const char *ok_text,
     s->ev.result = t->failed ? (code >= 500 ? SMTP_CLIENT_PERMFAIL
                                             : SMTP_CLIENT_TEMPFAIL)
                              : SMTP_CLIENT_OK;
-    s->ev.stage = t->failed ? t->fail_stage : SMTP_STAGE_NONE;
+    s->ev.stage = t->failed ? t->fail_stage : SMTP_CLIENT_STAGE_NONE;
     s->ev.local = local;
     s->ev.maybe_delivered = maybe_delivered;
     s->ev.user = t->user;
@@ -418,8 +418,8 @@ static void fail_all(struct smtp_client *c, enum smtp_client_stage stage,
     snprintf(queued, sizeof queued, "not sent: %s", text);
     while (c->head) {
         struct txn *t = c->head;
-        bool current = t->started, early = stage < SMTP_STAGE_RSET;
-        txn_fail(t, current || early ? stage : SMTP_STAGE_MAIL, code,
+        bool current = t->started, early = stage < SMTP_CLIENT_STAGE_RSET;
+        txn_fail(t, current || early ? stage : SMTP_CLIENT_STAGE_MAIL, code,
                  current || early ? text : queued);
         txn_report(c, code, text, local, current && maybe_delivered);
     }
@@ -439,7 +439,7 @@ static void session_fail(struct smtp_client *c, enum smtp_client_stage stage,
 static void greeting_done(struct smtp_client *c, int code, const char *text)
 {
     if (code == 220) send_ehlo(c);
-    else session_fail(c, SMTP_STAGE_GREETING, code, text);
+    else session_fail(c, SMTP_CLIENT_STAGE_GREETING, code, text);
 }
 
 /* The SIZE keyword's line (n bytes at p, "SIZE" matched): RFC 1870's
@@ -505,7 +505,7 @@ static void ehlo_done(struct smtp_client *c, int code, const char *text)
 static void helo_done(struct smtp_client *c, int code, const char *text)
 {
     if (code / 100 == 2) ready(c, false);
-    else session_fail(c, SMTP_STAGE_EHLO, code, text);
+    else session_fail(c, SMTP_CLIENT_STAGE_EHLO, code, text);
 }
 
 /* Begin the head message: local SIZE check, then [RSET] MAIL (+ the rest of
@@ -645,7 +645,7 @@ static void start_next(struct smtp_client *c)
             snprintf(why, sizeof why, "5.6.0 bare %s at byte %zu of the message "
                      "(lines must end in CRLF; not sent)", t->msg[bad] == '\n' ? "LF" : "CR",
                      bad);
-            txn_fail(t, SMTP_STAGE_MAIL, 554, why);
+            txn_fail(t, SMTP_CLIENT_STAGE_MAIL, 554, why);
             txn_report(c, 554, why, true, false);
             continue;
         }
@@ -654,7 +654,7 @@ static void start_next(struct smtp_client *c)
             snprintf(why, sizeof why, "5.3.4 message size %zu exceeds the "
                      "server's SIZE limit %llu (not sent)", t->len,
                      (unsigned long long)c->size_limit);
-            txn_fail(t, SMTP_STAGE_MAIL, 552, why);
+            txn_fail(t, SMTP_CLIENT_STAGE_MAIL, 552, why);
             txn_report(c, 552, why, true, false);
             continue;
         }
@@ -678,7 +678,7 @@ static void mail_done(struct smtp_client *c, int code, const char *text)
         if (!c->pipelining) send_rcpt(c, 0);
         return;
     }
-    txn_fail(t, SMTP_STAGE_MAIL, code, text);
+    txn_fail(t, SMTP_CLIENT_STAGE_MAIL, code, text);
     if (!c->pipelining) finish_txn(c, code, text);
     /* pipelined: the RCPT and DATA replies are still to come */
 }
@@ -700,7 +700,7 @@ static void rcpt_done(struct smtp_client *c, size_t i, int code, const char *tex
     } else if (t->naccepted > 0) {
         send_data(c);
     } else {
-        txn_fail(t, SMTP_STAGE_RCPT, t->last_rcpt_code, t->last_rcpt_text);
+        txn_fail(t, SMTP_CLIENT_STAGE_RCPT, t->last_rcpt_code, t->last_rcpt_text);
         finish_txn(c, code, text);
     }
 }
@@ -709,7 +709,7 @@ static void data_done(struct smtp_client *c, int code, const char *text)
 {
     struct txn *t = c->head;
     if (!t->failed && t->naccepted == 0)    /* pipelined: all RCPTs refused */
-        txn_fail(t, SMTP_STAGE_RCPT, t->last_rcpt_code, t->last_rcpt_text);
+        txn_fail(t, SMTP_CLIENT_STAGE_RCPT, t->last_rcpt_code, t->last_rcpt_text);
     if (code == 354 && t->failed) {
         /* A server that accepts DATA without recipients: end the empty
          * message (RFC 2920 3.1) and ignore what it says of it. */
@@ -718,14 +718,14 @@ static void data_done(struct smtp_client *c, int code, const char *text)
     } else if (code == 354) {
         send_body(c, t);
     } else {
-        txn_fail(t, SMTP_STAGE_DATA, code, text);
+        txn_fail(t, SMTP_CLIENT_STAGE_DATA, code, text);
         finish_txn(c, code, text);
     }
 }
 
 static void dot_done(struct smtp_client *c, int code, const char *text)
 {
-    if (code / 100 != 2) txn_fail(c->head, SMTP_STAGE_END_OF_DATA, code, text);
+    if (code / 100 != 2) txn_fail(c->head, SMTP_CLIENT_STAGE_END_OF_DATA, code, text);
     finish_txn(c, code, text);
 }
 
@@ -747,7 +747,7 @@ static void protocol_error(struct smtp_client *c, const char *fmt, ...)
     event_push(c, SMTP_CLIENT_PROTOCOL_ERROR, 0, why)->ev.local = true;
     snprintf(full, sizeof full, "protocol error: %s", why);
     enum smtp_client_stage stage = expecting(c)
-        ? stage_of(c->exp[c->exp_head].kind) : SMTP_STAGE_MAIL;
+        ? stage_of(c->exp[c->exp_head].kind) : SMTP_CLIENT_STAGE_MAIL;
     fail_all(c, stage, 0, full, true, false);
     closed_event(c, 0, full, SMTP_CLIENT_TEMPFAIL);
     c->dead = true;
@@ -758,7 +758,7 @@ static void dispatch(struct smtp_client *c, int code, const char *text)
 {
     if (!expecting(c)) {
         if (code == 421) {     /* server shutting down an idle session */
-            fail_all(c, SMTP_STAGE_MAIL, code, text, false, false);
+            fail_all(c, SMTP_CLIENT_STAGE_MAIL, code, text, false, false);
             closed_event(c, code, text, SMTP_CLIENT_TEMPFAIL);
         } else {
             protocol_error(c, "unexpected reply %d %.100s", code, text);
@@ -896,7 +896,7 @@ void smtp_client_abort(struct smtp_client *c, const char *reason)
         return;
     }
     char text[200];
-    enum smtp_client_stage stage = SMTP_STAGE_MAIL;
+    enum smtp_client_stage stage = SMTP_CLIENT_STAGE_MAIL;
     bool maybe = false;
     if (!expecting(c)) {
         snprintf(text, sizeof text, "%s while idle", reason);

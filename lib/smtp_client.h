@@ -108,15 +108,15 @@ enum smtp_client_result {
 
 /* The step of the dialogue at which a message failed. */
 enum smtp_client_stage {
-    SMTP_STAGE_NONE = 0,    /* no failure */
-    SMTP_STAGE_GREETING,
-    SMTP_STAGE_EHLO,        /* EHLO, or the HELO fallback */
-    SMTP_STAGE_RSET,
-    SMTP_STAGE_MAIL,        /* includes "not started" and the local SIZE check */
-    SMTP_STAGE_RCPT,
-    SMTP_STAGE_DATA,        /* the DATA command itself */
-    SMTP_STAGE_END_OF_DATA, /* sending the body, or the reply after "." */
-    SMTP_STAGE_QUIT,
+    SMTP_CLIENT_STAGE_NONE = 0, /* no failure */
+    SMTP_CLIENT_STAGE_GREETING,
+    SMTP_CLIENT_STAGE_EHLO, /* EHLO, or the HELO fallback */
+    SMTP_CLIENT_STAGE_RSET,
+    SMTP_CLIENT_STAGE_MAIL, /* includes "not started" and the local SIZE check */
+    SMTP_CLIENT_STAGE_RCPT,
+    SMTP_CLIENT_STAGE_DATA, /* the DATA command itself */
+    SMTP_CLIENT_STAGE_END_OF_DATA, /* sending the body, or the reply after "." */
+    SMTP_CLIENT_STAGE_QUIT,
 };
 
 struct smtp_client_event {

@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 
 /* Session states: what the next command may be. */
-typedef enum {
+enum server_state {
     ST_INIT,       /* greeted (or not yet): needs EHLO/HELO */
     ST_READY,      /* after EHLO/HELO, no transaction open */
     ST_MAIL,       /* MAIL accepted, no recipient yet */
@@ -28,21 +28,21 @@ typedef enum {
     ST_DATA,       /* receiving the message text */
     ST_NOSERVICE,  /* 554 greeting: only QUIT is served (RFC 5321 3.1) */
     ST_CLOSED      /* caller must send the output and close */
-} server_state;
+};
 
 /* Where the DATA scanner is within a line.  Only CR LF ends a line: after a
  * bare LF the scanner stays in D_LINE, so a "." after it is text. */
-typedef enum {
+enum data_state {
     D_BOL,         /* at the beginning of a line (after CR LF, or the 354) */
     D_DOT,         /* line began with "." */
     D_DOT_CR,      /* line began with ".\r" */
     D_LINE         /* inside a line */
-} data_state;
+};
 
 struct smtp_server {
-    smtp_server_config cfg;    /* copy of the caller's configuration */
-    smtp_server_hooks hooks;   /* copy of the caller's hooks */
-    server_state state;        /* see server_state */
+    struct smtp_server_config cfg; /* copy of the caller's configuration */
+    struct smtp_server_hooks hooks; /* copy of the caller's hooks */
+    enum server_state state;   /* see server_state */
     unsigned long errors;      /* protocol errors replied so far */
 
     char line[SMTP_SERVER_MAX_CMD_LINE + 1]; /* command line being assembled */
@@ -61,7 +61,7 @@ struct smtp_server {
                                   a pipelining client's RCPT/DATA that follow
                                   get 503 but are not its mistake (RFC 2920) */
 
-    data_state dstate;         /* DATA scanner position */
+    enum data_state dstate;    /* DATA scanner position */
     int d_started;             /* the BODY stage was decided for this message */
     int d_cr;                  /* the last text byte was a CR (its LF not seen yet) */
     char d_bare;               /* first bare '\r' or '\n' in the text, or 0 */
@@ -70,7 +70,7 @@ struct smtp_server {
     int d_too_long;            /* a text line exceeded 1000 octets */
     int d_too_big;             /* the message exceeded max_size */
     uint64_t d_size;           /* unstuffed message bytes so far */
-    digest_ctx d_digest;       /* hash of the unstuffed bytes so far ... */
+    struct digest_ctx d_digest; /* hash of the unstuffed bytes so far ... */
     const char *d_run_p;       /* ... but for these d_run_n bytes of the read */
     size_t d_run_n;            /* being fed, hashed in one update (digest_flush) */
     int in_headers;            /* still before the blank line */
@@ -101,7 +101,7 @@ static int buf_reserve(char **buf, size_t *cap, size_t need)
     return 0;
 }
 
-static void reply(smtp_server *s, const char *text)
+static void reply(struct smtp_server *s, const char *text)
 {
     size_t n = strlen(text);
     if (buf_reserve(&s->out, &s->out_cap, s->out_len + n) < 0)
@@ -112,9 +112,9 @@ static void reply(smtp_server *s, const char *text)
 
 /* Formatted straight into the output, whatever its length: a reply is
  * never cut (a cut one would have no CRLF and the client would hang). */
-static void replyf(smtp_server *s, const char *fmt, ...)
+static void replyf(struct smtp_server *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static void replyf(smtp_server *s, const char *fmt, ...)
+static void replyf(struct smtp_server *s, const char *fmt, ...)
 {
     va_list ap;
     /* Straight into the free space (one formatting); measured and redone
@@ -136,14 +136,14 @@ static void replyf(smtp_server *s, const char *fmt, ...)
 }
 
 /* A reply to input the client got wrong: counted as a protocol error. */
-static void reply_error(smtp_server *s, const char *text)
+static void reply_error(struct smtp_server *s, const char *text)
 {
     s->errors++;
     reply(s, text);
 }
 
 /* Appends a NUL-terminated string to the envelope; returns its offset. */
-static size_t env_add(smtp_server *s, const char *str, size_t n)
+static size_t env_add(struct smtp_server *s, const char *str, size_t n)
 {
     if (buf_reserve(&s->env, &s->env_cap, s->env_len + n + 1) < 0)
         abort();
@@ -154,7 +154,7 @@ static size_t env_add(smtp_server *s, const char *str, size_t n)
     return off;
 }
 
-static void transaction_reset(smtp_server *s)
+static void transaction_reset(struct smtp_server *s)
 {
     s->env_len = 0;
     s->nrcpts = 0;
@@ -164,16 +164,16 @@ static void transaction_reset(smtp_server *s)
 
 /* ----------------------------------------------------------- the message */
 
-static smtp_server_verdict decide(smtp_server *s, smtp_server_stage st,
-                                  const smtp_server_message *m)
+static enum smtp_server_verdict decide(struct smtp_server *s, enum smtp_server_stage st,
+                                       const struct smtp_server_message *m)
 {
     if (s->hooks.decide == NULL)
-        return SMTP_VERDICT_ACCEPT;
+        return SMTP_SERVER_VERDICT_ACCEPT;
     return s->hooks.decide(s->hooks.arg, st, m);
 }
 
 /* The message (or the transaction in progress) as the hooks see it. */
-static void message_view(smtp_server *s, smtp_server_message *m, int complete)
+static void message_view(struct smtp_server *s, struct smtp_server_message *m, int complete)
 {
     memset(m, 0, sizeof *m);
     m->mail_from = s->env_len ? s->env : "";
@@ -198,7 +198,7 @@ static void message_view(smtp_server *s, smtp_server_message *m, int complete)
 /* "Message-ID: <x@y>" (any case, any spaces): copies the value to msgid,
  * every byte of it (a NUL is data, not the end: ids that differ after it
  * are different ids). */
-static void header_line(smtp_server *s)
+static void header_line(struct smtp_server *s)
 {
     size_t n = s->hdr_len;
     while (n > 0 && (s->hdr[n - 1] == '\n' || s->hdr[n - 1] == '\r'))
@@ -229,7 +229,7 @@ static void header_line(smtp_server *s)
 
 /* Hashes the bytes held back in the run (they are in the caller's buffer:
  * done before the feed returns and before the digest is read). */
-static void digest_flush(smtp_server *s)
+static void digest_flush(struct smtp_server *s)
 {
     if (s->d_run_n > 0) {
         digest_update(&s->d_digest, s->d_run_p, s->d_run_n);
@@ -238,7 +238,7 @@ static void digest_flush(smtp_server *s)
 }
 
 /* n unstuffed bytes of the message; eol: they end the current line. */
-static void data_emit(smtp_server *s, const char *p, size_t n, int eol)
+static void data_emit(struct smtp_server *s, const char *p, size_t n, int eol)
 {
     if (s->d_too_big)
         return;
@@ -274,7 +274,7 @@ static void data_emit(smtp_server *s, const char *p, size_t n, int eol)
     }
 }
 
-static void data_begin(smtp_server *s)
+static void data_begin(struct smtp_server *s)
 {
     s->state = ST_DATA;
     s->dstate = D_BOL;
@@ -295,7 +295,7 @@ static void data_begin(smtp_server *s)
 }
 
 /* The final "." arrived: check the limits, ask the hook, reply. */
-static void data_end(smtp_server *s)
+static void data_end(struct smtp_server *s)
 {
     s->state = ST_READY;
     if (s->d_bare == '\n') {
@@ -307,16 +307,18 @@ static void data_end(smtp_server *s)
     } else if (s->d_too_big) {
         reply(s, "552 Message size exceeds fixed maximum message size\r\n");
     } else {
-        smtp_server_message m;
+        struct smtp_server_message m;
         message_view(s, &m, 1);
-        smtp_server_verdict v = decide(s, SMTP_SERVER_STAGE_DATA, &m);
-        if ((v == SMTP_VERDICT_ACCEPT || v == SMTP_VERDICT_DROP) && s->hooks.message)
+        enum smtp_server_verdict v = decide(s, SMTP_SERVER_STAGE_DATA, &m);
+        if ((v == SMTP_SERVER_VERDICT_ACCEPT || v == SMTP_SERVER_VERDICT_DROP) && s->hooks.message)
             s->hooks.message(s->hooks.arg, &m);
         switch (v) {
-        case SMTP_VERDICT_ACCEPT:   reply(s, "250 Ok: queued\r\n"); break;
-        case SMTP_VERDICT_TEMPFAIL: reply(s, "451 Requested action aborted: local error in processing\r\n"); break;
-        case SMTP_VERDICT_PERMFAIL: reply(s, "554 Transaction failed\r\n"); break;
-        case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
+        case SMTP_SERVER_VERDICT_ACCEPT:   reply(s, "250 Ok: queued\r\n"); break;
+        case SMTP_SERVER_VERDICT_TEMPFAIL:
+            reply(s, "451 Requested action aborted: local error in processing\r\n");
+            break;
+        case SMTP_SERVER_VERDICT_PERMFAIL: reply(s, "554 Transaction failed\r\n"); break;
+        case SMTP_SERVER_VERDICT_DROP:     s->state = ST_CLOSED; break;
         }
     }
     transaction_reset(s);
@@ -326,7 +328,7 @@ static void data_end(smtp_server *s)
  * the bytes consumed.  A CR must be followed by LF and an LF preceded by CR:
  * a bare one marks the message (refused at its end) and does not end the
  * line, so no "." after it can end DATA. */
-static size_t data_text(smtp_server *s, const char *p, size_t n)
+static size_t data_text(struct smtp_server *s, const char *p, size_t n)
 {
     const char *nl = memchr(p, '\n', n);
     size_t k = nl ? (size_t)(nl - p) + 1 : n;
@@ -355,7 +357,7 @@ static size_t data_text(smtp_server *s, const char *p, size_t n)
 
 /* Scans DATA text; returns the bytes consumed (fewer than n only when the
  * final "." was found: the rest are commands). */
-static size_t data_consume(smtp_server *s, const char *p, size_t n)
+static size_t data_consume(struct smtp_server *s, const char *p, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -402,20 +404,20 @@ static size_t data_consume(smtp_server *s, const char *p, size_t n)
 
 /* The first text after the 354 (SMTP_SERVER_STAGE_BODY): ask the hook.  Returns
  * 0 to go on, -1 when the session was closed. */
-static int data_start(smtp_server *s)
+static int data_start(struct smtp_server *s)
 {
-    smtp_server_message m;
+    struct smtp_server_message m;
     s->d_started = 1;
     message_view(s, &m, 0);
     switch (decide(s, SMTP_SERVER_STAGE_BODY, &m)) {
-    case SMTP_VERDICT_ACCEPT:
+    case SMTP_SERVER_VERDICT_ACCEPT:
         return 0;
-    case SMTP_VERDICT_TEMPFAIL:
-    case SMTP_VERDICT_PERMFAIL:
+    case SMTP_SERVER_VERDICT_TEMPFAIL:
+    case SMTP_SERVER_VERDICT_PERMFAIL:
         replyf(s, "421 %s Service not available, closing transmission channel\r\n",
                s->cfg.hostname);
         break;
-    case SMTP_VERDICT_DROP:
+    case SMTP_SERVER_VERDICT_DROP:
         break;
     }
     transaction_reset(s);
@@ -452,7 +454,7 @@ static const char *parse_path(const char *arg, const char *keyword,
 
 /* MAIL parameters: SIZE=n and BODY=7BIT|8BITMIME.  Returns 0 when fine,
  * else it has replied. */
-static int mail_params(smtp_server *s, const char *p)
+static int mail_params(struct smtp_server *s, const char *p)
 {
     while (*p) {
         while (*p == ' ')
@@ -481,7 +483,7 @@ static int mail_params(smtp_server *s, const char *p)
     return 0;
 }
 
-static void cmd_helo(smtp_server *s, const char *arg)
+static void cmd_helo(struct smtp_server *s, const char *arg)
 {
     if (*arg == '\0') {
         reply_error(s, "501 Syntax: HELO hostname\r\n");
@@ -492,7 +494,7 @@ static void cmd_helo(smtp_server *s, const char *arg)
     replyf(s, "250 %s\r\n", s->cfg.hostname);
 }
 
-static void cmd_ehlo(smtp_server *s, const char *arg)
+static void cmd_ehlo(struct smtp_server *s, const char *arg)
 {
     if (*arg == '\0') {
         reply_error(s, "501 Syntax: EHLO hostname\r\n");
@@ -504,7 +506,7 @@ static void cmd_ehlo(smtp_server *s, const char *arg)
            s->cfg.hostname, (unsigned long long)s->cfg.max_size);
 }
 
-static void cmd_mail(smtp_server *s, const char *arg)
+static void cmd_mail(struct smtp_server *s, const char *arg)
 {
     if (s->state == ST_INIT) {
         reply_error(s, "503 Error: send HELO/EHLO first\r\n");
@@ -525,25 +527,25 @@ static void cmd_mail(smtp_server *s, const char *arg)
         return;
     transaction_reset(s);
     env_add(s, path, plen);
-    smtp_server_message m;
+    struct smtp_server_message m;
     message_view(s, &m, 0);
     switch (decide(s, SMTP_SERVER_STAGE_MAIL, &m)) {
-    case SMTP_VERDICT_ACCEPT:   s->state = ST_MAIL; reply(s, "250 Ok\r\n"); break;
-    case SMTP_VERDICT_TEMPFAIL:
+    case SMTP_SERVER_VERDICT_ACCEPT:   s->state = ST_MAIL; reply(s, "250 Ok\r\n"); break;
+    case SMTP_SERVER_VERDICT_TEMPFAIL:
         transaction_reset(s);
         s->refused = true;
         reply(s, "451 Temporary failure, try again later\r\n");
         break;
-    case SMTP_VERDICT_PERMFAIL:
+    case SMTP_SERVER_VERDICT_PERMFAIL:
         transaction_reset(s);
         s->refused = true;
         reply(s, "550 Sender rejected\r\n");
         break;
-    case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
+    case SMTP_SERVER_VERDICT_DROP:     s->state = ST_CLOSED; break;
     }
 }
 
-static void cmd_rcpt(smtp_server *s, const char *arg)
+static void cmd_rcpt(struct smtp_server *s, const char *arg)
 {
     if (s->state != ST_MAIL && s->state != ST_RCPT) {
         if (s->refused)
@@ -569,27 +571,27 @@ static void cmd_rcpt(smtp_server *s, const char *arg)
         reply(s, "452 Too many recipients\r\n");
         return;
     }
-    smtp_server_message m;
+    struct smtp_server_message m;
     message_view(s, &m, 0);
     switch (decide(s, SMTP_SERVER_STAGE_RCPT, &m)) {
-    case SMTP_VERDICT_ACCEPT:
+    case SMTP_SERVER_VERDICT_ACCEPT:
         s->rcpt_off[s->nrcpts++] = env_add(s, path, plen);
         s->state = ST_RCPT;
         reply(s, "250 Ok\r\n");
         break;
-    case SMTP_VERDICT_TEMPFAIL:
+    case SMTP_SERVER_VERDICT_TEMPFAIL:
         s->refused = true;
         reply(s, "450 Mailbox temporarily unavailable\r\n");
         break;
-    case SMTP_VERDICT_PERMFAIL:
+    case SMTP_SERVER_VERDICT_PERMFAIL:
         s->refused = true;
         reply(s, "550 Mailbox unavailable\r\n");
         break;
-    case SMTP_VERDICT_DROP:     s->state = ST_CLOSED; break;
+    case SMTP_SERVER_VERDICT_DROP:     s->state = ST_CLOSED; break;
     }
 }
 
-static void cmd_data(smtp_server *s, const char *arg)
+static void cmd_data(struct smtp_server *s, const char *arg)
 {
     if (s->state != ST_RCPT) {
         const char *text = s->state == ST_MAIL ? "503 Error: need RCPT command\r\n"
@@ -608,7 +610,7 @@ static void cmd_data(smtp_server *s, const char *arg)
     reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
 }
 
-static void cmd_rset(smtp_server *s, const char *arg)
+static void cmd_rset(struct smtp_server *s, const char *arg)
 {
     if (*arg != '\0') {
         reply_error(s, "501 Syntax: RSET\r\n");
@@ -620,13 +622,13 @@ static void cmd_rset(smtp_server *s, const char *arg)
     reply(s, "250 Ok\r\n");
 }
 
-static void cmd_noop(smtp_server *s, const char *arg)
+static void cmd_noop(struct smtp_server *s, const char *arg)
 {
     (void)arg;                 /* RFC 5321 4.1.1.9: a parameter is allowed */
     reply(s, "250 Ok\r\n");
 }
 
-static void cmd_vrfy(smtp_server *s, const char *arg)
+static void cmd_vrfy(struct smtp_server *s, const char *arg)
 {
     if (*arg == '\0') {
         reply_error(s, "501 Syntax: VRFY address\r\n");
@@ -635,7 +637,7 @@ static void cmd_vrfy(smtp_server *s, const char *arg)
     reply(s, "252 Cannot VRFY user, but will accept message and attempt delivery\r\n");
 }
 
-static void cmd_quit(smtp_server *s, const char *arg)
+static void cmd_quit(struct smtp_server *s, const char *arg)
 {
     (void)arg;
     replyf(s, "221 %s Bye\r\n", s->cfg.hostname);
@@ -645,7 +647,7 @@ static void cmd_quit(smtp_server *s, const char *arg)
 /* The command table: a NULL handler is a command we know but do not do. */
 static const struct command {
     const char *name;
-    void (*handler)(smtp_server *s, const char *arg);
+    void (*handler)(struct smtp_server *s, const char *arg);
 } commands[] = {
     { "EHLO", cmd_ehlo }, { "HELO", cmd_helo }, { "MAIL", cmd_mail },
     { "RCPT", cmd_rcpt }, { "DATA", cmd_data }, { "RSET", cmd_rset },
@@ -654,30 +656,30 @@ static const struct command {
     { "BDAT", NULL }, { "AUTH", NULL }, { "STARTTLS", NULL },
 };
 
-static const char *const cmd_names[SMTP_CMD_COUNT] = {
+static const char *const cmd_names[SMTP_SERVER_CMD_COUNT] = {
     "EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "other",
 };
 
-const char *smtp_server_cmd_name(smtp_server_cmd c)
+const char *smtp_server_cmd_name(enum smtp_server_cmd c)
 {
-    return (unsigned)c < SMTP_CMD_COUNT ? cmd_names[c] : "?";
+    return (unsigned)c < SMTP_SERVER_CMD_COUNT ? cmd_names[c] : "?";
 }
 
 /* Counts a command line by its verb (vlen bytes at verb; NULL: not a
  * command at all). */
-static void count_command(smtp_server *s, const char *verb, size_t vlen)
+static void count_command(struct smtp_server *s, const char *verb, size_t vlen)
 {
     if (s->cfg.counts == NULL)
         return;
-    int c = SMTP_CMD_OTHER;
-    for (int i = 0; verb && vlen == 4 && i < SMTP_CMD_OTHER; i++)
+    int c = SMTP_SERVER_CMD_OTHER;
+    for (int i = 0; verb && vlen == 4 && i < SMTP_SERVER_CMD_OTHER; i++)
         if (strncasecmp(verb, cmd_names[i], 4) == 0)
             c = i;
     s->cfg.counts->commands[c]++;
 }
 
 /* One complete command line in s->line (without CR LF, NUL-terminated). */
-static void command_line(smtp_server *s)
+static void command_line(struct smtp_server *s)
 {
     char *verb = s->line;
     size_t vlen = strcspn(verb, " ");
@@ -706,7 +708,7 @@ static void command_line(smtp_server *s)
 }
 
 /* Adds a piece of a command line; past the limit only remembers that. */
-static void line_append(smtp_server *s, const char *p, size_t n)
+static void line_append(struct smtp_server *s, const char *p, size_t n)
 {
     if (s->line_len + n > SMTP_SERVER_MAX_CMD_LINE) {
         s->line_overflow = 1;
@@ -717,7 +719,7 @@ static void line_append(smtp_server *s, const char *p, size_t n)
 }
 
 /* The LF of a command line arrived: the line is s->line[0..line_len). */
-static void line_done(smtp_server *s)
+static void line_done(struct smtp_server *s)
 {
     size_t n = s->line_len;
     if (n > 0 && s->line[n - 1] == '\r')
@@ -741,14 +743,14 @@ static void line_done(smtp_server *s)
 
 /* ------------------------------------------------------------ public API */
 
-smtp_server *smtp_server_new(const smtp_server_config *config,
-                             const smtp_server_hooks *hooks)
+struct smtp_server *smtp_server_new(const struct smtp_server_config *config,
+                                    const struct smtp_server_hooks *hooks)
 {
     if (config->hostname && !smtp_server_hostname_valid(config->hostname))
         return NULL;
     /* aligned: the XXH3 state in d_digest wants 64 bytes (digest.h) */
-    size_t size = (sizeof(smtp_server) + 63) & ~(size_t)63;
-    smtp_server *s = aligned_alloc(64, size);
+    size_t size = (sizeof(struct smtp_server) + 63) & ~(size_t)63;
+    struct smtp_server *s = aligned_alloc(64, size);
     if (s == NULL)
         return NULL;
     memset(s, 0, size);
@@ -771,7 +773,7 @@ err:
     return NULL;
 }
 
-void smtp_server_free(smtp_server *s)
+void smtp_server_free(struct smtp_server *s)
 {
     if (s == NULL)
         return;
@@ -782,31 +784,31 @@ void smtp_server_free(smtp_server *s)
     free(s);
 }
 
-int smtp_server_greeting(smtp_server *s)
+int smtp_server_greeting(struct smtp_server *s)
 {
-    smtp_server_message m;
+    struct smtp_server_message m;
     message_view(s, &m, 0);
     switch (decide(s, SMTP_SERVER_STAGE_GREETING, &m)) {
-    case SMTP_VERDICT_ACCEPT:
+    case SMTP_SERVER_VERDICT_ACCEPT:
         replyf(s, "220 %s ESMTP mailbench\r\n", s->cfg.hostname);
         break;
-    case SMTP_VERDICT_TEMPFAIL:
+    case SMTP_SERVER_VERDICT_TEMPFAIL:
         replyf(s, "421 %s Service not available, closing transmission channel\r\n",
                s->cfg.hostname);
         s->state = ST_CLOSED;
         break;
-    case SMTP_VERDICT_PERMFAIL:
+    case SMTP_SERVER_VERDICT_PERMFAIL:
         replyf(s, "554 %s No SMTP service here\r\n", s->cfg.hostname);
         s->state = ST_NOSERVICE;
         break;
-    case SMTP_VERDICT_DROP:
+    case SMTP_SERVER_VERDICT_DROP:
         s->state = ST_CLOSED;
         break;
     }
     return s->state == ST_CLOSED ? SMTP_SERVER_CLOSE : SMTP_SERVER_OK;
 }
 
-int smtp_server_feed(smtp_server *s, const char *data, size_t len)
+int smtp_server_feed(struct smtp_server *s, const char *data, size_t len)
 {
     const char *p = data, *end = data + len;
     size_t out_before = s->out_len;
@@ -831,7 +833,7 @@ int smtp_server_feed(smtp_server *s, const char *data, size_t len)
     return s->state == ST_CLOSED ? SMTP_SERVER_CLOSE : SMTP_SERVER_OK;
 }
 
-void smtp_server_shutdown(smtp_server *s, const char *text)
+void smtp_server_shutdown(struct smtp_server *s, const char *text)
 {
     if (s->state == ST_CLOSED)
         return;
@@ -839,13 +841,13 @@ void smtp_server_shutdown(smtp_server *s, const char *text)
     s->state = ST_CLOSED;
 }
 
-const char *smtp_server_output(const smtp_server *s, size_t *len)
+const char *smtp_server_output(const struct smtp_server *s, size_t *len)
 {
     *len = s->out_len;
     return s->out;
 }
 
-void smtp_server_output_consume(smtp_server *s, size_t n)
+void smtp_server_output_consume(struct smtp_server *s, size_t n)
 {
     if (n >= s->out_len) {
         s->out_len = 0;
@@ -895,6 +897,6 @@ int smtp_server_hostname_valid(const char *name)
     }
 }
 
-unsigned long smtp_server_protocol_errors(const smtp_server *s) { return s->errors; }
+unsigned long smtp_server_protocol_errors(const struct smtp_server *s) { return s->errors; }
 
-int smtp_server_in_data(const smtp_server *s) { return s->state == ST_DATA; }
+int smtp_server_in_data(const struct smtp_server *s) { return s->state == ST_DATA; }

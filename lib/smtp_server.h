@@ -52,7 +52,7 @@
 #define SMTP_SERVER_MAX_TEXT_LINE 1000  /* RFC 5321 4.5.3.1.6, CRLF included */
 
 /* Where a decision hook is called. */
-typedef enum smtp_server_stage {
+enum smtp_server_stage {
     SMTP_SERVER_STAGE_GREETING,  /* before the 220 */
     SMTP_SERVER_STAGE_MAIL,      /* before MAIL's 250 */
     SMTP_SERVER_STAGE_RCPT,      /* before each RCPT's 250 (rcpt index in msg->nrcpts) */
@@ -62,19 +62,19 @@ typedef enum smtp_server_stage {
                              TEMPFAIL and PERMFAIL give 421 and close (no 5xx
                              exists in the middle of DATA), DROP closes; the
                              message is then never accepted */
-} smtp_server_stage;
+};
 
 /* What the caller wants the server to do at a stage. */
-typedef enum smtp_server_verdict {
-    SMTP_VERDICT_ACCEPT,    /* the normal success reply */
-    SMTP_VERDICT_TEMPFAIL,  /* a 4xx (421 and close at the greeting) */
-    SMTP_VERDICT_PERMFAIL,  /* a 5xx (554 at the greeting: then only QUIT works) */
-    SMTP_VERDICT_DROP       /* close without a reply (after accepting, at DATA) */
-} smtp_server_verdict;
+enum smtp_server_verdict {
+    SMTP_SERVER_VERDICT_ACCEPT, /* the normal success reply */
+    SMTP_SERVER_VERDICT_TEMPFAIL, /* a 4xx (421 and close at the greeting) */
+    SMTP_SERVER_VERDICT_PERMFAIL, /* a 5xx (554 at the greeting: then only QUIT works) */
+    SMTP_SERVER_VERDICT_DROP /* close without a reply (after accepting, at DATA) */
+};
 
 /* A message (complete at SMTP_SERVER_STAGE_DATA, in progress before).  Pointers
  * are valid only during the hook call. */
-typedef struct smtp_server_message {
+struct smtp_server_message {
     const char *mail_from;     /* reverse-path without <>, "" for the null sender */
     const char *const *rcpts;  /* forward-paths without <> (NULL before DATA) */
     size_t nrcpts;             /* recipients accepted so far */
@@ -84,48 +84,48 @@ typedef struct smtp_server_message {
                                   NUL-terminated, but may hold NULs itself: */
     size_t message_id_len;     /* its length in bytes (compare all of them) */
     const char *body;          /* the bytes, only with config.keep_body, else NULL */
-} smtp_server_message;
+};
 
-typedef struct smtp_server_hooks {
+struct smtp_server_hooks {
     /* Verdict for a stage; NULL means always ACCEPT. */
-    smtp_server_verdict (*decide)(void *arg, smtp_server_stage stage,
-                                  const smtp_server_message *msg);
+    enum smtp_server_verdict (*decide)(void *arg, enum smtp_server_stage stage,
+                                       const struct smtp_server_message *msg);
     /* A message was accepted; may be NULL. */
-    void (*message)(void *arg, const smtp_server_message *msg);
+    void (*message)(void *arg, const struct smtp_server_message *msg);
     void *arg;                 /* passed to both */
-} smtp_server_hooks;
+};
 
 /* What clients sent, by command verb (for tests that compare clients'
  * exchanges).  Counted per command line, refused ones too. */
-typedef enum smtp_server_cmd {
-    SMTP_CMD_EHLO, SMTP_CMD_HELO, SMTP_CMD_MAIL, SMTP_CMD_RCPT, SMTP_CMD_DATA,
-    SMTP_CMD_RSET, SMTP_CMD_NOOP, SMTP_CMD_QUIT,
-    SMTP_CMD_OTHER,            /* any other verb, or a line too long / with a NUL */
-    SMTP_CMD_COUNT             /* number of the above */
-} smtp_server_cmd;
+enum smtp_server_cmd {
+    SMTP_SERVER_CMD_EHLO, SMTP_SERVER_CMD_HELO, SMTP_SERVER_CMD_MAIL, SMTP_SERVER_CMD_RCPT,
+    SMTP_SERVER_CMD_DATA, SMTP_SERVER_CMD_RSET, SMTP_SERVER_CMD_NOOP, SMTP_SERVER_CMD_QUIT,
+    SMTP_SERVER_CMD_OTHER,     /* any other verb, or a line too long / with a NUL */
+    SMTP_SERVER_CMD_COUNT      /* number of the above */
+};
 
 /* Counters the caller owns; any number of sessions of one thread may share
  * them (smtp_server_config.counts). */
-typedef struct smtp_server_counts {
-    uint64_t commands[SMTP_CMD_COUNT]; /* command lines by verb */
+struct smtp_server_counts {
+    uint64_t commands[SMTP_SERVER_CMD_COUNT]; /* command lines by verb */
     uint64_t reply_batches;    /* smtp_server_feed() calls that produced at least
                                   one reply byte: a client's round trips when
                                   the caller feeds each read (a pipelined
                                   MAIL/RCPT/DATA group is one, the text and
                                   its "." one) */
-} smtp_server_counts;
+};
 
-typedef struct smtp_server_config {
+struct smtp_server_config {
     const char *hostname;      /* in the greeting and EHLO reply; NULL: "localhost";
                                   must pass smtp_server_hostname_valid() */
     uint64_t max_size;         /* message size limit (SIZE), 0 = none */
     unsigned max_rcpts;        /* recipients per message, 0 = 100 (RFC minimum) */
     int keep_body;             /* keep the unstuffed body for the message hook */
-    smtp_server_counts *counts;/* NULL, or where to count commands and reply
-                                  batches (not copied: must outlive the session) */
-} smtp_server_config;
+    struct smtp_server_counts *counts; /* NULL, or where to count commands and reply
+                                          batches (not copied: must outlive the session) */
+};
 
-typedef struct smtp_server smtp_server;
+struct smtp_server;
 
 /* Result of smtp_server_feed / smtp_server_greeting. */
 enum { SMTP_SERVER_OK = 0, SMTP_SERVER_CLOSE = 1 };
@@ -133,24 +133,24 @@ enum { SMTP_SERVER_OK = 0, SMTP_SERVER_CLOSE = 1 };
 /* A new session; config and hooks are copied (hostname is not: it must
  * outlive the session).  NULL when out of memory or when the hostname is
  * not valid. */
-smtp_server *smtp_server_new(const smtp_server_config *config,
-                             const smtp_server_hooks *hooks);
-void smtp_server_free(smtp_server *s);
+struct smtp_server *smtp_server_new(const struct smtp_server_config *config,
+                                    const struct smtp_server_hooks *hooks);
+void smtp_server_free(struct smtp_server *s);
 
 /* Puts the greeting (220, or 421/554/nothing per the hook) into the output. */
-int smtp_server_greeting(smtp_server *s);
+int smtp_server_greeting(struct smtp_server *s);
 
 /* Consumes len bytes from the client.  Returns SMTP_SERVER_CLOSE when the
  * caller should send the output and close; bytes after that are ignored. */
-int smtp_server_feed(smtp_server *s, const char *data, size_t len);
+int smtp_server_feed(struct smtp_server *s, const char *data, size_t len);
 
 /* Puts "421 <text>" into the output and closes the session (the caller's
  * idle timeout or shutdown). */
-void smtp_server_shutdown(smtp_server *s, const char *text);
+void smtp_server_shutdown(struct smtp_server *s, const char *text);
 
 /* Output buffer: the pending reply bytes; the caller removes what it sent. */
-const char *smtp_server_output(const smtp_server *s, size_t *len);
-void smtp_server_output_consume(smtp_server *s, size_t n);
+const char *smtp_server_output(const struct smtp_server *s, size_t *len);
+void smtp_server_output_consume(struct smtp_server *s, size_t n);
 
 /* Whether name may be put in replies as the server's name: a domain of
  * letters, digits and '-' in dot-separated labels of 1..63 (no '-' at either
@@ -159,10 +159,10 @@ void smtp_server_output_consume(smtp_server *s, size_t n);
 int smtp_server_hostname_valid(const char *name);
 
 /* "EHLO", "HELO", ... "QUIT", "other": the names of smtp_server_cmd. */
-const char *smtp_server_cmd_name(smtp_server_cmd c);
+const char *smtp_server_cmd_name(enum smtp_server_cmd c);
 
 /* Counters for the session so far. */
-unsigned long smtp_server_protocol_errors(const smtp_server *s); /* 5xx for bad input */
-int smtp_server_in_data(const smtp_server *s);   /* 1 while receiving DATA text */
+unsigned long smtp_server_protocol_errors(const struct smtp_server *s); /* 5xx for bad input */
+int smtp_server_in_data(const struct smtp_server *s); /* 1 while receiving DATA text */
 
 #endif

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-FAILURE_TYPE_DEFINE(SMTP_ERROR, "smtp.SMTPError", &FAILURE_ERROR);
-FAILURE_TYPE_DEFINE(SMTP_TEMPFAIL, "smtp.TempFail", &SMTP_ERROR);
-FAILURE_TYPE_DEFINE(SMTP_PERMFAIL, "smtp.PermFail", &SMTP_ERROR);
+FAILURE_TYPE_DEFINE(SMTP_SESSION_ERROR, "smtp.SMTPError", &FAILURE_ERROR);
+FAILURE_TYPE_DEFINE(SMTP_SESSION_TEMPFAIL, "smtp.TempFail", &SMTP_SESSION_ERROR);
+FAILURE_TYPE_DEFINE(SMTP_SESSION_PERMFAIL, "smtp.PermFail", &SMTP_SESSION_ERROR);
 
 struct smtp_session {
     int refs;                   /* the receiver's + the connection's + pump's */
@@ -53,7 +53,7 @@ static struct failure *event_failure(const struct smtp_session *s,
                                      const struct smtp_client_event *ev)
 {
     const struct failure_type *type =
-        ev->result == SMTP_CLIENT_PERMFAIL ? &SMTP_PERMFAIL : &SMTP_TEMPFAIL;
+        ev->result == SMTP_CLIENT_PERMFAIL ? &SMTP_SESSION_PERMFAIL : &SMTP_SESSION_TEMPFAIL;
     if (s->timed_out && ev->local)
         type = &FAILURE_TIMEOUT;          /* what addTimeout gives, with the stage's words */
     size_t n = strcspn(ev->text, "\n");     /* first line: one reason key per cause */
@@ -203,7 +203,7 @@ static struct failure *ready_cancel(struct deferred *d, void *arg)
 
 /* The greeting failed, however: the receiver never gets the session, so
  * its reference goes here. */
-static struct defer_result ready_failed(struct defer_result r, void *arg)
+static struct deferred_result ready_failed(struct deferred_result r, void *arg)
 {
     struct smtp_session *s = arg;
     s->released = true;
@@ -211,7 +211,7 @@ static struct defer_result ready_failed(struct defer_result r, void *arg)
     return r;
 }
 
-static struct defer_result on_connected(struct defer_result r, void *arg)
+static struct deferred_result on_connected(struct deferred_result r, void *arg)
 {
     struct smtp_session *s = arg;
     s->conn = r.value;
@@ -219,10 +219,10 @@ static struct defer_result on_connected(struct defer_result r, void *arg)
     reactor_conn_set_protocol(s->conn, &session_protocol, s);
     s->ready = deferred_new_cancellable(ready_cancel, s);
     deferred_add_errback(s->ready, ready_failed, s);
-    return defer_wait(deferred_ref(s->ready));
+    return deferred_wait(deferred_ref(s->ready));
 }
 
-static struct defer_result on_connect_failed(struct defer_result r, void *arg)
+static struct deferred_result on_connect_failed(struct deferred_result r, void *arg)
 {
     struct smtp_session *s = arg;
     s->released = true;
@@ -237,7 +237,7 @@ struct deferred *smtp_session_open(struct reactor *r, const char *host, int port
     struct smtp_session *s = calloc(1, sizeof *s);
     if (s == NULL || (s->c = smtp_client_new(cfg)) == NULL) {
         free(s);
-        return deferred_fail(failure_new(&SMTP_TEMPFAIL, 0, "connect: out of memory"));
+        return deferred_fail(failure_new(&SMTP_SESSION_TEMPFAIL, 0, "connect: out of memory"));
     }
     s->refs = 1;                /* the receiver's */
     s->r = r;
@@ -261,16 +261,16 @@ struct deferred *smtp_session_send(struct smtp_session *s, const char *from,
                                    const char *msg, size_t len)
 {
     if (s->closed || s->conn == NULL)
-        return deferred_fail(failure_new(&SMTP_TEMPFAIL, 0, "MAIL: session is over"));
+        return deferred_fail(failure_new(&SMTP_SESSION_TEMPFAIL, 0, "MAIL: session is over"));
     struct pending_send *p = malloc(sizeof *p);
     if (p == NULL)
-        return deferred_fail(failure_new(&SMTP_TEMPFAIL, 0, "MAIL: out of memory"));
+        return deferred_fail(failure_new(&SMTP_SESSION_TEMPFAIL, 0, "MAIL: out of memory"));
     p->s = s;
     p->d = deferred_new_cancellable(send_cancel, p);
     if (smtp_client_send(s->c, from, rcpts, nrcpt, msg, len, p) != 0) {
         deferred_unref(p->d);
         free(p);
-        return deferred_fail(failure_new(&SMTP_PERMFAIL, 0, "MAIL: invalid envelope"));
+        return deferred_fail(failure_new(&SMTP_SESSION_PERMFAIL, 0, "MAIL: invalid envelope"));
     }
     s->inflight++;
     struct deferred *d = deferred_ref(p->d);

@@ -10,8 +10,8 @@
  *     smtp_session_quit(s)  /  smtp_session_abort(s)
  *         the caller is done with the session
  *
- * Failures: SMTP_TEMPFAIL (4xx, connection lost, aborted: worth a retry) or
- * SMTP_PERMFAIL (5xx), both SMTP_ERROR, code = the reply code (0 when local),
+ * Failures: SMTP_SESSION_TEMPFAIL (4xx, connection lost, aborted: worth a retry) or
+ * SMTP_SESSION_PERMFAIL (5xx), both SMTP_SESSION_ERROR, code = the reply code (0 when local),
  * message "CODE text" or "stage: description"; a refused or timed-out connect
  * fails with the reactor's FAILURE_CONNECT_ERROR family.
  *
@@ -39,9 +39,9 @@
 #include "reactor.h"
 #include "smtp_client.h"
 
-extern const struct failure_type SMTP_ERROR;     /* smtp.SMTPError */
-extern const struct failure_type SMTP_TEMPFAIL;  /* smtp.TempFail: retry later */
-extern const struct failure_type SMTP_PERMFAIL;  /* smtp.PermFail: do not retry */
+extern const struct failure_type SMTP_SESSION_ERROR; /* smtp.SMTPError */
+extern const struct failure_type SMTP_SESSION_TEMPFAIL; /* smtp.TempFail: retry later */
+extern const struct failure_type SMTP_SESSION_PERMFAIL; /* smtp.PermFail: do not retry */
 
 struct smtp_session;
 
@@ -52,7 +52,7 @@ struct deferred *smtp_session_open(struct reactor *r, const char *host, int port
 
 /* Queue one message (pipelined behind any queued before).  Returns a
  * Deferred (one reference for the caller); on a session that is over, it
- * has already failed with SMTP_TEMPFAIL. */
+ * has already failed with SMTP_SESSION_TEMPFAIL. */
 struct deferred *smtp_session_send(struct smtp_session *s, const char *from,
                                    const char *const *rcpts, size_t nrcpt,
                                    const char *msg, size_t len);

@@ -1,4 +1,4 @@
-/* stats — histogram, run counters, rusage, and the run JSON; see stats.h. */
+/* stats — run counters, the steady-state window, rusage, progress and the run JSON; see stats.h. */
 #include "stats.h"
 
 #include <errno.h>
@@ -20,152 +20,40 @@
 #endif
 
 #if defined(__clang__)
-#define MB_COMPILER __VERSION__
+#define STATS_COMPILER __VERSION__
 #elif defined(__GNUC__)
-#define MB_COMPILER "gcc " __VERSION__
+#define STATS_COMPILER "gcc " __VERSION__
 #else
-#define MB_COMPILER "unknown"
+#define STATS_COMPILER "unknown"
 #endif
-
-/* ---------------------------------------------------------------- histogram */
-
-static int hist_index(uint64_t v)
-{
-    if (v < MB_HIST_LINEAR)
-        return (int)v;
-    if (v > MB_HIST_MAX_US)
-        return MB_HIST_BUCKETS - 1;
-    int e = 63 - __builtin_clzll(v);            /* 8 .. 31 */
-    int sub = (int)((v >> (e - 7)) & (MB_HIST_SUB - 1));
-    return MB_HIST_LINEAR + (e - 8) * MB_HIST_SUB + sub;
-}
-
-/* Lowest value and width of bucket i. */
-static void hist_bucket(int i, uint64_t *low, uint64_t *width)
-{
-    if (i < MB_HIST_LINEAR) {
-        *low = (uint64_t)i;
-        *width = 1;
-        return;
-    }
-    int e = 8 + (i - MB_HIST_LINEAR) / MB_HIST_SUB, sub = (i - MB_HIST_LINEAR) % MB_HIST_SUB;
-    *low = (uint64_t)(MB_HIST_SUB + sub) << (e - 7);
-    *width = 1ULL << (e - 7);
-}
-
-void mb_hist_init(struct mb_hist *h)
-{
-    memset(h, 0, sizeof *h);
-}
-
-void mb_hist_record(struct mb_hist *h, uint64_t us)
-{
-    h->bucket[hist_index(us)]++;
-    if (h->count == 0 || us < h->min)
-        h->min = us;
-    if (us > h->max)
-        h->max = us;
-    h->overflow += us > MB_HIST_MAX_US;
-    h->count++;
-    h->sum += us;
-}
-
-void mb_hist_merge(struct mb_hist *dst, const struct mb_hist *src)
-{
-    if (src->count == 0)
-        return;
-    for (int i = 0; i < MB_HIST_BUCKETS; i++)
-        dst->bucket[i] += src->bucket[i];
-    if (dst->count == 0 || src->min < dst->min)
-        dst->min = src->min;
-    if (src->max > dst->max)
-        dst->max = src->max;
-    dst->count += src->count;
-    dst->sum += src->sum;
-    dst->overflow += src->overflow;
-}
-
-uint64_t mb_hist_percentile(const struct mb_hist *h, double q)
-{
-    if (h->count == 0)
-        return 0;
-    if (q >= 100.0)
-        return h->max;
-    double r = ceil(q / 100.0 * (double)h->count);
-    uint64_t rank = r < 1.0 ? 1 : (uint64_t)r, seen = 0;
-    for (int i = 0; i < MB_HIST_BUCKETS; i++) {
-        seen += h->bucket[i];
-        if (seen >= rank) {
-            uint64_t low, width;
-            hist_bucket(i, &low, &width);
-            uint64_t mid = low + (width - 1) / 2;
-            return mid < h->min ? h->min : mid > h->max ? h->max : mid;
-        }
-    }
-    return h->max;
-}
-
-double mb_hist_share_above(const struct mb_hist *h, uint64_t us)
-{
-    if (h->count == 0)
-        return 0.0;
-    uint64_t above = 0;
-    for (int i = 0; i < MB_HIST_BUCKETS; i++) {
-        uint64_t low, width;
-        hist_bucket(i, &low, &width);
-        if (low > us)
-            above += h->bucket[i];
-    }
-    return (double)above / (double)h->count;
-}
-
-void mb_hist_fprint_json(FILE *f, const struct mb_hist *h)
-{
-    fprintf(f, "{\"scheme\":\"mb-loglinear/1\",\"linear\":%d,\"sub\":%d,\"count\":%llu,"
-            "\"sum\":%llu,\"min\":%llu,\"max\":%llu,\"overflow\":%llu,\"buckets\":[",
-            MB_HIST_LINEAR, MB_HIST_SUB, (unsigned long long)h->count, (unsigned long long)h->sum,
-            (unsigned long long)h->min, (unsigned long long)h->max, (unsigned long long)h->overflow);
-    const char *sep = "";
-    for (int i = 0; i < MB_HIST_BUCKETS; i++)
-        if (h->bucket[i]) {
-            fprintf(f, "%s[%d,%llu]", sep, i, (unsigned long long)h->bucket[i]);
-            sep = ",";
-        }
-    fputs("]}", f);
-}
-
-double mb_hist_mean(const struct mb_hist *h)
-{
-    return h->count ? (double)h->sum / (double)h->count : 0.0;
-}
 
 /* ---------------------------------------------------------------- run */
 
-double mb_now(void)
+double stats_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void mb_run_init(struct mb_run_stats *s, uint64_t emails)
+void stats_run_init(struct stats_run *s, uint64_t emails)
 {
     memset(s, 0, sizeof *s);
     s->emails = emails;
-    s->start_s = mb_now();
-    mb_stats_sample_threads(s);
+    s->start_s = stats_now();
+    stats_sample_threads(s);
 }
 
 /* ---------------------------------------------------------------- window */
 
-/* The process's window.  Written by mb_window_start before the emails start
+/* The process's window.  Written by stats_window_start before the emails start
  * (before the threads model opens its gate: the mutex orders it; before the
  * async model starts its reactor threads); the snapshots are claimed with a
  * compare-and-swap, so one thread takes each.  What changes while the
  * emails run and is read by every thread is atomic (ThreadSanitizer-clean
  * with several threads ending emails and polling the window). */
 static struct {
-    double open_at;               /* window start, mb_now() time */
+    double open_at;               /* window start, stats_now() time */
     _Atomic double close_at;      /* its nominal end (moves when it opens late) */
     _Atomic double limit_at;      /* the latest it may close, however few emails ended */
     long long min_count;          /* emails that must end in it before it closes */
@@ -195,7 +83,7 @@ static double process_cpu_s(void)
  * has ended, and the window past its nominal end until another round has
  * ended in it, up to 10 x its length.  An open loop's arrivals stop at the
  * nominal end: no extension there. */
-void mb_window_start(const struct mb_options *o, double start)
+void stats_window_start(const struct cli_options *o, double start)
 {
     win.open_at = start + o->warmup_s;
     win.duration = o->duration_s;
@@ -209,7 +97,7 @@ void mb_window_start(const struct mb_options *o, double start)
     win.closed_at = -1;
     atomic_store(&win.closed, 0);
     atomic_store(&win.state, 0);
-    mb_window_poll();
+    stats_window_poll();
 }
 
 /* When the window ends, once it has closed. */
@@ -232,9 +120,9 @@ static bool window_closes(double now)
     return true;
 }
 
-bool mb_window_may_start(void)
+bool stats_window_may_start(void)
 {
-    return win.close_at == INFINITY || !window_closes(mb_now());
+    return win.close_at == INFINITY || !window_closes(stats_now());
 }
 
 static void window_snapshot(int from, double now)
@@ -265,24 +153,24 @@ static void window_poll_at(double now)
         window_snapshot(1, now);
 }
 
-void mb_window_poll(void)
+void stats_window_poll(void)
 {
-    window_poll_at(mb_now());
+    window_poll_at(stats_now());
 }
 
-double mb_window_close_at(void)
+double stats_window_close_at(void)
 {
     return win.close_at;
 }
 
-double mb_window_next(void)
+double stats_window_next(void)
 {
     int st = atomic_load(&win.state);
     if (st == 0)
         return win.open_at;
     if (st == 2 || win.close_at == INFINITY)
         return INFINITY;
-    double now = mb_now();
+    double now = stats_now();
     return now < win.close_at ? win.close_at : now + 0.01;   /* extended: look again soon */
 }
 
@@ -311,7 +199,7 @@ static void window_count(double now)
 
 /* The window as run: CPU per second between the snapshots, times the
  * window's length (the snapshots may lag its bounds by one poll). */
-static void window_finish(struct mb_run_stats *s, double now)
+static void window_finish(struct stats_run *s, double now)
 {
     window_poll_at(now);
     if (atomic_load(&win.state) == 0)
@@ -324,9 +212,9 @@ static void window_finish(struct mb_run_stats *s, double now)
     s->cpu_window_s = span > 0 ? (win.cpu_close - win.cpu_open) / span * s->window_s : 0;
 }
 
-void mb_run_delivered(struct mb_run_stats *s, uint64_t hash, uint64_t latency_us)
+void stats_run_delivered(struct stats_run *s, uint64_t hash, uint64_t latency_us)
 {
-    double now = mb_now();
+    double now = stats_now();
     window_poll_at(now);
     s->delivered++;
     s->digest += hash;
@@ -337,20 +225,20 @@ void mb_run_delivered(struct mb_run_stats *s, uint64_t hash, uint64_t latency_us
         if (s->window_first == 0)
             s->window_first = now;
         s->window_last = now;
-        mb_hist_record(&s->latency, latency_us);
+        hist_record(&s->latency, latency_us);
     }
 }
 
-static void add_reason(struct mb_run_stats *s, const char *reason, uint64_t n)
+static void add_reason(struct stats_run *s, const char *reason, uint64_t n)
 {
-    char text[MB_REASON_LEN];
+    char text[STATS_REASON_LEN];
     snprintf(text, sizeof text, "%s", reason && *reason ? reason : "unknown");
     for (int i = 0; i < s->nreasons; i++)
         if (strcmp(s->reason[i].text, text) == 0) {
             s->reason[i].count += n;
             return;
         }
-    if (s->nreasons >= MB_MAX_REASONS - 1 && strcmp(text, "other") != 0) {
+    if (s->nreasons >= STATS_MAX_REASONS - 1 && strcmp(text, "other") != 0) {
         add_reason(s, "other", n);      /* the last slot is kept for "other" */
         return;
     }
@@ -358,24 +246,24 @@ static void add_reason(struct mb_run_stats *s, const char *reason, uint64_t n)
     s->reason[s->nreasons++].count = n;
 }
 
-void mb_run_service(struct mb_run_stats *s, uint64_t service_us)
+void stats_run_service(struct stats_run *s, uint64_t service_us)
 {
-    if (in_window(mb_now()))
-        mb_hist_record(&s->service, service_us);
+    if (in_window(stats_now()))
+        hist_record(&s->service, service_us);
 }
 
-void mb_run_started(struct mb_run_stats *s, double intended, double actual)
+void stats_run_started(struct stats_run *s, double intended, double actual)
 {
     double late = actual - intended;
     if (in_window(actual))                /* the warm-up's start-up is not the schedule's */
-        mb_hist_record(&s->lateness, late > 0 ? (uint64_t)(late * 1e6) : 0);
+        hist_record(&s->lateness, late > 0 ? (uint64_t)(late * 1e6) : 0);
     if (late > 1e-3)
         s->behind++;
 }
 
-void mb_run_failed(struct mb_run_stats *s, const char *reason)
+void stats_run_failed(struct stats_run *s, const char *reason)
 {
-    double now = mb_now();
+    double now = stats_now();
     window_poll_at(now);
     s->failed++;
     bool in = in_window(now);
@@ -385,21 +273,21 @@ void mb_run_failed(struct mb_run_stats *s, const char *reason)
     add_reason(s, reason, 1);
 }
 
-static void add_maybe(struct mb_run_stats *s, uint64_t hash)
+static void add_maybe(struct stats_run *s, uint64_t hash)
 {
     s->maybe_delivered++;
     s->maybe_digest += hash;
-    if (s->nmaybe < MB_MAX_MAYBE)
+    if (s->nmaybe < STATS_MAX_MAYBE)
         s->maybe_hash[s->nmaybe++] = hash;
 }
 
-void mb_run_failed_maybe(struct mb_run_stats *s, const char *reason, uint64_t hash)
+void stats_run_failed_maybe(struct stats_run *s, const char *reason, uint64_t hash)
 {
-    mb_run_failed(s, reason);
+    stats_run_failed(s, reason);
     add_maybe(s, hash);
 }
 
-void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src)
+void stats_run_merge(struct stats_run *dst, const struct stats_run *src)
 {
     dst->delivered += src->delivered;
     dst->failed += src->failed;
@@ -414,11 +302,11 @@ void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src)
     dst->digest += src->digest;
     dst->maybe_delivered += src->maybe_delivered;
     dst->maybe_digest += src->maybe_digest;
-    for (int i = 0; i < src->nmaybe && dst->nmaybe < MB_MAX_MAYBE; i++)
+    for (int i = 0; i < src->nmaybe && dst->nmaybe < STATS_MAX_MAYBE; i++)
         dst->maybe_hash[dst->nmaybe++] = src->maybe_hash[i];
-    mb_hist_merge(&dst->latency, &src->latency);
-    mb_hist_merge(&dst->service, &src->service);
-    mb_hist_merge(&dst->lateness, &src->lateness);
+    hist_merge(&dst->latency, &src->latency);
+    hist_merge(&dst->service, &src->service);
+    hist_merge(&dst->lateness, &src->lateness);
     dst->behind += src->behind;
     /* Open loop, each source with a schedule of its own (the async model's
      * reactors): the sums; the peak queue is the sum of the peaks, an upper
@@ -433,7 +321,7 @@ void mb_run_merge(struct mb_run_stats *dst, const struct mb_run_stats *src)
         dst->threads_peak = src->threads_peak;
 }
 
-long mb_stats_sample_threads(struct mb_run_stats *s)
+long stats_sample_threads(struct stats_run *s)
 {
     FILE *f = fopen("/proc/self/status", "r");
     if (f == NULL)
@@ -444,17 +332,17 @@ long mb_stats_sample_threads(struct mb_run_stats *s)
         if (sscanf(line, "Threads: %ld", &n) == 1)
             break;
     fclose(f);
-    mb_run_note_threads(s, n);
+    stats_run_note_threads(s, n);
     return n;
 }
 
-void mb_run_note_threads(struct mb_run_stats *s, long threads)
+void stats_run_note_threads(struct stats_run *s, long threads)
 {
     if (threads > s->threads_peak)
         s->threads_peak = threads;
 }
 
-long mb_peak_rss_kb(void)
+long stats_peak_rss_kb(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
     long kb = -1;
@@ -471,19 +359,19 @@ long mb_peak_rss_kb(void)
     return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
 }
 
-void mb_run_finish(struct mb_run_stats *s)
+void stats_run_finish(struct stats_run *s)
 {
-    double now = mb_now();
+    double now = stats_now();
     s->wall_s = now - s->start_s;
     window_finish(s, now);
     if (win.close_at < INFINITY)          /* sized by time: the emails it got to */
         s->emails = s->delivered + s->failed;
-    mb_stats_sample_threads(s);
+    stats_sample_threads(s);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         s->cpu_user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6;
         s->cpu_sys_s = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-        s->max_rss_kb = mb_peak_rss_kb();
+        s->max_rss_kb = stats_peak_rss_kb();
         s->ctx_voluntary = ru.ru_nvcsw;
         s->ctx_involuntary = ru.ru_nivcsw;
     }
@@ -497,7 +385,7 @@ void mb_run_finish(struct mb_run_stats *s)
  * (at 37 emails/s a 1 s window would give 37 or 38: 2.7% apart); with fewer
  * than 10, or 100 and more (where rounding is small and a burst of
  * completions would make the span short), count over the window's length. */
-static double per_second(const struct mb_run_stats *s)
+static double per_second(const struct stats_run *s)
 {
     double span = s->window_last - s->window_first;
     if (s->window_delivered >= 10 && s->window_delivered < 100 && span > 0)
@@ -505,7 +393,7 @@ static double per_second(const struct mb_run_stats *s)
     return s->window_s > 0 ? (double)s->window_delivered / s->window_s : 0.0;
 }
 
-static void json_params(FILE *f, const struct mb_options *o)
+static void json_params(FILE *f, const struct cli_options *o)
 {
     fprintf(f, "\"params\":{\"server\":");
     json_write_string(f, o->server);
@@ -543,14 +431,14 @@ static void json_machine(FILE *f)
     fprintf(f, "\"machine\":{\"cores\":%ld,\"kernel\":", sysconf(_SC_NPROCESSORS_ONLN));
     json_write_string(f, kernel);
     fputs(",\"compiler\":", f);
-    json_write_string(f, MB_COMPILER);
+    json_write_string(f, STATS_COMPILER);
     fputs("}", f);
 }
 
-void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
-                        const struct mb_run_stats *s)
+void stats_run_fprint_json(FILE *f, const struct cli_options *o, const char *model,
+                           const struct stats_run *s)
 {
-    const struct mb_hist *h = &s->latency;
+    const struct hist *h = &s->latency;
     char digest[17];
     fputs("{\"schema\":\"mailbench.run/1\",\"model\":", f);
     json_write_string(f, model);
@@ -571,9 +459,9 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
             "\"max_rss_kb\":%ld,\"ctx_voluntary\":%ld,\"ctx_involuntary\":%ld,"
             "\"threads_peak\":%ld,\"digest\":\"%s\"",
             (unsigned long long)s->connections, s->wall_s, per_second(s),
-            (unsigned long long)mb_hist_percentile(h, 50), (unsigned long long)mb_hist_percentile(h, 90),
-            (unsigned long long)mb_hist_percentile(h, 99), (unsigned long long)mb_hist_percentile(h, 99.9),
-            (unsigned long long)h->max, mb_hist_mean(h), o->rate > 0 ? "open" : "closed",
+            (unsigned long long)hist_percentile(h, 50), (unsigned long long)hist_percentile(h, 90),
+            (unsigned long long)hist_percentile(h, 99), (unsigned long long)hist_percentile(h, 99.9),
+            (unsigned long long)h->max, hist_mean(h), o->rate > 0 ? "open" : "closed",
             s->cpu_user_s, s->cpu_sys_s, s->max_rss_kb, s->ctx_voluntary, s->ctx_involuntary,
             s->threads_peak, digest_hex(s->digest, digest));
     fprintf(f, ",\"window_s\":%.6f,\"window_delivered\":%llu,\"window_failed\":%llu,"
@@ -582,26 +470,26 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
             (unsigned long long)s->window_failed, s->cpu_window_s,
             s->window_delivered + s->window_failed
                 ? s->cpu_window_s * 1e6 / (double)(s->window_delivered + s->window_failed) : 0.0);
-    const struct mb_hist *sv = &s->service, *lt = &s->lateness;
+    const struct hist *sv = &s->service, *lt = &s->lateness;
     fprintf(f, ",\"service_p50_us\":%llu,\"service_p99_us\":%llu,\"service_p999_us\":%llu,"
             "\"scheduled\":%lld,\"shed\":%lld,\"pending\":%lld,\"peak_queue\":%lld,"
             "\"behind_schedule\":%llu,\"start_lateness_p99_us\":%llu,\"max_lag_us\":%llu,"
             "\"over_10x_median_share\":%.6f",
-            (unsigned long long)mb_hist_percentile(sv, 50), (unsigned long long)mb_hist_percentile(sv, 99),
-            (unsigned long long)mb_hist_percentile(sv, 99.9), s->scheduled, s->shed, s->pending,
+            (unsigned long long)hist_percentile(sv, 50), (unsigned long long)hist_percentile(sv, 99),
+            (unsigned long long)hist_percentile(sv, 99.9), s->scheduled, s->shed, s->pending,
             s->peak_queue, (unsigned long long)s->behind,
-            (unsigned long long)mb_hist_percentile(lt, 99), (unsigned long long)lt->max,
-            mb_hist_share_above(h, 10 * mb_hist_percentile(h, 50)));
+            (unsigned long long)hist_percentile(lt, 99), (unsigned long long)lt->max,
+            hist_share_above(h, 10 * hist_percentile(h, 50)));
     fprintf(f, ",\"maybe_delivered\":%llu,\"maybe_digest\":\"%s\",\"maybe_hashes\":[",
             (unsigned long long)s->maybe_delivered, digest_hex(s->maybe_digest, digest));
     for (int i = 0; i < s->nmaybe; i++)
         fprintf(f, "%s\"%s\"", i ? "," : "", digest_hex(s->maybe_hash[i], digest));
     fputs("],\"latency_hist\":", f);      /* the buckets, for merging runs exactly */
-    mb_hist_fprint_json(f, &s->latency);
+    hist_fprint_json(f, &s->latency);
     fputs(",\"service_hist\":", f);
-    mb_hist_fprint_json(f, &s->service);
+    hist_fprint_json(f, &s->service);
     fputs(",\"lateness_hist\":", f);
-    mb_hist_fprint_json(f, &s->lateness);
+    hist_fprint_json(f, &s->lateness);
     fputs(",\"git_rev\":", f);
     json_write_string(f, MAILBENCH_GIT_REV);
     fputc(',', f);
@@ -609,23 +497,23 @@ void mb_run_fprint_json(FILE *f, const struct mb_options *o, const char *model,
     fputs("}\n", f);
 }
 
-int mb_run_write_json(const struct mb_options *o, const char *model,
-                      const struct mb_run_stats *s, const char *path)
+int stats_run_write_json(const struct cli_options *o, const char *model,
+                         const struct stats_run *s, const char *path)
 {
     if (path == NULL || *path == '\0')
         return 0;
     if (strcmp(path, "-") == 0) {
-        mb_run_fprint_json(stdout, o, model, s);
+        stats_run_fprint_json(stdout, o, model, s);
         return fflush(stdout) == 0 ? 0 : -1;
     }
-    char tmp[MB_PATH_MAX + 32];
+    char tmp[CLI_PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
     if (f == NULL) {
         fprintf(stderr, "summary-%s: cannot write %s: %s\n", model, tmp, strerror(errno));
         return -1;
     }
-    mb_run_fprint_json(f, o, model, s);
+    stats_run_fprint_json(f, o, model, s);
     int bad = ferror(f), err = errno;
     if (fclose(f) != 0 && !bad) {
         bad = 1;
@@ -643,13 +531,13 @@ int mb_run_write_json(const struct mb_options *o, const char *model,
     return 0;
 }
 
-void mb_run_print_summary(FILE *f, const char *model, const struct mb_options *o,
-                          const struct mb_run_stats *s)
+void stats_run_print_summary(FILE *f, const char *model, const struct cli_options *o,
+                             const struct stats_run *s)
 {
-    const struct mb_hist *h = &s->latency;
+    const struct hist *h = &s->latency;
     char p50[32], p99[32], max[32];
-    units_format_duration((double)mb_hist_percentile(h, 50) * 1e-6, p50, sizeof p50);
-    units_format_duration((double)mb_hist_percentile(h, 99) * 1e-6, p99, sizeof p99);
+    units_format_duration((double)hist_percentile(h, 50) * 1e-6, p50, sizeof p50);
+    units_format_duration((double)hist_percentile(h, 99) * 1e-6, p99, sizeof p99);
     units_format_duration((double)h->max * 1e-6, max, sizeof max);
     fprintf(f, "summary-%s: %llu/%llu delivered, %llu failed, %llu retries, %.3fs, %.1f emails/s\n",
             model, (unsigned long long)s->delivered, (unsigned long long)s->emails,
@@ -661,45 +549,45 @@ void mb_run_print_summary(FILE *f, const char *model, const struct mb_options *o
 
 /* ---------------------------------------------------------------- progress */
 
-void mb_progress_init(struct mb_progress *p, const struct mb_options *o, const char *model)
+void stats_progress_init(struct stats_progress *p, const struct cli_options *o, const char *model)
 {
     memset(p, 0, sizeof *p);
     p->enabled = o->progress || isatty(STDERR_FILENO);
     p->model = model;
     p->total = o->emails > 0 ? (uint64_t)o->emails : 0;
-    p->start = p->last = mb_now();
+    p->start = p->last = stats_now();
 }
 
-void mb_progress_tick(struct mb_progress *p, uint64_t done, struct mb_run_stats *s)
+void stats_progress_tick(struct stats_progress *p, uint64_t done, struct stats_run *s)
 {
     if (!p->enabled)
         return;
-    double now = mb_now();
+    double now = stats_now();
     if (now - p->last < 1.0)
         return;
     p->last = now;
     if (s)
-        mb_stats_sample_threads(s);
+        stats_sample_threads(s);
     fprintf(stderr, "\rsummary-%s: delivered %llu/%llu, %.0f/s ", p->model,
             (unsigned long long)done, (unsigned long long)p->total,
             now > p->start ? (double)done / (now - p->start) : 0.0);
     p->printed = 1;
 }
 
-void mb_progress_done(struct mb_progress *p)
+void stats_progress_done(struct stats_progress *p)
 {
     if (p->printed)
         fputc('\n', stderr);
     p->printed = 0;
 }
 
-int mb_run_end(const struct mb_options *o, const char *model, struct mb_run_stats *s,
-               struct mb_progress *p)
+int stats_run_end(const struct cli_options *o, const char *model, struct stats_run *s,
+                  struct stats_progress *p)
 {
-    mb_progress_done(p);
-    mb_run_finish(s);
-    mb_run_print_summary(stderr, model, o, s);
-    if (mb_run_write_json(o, model, s, o->json) != 0)
+    stats_progress_done(p);
+    stats_run_finish(s);
+    stats_run_print_summary(stderr, model, o, s);
+    if (stats_run_write_json(o, model, s, o->json) != 0)
         return 1;
     return s->failed == 0 ? 0 : 3;
 }

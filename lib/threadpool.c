@@ -9,10 +9,10 @@
 
 /* One unit of work; owned by the queue it is on. */
 struct job {
-    struct defer_result (*fn)(void *arg);  /* the work */
+    struct deferred_result (*fn)(void *arg); /* the work */
     void *arg;                             /* its argument */
     struct deferred *d;                    /* fired with the result (a reference); reactor thread only */
-    struct defer_result result;            /* set by the worker */
+    struct deferred_result result;         /* set by the worker */
     struct job *next;                      /* FIFO link */
 };
 
@@ -45,9 +45,9 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->lock);
 
         j->result = j->fn(j->arg);
-        if (j->result.kind == DEFER_DEFERRED)
-            j->result = defer_err(failure_new(&FAILURE_ERROR, 0,
-                                              "defer_to_thread: a worker returned a Deferred"));
+        if (j->result.kind == DEFERRED_DEFERRED)
+            j->result = deferred_err(failure_new(
+                &FAILURE_ERROR, 0, "threadpool_defer_to_thread: a worker returned a Deferred"));
         j->next = NULL;
 
         pthread_mutex_lock(&p->lock);
@@ -133,14 +133,14 @@ void threadpool_free(struct threadpool *p)
     free(p);
 }
 
-struct deferred *defer_to_thread(struct threadpool *p, struct defer_result (*fn)(void *arg),
-                                 void *arg)
+struct deferred *threadpool_defer_to_thread(struct threadpool *p,
+                                            struct deferred_result (*fn)(void *arg), void *arg)
 {
     struct job *j = malloc(sizeof *j);
     if (!j)
         abort();
     struct deferred *d = deferred_new();
-    *j = (struct job){ fn, arg, deferred_ref(d), defer_ok(NULL), NULL };
+    *j = (struct job){ fn, arg, deferred_ref(d), deferred_ok(NULL), NULL };
     if (p->outstanding++ == 0)
         ev_ref(reactor_loop(p->r));
     pthread_mutex_lock(&p->lock);

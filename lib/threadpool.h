@@ -1,9 +1,9 @@
 /* threadpool — Twisted's deferToThread over a fixed pthread pool (spec:
  * shared/spec/deferred.md §6.4).
  *
- * defer_to_thread(pool, fn, arg) queues fn(arg) (FIFO) for a worker thread
+ * threadpool_defer_to_thread(pool, fn, arg) queues fn(arg) (FIFO) for a worker thread
  * and returns a Deferred (one reference for the caller).  fn returns
- * defer_ok(value) or defer_err(failure) (a Failure created in the worker is
+ * deferred_ok(value) or deferred_err(failure) (a Failure created in the worker is
  * handed over; returning a Deferred is an error reported as a Failure).  The
  * Deferred ALWAYS fires in the reactor's thread, from its loop, on a later
  * iteration: workers post results to a queue and wake the loop with
@@ -30,7 +30,7 @@ struct threadpool *threadpool_new(struct reactor *r, int nthreads);
  * of finished jobs (in this, the reactor's, thread) and free the pool. */
 void threadpool_free(struct threadpool *p);
 
-struct deferred *defer_to_thread(struct threadpool *p, struct defer_result (*fn)(void *arg),
-                                 void *arg);
+struct deferred *threadpool_defer_to_thread(struct threadpool *p,
+                                            struct deferred_result (*fn)(void *arg), void *arg);
 
 #endif

@@ -21,13 +21,13 @@
 static struct deferred *build_here(struct async_job *job, void *arg)
 {
     (void)arg;
-    return defer_maybe(async_job_build, job);
+    return deferred_maybe(async_job_build, job);
 }
 
 int main(int argc, char **argv)
 {
-    struct mb_options o;
-    int rc = mb_options_parse(argc, argv, "async", &o);
+    struct cli_options o;
+    int rc = cli_parse(argc, argv, "async", &o);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     o.threads = 1;          /* the reactor's: the JSON says so */

@@ -21,12 +21,12 @@
 /* The build step, in a worker thread: deferToThread(build, job). */
 static struct deferred *build_in_pool(struct async_job *job, void *pool)
 {
-    return defer_to_thread(pool, async_job_build, job);
+    return threadpool_defer_to_thread(pool, async_job_build, job);
 }
 
 /* --blocking-in-pool: the blocking call, then the build, in a worker thread:
  * deferToThread(lambda: (blocking_call(), build(job))). */
-static struct defer_result block_then_build(void *arg)
+static struct deferred_result block_then_build(void *arg)
 {
     struct async_job *job = arg;
     workload_blocking_call(job->m->o->blocking_s);
@@ -35,13 +35,13 @@ static struct defer_result block_then_build(void *arg)
 
 static struct deferred *block_and_build_in_pool(struct async_job *job, void *pool)
 {
-    return defer_to_thread(pool, block_then_build, job);
+    return threadpool_defer_to_thread(pool, block_then_build, job);
 }
 
 int main(int argc, char **argv)
 {
-    struct mb_options o;
-    int rc = mb_options_parse(argc, argv, "hybrid", &o);
+    struct cli_options o;
+    int rc = cli_parse(argc, argv, "hybrid", &o);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     if (o.threads == 0) {

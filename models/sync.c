@@ -12,8 +12,8 @@
 
 int main(int argc, char **argv)
 {
-    struct mb_options o;
-    int rc = mb_options_parse(argc, argv, "sync", &o);
+    struct cli_options o;
+    int rc = cli_parse(argc, argv, "sync", &o);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     o.concurrency = 1;      /* one at a time, whatever was asked: the JSON says so */
@@ -21,13 +21,13 @@ int main(int argc, char **argv)
 
     if ((rc = mailer_prepare(&o)) != 0)
         return rc;
-    struct mb_run_stats stats;
-    struct mb_progress progress;
+    struct stats_run stats;
+    struct stats_progress progress;
     struct blocking_mailer m;
-    mb_run_init(&stats, (uint64_t)o.emails);
-    mb_progress_init(&progress, &o, "sync");
+    stats_run_init(&stats, (uint64_t)o.emails);
+    stats_progress_init(&progress, &o, "sync");
     blocking_mailer_init(&m, &o, &stats, o.seed);
-    mb_window_start(&o, stats.start_s);
+    stats_window_start(&o, stats.start_s);
 
     if (o.rate > 0) {
         /* Open loop: chains arrive on the schedule whatever happens; one
@@ -35,27 +35,27 @@ int main(int argc, char **argv)
         struct arrivals *a = mailer_arrivals(&o, stats.start_s);
         long long c;
         double next;
-        while (mb_window_may_start()) {
-            if (arrivals_next(a, mb_now(), &c, &next))
+        while (stats_window_may_start()) {
+            if (arrivals_next(a, stats_now(), &c, &next))
                 blocking_mailer_send_chain(&m, a, c);
             else if (next == INFINITY)
                 break;
             else
                 blocking_sleep_until(next);
-            mb_window_poll();
-            mb_progress_tick(&progress, stats.delivered + stats.failed, &stats);
+            stats_window_poll();
+            stats_progress_tick(&progress, stats.delivered + stats.failed, &stats);
         }
         mailer_arrivals_end(a, &o, &stats);
         arrivals_free(a);
     } else {
         /* Emails go in index order, so every chain's order holds by itself. */
-        for (long long i = 0; i < o.emails && mb_window_may_start(); i++) {
-            blocking_mailer_send(&m, (uint64_t)i, mb_now());
-            mb_window_poll();
-            mb_progress_tick(&progress, stats.delivered + stats.failed, &stats);
+        for (long long i = 0; i < o.emails && stats_window_may_start(); i++) {
+            blocking_mailer_send(&m, (uint64_t)i, stats_now());
+            stats_window_poll();
+            stats_progress_tick(&progress, stats.delivered + stats.failed, &stats);
         }
     }
     blocking_mailer_finish(&m);
 
-    return mb_run_end(&o, "sync", &stats, &progress);
+    return stats_run_end(&o, "sync", &stats, &progress);
 }

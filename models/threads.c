@@ -32,11 +32,11 @@
 #define WORKER_STACK (256 * 1024)
 
 struct run {
-    const struct mb_options *o;
+    const struct cli_options *o;
     pthread_mutex_t lock;       /* guards go */
     pthread_cond_t opened;      /* signalled when go is set */
     bool go;                    /* the gate is open: the run has started */
-    double start;               /* mb_now() when the gate opened (set before go) */
+    double start;               /* stats_now() when the gate opened (set before go) */
     struct arrivals *arr;       /* open loop: the shared schedule and queue (set before go) */
     atomic_long live, peak;     /* workers running now, and the most at once */
     long long unit;             /* emails a thread takes at once: --chain, or with independent
@@ -50,7 +50,7 @@ struct run {
 struct worker {
     pthread_t tid;
     struct run *run;
-    struct mb_run_stats stats;  /* this thread's results */
+    struct stats_run stats;     /* this thread's results */
     uint64_t seed;              /* its retry-jitter seed */
 };
 
@@ -58,7 +58,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct run *r = w->run;
-    const struct mb_options *o = r->o;
+    const struct cli_options *o = r->o;
     struct blocking_mailer m;
     blocking_mailer_init(&m, o, &w->stats, w->seed);
     long now_live = atomic_fetch_add(&r->live, 1) + 1;
@@ -68,11 +68,11 @@ static void *worker_main(void *arg)
     while (!r->go)
         pthread_cond_wait(&r->opened, &r->lock);
     pthread_mutex_unlock(&r->lock);
-    while (mb_window_may_start()) {
+    while (stats_window_may_start()) {
         if (r->arr) {               /* open loop: the oldest waiting chain, when due */
             long long c;
             double next;
-            if (arrivals_next(r->arr, mb_now(), &c, &next))
+            if (arrivals_next(r->arr, stats_now(), &c, &next))
                 atomic_fetch_add(&r->done, blocking_mailer_send_chain(&m, r->arr, c));
             else if (next == INFINITY)
                 break;
@@ -84,8 +84,8 @@ static void *worker_main(void *arg)
         if (c >= r->nchains)
             break;
         long long end = (c + 1) * r->unit < o->emails ? (c + 1) * r->unit : o->emails;
-        for (long long i = c * r->unit; i < end && mb_window_may_start(); i++) {
-            blocking_mailer_send(&m, (uint64_t)i, mb_now());
+        for (long long i = c * r->unit; i < end && stats_window_may_start(); i++) {
+            blocking_mailer_send(&m, (uint64_t)i, stats_now());
             atomic_fetch_add(&r->done, 1);
         }
     }
@@ -96,8 +96,8 @@ static void *worker_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    struct mb_options o;
-    int rc = mb_options_parse(argc, argv, "threads", &o);
+    struct cli_options o;
+    int rc = cli_parse(argc, argv, "threads", &o);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     if (o.threads == 0)
@@ -106,10 +106,10 @@ int main(int argc, char **argv)
 
     if ((rc = mailer_prepare(&o)) != 0)
         return rc;
-    struct mb_run_stats stats;
-    struct mb_progress progress;
-    mb_run_init(&stats, (uint64_t)o.emails);
-    mb_progress_init(&progress, &o, "threads");
+    struct stats_run stats;
+    struct stats_progress progress;
+    stats_run_init(&stats, (uint64_t)o.emails);
+    stats_progress_init(&progress, &o, "threads");
     struct run run = { .o = &o, .start = stats.start_s,
                        .unit = o.chain > 1 ? o.chain : o.per_session };
     run.nchains = (o.emails + run.unit - 1) / run.unit;
@@ -129,7 +129,7 @@ int main(int argc, char **argv)
     for (; started < n; started++) {
         w[started].run = &run;
         w[started].seed = retry_rand64(&seeder);
-        mb_run_init(&w[started].stats, 0);
+        stats_run_init(&w[started].stats, 0);
         int err = pthread_create(&w[started].tid, &attr, worker_main, &w[started]);
         if (err != 0) {     /* run with the threads we got, and say so */
             fprintf(stderr, "summary-threads: pthread_create #%lld of %lld: %s; going on with "
@@ -143,8 +143,8 @@ int main(int argc, char **argv)
         return 1;
     o.threads = o.concurrency = started;
     pthread_mutex_lock(&run.lock);      /* every worker is up: open the gate */
-    stats.start_s = run.start = mb_now();
-    mb_window_start(&o, run.start);
+    stats.start_s = run.start = stats_now();
+    stats_window_start(&o, run.start);
     if (o.rate > 0)
         run.arr = mailer_arrivals(&o, run.start);
     run.go = true;
@@ -154,14 +154,14 @@ int main(int argc, char **argv)
     /* The main thread only reports progress, and reads the CPU clock when
      * the steady-state window opens and closes, until every worker is done. */
     while (atomic_load(&run.live) > 0) {
-        mb_window_poll();
-        mb_progress_tick(&progress, (uint64_t)atomic_load(&run.done), &stats);
-        double next = mb_now() + 0.05, edge = mb_window_next();
+        stats_window_poll();
+        stats_progress_tick(&progress, (uint64_t)atomic_load(&run.done), &stats);
+        double next = stats_now() + 0.05, edge = stats_window_next();
         blocking_sleep_until(edge < next ? edge : next);
     }
     for (long long i = 0; i < started; i++) {
         pthread_join(w[i].tid, NULL);
-        mb_run_merge(&stats, &w[i].stats);
+        stats_run_merge(&stats, &w[i].stats);
     }
     free(w);
     if (run.arr) {
@@ -170,7 +170,7 @@ int main(int argc, char **argv)
     }
     pthread_cond_destroy(&run.opened);
     pthread_mutex_destroy(&run.lock);
-    mb_run_note_threads(&stats, atomic_load(&run.peak) + 1);    /* + main */
+    stats_run_note_threads(&stats, atomic_load(&run.peak) + 1); /* + main */
 
-    return mb_run_end(&o, "threads", &stats, &progress);
+    return stats_run_end(&o, "threads", &stats, &progress);
 }

@@ -11,9 +11,9 @@ sending all of them would have reported, computed exactly where it can be:
     (lib/digest.h: the digest of a set of emails is the sum of their hashes),
     so the merged digest is the digest of the union; maybe_hashes concatenated;
   - the latency, service and lateness histograms (the JSON's *_hist objects,
-    lib/stats.c mb_hist_fprint_json) are merged bucket by bucket, as
-    mb_hist_merge does, and every percentile is recomputed from the merged
-    buckets with mb_hist_percentile's rule: so p99 of the merged run is what
+    lib/hist.c hist_fprint_json) are merged bucket by bucket, as
+    hist_merge does, and every percentile is recomputed from the merged
+    buckets with hist_percentile's rule: so p99 of the merged run is what
     the C code would report for the union of the samples;
   - the rate is the sum of the generators' rates (they ran at the same time,
     started together by --start-at), wall_s the longest;
@@ -26,7 +26,7 @@ import math
 
 MASK = 2**64 - 1
 SCHEME = "mb-loglinear/1"
-LINEAR, SUB = 256, 128                     # lib/stats.h MB_HIST_LINEAR, MB_HIST_SUB
+LINEAR, SUB = 256, 128                     # lib/hist.h HIST_LINEAR, HIST_SUB
 NBUCKETS = LINEAR + (32 - 8) * SUB
 
 
@@ -35,7 +35,7 @@ class MergeError(Exception):
 
 
 def bucket(i):
-    """(lowest value, width) of bucket i: lib/stats.c hist_bucket."""
+    """(lowest value, width) of bucket i: lib/hist.c hist_bucket."""
     if i < LINEAR:
         return i, 1
     e, sub = 8 + (i - LINEAR) // SUB, (i - LINEAR) % SUB
@@ -63,7 +63,7 @@ def check_hist(h, what):
 
 
 def merge_hists(hists):
-    """The histogram of all the samples: mb_hist_merge over the list."""
+    """The histogram of all the samples: hist_merge over the list."""
     counts = {}
     out = empty_hist()
     for h in hists:
@@ -82,7 +82,7 @@ def merge_hists(hists):
 
 
 def percentile(h, q):
-    """mb_hist_percentile: nearest rank, the middle of its bucket clamped to
+    """hist_percentile: nearest rank, the middle of its bucket clamped to
     [min, max]; 0 when empty, max at q >= 100.  Same double arithmetic."""
     if h["count"] == 0:
         return 0
@@ -100,7 +100,7 @@ def percentile(h, q):
 
 
 def share_above(h, us):
-    """mb_hist_share_above: the share of samples in buckets wholly above us."""
+    """hist_share_above: the share of samples in buckets wholly above us."""
     if h["count"] == 0:
         return 0.0
     return float(sum(c for i, c in h["buckets"] if bucket(i)[0] > us)) / float(h["count"])

@@ -72,9 +72,9 @@ CODE_PATH = {"blocking_mailer.c": "models/mailer/blocking_mailer.c", "smtp_block
              "async_reactors.c": "models/mailer/async_reactors.c"}
 ERROR_ANCHOR = {"sync": ("blocking_mailer.c", r"for \(int attempt"),
                 "threads": ("blocking_mailer.c", r"for \(int attempt"),
-                "async": ("async_mailer.c", r"^static struct defer_result maybe_retry"),
-                "hybrid": ("async_mailer.c", r"^static struct defer_result maybe_retry"),
-                **{v: ("async_mailer.c", r"^static struct defer_result maybe_retry") for v in VARIANTS}}
+                "async": ("async_mailer.c", r"^static struct defer(?:red)?_result maybe_retry"),
+                "hybrid": ("async_mailer.c", r"^static struct defer(?:red)?_result maybe_retry"),
+                **{v: ("async_mailer.c", r"^static struct defer(?:red)?_result maybe_retry") for v in VARIANTS}}
 
 
 # Where each measured source file lived, newest layout first (the mailers
@@ -172,7 +172,7 @@ def code_stats(path):
     decisions = len(dec_re.findall(clean))
     locks = len(re.findall(r"\bpthread_(mutex|cond|spin|rwlock)_\w+\s*\(|\batomic_\w+\s*\(", clean))
     callbacks = len(set(re.findall(r"\b(\w+_cb)\b", clean))
-                    | set(re.findall(r"^(?:static\s+)?struct defer_result\s+(\w+)\s*\(\s*struct defer_result",
+                    | set(re.findall(r"^(?:static\s+)?struct defer(?:red)?_result\s+(\w+)\s*\(\s*struct defer(?:red)?_result",
                                      clean, re.M)))
     # The first line inside a function that handles a failure: errbacks,
     # traps and retries first, plain failure counting as a fallback.

@@ -257,7 +257,7 @@ class CostSections(Scaffold):
                "decision points count `if`, `for`, `while`, `case`, `&&`, `||` and `?` outside comments "
                "and strings (cyclomatic complexity = decision points + functions); locks count mutex, "
                "condition-variable and atomic calls; callbacks are functions that take and return a "
-               "Deferred's result (`struct defer_result f(struct defer_result, void *)`) or libev "
+               "Deferred's result (`struct deferred_result f(struct deferred_result, void *)`) or libev "
                "`*_cb` handlers.", "",
                "| model | files | lines of code | functions | decision points | most complex function | locks and atomics | callbacks |",
                "|---|---|---:|---:|---:|---|---:|---:|")

@@ -25,10 +25,10 @@ from report_scaffold import Scaffold
 # when one is missing.
 MAPPING = [
     ("at most --concurrency emails in flight", "async_mailer.c", "chain_start_next",
-     "`defer_semaphore_acquire(sem)`, then the chain", r"DeferredSemaphore|\.acquire\(",
+     "`deferred_semaphore_acquire(sem)`, then the chain", r"DeferredSemaphore|\.acquire\(",
      ["start_chain", "main", "run"], "`DeferredSemaphore(n)`, `sem.run(f)` / `acquire()`"),
     ("build the email (CPU work) in the reactor thread", "async.c", "build_here",
-     "`defer_maybe(async_job_build, job)`", r"maybeDeferred\(", ["build", "build_email"],
+     "`deferred_maybe(async_job_build, job)`", r"maybeDeferred\(", ["build", "build_email"],
      "`maybeDeferred(build)`"),
     ("one email's chain", "async_mailer.c", "email_go",
      "build → `addCallback(send_email)` → `addCallbacks(delivered, failed)` → `addBoth(email_end)`",

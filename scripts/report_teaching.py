@@ -39,7 +39,7 @@ BLOCKING_WHERE = [
     ("async", "in the reactor thread (`email_go`): every connection waits while it runs"),
     ("hybrid", "by default in the reactor thread too (`email_go`; its pool only builds the "
                "email): every connection waits"),
-    ("hybrid --blocking-in-pool", "in a pool thread, through `defer_to_thread` (Twisted's "
+    ("hybrid --blocking-in-pool", "in a pool thread, through `threadpool_defer_to_thread` (Twisted's "
                                   "`deferToThread`, `block_then_build` in models/hybrid.c): the "
                                   "reactor goes on serving the other connections"),
 ]
@@ -187,7 +187,7 @@ class TeachingSections:
         self.w(self.conf_line("q4b-pool") + " Twisted's documented remedy for a blocking call is "
                "`deferToThread`; its reactor's pool holds up to 10 threads by default. The hybrid with "
                "`--blocking-in-pool` runs the call and the build in one pool job:", "")
-        self.quote("hybrid --blocking-in-pool", "models/hybrid.c", r"^static struct defer_result block_then_build")
+        self.quote("hybrid --blocking-in-pool", "models/hybrid.c", r"^static struct defer(?:red)?_result block_then_build")
         p99, tput = Agg(rows, "p99"), Agg(rows, "tput")
         q4 = self.sweep_rows("q4-blocking") or []
         ref = Agg(q4, "p99") if q4 else None
@@ -246,10 +246,10 @@ class TeachingSections:
         ("reactor", ""): "errback `maybe_retry` → errback `failed`",
         ("blocking", "timed out|timeout"): "`poll()` returns after `--timeout` → `smtp_client_abort` → "
                                            "`attempt_once` returns ATTEMPT_TEMP → the `for` loop sleeps "
-                                           "`backoff()` and tries again; out of attempts: `mb_run_failed`",
+                                           "`backoff()` and tries again; out of attempts: `stats_run_failed`",
         ("blocking", "refused|connect"): "`smtp_blocking_connect` returns -1 → ATTEMPT_TEMP → the `for` loop "
-                                         "sleeps `backoff()` and tries again; out of attempts: `mb_run_failed`",
-        ("blocking", ""): "ATTEMPT_TEMP or ATTEMPT_PERM → the `for` loop → `mb_run_failed`",
+                                         "sleeps `backoff()` and tries again; out of attempts: `stats_run_failed`",
+        ("blocking", ""): "ATTEMPT_TEMP or ATTEMPT_PERM → the `for` loop → `stats_run_failed`",
     }
 
     def path_of(self, model, reason):
@@ -521,14 +521,14 @@ class TeachingSections:
         else:
             self.w("*No unhandled-error log in this results folder (`traces/unhandled.log`).*", "")
         self.w("**An errback that recovers** returns a value: the chain goes on down the callback side "
-               "(`failed` counts the email and returns `defer_ok(NULL)`).", "")
-        if self.quote("recover", "models/mailer/async_mailer.c", r"^static struct defer_result failed\("):
+               "(`failed` counts the email and returns `deferred_ok(NULL)`).", "")
+        if self.quote("recover", "models/mailer/async_mailer.c", r"^static struct defer(?:red)?_result failed\("):
             self.shown("errbacks", "section C: an errback that recovers, quoted")
         self.w("**An errback that passes the failure on** returns it: the next errback gets it. "
                "`maybe_retry` passes on a permanent failure or one with no retry left, and otherwise "
                "returns a new Deferred — the backoff, then another attempt — so the chain waits for it: "
                "the retry errback of the measured code.", "")
-        if self.quote("retry errback", "models/mailer/async_mailer.c", r"^static struct defer_result maybe_retry"):
+        if self.quote("retry errback", "models/mailer/async_mailer.c", r"^static struct defer(?:red)?_result maybe_retry"):
             self.shown("errbacks", "section C: the retry errback that passes a failure on, quoted")
         t = self.trace("async-retry")
         if t:
@@ -588,7 +588,7 @@ class TeachingSections:
         if others:
             self.w("The models that use every core: " + "; ".join(others) + ". Threads run the CPU "
                    "work of several emails at once; the hybrid keeps one reactor for the I/O and "
-                   "sends the CPU work to its pool (`defer_to_thread`), so the reactor is free while "
+                   "sends the CPU work to its pool (`threadpool_defer_to_thread`), so the reactor is free while "
                    "the pool computes.", "")
         r2 = tput.med("async2", x)
         if r2:
@@ -612,7 +612,7 @@ class TeachingSections:
         ok = self.quote("sync and threads: a loop around a blocking attempt", "models/mailer/blocking_mailer.c",
                         r"for \(int attempt = 0", end=r"^    }$")
         ok &= self.quote("async and hybrid: an errback that schedules the next attempt",
-                         "models/mailer/async_mailer.c", r"^static struct defer_result maybe_retry")
+                         "models/mailer/async_mailer.c", r"^static struct defer(?:red)?_result maybe_retry")
         ok &= self.quote("async and hybrid: where it sits in the attempt's chain", "models/mailer/async_mailer.c",
                          r"^static struct deferred \*attempt\(")
         lines = self.source("models/reference/twisted_summary.py")

@@ -12,9 +12,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-void mock_stats_init(mock_stats *st) { memset(st, 0, sizeof *st); }
+void mock_stats_init(struct mock_stats *st) { memset(st, 0, sizeof *st); }
 
-void mock_stats_free(mock_stats *st)
+void mock_stats_free(struct mock_stats *st)
 {
     free(st->ids);
     st->ids = NULL;
@@ -22,7 +22,7 @@ void mock_stats_free(mock_stats *st)
 
 /* Inserts h (non-zero); returns 1 if it was new.  The table is kept at most
  * half full, so probes stay short. */
-static int idset_insert(mock_stats *st, uint64_t h)
+static int idset_insert(struct mock_stats *st, uint64_t h)
 {
     if ((st->ids_len + 1) * 2 > st->ids_cap) {
         size_t ncap = st->ids_cap ? st->ids_cap * 2 : 1024;
@@ -53,7 +53,7 @@ static int idset_insert(mock_stats *st, uint64_t h)
     return 1;
 }
 
-int mock_stats_message(mock_stats *st, const smtp_server_message *m)
+int mock_stats_message(struct mock_stats *st, const struct smtp_server_message *m)
 {
     st->messages++;
     st->recipients += m->nrcpts;
@@ -71,7 +71,7 @@ int mock_stats_message(mock_stats *st, const smtp_server_message *m)
     return first;
 }
 
-int mock_stats_write(const mock_stats *st, const char *path, const char *params_json,
+int mock_stats_write(const struct mock_stats *st, const char *path, const char *params_json,
                      double uptime_s)
 {
     struct rusage ru;
@@ -106,9 +106,9 @@ int mock_stats_write(const mock_stats *st, const char *path, const char *params_
             U(st->protocol_errors),
             U(st->idle_timeouts), U(st->rejected_connections), U(st->max_concurrent));
     fputs("  \"commands\": {", f);
-    for (int i = 0; i < SMTP_CMD_COUNT; i++) {
+    for (int i = 0; i < SMTP_SERVER_CMD_COUNT; i++) {
         fputs(i ? ", " : "", f);
-        json_write_string(f, smtp_server_cmd_name((smtp_server_cmd)i));
+        json_write_string(f, smtp_server_cmd_name((enum smtp_server_cmd)i));
         fprintf(f, ": %llu", U(st->counts.commands[i]));
     }
     fprintf(f, "},\n  \"reply_batches\": %llu,\n", U(st->counts.reply_batches));
@@ -116,7 +116,7 @@ int mock_stats_write(const mock_stats *st, const char *path, const char *params_
     fprintf(f, "  \"uptime_s\": %.6f,\n  \"cpu_user_s\": %.6f,\n  \"cpu_sys_s\": %.6f,\n"
             "  \"max_rss_kb\": %ld,\n  \"params\": %s\n}\n", uptime_s,
             ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
-            ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, mb_peak_rss_kb(), params_json);
+            ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, stats_peak_rss_kb(), params_json);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
         int err = errno;
@@ -129,7 +129,7 @@ int mock_stats_write(const mock_stats *st, const char *path, const char *params_
     return 0;
 }
 
-void mock_stats_summary(const mock_stats *st, char *buf, size_t len)
+void mock_stats_summary(const struct mock_stats *st, char *buf, size_t len)
 {
     char hex[17];
     snprintf(buf, len, "smtp-mock: %llu connections, %llu messages (%llu duplicates), "

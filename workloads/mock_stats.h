@@ -14,7 +14,7 @@
 
 #include "smtp_server.h"
 
-typedef struct mock_stats {
+struct mock_stats {
     uint64_t connections;          /* sessions accepted (rejected ones not included) */
     uint64_t messages;             /* messages accepted, duplicates included */
     uint64_t unique_messages;      /* distinct Message-IDs (+ messages without one) */
@@ -29,28 +29,28 @@ typedef struct mock_stats {
     uint64_t idle_timeouts;        /* sessions closed with 421 for idleness */
     uint64_t rejected_connections; /* 421 at accept: over --max-conns */
     uint64_t max_concurrent;       /* most sessions open at once */
-    smtp_server_counts counts;     /* commands by verb and reply batches, counted
+    struct smtp_server_counts counts; /* commands by verb and reply batches, counted
                                       by every session's core (config.counts) */
     uint64_t *ids;                 /* open-addressing set of Message-ID hashes, 0 = empty */
     size_t ids_cap;                /* slots in ids (a power of two) */
     size_t ids_len;                /* slots used */
-} mock_stats;
+};
 
-void mock_stats_init(mock_stats *st);
-void mock_stats_free(mock_stats *st);
+void mock_stats_init(struct mock_stats *st);
+void mock_stats_free(struct mock_stats *st);
 
 /* Counts an accepted message; returns 1 for a first copy, 0 for a duplicate. */
-int mock_stats_message(mock_stats *st, const smtp_server_message *m);
+int mock_stats_message(struct mock_stats *st, const struct smtp_server_message *m);
 
 /* Writes the JSON atomically (PATH.tmp, then rename), with "commands"
  * ({"EHLO": n, ..., "other": n}) and "reply_batches"; params_json is the
  * text of the "params" object (its strings written with lib/json.h, as are
  * the ones written here).  Adds uptime and this process's CPU time and
  * peak RSS.  Returns 0, or -1 with errno set. */
-int mock_stats_write(const mock_stats *st, const char *path, const char *params_json,
+int mock_stats_write(const struct mock_stats *st, const char *path, const char *params_json,
                      double uptime_s);
 
 /* One line for humans ("smtp-mock: 12 connections, ..."), no newline. */
-void mock_stats_summary(const mock_stats *st, char *buf, size_t len);
+void mock_stats_summary(const struct mock_stats *st, char *buf, size_t len);
 
 #endif

@@ -56,21 +56,21 @@
 #define container_of(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
 
 /* Replies waiting for their due time (or for the socket to take them). */
-typedef struct outchunk {
+struct outchunk {
     struct outchunk *next;     /* later replies */
     double due;                /* timerq_now() time at which it may be written */
     size_t len, off;           /* bytes in data / already written */
     char data[];               /* the reply bytes */
-} outchunk;
+};
 
-typedef struct conn {
+struct conn {
     ev_io rio;                 /* readable: feed the core */
     ev_io wio;                 /* writable: only while the socket is full */
     struct timerq_entry reply_timer; /* in `timers`: when the head of the queue is due */
     ev_timer idle_timer;       /* checks last_active against --idle-timeout */
     int fd;                    /* the client socket */
-    smtp_server *srv;          /* the protocol core for this session */
-    outchunk *head, *tail;     /* replies not yet written, in order */
+    struct smtp_server *srv;   /* the protocol core for this session */
+    struct outchunk *head, *tail; /* replies not yet written, in order */
     int closing;               /* session over: close once the queue is empty */
     int stalled;               /* --stall struck: discard input and replies */
     size_t stall_keep;         /* output bytes the core had made before the
@@ -81,7 +81,7 @@ typedef struct conn {
                                   arrived (its receive timestamp), or of the
                                   accept or timeout that made the reply */
     size_t queued;             /* reply bytes in head..tail not yet written */
-} conn;
+};
 
 /* A client that sends without reading its replies would make the reply
  * queue grow without bound: past QUEUE_HIGH bytes the session stops reading
@@ -94,7 +94,7 @@ static struct {
     struct in_addr addr;       /* the same, parsed */
     int port;                  /* --listen port (0 = any free one), then the one bound */
     const char *hostname;      /* --hostname, in 220/250/221 replies */
-    mock_fault_config fault;   /* --latency, --jitter, --latency-dist, faults */
+    struct mock_fault_config fault; /* --latency, --jitter, --latency-dist, faults */
     uint64_t seed;             /* --seed */
     long long max_conns;       /* --max-conns */
     uint64_t max_size;         /* --max-size */
@@ -113,21 +113,21 @@ static struct ev_loop *loop;
 static ev_io listen_w;                 /* the listening socket */
 static ev_timer accept_retry;          /* re-enables accept after EMFILE */
 static struct timerq timers;           /* every session's reply_timer */
-static mock_stats stats;
-static mock_prng prng;
+static struct mock_stats stats;
+static struct mock_prng prng;
 static uint64_t active;                /* sessions open now */
 static char rbuf[128 * 1024];          /* every read lands here, then the core */
 
 /* ------------------------------------------------------------- sessions */
 
-static void conn_close(conn *c)
+static void conn_close(struct conn *c)
 {
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     timerq_remove(&timers, &c->reply_timer);
     ev_timer_stop(loop, &c->idle_timer);
     close(c->fd);
-    for (outchunk *o = c->head, *n; o; o = n) {
+    for (struct outchunk *o = c->head, *n; o; o = n) {
         n = o->next;
         free(o);
     }
@@ -139,14 +139,14 @@ static void conn_close(conn *c)
 
 /* Writes every due chunk (several at once when they are due together).
  * Returns -1 if the connection was closed. */
-static int conn_write_due(conn *c)
+static int conn_write_due(struct conn *c)
 {
     double now = timerq_now();
     while (c->head && c->head->due <= now) {
         struct iovec iov[16];
         int n = 0;
         size_t total = 0;
-        for (outchunk *o = c->head; o && o->due <= now && n < 16; o = o->next, n++) {
+        for (struct outchunk *o = c->head; o && o->due <= now && n < 16; o = o->next, n++) {
             iov[n].iov_base = o->data + o->off;
             iov[n].iov_len = o->len - o->off;
             total += iov[n].iov_len;
@@ -164,7 +164,7 @@ static int conn_write_due(conn *c)
         c->queued -= (size_t)w;
         size_t left = (size_t)w;
         while (c->head && left >= c->head->len - c->head->off) {
-            outchunk *o = c->head;
+            struct outchunk *o = c->head;
             left -= o->len - o->off;
             c->head = o->next;
             free(o);
@@ -190,9 +190,9 @@ static int conn_write_due(conn *c)
     return 0;
 }
 
-static void conn_enqueue(conn *c, const char *p, size_t n, double due)
+static void conn_enqueue(struct conn *c, const char *p, size_t n, double due)
 {
-    outchunk *o = malloc(sizeof *o + n);
+    struct outchunk *o = malloc(sizeof *o + n);
     if (o == NULL)
         abort();
     if (c->tail && c->tail->due > due)
@@ -214,7 +214,7 @@ static void conn_enqueue(conn *c, const char *p, size_t n, double due)
 
 /* Takes the core's output: written now when there is no latency and
  * nothing queued, else queued for its due time.  -1 if closed. */
-static int conn_flush(conn *c)
+static int conn_flush(struct conn *c)
 {
     size_t n;
     const char *out = smtp_server_output(c->srv, &n);
@@ -255,17 +255,17 @@ static int conn_flush(conn *c)
 
 static void conn_reply_cb(struct timerq_entry *e)
 {
-    conn_write_due(container_of(e, conn, reply_timer));
+    conn_write_due(container_of(e, struct conn, reply_timer));
 }
 
 static void conn_writable_cb(struct ev_loop *l, ev_io *w, int revents)
 {
     (void)l; (void)revents;
-    conn_write_due(container_of(w, conn, wio));
+    conn_write_due(container_of(w, struct conn, wio));
 }
 
 /* The session is over: stop reading, close once the replies are out. */
-static void conn_finish(conn *c)
+static void conn_finish(struct conn *c)
 {
     c->closing = 1;
     ev_io_stop(loop, &c->rio);
@@ -298,7 +298,7 @@ static double arrival(struct msghdr *mh)
 /* read() into rbuf that also sets c->arrived.  Without --latency replies
  * go out at once and the arrival time is not needed: a plain read, no
  * control message, no clock. */
-static ssize_t conn_recv(conn *c)
+static ssize_t conn_recv(struct conn *c)
 {
     if (opt.fault.latency <= 0)
         return read(c->fd, rbuf, sizeof rbuf);
@@ -318,7 +318,7 @@ static ssize_t conn_recv(conn *c)
 static void conn_readable_cb(struct ev_loop *l, ev_io *w, int revents)
 {
     (void)l; (void)revents;
-    conn *c = container_of(w, conn, rio);
+    struct conn *c = container_of(w, struct conn, rio);
     for (;;) {
         ssize_t n = conn_recv(c);
         if (n > 0) {
@@ -350,7 +350,7 @@ static void conn_readable_cb(struct ev_loop *l, ev_io *w, int revents)
 static void conn_idle_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
     (void)revents;
-    conn *c = container_of(w, conn, idle_timer);
+    struct conn *c = container_of(w, struct conn, idle_timer);
     ev_tstamp now = ev_now(l);
     ev_tstamp left = opt.idle_timeout > 0 ? c->last_active + opt.idle_timeout - now : 1e30;
     ev_tstamp total = opt.session_timeout > 0 ? c->opened + opt.session_timeout - now : 1e30;
@@ -374,23 +374,23 @@ static void conn_idle_cb(struct ev_loop *l, ev_timer *w, int revents)
 
 /* ---------------------------------------------------------------- hooks */
 
-static smtp_server_verdict mock_decide(void *arg, smtp_server_stage st,
-                                       const smtp_server_message *m)
+static enum smtp_server_verdict mock_decide(void *arg, enum smtp_server_stage st,
+                                            const struct smtp_server_message *m)
 {
-    conn *c = arg;
+    struct conn *c = arg;
     /* Stalled earlier in this read (a pipelining client sent more): nothing
      * more is accepted, and the session is not closed either: a 4xx at
      * MAIL, RCPT or the final ".", whose reply is discarded like any now. */
     if (c->stalled)
-        return st == SMTP_SERVER_STAGE_BODY ? SMTP_VERDICT_ACCEPT : SMTP_VERDICT_TEMPFAIL;
+        return st == SMTP_SERVER_STAGE_BODY ? SMTP_SERVER_VERDICT_ACCEPT : SMTP_SERVER_VERDICT_TEMPFAIL;
     if (!mock_fault_applies(&opt.fault, st, m))
-        return SMTP_VERDICT_ACCEPT;
-    mock_outcome v = mock_fault_draw(&opt.fault, &prng);
+        return SMTP_SERVER_VERDICT_ACCEPT;
+    enum mock_outcome v = mock_fault_draw(&opt.fault, &prng);
     if (v == MOCK_TEMPFAIL) stats.tempfail_injected++;
     if (v == MOCK_PERMFAIL) stats.permfail_injected++;
     if (v == MOCK_DROP) stats.drops_injected++;
     if (v != MOCK_STALL)
-        return (smtp_server_verdict)v;
+        return (enum smtp_server_verdict)v;
     /* Stop answering.  At the greeting, after the 354 (body) and after the
      * final "." the core goes on as if accepted (at DATA the message is
      * stored, like --drop; at body it never is: see c->stalled above); at
@@ -398,12 +398,12 @@ static smtp_server_verdict mock_decide(void *arg, smtp_server_stage st,
     stats.stalls_injected++;
     c->stalled = 1;
     smtp_server_output(c->srv, &c->stall_keep);
-    return st == SMTP_SERVER_STAGE_MAIL || st == SMTP_SERVER_STAGE_RCPT ? SMTP_VERDICT_TEMPFAIL
-                                                          : SMTP_VERDICT_ACCEPT;
+    return st == SMTP_SERVER_STAGE_MAIL || st == SMTP_SERVER_STAGE_RCPT ? SMTP_SERVER_VERDICT_TEMPFAIL
+                                                          : SMTP_SERVER_VERDICT_ACCEPT;
 }
 
 /* --maildir: one file per accepted message (blocking I/O, for inspection). */
-static void maildir_write(const smtp_server_message *m)
+static void maildir_write(const struct smtp_server_message *m)
 {
     char *path;
     if (asprintf(&path, "%s/%06llu.eml", opt.maildir, (unsigned long long)stats.messages) < 0)
@@ -416,7 +416,7 @@ static void maildir_write(const smtp_server_message *m)
     free(path);
 }
 
-static void mock_message(void *arg, const smtp_server_message *m)
+static void mock_message(void *arg, const struct smtp_server_message *m)
 {
     (void)arg;
     mock_stats_message(&stats, m);
@@ -438,11 +438,11 @@ static void conn_open(int fd)
         stats.rejected_connections++;
         return;
     }
-    conn *c = calloc(1, sizeof *c);
-    smtp_server_config cfg = { .hostname = opt.hostname, .max_size = opt.max_size,
+    struct conn *c = calloc(1, sizeof *c);
+    struct smtp_server_config cfg = { .hostname = opt.hostname, .max_size = opt.max_size,
                                .max_rcpts = (unsigned)opt.max_rcpts,
                                .keep_body = opt.maildir != NULL, .counts = &stats.counts };
-    smtp_server_hooks hooks = { mock_decide, mock_message, c };
+    struct smtp_server_hooks hooks = { mock_decide, mock_message, c };
     if (c == NULL || (c->srv = smtp_server_new(&cfg, &hooks)) == NULL) {
         free(c);
         close(fd);
@@ -712,9 +712,9 @@ static char **apply_profile(int *argc, char **argv)
     }
     if (path == NULL)
         return argv;
-    static struct mb_options po;
-    mb_options_defaults(&po, "smtp-mock");
-    if (mb_options_load_profile(&po, path, stderr) != 0)
+    static struct cli_options po;
+    cli_defaults(&po, "smtp-mock");
+    if (cli_load_profile(&po, path, stderr) != 0)
         exit(2);
     opt.profile = path;
     char **out = calloc((size_t)*argc + 64, sizeof *out);

@@ -441,7 +441,7 @@ static inline void pad_put(char *w, const struct pad_counter *c, size_t m, size_
  * memory afterwards: h (NULL = not) has hashed b->data[0..*hashed). */
 #define HASH_BLOCK_LINES 256   /* ~20 KB */
 
-static void render_padding(struct sbuf *b, uint64_t target, digest_ctx *h, size_t *hashed)
+static void render_padding(struct sbuf *b, uint64_t target, struct digest_ctx *h, size_t *hashed)
 {
     size_t heading = sizeof WORKLOAD_PAD_HEADING - 1 + 2;
     if (target < (uint64_t)b->len + heading + 2)
@@ -509,7 +509,7 @@ int workload_render(const struct workload_params *p, const struct workload_summa
     render_headers(&b, p, s, out->message_id);
     render_body(&b, p, s);
     /* Hashed while rendered above 64 KB (see render_padding), else after. */
-    digest_ctx hctx;
+    struct digest_ctx hctx;
     size_t hashed = 0;
     bool stream = p->body_bytes > 65536 && !b.oom;
     if (stream)

@@ -56,7 +56,7 @@
 /* The envelope sender; recipients are "ops+N@example.test", N = 0 .. R-1. */
 #define WORKLOAD_FROM "reports@mailbench.test"
 
-/* What one email is made of.  Models get it from struct mb_options with
+/* What one email is made of.  Models get it from struct cli_options with
  * mailer_workload_params() (models/mailer/mailer.h), or fill it themselves. */
 struct workload_params {
     uint64_t seed;          /* --seed: the whole run's randomness */

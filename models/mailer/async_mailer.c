@@ -16,9 +16,9 @@ static void chain_start_next(struct async_mailer *m);
 static void start_chain(struct async_mailer *m, long long c);
 static void email_start(struct async_job *job);
 static void trace_email_start(struct async_job *job);
-static struct defer_result member_done(struct defer_result r, void *arg);
-static struct defer_result summary_go(struct defer_result r, void *arg);
-static struct defer_result summary_failed(struct defer_result r, void *arg);
+static struct deferred_result member_done(struct deferred_result r, void *arg);
+static struct deferred_result summary_go(struct deferred_result r, void *arg);
+static struct deferred_result summary_failed(struct deferred_result r, void *arg);
 
 /* ---- small Twisted idioms ------------------------------------------------ */
 
@@ -33,13 +33,13 @@ static void fire_later(void *arg)
 static struct deferred *defer_later(struct reactor *r, double delay)
 {
     struct deferred *d = deferred_new();
-    defer_call_unref(reactor_call_later(r, delay, fire_later, deferred_ref(d)));
+    deferred_call_unref(reactor_call_later(r, delay, fire_later, deferred_ref(d)));
     return d;
 }
 
 /* ---- sessions ------------------------------------------------------------ */
 
-static struct defer_result count_connection(struct defer_result r, void *arg)
+static struct deferred_result count_connection(struct deferred_result r, void *arg)
 {
     struct async_mailer *m = arg;
     m->stats->connections++;
@@ -88,12 +88,12 @@ static struct deferred *put_session(struct async_mailer *m, struct smtp_session 
 /* ---- one attempt, and the retries ---------------------------------------- */
 
 static struct deferred *attempt(struct async_job *job);
-static struct defer_result stamp_reply(struct defer_result r, void *arg);
+static struct deferred_result stamp_reply(struct deferred_result r, void *arg);
 
 /* The message is rendered here, once a session is ready for it, from the
  * summary, which goes: only the text is kept (the SMTP client copies the
  * envelope), until the email is delivered, or for its retry. */
-static struct defer_result send_on_session(struct defer_result r, void *arg)
+static struct deferred_result send_on_session(struct deferred_result r, void *arg)
 {
     struct async_job *job = arg;
     struct async_mailer *m = job->m;
@@ -101,7 +101,7 @@ static struct defer_result send_on_session(struct defer_result r, void *arg)
     struct workload_email e = { .from = WORKLOAD_FROM };
     if (job->data == NULL) {
         if (mailer_render(&m->wp, job->summary, &e) != 0)
-            return defer_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
+            return deferred_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
         free(job->summary);
         job->summary = NULL;
         job->data = e.data;
@@ -109,7 +109,7 @@ static struct defer_result send_on_session(struct defer_result r, void *arg)
         job->hash = e.hash;
         e.data = NULL;                    /* the job's now */
     } else if ((e.rcpt = workload_recipients(m->wp.recipients)) == NULL) {
-        return defer_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
+        return deferred_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
     }
     int nrcpt = m->wp.recipients > 0 ? m->wp.recipients : 1;
     struct deferred *d = smtp_session_send(job->s, e.from, (const char *const *)e.rcpt,
@@ -117,24 +117,24 @@ static struct defer_result send_on_session(struct defer_result r, void *arg)
     workload_email_free(&e);              /* the recipients' list */
     deferred_add_timeout(d, m->o->timeout_s, reactor_clock(m->r));
     deferred_add_both(d, stamp_reply, job);
-    return defer_wait(d);
+    return deferred_wait(d);
 }
 
 /* The message's reply is in: the email's latency ends here in every model,
  * whatever the teardown that follows. */
-static struct defer_result stamp_reply(struct defer_result r, void *arg)
+static struct deferred_result stamp_reply(struct deferred_result r, void *arg)
 {
-    ((struct async_job *)arg)->t_reply = mb_now();
+    ((struct async_job *)arg)->t_reply = stats_now();
     return r;
 }
 
 /* After the QUIT's Deferred: go on with the attempt's own result. */
-static struct defer_result resume_result(struct defer_result r, void *arg)
+static struct deferred_result resume_result(struct deferred_result r, void *arg)
 {
     struct async_job *job = arg;
     (void)r;
-    struct defer_result held = job->held;
-    job->held = defer_ok(NULL);
+    struct deferred_result held = job->held;
+    job->held = deferred_ok(NULL);
     return held;                /* hands over the reference release_session took */
 }
 
@@ -143,17 +143,17 @@ static struct defer_result resume_result(struct defer_result r, void *arg)
  * the 221 before their next email); --quit-background releases it at once
  * and reads the 221 in the background, the reactor's own advantage,
  * measured as a separate variant. */
-static struct defer_result release_session(struct defer_result r, void *arg)
+static struct deferred_result release_session(struct deferred_result r, void *arg)
 {
     struct async_job *job = arg;
     if (job->s == NULL)
         return r;
     struct smtp_session *s = job->s;
     job->s = NULL;
-    if (defer_is_failure(r) && smtp_session_maybe_delivered(s))
+    if (deferred_is_failure(r) && smtp_session_maybe_delivered(s))
         job->maybe = true;
     struct deferred *gone = put_session(job->m, s);
-    if (!defer_is_failure(r)) {           /* delivered: the session no longer reads it */
+    if (!deferred_is_failure(r)) {        /* delivered: the session no longer reads it */
         free(job->data);
         job->data = NULL;
     }
@@ -163,32 +163,32 @@ static struct defer_result release_session(struct defer_result r, void *arg)
         deferred_unref(gone);
         return r;
     }
-    if (defer_is_failure(r))
+    if (deferred_is_failure(r))
         failure_ref(r.failure);           /* held across the wait; resume hands it back */
     job->held = r;
     deferred_add_callback(gone, resume_result, job);
-    return defer_wait(gone);              /* our reference goes to the chain */
+    return deferred_wait(gone);           /* our reference goes to the chain */
 }
 
 /* The email's send step, and its retry after the backoff: one attempt. */
-static struct defer_result send_email(struct defer_result r, void *arg)
+static struct deferred_result send_email(struct deferred_result r, void *arg)
 {
     (void)r;
-    return defer_wait(attempt(arg));
+    return deferred_wait(attempt(arg));
 }
 
-static struct defer_result maybe_retry(struct defer_result r, void *arg)
+static struct deferred_result maybe_retry(struct deferred_result r, void *arg)
 {
     struct async_job *job = arg;
     struct async_mailer *m = job->m;
-    if (failure_is(r.failure, &SMTP_PERMFAIL) || job->attempt >= m->policy.max_retries)
+    if (failure_is(r.failure, &SMTP_SESSION_PERMFAIL) || job->attempt >= m->policy.max_retries)
         return r;
     double delay = retry_backoff(&m->policy, job->attempt, &m->rng);
     job->attempt++;
     m->stats->retries++;
     struct deferred *d = defer_later(m->r, delay);
     deferred_add_callback(d, send_email, job);
-    return defer_wait(d);
+    return deferred_wait(d);
 }
 
 static struct deferred *attempt(struct async_job *job)
@@ -202,40 +202,40 @@ static struct deferred *attempt(struct async_job *job)
 
 /* ---- one email ----------------------------------------------------------- */
 
-struct defer_result async_job_build(void *arg)
+struct deferred_result async_job_build(void *arg)
 {
     struct async_job *job = arg;
     job->summary = malloc(sizeof *job->summary);
     if (job->summary == NULL
         || mailer_summarize(&job->m->wp, (uint64_t)job->index, job->summary) != 0)
-        return defer_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
-    return defer_ok(job);
+        return deferred_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
+    return deferred_ok(job);
 }
 
-static struct defer_result delivered(struct defer_result r, void *arg)
+static struct deferred_result delivered(struct deferred_result r, void *arg)
 {
     struct async_job *job = arg;
     double lat = job->t_reply - job->t0, svc = job->t_reply - job->t_started;
-    mb_run_delivered(job->m->stats, job->hash, (uint64_t)(lat > 0 ? lat * 1e6 : 0));
-    mb_run_service(job->m->stats, (uint64_t)(svc > 0 ? svc * 1e6 : 0));
+    stats_run_delivered(job->m->stats, job->hash, (uint64_t)(lat > 0 ? lat * 1e6 : 0));
+    stats_run_service(job->m->stats, (uint64_t)(svc > 0 ? svc * 1e6 : 0));
     return r;
 }
 
-static struct defer_result failed(struct defer_result r, void *arg)
+static struct deferred_result failed(struct deferred_result r, void *arg)
 {
     struct async_job *job = arg;
     if (job->maybe)
-        mb_run_failed_maybe(job->m->stats, failure_message(r.failure), job->hash);
+        stats_run_failed_maybe(job->m->stats, failure_message(r.failure), job->hash);
     else
-        mb_run_failed(job->m->stats, failure_message(r.failure));
-    return defer_ok(NULL);      /* handled: the run goes on */
+        stats_run_failed(job->m->stats, failure_message(r.failure));
+    return deferred_ok(NULL);   /* handled: the run goes on */
 }
 
-static void cancel_call(struct defer_call **call)
+static void cancel_call(struct deferred_call **call)
 {
     if (*call) {
-        defer_call_cancel(*call);
-        defer_call_unref(*call);
+        deferred_call_cancel(*call);
+        deferred_call_unref(*call);
         *call = NULL;
     }
 }
@@ -257,7 +257,7 @@ static void run_over_check(struct async_mailer *m)
 /* The steady-state window has closed (--duration): no new chain starts. */
 static bool stop_starting(struct async_mailer *m)
 {
-    if (mb_window_may_start())
+    if (stats_window_may_start())
         return false;
     m->nchains = m->next_chain;
     return true;
@@ -267,13 +267,13 @@ static bool stop_starting(struct async_mailer *m)
 static void pump_queue(struct async_mailer *m)
 {
     long long c;
-    while (defer_semaphore_tokens(m->sem) > 0 && !stop_starting(m) && arrivals_pop(m->arr, &c))
+    while (deferred_semaphore_tokens(m->sem) > 0 && !stop_starting(m) && arrivals_pop(m->arr, &c))
         start_chain(m, c);
     /* No more arrivals and nothing waiting (or no more starts): the chains
      * that will run are those started. */
     struct arrivals_counts n;
     arrivals_counts(m->arr, &n);
-    if (m->arrivals_over && (n.waiting == 0 || !mb_window_may_start()))
+    if (m->arrivals_over && (n.waiting == 0 || !stats_window_may_start()))
         m->nchains = m->next_chain;
 }
 
@@ -282,7 +282,7 @@ static void chain_end(struct async_job *job)
     struct async_mailer *m = job->m;
     free(job);
     m->chains_done++;
-    defer_semaphore_release(m->sem);
+    deferred_semaphore_release(m->sem);
     if (m->arr)
         pump_queue(m);
     else
@@ -290,11 +290,11 @@ static void chain_end(struct async_job *job)
     run_over_check(m);
 }
 
-static struct defer_result email_end(struct defer_result r, void *arg)
+static struct deferred_result email_end(struct deferred_result r, void *arg)
 {
     struct async_job *job = arg;
-    if (defer_is_failure(r))        /* only with --no-errback: counted, and passed on */
-        mb_run_failed(job->m->stats, failure_message(r.failure));
+    if (deferred_is_failure(r))     /* only with --no-errback: counted, and passed on */
+        stats_run_failed(job->m->stats, failure_message(r.failure));
     free(job->data);                      /* failed for good, or never sent (else NULL) */
     job->data = NULL;
     free(job->summary);                   /* never rendered (else NULL) */
@@ -316,9 +316,9 @@ static void email_go(void *arg)
 {
     struct async_job *job = arg;
     struct async_mailer *m = job->m;
-    job->t_started = mb_now();
+    job->t_started = stats_now();
     if (m->arr)
-        mb_run_started(m->stats, job->t0, job->t_started);
+        stats_run_started(m->stats, job->t0, job->t_started);
     else
         job->t0 = job->t_started;
     if (trace_email(job->index))
@@ -348,7 +348,7 @@ static void trace_email_start(struct async_job *job)
 /* The callbacks and errbacks of an email's chain, by name (deferred_set_run_hook
  * calls trace_before / trace_after around every function a chain runs; only
  * these, with a traced email as their argument, are written). */
-static const struct { defer_fn fn; const char *name; } traced_fns[] = {
+static const struct { deferred_fn fn; const char *name; } traced_fns[] = {
     { send_email, "send_email" }, { send_on_session, "send_on_session" },
     { stamp_reply, "stamp_reply" }, { release_session, "release_session" },
     { resume_result, "resume_result" }, { maybe_retry, "maybe_retry" },
@@ -360,12 +360,12 @@ static const struct { defer_fn fn; const char *name; } traced_fns[] = {
 static struct trace_frame { const char *name; long long email; } frames[64];
 static int nframes;
 
-static const char *result_kind(struct defer_result r)
+static const char *result_kind(struct deferred_result r)
 {
-    return r.kind == DEFER_FAILURE ? "failure" : r.kind == DEFER_DEFERRED ? "deferred" : "value";
+    return r.kind == DEFERRED_FAILURE ? "failure" : r.kind == DEFERRED_DEFERRED ? "deferred" : "value";
 }
 
-static void *trace_before(defer_fn fn, void *arg, struct defer_result in)
+static void *trace_before(deferred_fn fn, void *arg, struct deferred_result in)
 {
     const char *name = NULL;
     for (size_t i = 0; i < sizeof traced_fns / sizeof traced_fns[0]; i++)
@@ -378,19 +378,19 @@ static void *trace_before(defer_fn fn, void *arg, struct defer_result in)
     f->name = name;
     f->email = job->index;
     if (fn == stamp_reply)
-        trace_event("smtp", f->email, defer_is_failure(in) ? failure_message(in.failure) : NULL,
+        trace_event("smtp", f->email, deferred_is_failure(in) ? failure_message(in.failure) : NULL,
                     "\"step\": \"replied\", \"result\": \"%s\"",
-                    defer_is_failure(in) ? "failure" : "250");
-    trace_event("callback", f->email, defer_is_failure(in) ? failure_message(in.failure) : NULL,
+                    deferred_is_failure(in) ? "failure" : "250");
+    trace_event("callback", f->email, deferred_is_failure(in) ? failure_message(in.failure) : NULL,
                 "\"phase\": \"start\", \"name\": \"%s\", \"side\": \"%s\", \"in\": \"%s\"",
-                name, defer_is_failure(in) ? "errback" : "callback", result_kind(in));
+                name, deferred_is_failure(in) ? "errback" : "callback", result_kind(in));
     return f;
 }
 
-static void trace_after(void *token, struct defer_result out)
+static void trace_after(void *token, struct deferred_result out)
 {
     struct trace_frame *f = token;
-    trace_event("callback", f->email, defer_is_failure(out) ? failure_message(out.failure) : NULL,
+    trace_event("callback", f->email, deferred_is_failure(out) ? failure_message(out.failure) : NULL,
                 "\"phase\": \"end\", \"name\": \"%s\", \"out\": \"%s\"", f->name,
                 result_kind(out));
     if (strcmp(f->name, "send_on_session") == 0)
@@ -430,9 +430,9 @@ static void email_start(struct async_job *job)
     struct async_mailer *m = job->m;
     if (m->arr) {               /* open loop: not before its intended start */
         job->t0 = mailer_email_due(m->arr, m->o, job->index - m->first);
-        double wait = job->t0 - mb_now();
+        double wait = job->t0 - stats_now();
         if (wait > 0) {
-            defer_call_unref(reactor_call_later(m->r, wait, email_go, job));
+            deferred_call_unref(reactor_call_later(m->r, wait, email_go, job));
             return;
         }
     }
@@ -443,12 +443,12 @@ static void email_start(struct async_job *job)
 
 /* --join: a member's end, either way, fires its done Deferred; the result
  * goes on unchanged to delivered / failed. */
-static struct defer_result member_done(struct defer_result r, void *arg)
+static struct deferred_result member_done(struct deferred_result r, void *arg)
 {
     struct async_job *job = arg;
     struct deferred *done = job->done;
     job->done = NULL;
-    if (defer_is_failure(r))
+    if (deferred_is_failure(r))
         deferred_errback(done, failure_ref(r.failure));
     else
         deferred_callback(done, NULL);
@@ -456,32 +456,32 @@ static struct defer_result member_done(struct defer_result r, void *arg)
     return r;
 }
 
-static struct defer_result chain_go(struct defer_result r, void *arg);
+static struct deferred_result chain_go(struct deferred_result r, void *arg);
 
 /* Every member was delivered: the summary now waits for a token like any email. */
-static struct defer_result summary_go(struct defer_result r, void *arg)
+static struct deferred_result summary_go(struct deferred_result r, void *arg)
 {
     (void)r;
     struct async_job *job = arg;
-    struct deferred *d = defer_semaphore_acquire(job->m->sem);
+    struct deferred *d = deferred_semaphore_acquire(job->m->sem);
     deferred_add_callback(d, chain_go, job);
     deferred_unref(d);
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 /* A member failed (gatherResults' FirstError): the summary is not sent. */
-static struct defer_result summary_failed(struct defer_result r, void *arg)
+static struct deferred_result summary_failed(struct deferred_result r, void *arg)
 {
     (void)r;
     struct async_job *job = arg;
     struct async_mailer *m = job->m;
-    mb_run_failed(m->stats, "join: a member failed");
+    stats_run_failed(m->stats, "join: a member failed");
     m->done++;
     free(job);
     m->chains_done++;           /* it held no token */
     chain_start_next(m);
     run_over_check(m);
-    return defer_ok(NULL);      /* handled */
+    return deferred_ok(NULL);   /* handled */
 }
 
 /* --join: a member gets a done Deferred, kept in the current group; a summary
@@ -494,7 +494,7 @@ static bool join_start(struct async_mailer *m, struct async_job *job)
         m->group[m->ngroup++] = deferred_ref(job->done);
         return false;
     }
-    struct deferred *all = defer_gather_results(m->group, (size_t)m->ngroup, true);
+    struct deferred *all = deferred_gather_results(m->group, (size_t)m->ngroup, true);
     while (m->ngroup > 0)
         deferred_unref(m->group[--m->ngroup]);      /* the list holds its own */
     deferred_add_callbacks(all, summary_go, job, summary_failed, job);
@@ -502,11 +502,11 @@ static bool join_start(struct async_mailer *m, struct async_job *job)
     return true;
 }
 
-static struct defer_result chain_go(struct defer_result r, void *arg)
+static struct deferred_result chain_go(struct deferred_result r, void *arg)
 {
     (void)r;
     email_start(arg);
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 /* Chain c takes a token (it waits for one in the closed loop; the open loop
@@ -525,7 +525,7 @@ static void start_chain(struct async_mailer *m, long long c)
     job->end = job->index + m->o->chain < last ? job->index + m->o->chain : last;
     if (m->o->join > 0 && join_start(m, job))
         return;
-    struct deferred *d = defer_semaphore_acquire(m->sem);
+    struct deferred *d = deferred_semaphore_acquire(m->sem);
     deferred_add_callback(d, chain_go, job);
     deferred_unref(d);
 }
@@ -543,9 +543,9 @@ static void chain_start_next(struct async_mailer *m)
 static void arrive(void *arg)
 {
     struct async_mailer *m = arg;
-    defer_call_unref(m->arrivals);
+    deferred_call_unref(m->arrivals);
     m->arrivals = NULL;
-    double now = mb_now(), next = arrivals_admit(m->arr, now);
+    double now = stats_now(), next = arrivals_admit(m->arr, now);
     m->arrivals_over = next == INFINITY;
     pump_queue(m);
     if (!m->arrivals_over)
@@ -553,16 +553,16 @@ static void arrive(void *arg)
     run_over_check(m);
 }
 
-/* The window's CPU snapshots, taken on time (mb_window_next). */
+/* The window's CPU snapshots, taken on time (stats_window_next). */
 static void window_due(void *arg)
 {
     struct async_mailer *m = arg;
-    defer_call_unref(m->window);
+    deferred_call_unref(m->window);
     m->window = NULL;
-    mb_window_poll();
-    double next = mb_window_next();
+    stats_window_poll();
+    double next = stats_window_next();
     if (next < INFINITY && m->chains_done < m->nchains) {
-        double now = mb_now();
+        double now = stats_now();
         m->window = reactor_call_later(m->r, next > now ? next - now : 0, window_due, m);
     }
 }
@@ -570,16 +570,16 @@ static void window_due(void *arg)
 static void tick(void *arg)
 {
     struct async_mailer *m = arg;
-    mb_progress_tick(m->progress, (uint64_t)m->done, m->stats);
-    defer_call_unref(m->ticker);
+    stats_progress_tick(m->progress, (uint64_t)m->done, m->stats);
+    deferred_call_unref(m->ticker);
     m->ticker = m->chains_done < m->nchains
                     ? reactor_call_later(m->r, PROGRESS_EVERY_S, tick, m) : NULL;
 }
 
 /* ---- the run --------------------------------------------------------------- */
 
-void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struct reactor *r,
-                       struct mb_run_stats *stats, struct mb_progress *progress,
+void async_mailer_init(struct async_mailer *m, const struct cli_options *o, struct reactor *r,
+                       struct stats_run *stats, struct stats_progress *progress,
                        async_build_step build, void *build_arg)
 {
     memset(m, 0, sizeof *m);
@@ -597,7 +597,7 @@ void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struc
     uint64_t seeder = o->seed;
     m->rng = retry_rand64(&seeder);
     m->nchains = (o->emails + o->chain - 1) / o->chain;
-    m->sem = defer_semaphore_new((int)o->concurrency);
+    m->sem = deferred_semaphore_new((int)o->concurrency);
     m->arrivals_seed = o->seed;
     if (o->join > 0 && (m->group = calloc((size_t)o->join, sizeof *m->group)) == NULL) {
         fprintf(stderr, "summary-%s: out of memory for --join\n", o->model);
@@ -605,11 +605,11 @@ void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struc
     }
 }
 
-static struct defer_result consume_failure(struct defer_result r, void *arg)
+static struct deferred_result consume_failure(struct deferred_result r, void *arg)
 {
     (void)r;
     (void)arg;
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 void async_mailer_start(struct async_mailer *m)
@@ -618,7 +618,7 @@ void async_mailer_start(struct async_mailer *m)
         return;
     m->ticker = reactor_call_later(m->r, PROGRESS_EVERY_S, tick, m);
     if (!m->window_shared)
-        mb_window_start(m->o, m->stats->start_s);
+        stats_window_start(m->o, m->stats->start_s);
     window_due(m);
     if (m->o->rate > 0) {
         m->arr = mailer_arrivals_seeded(m->o, m->stats->start_s + m->arrivals_phase,
@@ -645,7 +645,7 @@ void async_mailer_free(struct async_mailer *m)
         arrivals_free(m->arr);
         m->arr = NULL;
     }
-    defer_semaphore_free(m->sem);
+    deferred_semaphore_free(m->sem);
     m->sem = NULL;
     while (m->ngroup > 0) {     /* --join: members of a summary the window left unsent */
         struct deferred *d = m->group[--m->ngroup];
@@ -655,17 +655,17 @@ void async_mailer_free(struct async_mailer *m)
     m->group = NULL;
 }
 
-int async_mailer_run(struct mb_options *o, struct reactor *r,
+int async_mailer_run(struct cli_options *o, struct reactor *r,
                      async_build_step build, void *build_arg)
 {
     int prc = mailer_prepare(o);
     if (prc != 0)
         return prc;
-    struct mb_run_stats stats;
-    struct mb_progress progress;
+    struct stats_run stats;
+    struct stats_progress progress;
     struct async_mailer m;
-    mb_run_init(&stats, (uint64_t)o->emails);
-    mb_progress_init(&progress, o, o->model);
+    stats_run_init(&stats, (uint64_t)o->emails);
+    stats_progress_init(&progress, o, o->model);
     async_mailer_init(&m, o, r, &stats, &progress, build, build_arg);
     if (o->trace[0]) {
         deferred_set_run_hook(trace_before, trace_after);
@@ -675,5 +675,5 @@ int async_mailer_run(struct mb_options *o, struct reactor *r,
     async_mailer_start(&m);
     reactor_run(r);         /* returns when the last email has ended */
     async_mailer_free(&m);
-    return mb_run_end(o, o->model, &stats, &progress);
+    return stats_run_end(o, o->model, &stats, &progress);
 }

@@ -8,7 +8,7 @@
  *     [--blocking call, in the reactor thread: it stalls every connection]
  *     d = build(job)                        the model's step: the summary (the
  *                                           CPU work; async: in the reactor;
- *                                           hybrid: defer_to_thread); the
+ *                                           hybrid: threadpool_defer_to_thread); the
  *                                           message is rendered only once a
  *                                           session is ready to send it
  *     d.addCallback(send)                   -> attempt: session (idle one, or
@@ -56,10 +56,10 @@ struct async_job {
     struct async_mailer *m;
     long long index;            /* the email being sent */
     long long end;              /* one past the chain's last email */
-    double t0;                  /* mb_now() when the email started (or was due) */
-    double t_reply;             /* mb_now() when its last attempt's reply came */
-    double t_started;           /* mb_now() when it actually started (open loop: >= t0) */
-    struct defer_result held;   /* the attempt's result while the QUIT completes */
+    double t0;                  /* stats_now() when the email started (or was due) */
+    double t_reply;             /* stats_now() when its last attempt's reply came */
+    double t_started;           /* stats_now() when it actually started (open loop: >= t0) */
+    struct deferred_result held; /* the attempt's result while the QUIT completes */
     int attempt;                /* retries made for this email */
     bool maybe;                 /* some attempt may have reached the server */
     struct smtp_session *s;     /* the session it is using, or NULL */
@@ -79,26 +79,26 @@ struct async_job {
 typedef struct deferred *(*async_build_step)(struct async_job *job, void *arg);
 
 struct async_mailer {
-    const struct mb_options *o;     /* the run's options (borrowed) */
+    const struct cli_options *o;    /* the run's options (borrowed) */
     struct reactor *r;
     struct workload_params wp;
     struct smtp_client_config cfg;
     struct retry_policy policy;
-    struct mb_run_stats *stats;
-    struct mb_progress *progress;
+    struct stats_run *stats;
+    struct stats_progress *progress;
     async_build_step build;
     void *build_arg;
     uint64_t rng;                   /* retry jitter */
-    struct defer_semaphore *sem;    /* --concurrency tokens */
+    struct deferred_semaphore *sem; /* --concurrency tokens */
     long long nchains;              /* ceil(emails / chain) */
     long long next_chain;           /* the next chain not yet started */
     long long chains_done;
     long long done;                 /* emails ended, delivered or failed */
     struct smtp_session **idle;     /* sessions waiting for an email */
     long long nidle, idle_cap;
-    struct defer_call *ticker;      /* progress, while the run lasts */
-    struct defer_call *arrivals;    /* open loop: the next chain's arrival */
-    struct defer_call *window;      /* the steady-state window's next snapshot */
+    struct deferred_call *ticker;   /* progress, while the run lasts */
+    struct deferred_call *arrivals; /* open loop: the next chain's arrival */
+    struct deferred_call *window;   /* the steady-state window's next snapshot */
     struct arrivals *arr;           /* open loop: the schedule and its queue, else NULL */
     bool arrivals_over;             /* open loop: no chain will arrive any more */
     /* One reactor of several (--reactors, async_reactors.h); set after
@@ -116,18 +116,18 @@ struct async_mailer {
  * job->summary; the message is rendered later, when a session is ready for
  * it, in the reactor thread (it is cheap: O(its size)).  Touches only the
  * job and the (read-only) workload parameters, so it may run in any thread. */
-struct defer_result async_job_build(void *job);
+struct deferred_result async_job_build(void *job);
 
 /* A whole run of the model: statistics, progress, the mailer, reactor_run
  * until the last email has ended and the last session has closed, then
- * mb_run_end (summary, JSON).  Returns the exit status (0, 3, or 1). */
-int async_mailer_run(struct mb_options *o, struct reactor *r,
+ * stats_run_end (summary, JSON).  Returns the exit status (0, 3, or 1). */
+int async_mailer_run(struct cli_options *o, struct reactor *r,
                      async_build_step build, void *build_arg);
 
 /* The parts, for tests and other drivers.
  * Ready to run on r; nothing happens until async_mailer_start. */
-void async_mailer_init(struct async_mailer *m, const struct mb_options *o, struct reactor *r,
-                       struct mb_run_stats *stats, struct mb_progress *progress,
+void async_mailer_init(struct async_mailer *m, const struct cli_options *o, struct reactor *r,
+                       struct stats_run *stats, struct stats_progress *progress,
                        async_build_step build, void *build_arg);
 /* Start the first chains (before reactor_run). */
 void async_mailer_start(struct async_mailer *m);

@@ -26,7 +26,7 @@ static long long part_start(long long total, int n, int k)
     return (long long)k * q + (k < r ? k : r);
 }
 
-int async_reactors_count(const struct mb_options *o)
+int async_reactors_count(const struct cli_options *o)
 {
     long long n = o->reactors, nchains = (o->emails + o->chain - 1) / o->chain;
     if (n > o->concurrency)
@@ -40,7 +40,7 @@ int async_reactors_count(const struct mb_options *o)
     return n < 1 ? 1 : (int)n;
 }
 
-void async_reactors_share(const struct mb_options *o, int n, int k, struct async_share *s)
+void async_reactors_share(const struct cli_options *o, int n, int k, struct async_share *s)
 {
     long long nchains = (o->emails + o->chain - 1) / o->chain;
     long long c0 = part_start(nchains, n, k), c1 = c0 + part(nchains, n, k);
@@ -54,11 +54,11 @@ void async_reactors_share(const struct mb_options *o, int n, int k, struct async
 /* One reactor thread: its options, reactor, mailer and statistics. */
 struct reactor_thread {
     pthread_t tid;
-    struct mb_options o;
+    struct cli_options o;
     struct reactor *r;
     struct async_mailer m;
-    struct mb_run_stats stats;
-    struct mb_progress progress;    /* disabled: the main thread reports */
+    struct stats_run stats;
+    struct stats_progress progress; /* disabled: the main thread reports */
     struct run_end *end;
 };
 
@@ -82,7 +82,7 @@ static void *reactor_main(void *arg)
     return NULL;
 }
 
-int async_reactors_run(struct mb_options *o, async_build_step build, void *build_arg)
+int async_reactors_run(struct cli_options *o, async_build_step build, void *build_arg)
 {
     int n = async_reactors_count(o);
     if (n < o->reactors)
@@ -92,10 +92,10 @@ int async_reactors_run(struct mb_options *o, async_build_step build, void *build
     int prc = mailer_prepare(o);
     if (prc != 0)
         return prc;
-    struct mb_run_stats stats;
-    struct mb_progress progress;
-    mb_run_init(&stats, (uint64_t)o->emails);
-    mb_progress_init(&progress, o, o->model);
+    struct stats_run stats;
+    struct stats_progress progress;
+    stats_run_init(&stats, (uint64_t)o->emails);
+    stats_progress_init(&progress, o, o->model);
 
     struct reactor_thread *t = calloc((size_t)n, sizeof *t);
     struct run_end end = { .running = n };
@@ -123,7 +123,7 @@ int async_reactors_run(struct mb_options *o, async_build_step build, void *build
             fprintf(stderr, "summary-%s: cannot create the libev loop of reactor %d\n", o->model, k);
             return 1;
         }
-        mb_run_init(&t[k].stats, 0);
+        stats_run_init(&t[k].stats, 0);
         memset(&t[k].progress, 0, sizeof t[k].progress);
         async_mailer_init(&t[k].m, &t[k].o, t[k].r, &t[k].stats, &t[k].progress, build, build_arg);
         t[k].m.first = sh.first;
@@ -139,10 +139,10 @@ int async_reactors_run(struct mb_options *o, async_build_step build, void *build
     }
 
     /* One clock and one window for all: every reactor starts now. */
-    stats.start_s = mb_now();
+    stats.start_s = stats_now();
     for (int k = 0; k < n; k++)
         t[k].stats.start_s = stats.start_s;
-    mb_window_start(o, stats.start_s);
+    stats_window_start(o, stats.start_s);
     int started = 0;
     for (; started < n; started++) {
         int err = pthread_create(&t[started].tid, NULL, reactor_main, &t[started]);
@@ -152,13 +152,13 @@ int async_reactors_run(struct mb_options *o, async_build_step build, void *build
             abort();            /* its share of the emails would never be sent */
         }
     }
-    mb_stats_sample_threads(&stats);
+    stats_sample_threads(&stats);
 
     /* The main thread only reports progress until the last reactor is done. */
     pthread_mutex_lock(&end.lock);
     while (end.running > 0) {
         pthread_mutex_unlock(&end.lock);
-        mb_progress_tick(&progress, (uint64_t)atomic_load(&done), &stats);
+        stats_progress_tick(&progress, (uint64_t)atomic_load(&done), &stats);
         pthread_mutex_lock(&end.lock);
         if (end.running == 0)
             break;
@@ -174,12 +174,12 @@ int async_reactors_run(struct mb_options *o, async_build_step build, void *build
     pthread_mutex_unlock(&end.lock);
     for (int k = 0; k < n; k++) {
         pthread_join(t[k].tid, NULL);
-        mb_run_merge(&stats, &t[k].stats);
+        stats_run_merge(&stats, &t[k].stats);
         reactor_free(t[k].r);
     }
     free(t);
     pthread_cond_destroy(&end.cond);
     pthread_mutex_destroy(&end.lock);
-    mb_run_note_threads(&stats, n + 1);     /* the reactors + main */
-    return mb_run_end(o, o->model, &stats, &progress);
+    stats_run_note_threads(&stats, n + 1);  /* the reactors + main */
+    return stats_run_end(o, o->model, &stats, &progress);
 }

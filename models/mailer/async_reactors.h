@@ -23,7 +23,7 @@
  * with a seed of its own per reactor (reactor 0 keeps --seed) merge into a
  * Poisson process of rate R.
  *
- * After the threads are joined: the statistics merged (mb_run_merge: the
+ * After the threads are joined: the statistics merged (stats_run_merge: the
  * counters and the digest summed, the latency histograms merged bucket by
  * bucket, so the percentiles are those of all the emails); CPU, RSS and the
  * window's CPU are process-wide, as for the other models. */
@@ -44,14 +44,14 @@ struct async_share {
 
 /* How many reactors the run can use: --reactors, but no more than the
  * emails in flight, the chains, the rate (open loop) or the queue bound. */
-int async_reactors_count(const struct mb_options *o);
+int async_reactors_count(const struct cli_options *o);
 
 /* Reactor k's share when the run uses n (= async_reactors_count) reactors. */
-void async_reactors_share(const struct mb_options *o, int n, int k, struct async_share *s);
+void async_reactors_share(const struct cli_options *o, int n, int k, struct async_share *s);
 
 /* The whole run with n reactors (the JSON records o->reactors = n); the
  * build step runs in each reactor's thread.  Returns the exit status, as
  * async_mailer_run. */
-int async_reactors_run(struct mb_options *o, async_build_step build, void *build_arg);
+int async_reactors_run(struct cli_options *o, async_build_step build, void *build_arg);
 
 #endif

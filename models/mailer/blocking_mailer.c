@@ -13,8 +13,8 @@
 
 enum attempt { ATTEMPT_OK, ATTEMPT_TEMP, ATTEMPT_PERM };
 
-void blocking_mailer_init(struct blocking_mailer *m, const struct mb_options *o,
-                          struct mb_run_stats *stats, uint64_t rng_seed)
+void blocking_mailer_init(struct blocking_mailer *m, const struct cli_options *o,
+                          struct stats_run *stats, uint64_t rng_seed)
 {
     memset(m, 0, sizeof *m);
     m->o = o;
@@ -29,7 +29,7 @@ void blocking_mailer_init(struct blocking_mailer *m, const struct mb_options *o,
 
 void blocking_sleep_until(double t)
 {
-    double d = t - mb_now();
+    double d = t - stats_now();
     if (d <= 0)
         return;
     struct timespec ts = { (time_t)d, (long)((d - (double)(time_t)d) * 1e9) };
@@ -65,7 +65,7 @@ static int wait_event(struct blocking_mailer *m, struct smtp_client_event *ev, c
 static void backoff(struct blocking_mailer *m, const struct retry_policy *policy, int attempt)
 {
     block_start(m, "backoff");
-    blocking_sleep_until(mb_now() + retry_backoff(policy, attempt, &m->rng));
+    blocking_sleep_until(stats_now() + retry_backoff(policy, attempt, &m->rng));
     block_end(m, "backoff", NULL);
 }
 
@@ -153,8 +153,8 @@ static enum attempt attempt_once(struct blocking_mailer *m, const struct workloa
 
 bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
 {
-    const struct mb_options *o = m->o;
-    double started = mb_now();
+    const struct cli_options *o = m->o;
+    double started = stats_now();
     m->traced = trace_email((long long)index) ? (long long)index : -1;
     if (m->traced >= 0)
         trace_event("email", m->traced, NULL, "\"phase\": \"start\"");
@@ -165,7 +165,7 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
         if (members < 0)
             return false;       /* the window closed first: never started */
         if (members == 0) {
-            mb_run_failed(m->stats, "join: a member failed");
+            stats_run_failed(m->stats, "join: a member failed");
             return false;
         }
     }
@@ -179,7 +179,7 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
     int built = mailer_build(&m->wp, index, &e);
     block_end(m, "build", NULL);
     if (built != 0) {
-        mb_run_failed(m->stats, "workload: out of memory");
+        stats_run_failed(m->stats, "workload: out of memory");
         mailer_join_ended(o, (long long)index, false);
         return false;
     }
@@ -198,14 +198,14 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
             break;
     }
     if (r == ATTEMPT_OK) {
-        double now = mb_now();
-        mb_run_delivered(m->stats, e.hash, (uint64_t)((now - t0) * 1e6));
-        mb_run_service(m->stats, (uint64_t)((now - started) * 1e6));
+        double now = stats_now();
+        stats_run_delivered(m->stats, e.hash, (uint64_t)((now - t0) * 1e6));
+        stats_run_service(m->stats, (uint64_t)((now - started) * 1e6));
     }
     else if (maybe)
-        mb_run_failed_maybe(m->stats, reason, e.hash);
+        stats_run_failed_maybe(m->stats, reason, e.hash);
     else
-        mb_run_failed(m->stats, reason);
+        stats_run_failed(m->stats, reason);
     workload_email_free(&e);
     if (m->on_conn >= o->per_session)
         blocking_mailer_finish(m);
@@ -220,14 +220,14 @@ bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0)
 
 long long blocking_mailer_send_chain(struct blocking_mailer *m, struct arrivals *a, long long c)
 {
-    const struct mb_options *o = m->o;
+    const struct cli_options *o = m->o;
     long long sent = 0;
     for (long long i = c * o->chain; i < (c + 1) * o->chain && i < o->emails; i++) {
-        if (!mb_window_may_start())
+        if (!stats_window_may_start())
             break;
         double due = mailer_email_due(a, o, i);
         blocking_sleep_until(due);
-        mb_run_started(m->stats, due, mb_now());
+        stats_run_started(m->stats, due, stats_now());
         blocking_mailer_send(m, (uint64_t)i, due);
         sent++;
     }

@@ -26,10 +26,10 @@
 #include "summary.h"
 
 struct blocking_mailer {
-    const struct mb_options *o;     /* the run's options (borrowed) */
+    const struct cli_options *o;    /* the run's options (borrowed) */
     struct workload_params wp;      /* what each email is made of */
     struct smtp_client_config cfg;  /* how the client core talks */
-    struct mb_run_stats *stats;     /* where results go (this thread's) */
+    struct stats_run *stats;        /* where results go (this thread's) */
     uint64_t rng;                   /* retry-jitter PRNG state */
     int fd;                         /* open connection, or -1 */
     struct smtp_client *c;          /* its client core, or NULL */
@@ -37,11 +37,11 @@ struct blocking_mailer {
     long long traced;               /* --trace: the email being sent, if traced; else -1 */
 };
 
-void blocking_mailer_init(struct blocking_mailer *m, const struct mb_options *o,
-                          struct mb_run_stats *stats, uint64_t rng_seed);
+void blocking_mailer_init(struct blocking_mailer *m, const struct cli_options *o,
+                          struct stats_run *stats, uint64_t rng_seed);
 
 /* Sends email `index` to the end: delivered or failed for good, recorded in
- * m->stats with its latency measured from t0 (mb_now() seconds: when the
+ * m->stats with its latency measured from t0 (stats_now() seconds: when the
  * email started, or its intended start in open loop).  Returns true if it
  * was delivered. */
 bool blocking_mailer_send(struct blocking_mailer *m, uint64_t index, double t0);
@@ -54,7 +54,7 @@ long long blocking_mailer_send_chain(struct blocking_mailer *m, struct arrivals 
 /* QUIT and close the connection, if one is open. */
 void blocking_mailer_finish(struct blocking_mailer *m);
 
-/* Sleeps until mb_now() >= t (open-loop pacing); returns at once if past. */
+/* Sleeps until stats_now() >= t (open-loop pacing); returns at once if past. */
 void blocking_sleep_until(double t);
 
 #endif

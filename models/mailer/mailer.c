@@ -14,21 +14,21 @@
 
 /* lib/cli.h bounds the options without including the workload's header:
  * the two sets of limits must be the same numbers. */
-_Static_assert(MB_MAX_EVENTS == WORKLOAD_MAX_EVENTS, "--events bound differs from the workload's");
-_Static_assert(MB_MAX_RECIPIENTS == WORKLOAD_MAX_RECIPIENTS, "--recipients bound differs");
-_Static_assert(MB_MAX_BODY_BYTES == WORKLOAD_MAX_BODY_BYTES, "--body-bytes bound differs");
+_Static_assert(CLI_MAX_EVENTS == WORKLOAD_MAX_EVENTS, "--events bound differs from the workload's");
+_Static_assert(CLI_MAX_RECIPIENTS == WORKLOAD_MAX_RECIPIENTS, "--recipients bound differs");
+_Static_assert(CLI_MAX_BODY_BYTES == WORKLOAD_MAX_BODY_BYTES, "--body-bytes bound differs");
 
-struct arrivals *mailer_arrivals(const struct mb_options *o, double start)
+struct arrivals *mailer_arrivals(const struct cli_options *o, double start)
 {
     return mailer_arrivals_seeded(o, start, o->seed);
 }
 
-struct arrivals *mailer_arrivals_seeded(const struct mb_options *o, double start, uint64_t seed)
+struct arrivals *mailer_arrivals_seeded(const struct cli_options *o, double start, uint64_t seed)
 {
     long long nchains = (o->emails + o->chain - 1) / o->chain;
     struct arrivals *a = arrivals_new(start, (double)o->rate / (double)o->chain,
                                       strcmp(o->arrivals, "poisson") == 0, seed, o->max_queue,
-                                      mb_window_close_at(), nchains);
+                                      stats_window_close_at(), nchains);
     if (a == NULL) {
         fprintf(stderr, "summary-%s: out of memory for the schedule\n", o->model);
         abort();
@@ -36,13 +36,13 @@ struct arrivals *mailer_arrivals_seeded(const struct mb_options *o, double start
     return a;
 }
 
-double mailer_email_due(struct arrivals *a, const struct mb_options *o, long long index)
+double mailer_email_due(struct arrivals *a, const struct cli_options *o, long long index)
 {
     long long c = index / o->chain, k = index % o->chain;
     return arrivals_due(a, c) + (double)k / (double)o->rate;
 }
 
-void mailer_arrivals_end(struct arrivals *a, const struct mb_options *o, struct mb_run_stats *s)
+void mailer_arrivals_end(struct arrivals *a, const struct cli_options *o, struct stats_run *s)
 {
     struct arrivals_counts c;
     arrivals_counts(a, &c);
@@ -59,7 +59,7 @@ static struct workload_email *prebuilt;
 static unsigned char *prebuilt_taken;
 static long long nprebuilt;
 
-int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp)
+int mailer_prebuild(const struct cli_options *o, const struct workload_params *wp)
 {
     prebuilt = calloc((size_t)o->emails, sizeof *prebuilt);
     prebuilt_taken = calloc((size_t)o->emails, 1);
@@ -102,9 +102,9 @@ static double time_build(const struct workload_params *base, long long events, i
     return (t - t0) / n;
 }
 
-static int calibrate_here(struct mb_options *o);
+static int calibrate_here(struct cli_options *o);
 
-struct calib_job { struct mb_options *o; int rc; };
+struct calib_job { struct cli_options *o; int rc; };
 
 static void *calibrate_thread(void *arg)
 {
@@ -118,7 +118,7 @@ static void *calibrate_thread(void *arg)
  * that each model is calibrated where it builds.  (Before fix_allocator an
  * email cost up to ~15% less CPU there than in the main thread, whose arena
  * trimmed and regrew its heap with brk at every build of this size.) */
-int mailer_calibrate(struct mb_options *o)
+int mailer_calibrate(struct cli_options *o)
 {
     if (strcmp(o->model, "threads") != 0 && strcmp(o->model, "hybrid") != 0)
         return calibrate_here(o);
@@ -130,7 +130,7 @@ int mailer_calibrate(struct mb_options *o)
     return j.rc;
 }
 
-static int calibrate_here(struct mb_options *o)
+static int calibrate_here(struct cli_options *o)
 {
     struct workload_params wp;
     double target = o->cpu_per_email_s, start = thread_cpu();
@@ -156,14 +156,14 @@ static int calibrate_here(struct mb_options *o)
     for (; rounds < 8; rounds++) {
         double work = t - base;
         double next = work > 0 ? (double)events * (target - base) / work : (double)events * 10;
-        if (next > (double)MB_MAX_EVENTS) {
-            if (events == MB_MAX_EVENTS) {
+        if (next > (double)CLI_MAX_EVENTS) {
+            if (events == CLI_MAX_EVENTS) {
                 fprintf(stderr, "summary-%s: --cpu-per-email %gms needs more than --events %lld "
                         "here (%lld events take %.3fms): ask for less\n", o->model,
-                        target * 1e3, MB_MAX_EVENTS, events, t * 1e3);
+                        target * 1e3, CLI_MAX_EVENTS, events, t * 1e3);
                 return -1;
             }
-            next = (double)MB_MAX_EVENTS;
+            next = (double)CLI_MAX_EVENTS;
         }
         long long n = llround(next) > 0 ? llround(next) : 1;
         if (rounds > 2 && fabs(t - target) <= 0.03 * target)
@@ -187,7 +187,7 @@ static int calibrate_here(struct mb_options *o)
     t = m[0];
     if (t > base && fabs(t - target) > 0.01 * target) {
         double next = (double)events * (target - base) / (t - base);
-        long long n = llround(next < (double)MB_MAX_EVENTS ? next : (double)MB_MAX_EVENTS);
+        long long n = llround(next < (double)CLI_MAX_EVENTS ? next : (double)CLI_MAX_EVENTS);
         t = base + (t - base) * (double)n / (double)events;    /* the measured cost, scaled */
         events = n > 0 ? n : 1;
     }
@@ -227,7 +227,7 @@ static void fix_allocator(void)
     (void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
 }
 
-int mailer_prepare(struct mb_options *o)
+int mailer_prepare(struct cli_options *o)
 {
     fix_allocator();
     if (o->cpu_per_email_set && mailer_calibrate(o) != 0)
@@ -249,7 +249,7 @@ int mailer_prepare(struct mb_options *o)
             return 1;
         }
     }
-    mb_options_wait_start(o);       /* --start-at: the load generators' barrier */
+    cli_wait_start(o);              /* --start-at: the load generators' barrier */
     return 0;
 }
 
@@ -284,7 +284,7 @@ int mailer_render(const struct workload_params *wp, const struct workload_summar
     return workload_render(wp, s, e);
 }
 
-void mailer_workload_params(const struct mb_options *o, struct workload_params *wp)
+void mailer_workload_params(const struct cli_options *o, struct workload_params *wp)
 {
     wp->seed = o->seed;
     wp->events = o->events;
@@ -300,7 +300,7 @@ static pthread_cond_t join_cond = PTHREAD_COND_INITIALIZER;
 static struct join_group { long long ended, failed; } *groups;
 static long long ngroups;
 
-static struct join_group *join_group_of(const struct mb_options *o, long long index)
+static struct join_group *join_group_of(const struct cli_options *o, long long index)
 {
     long long g = index / (o->join + 1);
     if (g >= ngroups) {
@@ -319,12 +319,12 @@ static struct join_group *join_group_of(const struct mb_options *o, long long in
     return &groups[g];
 }
 
-bool mailer_join_is_summary(const struct mb_options *o, long long index)
+bool mailer_join_is_summary(const struct cli_options *o, long long index)
 {
     return o->join > 0 && index % (o->join + 1) == o->join;
 }
 
-void mailer_join_ended(const struct mb_options *o, long long index, bool delivered)
+void mailer_join_ended(const struct cli_options *o, long long index, bool delivered)
 {
     if (o->join == 0 || mailer_join_is_summary(o, index))
         return;
@@ -337,7 +337,7 @@ void mailer_join_ended(const struct mb_options *o, long long index, bool deliver
     pthread_mutex_unlock(&join_lock);
 }
 
-int mailer_join_wait(const struct mb_options *o, long long index)
+int mailer_join_wait(const struct cli_options *o, long long index)
 {
     pthread_mutex_lock(&join_lock);
     int st = 1;
@@ -352,7 +352,7 @@ int mailer_join_wait(const struct mb_options *o, long long index)
             t.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&join_cond, &join_lock, &t);
-        if (join_group_of(o, index)->ended < o->join && !mb_window_may_start()) {
+        if (join_group_of(o, index)->ended < o->join && !stats_window_may_start()) {
             st = -1;
             break;
         }

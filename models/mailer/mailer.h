@@ -14,7 +14,7 @@
 #include "summary.h"
 
 /* The workload parameters the options describe. */
-void mailer_workload_params(const struct mb_options *o, struct workload_params *wp);
+void mailer_workload_params(const struct cli_options *o, struct workload_params *wp);
 
 /* The build step every model runs: workload_build, or with --prebuild the
  * email built before the run's clock started (its ownership moves to e; an
@@ -31,15 +31,15 @@ int mailer_render(const struct workload_params *wp, const struct workload_summar
 /* --prebuild: build emails 0 .. o->emails - 1 now, before the clock starts,
  * so that what is timed is the SMTP machinery alone (section 9 compares it
  * with smtp-source, which renders nothing).  Returns 0, or -1 out of memory. */
-int mailer_prebuild(const struct mb_options *o, const struct workload_params *wp);
+int mailer_prebuild(const struct cli_options *o, const struct workload_params *wp);
 /* What every model calls before its clock starts: --cpu-per-email, if given
  * (mailer_calibrate), --trace (opens the trace, written out when the process
  * exits), --prebuild, if given, then the wait for --start-at, if given
- * (mb_options_wait_start).  Returns 0, or the exit status after printing
+ * (cli_wait_start).  Returns 0, or the exit status after printing
  * why: 2 for a --cpu-per-email that cannot be had or a --trace file that
  * cannot be written, 1 when --prebuild runs out of memory; the model exits
  * with it before anything is sent. */
-int mailer_prepare(struct mb_options *o);
+int mailer_prepare(struct cli_options *o);
 
 /* --cpu-per-email T: picks the events per email whose build (workload_build:
  * generate, summarise, render, hash) takes T of CPU on this machine, by
@@ -54,7 +54,7 @@ int mailer_prepare(struct mb_options *o);
  * o->events and o->calib (the run's JSON records it under
  * params.calibration).  Returns 0, or -1 after printing why (T beyond what
  * --events' bound allows, or below the base cost). */
-int mailer_calibrate(struct mb_options *o);
+int mailer_calibrate(struct cli_options *o);
 
 /* Open loop (--rate R): the schedule is one of chains (--chain K; 1 by
  * default, so one of emails): chain c arrives at its intended start, from
@@ -62,15 +62,15 @@ int mailer_calibrate(struct mb_options *o);
  * waits in the queue for a slot (--max-queue bounds it: more are shed) and
  * then sends its emails in order, email k of it not before its intended
  * start, chain's + k / R.  Latency is measured from the intended start. */
-struct arrivals *mailer_arrivals(const struct mb_options *o, double start);
+struct arrivals *mailer_arrivals(const struct cli_options *o, double start);
 /* The same with the Poisson schedule's seed given (one per reactor of the
  * async model; mailer_arrivals uses o->seed). */
-struct arrivals *mailer_arrivals_seeded(const struct mb_options *o, double start, uint64_t seed);
-double mailer_email_due(struct arrivals *a, const struct mb_options *o, long long index);
+struct arrivals *mailer_arrivals_seeded(const struct cli_options *o, double start, uint64_t seed);
+double mailer_email_due(struct arrivals *a, const struct cli_options *o, long long index);
 /* At the end of an open-loop run: scheduled, shed, pending (still waiting
  * when the window closed) and the peak queue into the run's statistics, in
  * emails (a chain counts its emails). */
-void mailer_arrivals_end(struct arrivals *a, const struct mb_options *o, struct mb_run_stats *s);
+void mailer_arrivals_end(struct arrivals *a, const struct cli_options *o, struct stats_run *s);
 
 /* --join N (blocking models): is email `index` a summary (index % (N+1) == N)?
  * A member reports its end with mailer_join_ended; a summary waits in
@@ -78,8 +78,8 @@ void mailer_arrivals_end(struct arrivals *a, const struct mb_options *o, struct 
  * variable): 1 when they were all delivered, 0 when one failed, -1 when the
  * steady-state window closed before they all ended (a member was never sent:
  * the summary is not sent either, and not counted). */
-bool mailer_join_is_summary(const struct mb_options *o, long long index);
-void mailer_join_ended(const struct mb_options *o, long long index, bool delivered);
-int mailer_join_wait(const struct mb_options *o, long long index);
+bool mailer_join_is_summary(const struct cli_options *o, long long index);
+void mailer_join_ended(const struct cli_options *o, long long index, bool delivered);
+int mailer_join_wait(const struct cli_options *o, long long index);
 
 #endif

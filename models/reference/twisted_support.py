@@ -542,7 +542,7 @@ def proc_status(field):
 
 
 class Window:
-    """The steady-state window (lib/stats.c's mb_window_*).  start() is called
+    """The steady-state window (lib/stats.c's stats_window_*).  start() is called
     when the emails start: the window opens at start + warmup and closes at
     start + warmup + duration (never, without a duration).  Emails that end
     inside it make the figures; the process CPU time is read when it opens
@@ -598,7 +598,7 @@ class Window:
 
 
 class RunStats:
-    """mb_run_stats: counters, exact latency samples (emails ending in the
+    """stats_run: counters, exact latency samples (emails ending in the
     window only), failure reasons; in the open loop also the service times
     (from the actual start), the start lateness and the schedule's counts."""
 
@@ -606,7 +606,7 @@ class RunStats:
         self.emails, self.delivered, self.failed, self.retries = emails, 0, 0, 0
         self.connections, self.digest = 0, 0
         self.latencies_us = []          # from the intended start (open loop) or the start
-        self.service_us = []            # from the actual start (mb_run_service)
+        self.service_us = []            # from the actual start (stats_run_service)
         self.lateness_us = []           # actual start - intended, starts in the window
         self.behind = 0                 # emails started more than 1 ms late (all)
         self.scheduled = self.shed = self.pending = self.peak_queue = 0     # mailer_arrivals_end
@@ -634,12 +634,12 @@ class RunStats:
             self.latencies_us.append(latency_us)
 
     def record_service(self, service_us):
-        """mb_run_service: a delivered email's time from its actual start."""
+        """stats_run_service: a delivered email's time from its actual start."""
         if self.window.contains(now()):
             self.service_us.append(service_us)
 
     def record_started(self, intended, actual):
-        """mb_run_started (open loop): how late the email started."""
+        """stats_run_started (open loop): how late the email started."""
         late = actual - intended
         if self.window.contains(actual):        # the warm-up's start-up is not the schedule's
             self.lateness_us.append(int(late * 1e6) if late > 0 else 0)
@@ -700,13 +700,13 @@ def git_rev():
 
 
 def share_above(sorted_us, us):
-    """The share of the samples above us (mb_hist_share_above, exact)."""
+    """The share of the samples above us (hist_share_above, exact)."""
     n = len(sorted_us)
     return (n - bisect.bisect_right(sorted_us, us)) / n if n else 0.0
 
 
 def hist_json(samples):
-    """The samples as lib/stats.c's histogram JSON (mb_hist_fprint_json: the
+    """The samples as lib/hist.c's histogram JSON (hist_fprint_json: the
     same log-linear buckets, exact below 256 us, 128 per power of two), so
     that scripts/merge-runs can merge this model's runs like the C models'."""
     counts = {}

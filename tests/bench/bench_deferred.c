@@ -22,23 +22,23 @@ static double now_s(void)
 
 static volatile intptr_t sink;
 
-static struct defer_result inc(struct defer_result r, void *arg)
+static struct deferred_result inc(struct deferred_result r, void *arg)
 {
     (void)arg;
-    return defer_ok((void *)((intptr_t)r.value + 1));
+    return deferred_ok((void *)((intptr_t)r.value + 1));
 }
 
-static struct defer_result store(struct defer_result r, void *arg)
+static struct deferred_result store(struct deferred_result r, void *arg)
 {
     (void)arg;
     sink = (intptr_t)r.value;
     return r;
 }
 
-static struct defer_result return_inner(struct defer_result r, void *inner)
+static struct deferred_result return_inner(struct deferred_result r, void *inner)
 {
     (void)r;
-    return defer_wait(deferred_ref(inner));
+    return deferred_wait(deferred_ref(inner));
 }
 
 /* One round of each benchmark; returns ns per operation. */
@@ -51,7 +51,7 @@ static double bench_callbacks(long chains)
         for (int i = 0; i < K; i++)
             deferred_add_callback(d, inc, NULL);
         deferred_callback(d, NULL);
-        sink = (intptr_t)deferred_result(d).value;
+        sink = (intptr_t)deferred_current_result(d).value;
         deferred_unref(d);
     }
     return (now_s() - t0) * 1e9 / ((double)chains * K);

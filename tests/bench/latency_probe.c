@@ -59,7 +59,7 @@
 /* The steps of a session, each a command and its expected reply class. */
 enum step { S_GREETING, S_EHLO, S_MAIL, S_RCPT, S_DATA, S_BODY, S_RSET, S_QUIT, S_DONE };
 
-typedef struct session {
+struct session {
     ev_io io;                  /* readable (or writable while connecting) */
     ev_timer think;            /* pause between transactions (--think) */
     int fd;                    /* the socket */
@@ -69,15 +69,15 @@ typedef struct session {
                                   clock, CLOCK_REALTIME), or when it was read */
     char buf[4096];            /* partial reply line */
     size_t len;                /* bytes in buf */
-} session;
+};
 
 /* A growable array of delays in seconds. */
-typedef struct { double *v; size_t n, cap; } samples;
+struct samples { double *v; size_t n, cap; };
 
 static struct ev_loop *loop;
 static struct sockaddr_in addr;
 static ev_tstamp end_time;            /* stop starting transactions after this */
-static samples replies, replies_kernel, greetings;
+static struct samples replies, replies_kernel, greetings;
 static long errors, open_sessions, to_start;
 static char *message;                 /* the DATA text, ending in CRLF.CRLF */
 static size_t message_len;
@@ -85,7 +85,7 @@ static double ramp;                   /* seconds over which sessions start */
 static double think;                  /* seconds between transactions */
 static long nsessions;
 
-static void add(samples *s, double d)
+static void add(struct samples *s, double d)
 {
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 65536;
@@ -96,7 +96,7 @@ static void add(samples *s, double d)
     s->v[s->n++] = d;
 }
 
-static void session_end(session *c, int failed)
+static void session_end(struct session *c, int failed)
 {
     if (failed)
         errors++;
@@ -108,20 +108,20 @@ static void session_end(session *c, int failed)
         ev_break(loop, EVBREAK_ALL);
 }
 
-static void send_cmd(session *c, const char *p, size_t n, enum step next);
+static void send_cmd(struct session *c, const char *p, size_t n, enum step next);
 
 /* After --think: the next transaction (or QUIT when time is up). */
 static void session_think_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
     (void)l; (void)revents;
-    session *c = container_of(w, session, think);
+    struct session *c = container_of(w, struct session, think);
     if (ev_time() >= end_time)
         send_cmd(c, "QUIT\r\n", 6, S_QUIT);
     else
         send_cmd(c, "MAIL FROM:<probe@example.org>\r\n", 31, S_MAIL);
 }
 
-static void send_cmd(session *c, const char *p, size_t n, enum step next)
+static void send_cmd(struct session *c, const char *p, size_t n, enum step next)
 {
     /* Timed before the write: on loopback the server's kernel has the bytes
      * (and time-stamps them) inside write(), and a probe preempted before
@@ -136,7 +136,7 @@ static void send_cmd(session *c, const char *p, size_t n, enum step next)
 }
 
 /* A complete reply (its last line) arrived for c->step. */
-static void on_reply(session *c, int code)
+static void on_reply(struct session *c, int code)
 {
     ev_tstamp now = ev_time();
     add(c->step == S_GREETING ? &greetings : &replies, now - c->sent);
@@ -171,7 +171,7 @@ static void on_reply(session *c, int code)
 static void session_read_cb(struct ev_loop *l, ev_io *w, int revents)
 {
     (void)l; (void)revents;
-    session *c = container_of(w, session, io);
+    struct session *c = container_of(w, struct session, io);
     union {
         char buf[CMSG_SPACE(sizeof(struct timespec))];
         struct cmsghdr align;
@@ -213,7 +213,7 @@ static void session_read_cb(struct ev_loop *l, ev_io *w, int revents)
 static void session_connected_cb(struct ev_loop *l, ev_io *w, int revents)
 {
     (void)revents;
-    session *c = container_of(w, session, io);
+    struct session *c = container_of(w, struct session, io);
     int err = 0;
     socklen_t len = sizeof err;
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -228,7 +228,7 @@ static void session_connected_cb(struct ev_loop *l, ev_io *w, int revents)
 
 static void session_start(void)
 {
-    session *c = calloc(1, sizeof *c);
+    struct session *c = calloc(1, sizeof *c);
     int one = 1;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -271,7 +271,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void report(const char *what, samples *s)
+static void report(const char *what, struct samples *s)
 {
     if (s->n == 0) {
         printf("%s n=0\n", what);
@@ -295,7 +295,7 @@ static void timer_floor(double delay, double duration, int busy_poll)
         perror("latency_probe: timerfd");
         exit(1);
     }
-    samples late = { 0 };
+    struct samples late = { 0 };
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     double end = (double)t.tv_sec + (double)t.tv_nsec * 1e-9 + duration;

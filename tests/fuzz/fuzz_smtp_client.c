@@ -80,10 +80,10 @@ static void on_done(struct run *r, const struct smtp_client_event *ev)
     if (ev->nrcpt != m->nrcpt || ev->rcpt_codes == NULL || ev->naccepted > ev->nrcpt)
         abort();
     if (ev->result == SMTP_CLIENT_OK &&
-        (ev->code < 200 || ev->code > 299 || ev->stage != SMTP_STAGE_NONE ||
+        (ev->code < 200 || ev->code > 299 || ev->stage != SMTP_CLIENT_STAGE_NONE ||
          ev->naccepted == 0))
         abort();
-    if (ev->result != SMTP_CLIENT_OK && ev->stage == SMTP_STAGE_NONE)
+    if (ev->result != SMTP_CLIENT_OK && ev->stage == SMTP_CLIENT_STAGE_NONE)
         abort();
     free(m->bytes);                    /* the core may no longer read it */
     m->bytes = NULL;

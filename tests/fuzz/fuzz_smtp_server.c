@@ -41,16 +41,16 @@ struct run {
     int keep_body;          /* copy of config.keep_body */
 };
 
-static smtp_server_verdict decide(void *arg, smtp_server_stage stage,
-                                  const smtp_server_message *msg)
+static enum smtp_server_verdict decide(void *arg, enum smtp_server_stage stage,
+                                       const struct smtp_server_message *msg)
 {
     struct run *r = arg;
     if (stage != SMTP_SERVER_STAGE_GREETING && msg == NULL)
         abort();
     if (!(r->flags & 8))
-        return SMTP_VERDICT_ACCEPT;
+        return SMTP_SERVER_VERDICT_ACCEPT;
     unsigned v = (r->script >> (2 * (r->ndecide++ % 4))) & 3;
-    return (smtp_server_verdict)v;
+    return (enum smtp_server_verdict)v;
 }
 
 /* Accepted text: CR LF line ends only, lines of at most 998 octets. */
@@ -72,7 +72,7 @@ static void check_text(const char *b, size_t n)
     }
 }
 
-static void message(void *arg, const smtp_server_message *msg)
+static void message(void *arg, const struct smtp_server_message *msg)
 {
     struct run *r = arg;
     if (msg == NULL || msg->mail_from == NULL || msg->nrcpts == 0 || msg->rcpts == NULL)
@@ -118,7 +118,7 @@ static void check_output(const char *out, size_t len)
 }
 
 /* Checks and removes part (or all) of the pending output. */
-static void drain(smtp_server *s, unsigned *rng, int all)
+static void drain(struct smtp_server *s, unsigned *rng, int all)
 {
     size_t len;
     const char *out = smtp_server_output(s, &len);
@@ -137,7 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 4)
         return 0;
     struct run r = { .flags = data[0], .script = data[1] };
-    smtp_server_config cfg = {
+    struct smtp_server_config cfg = {
         .hostname = (data[0] & 32) ? "mx.fuzz.example" : NULL,
         .max_size = (data[0] & 2) ? 64u + data[3] : 0,
         .max_rcpts = (data[0] & 4) ? 2 : 0,
@@ -146,8 +146,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.max_size = cfg.max_size;
     r.max_rcpts = cfg.max_rcpts;
     r.keep_body = cfg.keep_body;
-    smtp_server_hooks hooks = { decide, message, &r };
-    smtp_server *s = smtp_server_new(&cfg, &hooks);
+    struct smtp_server_hooks hooks = { decide, message, &r };
+    struct smtp_server *s = smtp_server_new(&cfg, &hooks);
     if (s == NULL)
         return 0;
     unsigned rng = data[2];

@@ -29,6 +29,12 @@ hits=$(grep -lE '#include "(summary|mailer|async_mailer|blocking_mailer|mock_[a-
 check_eq "no lib/ file includes a workload or model header" "" "$hits"
 hits=$(grep -lE '#include "(mailer|async_mailer|blocking_mailer)\.h"' workloads/*.h workloads/*.c 2>/dev/null | tr '\n' ' ')
 check_eq "no workloads/ file includes a model header" "" "$hits"
+# The histogram is pure: lib/hist.h names no header of the project (so
+# neither the run record nor the options), lib/hist.c only its own.
+hits=$(grep -hE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' lib/hist.h | tr '\n' ' ')
+check_eq "lib/hist.h includes standard headers only" "" "$hits"
+hits=$(grep -hE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' lib/hist.c | grep -v '"hist.h"' | tr '\n' ' ')
+check_eq "lib/hist.c includes no project header but its own" "" "$hits"
 # The check can fail: a lib/ file that includes the workload's header.
 printf '#include "summary.h"\nint planted(void);\nint planted(void) { return WORKLOAD_MAX_RECIPIENTS; }\n' >"$TMP/planted.c"
 if layer_ok "$TMP/planted.c" -Ilib; then fail "a planted lib/ violation compiled"; else pass "a planted lib/ violation is refused"; fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/merge-runs (scripts/mbmerge.py): K load generators' run JSONs into
 # one run.  (1) The percentiles, mean and tail share it recomputes from merged
-# histogram buckets equal what lib/stats.c computes for the union of the
-# samples (mb_hist_merge + mb_hist_percentile), on random histograms written
+# histogram buckets equal what lib/hist.c computes for the union of the
+# samples (hist_merge + hist_percentile), on random histograms written
 # by build/.../tests/test_hist_json.  (2) One real run merged alone keeps
 # every figure the C code wrote.  (3) Two models sending to one smtp-mock
 # (seeds 1 and 2, distinct Message-IDs) merge into a run the sweeps' rule

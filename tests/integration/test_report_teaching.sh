@@ -21,7 +21,7 @@ for s in "## A\. What async" "## B\. A Deferred" "## C\. Errbacks" "## D\. Concu
 has "q3b table" '^\| 100 \| 105 .*\| 8,042 '
 has "q3 isolated verdict" '^\*\*Verdict \(question 3, isolated\):\*\* .*chains of 1: async ÷ threads ×[0-9.]+ \[.*Joined: .*async ×0\.6[0-9]+ \[.*\(slower\)'
 # Q4: where the blocking call runs, the pool table, the verdict with Twisted's default of 10.
-has "q4 where-table" '^\| hybrid --blocking-in-pool \| in a pool thread, through `defer_to_thread`'
+has "q4 where-table" '^\| hybrid --blocking-in-pool \| in a pool thread, through `threadpool_defer_to_thread`'
 has "q4b rows" '^\| 10 \| 103 '
 has "q4b reference rows" '^\| async, call in the reactor \(question 4, 10ms\) \| 21,299'
 has "q4b verdict" '^\*\*Verdict \(deferToThread\):\*\* .*best p99 is 49\.3 ms with 20 threads \(103 ms with Twisted.s default 10\)'

@@ -25,7 +25,7 @@ static char out_text[16384], err_text[16384];
 
 /* Parses a NULL-terminated list of arguments (argv[0] added) for `model`,
  * capturing the output and error streams into out_text / err_text. */
-static int parse_model_v(const char *model, struct mb_options *o, const char *const *args)
+static int parse_model_v(const char *model, struct cli_options *o, const char *const *args)
 {
     char *argv[64];
     int argc = 0;
@@ -36,7 +36,7 @@ static int parse_model_v(const char *model, struct mb_options *o, const char *co
     char *ob = NULL, *eb = NULL;
     size_t ol = 0, el = 0;
     FILE *out = open_memstream(&ob, &ol), *err = open_memstream(&eb, &el);
-    int rc = mb_options_parse_to(argc, argv, model, o, out, err);
+    int rc = cli_parse_to(argc, argv, model, o, out, err);
     fclose(out);
     fclose(err);
     snprintf(out_text, sizeof out_text, "%s", ob);
@@ -72,7 +72,7 @@ static char *write_temp(const char *text)
 static void test_defaults(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     assert_int_equal(PARSE(&o, NULL), 0);
     assert_string_equal(o.server, "127.0.0.1:2525");
     assert_string_equal(o.host, "127.0.0.1");
@@ -100,7 +100,7 @@ static void test_defaults(void **state)
 static void test_every_option(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     assert_int_equal(PARSE(&o, "--server", "10.1.2.3:25", "--emails", "10k", "--concurrency", "500",
                            "--threads", "8", "--recipients", "3", "--events=100000",
                            "--body-bytes", "100KB", "--per-session", "10", "--chain", "4",
@@ -140,7 +140,7 @@ static void test_every_option(void **state)
 static void test_help(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     assert_int_equal(PARSE(&o, "--emails", "5", "--help"), 1);
     assert_non_null(strstr(out_text, "Usage: summary-test"));
     const char *documented[] = { "--server", "--emails", "--concurrency", "--threads", "--recipients",
@@ -172,7 +172,7 @@ static void test_bad_values(void **state)
         { "--start-at", "1796000000" }, { "--start-at", "now" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        struct mb_options o;
+        struct cli_options o;
         int rc = PARSE(&o, bad[i][0], bad[i][1]);
         if (rc != 2 || !strstr(err_text, bad[i][0]) || !strstr(err_text, bad[i][1]) ||
             !strstr(err_text, "--help"))
@@ -188,7 +188,7 @@ static void test_bad_values(void **state)
 static void test_start_at(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     long long ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
@@ -198,7 +198,7 @@ static void test_start_at(void **state)
     assert_int_equal(o.start_at_ms, ms + 300);
     struct timespec a, b;
     clock_gettime(CLOCK_REALTIME, &a);
-    mb_options_wait_start(&o);
+    cli_wait_start(&o);
     clock_gettime(CLOCK_REALTIME, &b);
     long long at = (long long)b.tv_sec * 1000 + b.tv_nsec / 1000000;
     assert_true(at >= ms + 300);
@@ -212,7 +212,7 @@ static void test_start_at(void **state)
 static void test_bad_syntax(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     assert_int_equal(PARSE(&o, "--bogus", "1"), 2);
     assert_non_null(strstr(err_text, "unknown option '--bogus'"));
     assert_int_equal(PARSE(&o, "--emails"), 2);
@@ -242,7 +242,7 @@ static void test_profile_precedence(void **state)
         "max-conns = 100\r\n"
         "latency-dist = exp\n"
         "max-size = 10MB\n");
-    struct mb_options o;
+    struct cli_options o;
     /* Flags before and after --profile both override it. */
     assert_int_equal(PARSE(&o, "--emails", "5", "--profile", path, "--concurrency", "9"), 0);
     assert_string_equal(err_text, "");
@@ -282,10 +282,10 @@ static void test_server_strict(void **state)
         "127.0.0.1:65536", "127.0.0.1:-0", ":2525", ":0", "[::1]:25",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        struct mb_options o;
+        struct cli_options o;
         EXPECT_REFUSED(PARSE(&o, "--server", bad[i]), "--server", bad[i]);
     }
-    struct mb_options o;
+    struct cli_options o;
     assert_int_equal(PARSE(&o, "--server", "[::1]:25"), 2);
     assert_non_null(strstr(err_text, "IPv6"));
     char label[80], longname[300];  /* a label of 64 letters; a name of 254 bytes */
@@ -346,7 +346,7 @@ static void test_server_strict(void **state)
 static void test_repeated_options(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     assert_int_equal(PARSE(&o, "--emails", "1", "--emails", "2"), 2);
     assert_non_null(strstr(err_text, "--emails given twice ('1' and '2')"));
     assert_non_null(strstr(err_text, "--help"));
@@ -366,7 +366,7 @@ static void test_repeated_options(void **state)
 static void test_threads(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     EXPECT_REFUSED(PARSE_MODEL("threads", &o, "--threads", "0"), "--threads", "'0'");
     EXPECT_REFUSED(PARSE_MODEL("hybrid", &o, "--threads", "0"), "--threads", "'0'");
     assert_int_equal(PARSE_MODEL("threads", &o, "--threads", "1"), 0);
@@ -395,7 +395,7 @@ static void test_threads(void **state)
 static void expect_profile_error(const char *text, const char *want)
 {
     const char *path = write_temp(text);
-    struct mb_options o;
+    struct cli_options o;
     int rc = PARSE(&o, "--profile", path);
     char where[128];
     snprintf(where, sizeof where, "%s:", path);
@@ -423,7 +423,7 @@ static void test_profile_errors(void **state)
     expect_profile_error("Emails = 5\n", ":1: bad key 'Emails'");
     expect_profile_error("json = out.json\n", ":1: 'json' is a command-line option");
     expect_profile_error("profile = other.conf\n", ":1: 'profile' is a command-line option");
-    struct mb_options o;
+    struct cli_options o;
     assert_int_equal(PARSE(&o, "--profile", "/nonexistent/x.conf"), 2);
     assert_non_null(strstr(err_text, "--profile: cannot read '/nonexistent/x.conf'"));
 }
@@ -438,11 +438,11 @@ static void test_profile_cross_checks(void **state)
     expect_profile_error("latency = 5ms\njitter = 2ms\nlatency-dist = exp\ntempfail = 0.6\n"
                          "drop = 0.5\n", ":5: 'drop': tempfail + permfail + drop + stall add up to 1.1");
     expect_profile_error("fault-stage = body\npermfail = 0.1\n", ":2: 'permfail' cannot be used");
-    struct mb_options o;                        /* the same jitter under exp is fine */
+    struct cli_options o;                       /* the same jitter under exp is fine */
     const char *path = write_temp("latency = 5ms\njitter = 8ms\nlatency-dist = exp\n");
     assert_int_equal(PARSE(&o, "--profile", path), 0);
-    assert_int_equal(mb_options_key_line(&o, "jitter"), 2);
-    assert_int_equal(mb_options_key_line(&o, "emails"), 0);
+    assert_int_equal(cli_key_line(&o, "jitter"), 2);
+    assert_int_equal(cli_key_line(&o, "emails"), 0);
     unlink(path);
 }
 
@@ -451,7 +451,7 @@ static void test_profile_cross_checks(void **state)
 static void test_dump_profile(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     const char *path = write_temp("emails = 7\nlatency = 1500us\nbody-bytes = 2KB\ntempfail = 5%\n");
     assert_int_equal(PARSE(&o, "--profile", path, "--concurrency", "3", "--dump-profile"), 1);
     const char *want[] = { "\"schema\": \"mailbench.profile/1\"", "\"emails\": 7",
@@ -474,7 +474,7 @@ static void test_profile_fd_limit(void **state)
         fail_msg("setrlimit: %s", strerror(errno));
     expect_profile_error("emails = 5\nconcurrency = 2000\n", ":2: 'concurrency = 2000' needs 2064 file "
                          "descriptors");
-    struct mb_options o;
+    struct cli_options o;
     const char *path = write_temp("concurrency = 900\n");
     assert_int_equal(PARSE(&o, "--profile", path), 0);
     unlink(path);
@@ -502,10 +502,10 @@ static void test_profile_parse(void **state)
     n = 0;
     assert_int_equal(profile_parse("", "t", count_cb, &n, stderr), 0);
     assert_int_equal(n, 0);
-    assert_int_equal(mb_options_key_side("emails"), MB_KEY_MODEL);
-    assert_int_equal(mb_options_key_side("latency"), MB_KEY_SERVER);
-    assert_int_equal(mb_options_key_side("json"), MB_KEY_CLI);
-    assert_int_equal(mb_options_key_side("nope"), -1);
+    assert_int_equal(cli_key_side("emails"), CLI_KEY_MODEL);
+    assert_int_equal(cli_key_side("latency"), CLI_KEY_SERVER);
+    assert_int_equal(cli_key_side("json"), CLI_KEY_CLI);
+    assert_int_equal(cli_key_side("nope"), -1);
 }
 
 /* Every shipped profile parses, and sets what its name promises. */
@@ -519,7 +519,7 @@ static void test_shipped_profiles(void **state)
                             "flaky-server", "10k-connections", NULL };
     int found = 0;
     for (size_t i = 0; i < g.gl_pathc; i++) {
-        struct mb_options o;
+        struct cli_options o;
         if (PARSE(&o, "--profile", g.gl_pathv[i]) != 0)
             fail_msg("%s: %s", g.gl_pathv[i], err_text);
         for (int k = 0; names[k]; k++) {
@@ -536,8 +536,8 @@ static void test_shipped_profiles(void **state)
     }
     assert_int_equal(found, 7);
     globfree(&g);
-    struct mb_options d, o;                     /* default.conf = the built-in defaults */
-    mb_options_defaults(&d, "test");
+    struct cli_options d, o;                    /* default.conf = the built-in defaults */
+    cli_defaults(&d, "test");
     assert_int_equal(PARSE(&o, "--profile", "workloads/profiles/default.conf"), 0);
     assert_true(d.emails == 0 && o.emails == 1000);   /* 0: unset until the parse ends */
     assert_true(o.concurrency == d.concurrency && o.events == d.events &&

@@ -68,7 +68,7 @@ static int setup(void **state)
 struct trace {
     int n;                          /* entries used */
     char tag[32];                   /* one letter per call */
-    struct defer_result seen[32];   /* the result each received */
+    struct deferred_result seen[32]; /* the result each received */
     void *arg[32];                  /* the extra argument each received */
     /* A received Failure may be freed once the chain moves on: keep what the
      * assertions need. */
@@ -77,13 +77,13 @@ struct trace {
     int fcode[32];                          /* its code */
 };
 
-static void trace_add(struct trace *t, char tag, struct defer_result r, void *arg)
+static void trace_add(struct trace *t, char tag, struct deferred_result r, void *arg)
 {
     assert_true(t->n < 31);
     t->tag[t->n] = tag;
     t->seen[t->n] = r;
     t->arg[t->n] = arg;
-    if (r.kind == DEFER_FAILURE) {
+    if (r.kind == DEFERRED_FAILURE) {
         t->ftype[t->n] = r.failure->type;
         t->fcause[t->n] = r.failure->cause ? r.failure->cause->type : NULL;
         t->fcode[t->n] = r.failure->code;
@@ -96,44 +96,44 @@ static void trace_add(struct trace *t, char tag, struct defer_result r, void *ar
 struct probe {
     struct trace *t;                /* where to record */
     char tag;                       /* this function's letter */
-    struct defer_result ret;        /* what to return (kind DEFER_VALUE with .value) */
+    struct deferred_result ret;     /* what to return (kind DEFERRED_VALUE with .value) */
     bool pass;                      /* return the received result instead of ret */
 };
 
-static struct defer_result rec(struct defer_result r, void *arg)
+static struct deferred_result rec(struct deferred_result r, void *arg)
 {
     struct probe *p = arg;
     trace_add(p->t, p->tag, r, arg);
     if (p->pass)
         return r;
-    if (p->ret.kind == DEFER_FAILURE)
+    if (p->ret.kind == DEFERRED_FAILURE)
         failure_ref(p->ret.failure);      /* each return hands over one reference */
-    if (p->ret.kind == DEFER_DEFERRED)
+    if (p->ret.kind == DEFERRED_DEFERRED)
         deferred_ref(p->ret.deferred);
     return p->ret;
 }
 
-#define PROBE(tr, letter) (&(struct probe){ (tr), (letter), defer_ok(NULL), true })
+#define PROBE(tr, letter) (&(struct probe){ (tr), (letter), deferred_ok(NULL), true })
 #define PROBE_RET(tr, letter, res) (&(struct probe){ (tr), (letter), (res), false })
 
-static struct defer_result add1(struct defer_result r, void *arg)
+static struct deferred_result add1(struct deferred_result r, void *arg)
 {
     (void)arg;
-    return defer_ok(V(I(r.value) + 1));
+    return deferred_ok(V(I(r.value) + 1));
 }
 
-static struct defer_result times2(struct defer_result r, void *arg)
+static struct deferred_result times2(struct deferred_result r, void *arg)
 {
     (void)arg;
-    return defer_ok(V(I(r.value) * 2));
+    return deferred_ok(V(I(r.value) * 2));
 }
 
 /* An errback that swallows any Failure (returns NULL). */
-static struct defer_result swallow(struct defer_result r, void *arg)
+static struct deferred_result swallow(struct deferred_result r, void *arg)
 {
     (void)r;
     (void)arg;
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 static struct failure *ferr(const struct failure_type *t, const char *msg)
@@ -162,11 +162,11 @@ static void test_c01_new_deferred_queues(void **state)
     drop(d);
 }
 
-static struct defer_result g_times10(struct defer_result r, void *arg)
+static struct deferred_result g_times10(struct deferred_result r, void *arg)
 {
     struct trace *t = arg;
     trace_add(t, 'g', r, arg);
-    return defer_ok(V(I(r.value) * 10));
+    return deferred_ok(V(I(r.value) * 10));
 }
 
 static void test_c02_callback_args_and_result(void **state)
@@ -180,7 +180,7 @@ static void test_c02_callback_args_and_result(void **state)
     assert_int_equal(t.n, 1);
     assert_int_equal(I(t.seen[0].value), 2);
     assert_ptr_equal(t.arg[0], &t);       /* the extra argument arrives */
-    assert_int_equal(I(deferred_result(d).value), 20);
+    assert_int_equal(I(deferred_current_result(d).value), 20);
     drop(d);
 }
 
@@ -189,10 +189,10 @@ static void test_c03_succeed_runs_at_once(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *d = deferred_succeed(V(5));
-    deferred_add_callback(d, rec, PROBE_RET(&t, 'f', defer_ok(V(6))));
+    deferred_add_callback(d, rec, PROBE_RET(&t, 'f', deferred_ok(V(6))));
     assert_int_equal(t.n, 1);             /* ran before add_callback returned */
     assert_int_equal(I(t.seen[0].value), 5);
-    assert_int_equal(I(deferred_result(d).value), 6);
+    assert_int_equal(I(deferred_current_result(d).value), 6);
     drop(d);
 }
 
@@ -207,13 +207,13 @@ static void test_c04_fire_twice(void **state)
             assert_int_equal(deferred_errback(d, ferr(&VALUE_ERROR, "x")), 0);
         else
             assert_int_equal(deferred_callback(d, V(1)), 0);
-        struct defer_result before = deferred_result(d);
+        struct deferred_result before = deferred_current_result(d);
         int rc = (combo & 1) ? deferred_errback(d, ferr(&VALUE_ERROR, "y"))
                              : deferred_callback(d, V(2));
-        assert_int_equal(rc, DEFER_E_ALREADY_CALLED);
+        assert_int_equal(rc, DEFERRED_E_ALREADY_CALLED);
         assert_int_equal(t.n, (combo & 2) ? 0 : 1);
-        assert_int_equal(deferred_result(d).kind, before.kind);
-        assert_ptr_equal(deferred_result(d).value, before.value);
+        assert_int_equal(deferred_current_result(d).kind, before.kind);
+        assert_ptr_equal(deferred_current_result(d).value, before.value);
         drop(d);
     }
     assert_int_equal(unhandled, 0);
@@ -224,15 +224,15 @@ static void test_c05_errback_failure_identity(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *d = deferred_new();
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     struct failure *f = ferr(&VALUE_ERROR, "x");
     deferred_errback(d, f);
     assert_int_equal(t.n, 1);
-    assert_int_equal(t.seen[0].kind, DEFER_FAILURE);
+    assert_int_equal(t.seen[0].kind, DEFERRED_FAILURE);
     assert_ptr_equal(t.seen[0].failure, f);
     assert_ptr_equal(t.ftype[0], &VALUE_ERROR);
-    assert_int_equal(deferred_result(d).kind, DEFER_VALUE);
-    assert_null(deferred_result(d).value);
+    assert_int_equal(deferred_current_result(d).kind, DEFERRED_VALUE);
+    assert_null(deferred_current_result(d).value);
     drop(d);
     assert_int_equal(unhandled, 0);
 }
@@ -242,7 +242,7 @@ static void test_c06_invalid_firing_leaves_unfired(void **state)
     (void)state;
     /* C has no "current exception": the only invalid firing is with a Deferred. */
     struct deferred *d = deferred_new(), *other = deferred_new();
-    assert_int_equal(deferred_fire(d, defer_wait(other)), DEFER_E_INVALID);
+    assert_int_equal(deferred_fire(d, deferred_wait(other)), DEFERRED_E_INVALID);
     assert_false(deferred_called(d));
     drop(d);
     drop(other);
@@ -253,8 +253,8 @@ static void test_c07_callback_with_failure_takes_error_path(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *d = deferred_new();
-    deferred_add_callbacks(d, rec, PROBE(&t, 'c'), rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
-    deferred_fire(d, defer_err(ferr(&KEY_ERROR, "k")));
+    deferred_add_callbacks(d, rec, PROBE(&t, 'c'), rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
+    deferred_fire(d, deferred_err(ferr(&KEY_ERROR, "k")));
     assert_string_equal(t.tag, "e");
     drop(d);
 }
@@ -265,9 +265,9 @@ static void test_c08_raise_skips_callback_only_pairs(void **state)
     struct trace t = { 0 };
     struct failure *f = ferr(&VALUE_ERROR, "raised");
     struct deferred *d = deferred_new();
-    deferred_add_callback(d, rec, PROBE_RET(&t, 'r', defer_err(f)));
+    deferred_add_callback(d, rec, PROBE_RET(&t, 'r', deferred_err(f)));
     deferred_add_callback(d, rec, PROBE(&t, 's'));
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     deferred_callback(d, V(1));
     assert_string_equal(t.tag, "re");
     assert_ptr_equal(t.seen[1].failure, f);
@@ -281,8 +281,8 @@ static void test_c09_returned_failure_identity(void **state)
     struct trace t = { 0 };
     struct failure *f = ferr(&VALUE_ERROR, "F");
     struct deferred *d = deferred_new();
-    deferred_add_callback(d, rec, PROBE_RET(&t, 'c', defer_err(f)));
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    deferred_add_callback(d, rec, PROBE_RET(&t, 'c', deferred_err(f)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     deferred_callback(d, NULL);
     assert_ptr_equal(t.seen[1].failure, f);
     failure_unref(f);
@@ -296,11 +296,11 @@ static void test_c10_errback_recovers(void **state)
         struct trace t = { 0 };
         void *rv = k ? NULL : (void *)"recovered";
         struct deferred *d = deferred_new();
-        deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_ok(rv)));
+        deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_ok(rv)));
         deferred_add_callback(d, rec, PROBE(&t, 'c'));
         deferred_errback(d, ferr(&VALUE_ERROR, "x"));
         assert_string_equal(t.tag, "ec");
-        assert_int_equal(t.seen[1].kind, DEFER_VALUE);
+        assert_int_equal(t.seen[1].kind, DEFERRED_VALUE);
         assert_ptr_equal(t.seen[1].value, rv);
         drop(d);
     }
@@ -313,8 +313,8 @@ static void test_c11_errback_raises_new_error(void **state)
     struct trace t = { 0 };
     struct failure *k = ferr(&KEY_ERROR, "k");
     struct deferred *d = deferred_new();
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_err(k)));
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'f', defer_ok(NULL)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_err(k)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'f', deferred_ok(NULL)));
     deferred_errback(d, ferr(&VALUE_ERROR, "v"));
     assert_ptr_equal(t.ftype[0], &VALUE_ERROR);
     assert_ptr_equal(t.ftype[1], &KEY_ERROR);
@@ -328,8 +328,8 @@ static void test_c12_one_side_per_pair(void **state)
     struct trace t = { 0 };
     struct failure *f = ferr(&VALUE_ERROR, "x");
     struct deferred *d = deferred_new();
-    deferred_add_callbacks(d, rec, PROBE_RET(&t, 'c', defer_err(f)), rec, PROBE(&t, '1'));
-    deferred_add_callbacks(d, rec, PROBE(&t, '2'), rec, PROBE_RET(&t, 'E', defer_ok(NULL)));
+    deferred_add_callbacks(d, rec, PROBE_RET(&t, 'c', deferred_err(f)), rec, PROBE(&t, '1'));
+    deferred_add_callbacks(d, rec, PROBE(&t, '2'), rec, PROBE_RET(&t, 'E', deferred_ok(NULL)));
     deferred_callback(d, NULL);
     assert_string_equal(t.tag, "cE");
     failure_unref(f);
@@ -343,13 +343,13 @@ static void test_c13_passthrough_same_object(void **state)
     static int v;
     struct deferred *d = deferred_succeed(&v);
     deferred_add_errback(d, rec, PROBE(&t, 'x'));
-    assert_ptr_equal(deferred_result(d).value, &v);
+    assert_ptr_equal(deferred_current_result(d).value, &v);
     drop(d);
     struct failure *f = ferr(&VALUE_ERROR, "F");
     d = deferred_fail(failure_ref(f));
     deferred_add_callback(d, rec, PROBE(&t, 'x'));
-    assert_int_equal(deferred_result(d).kind, DEFER_FAILURE);
-    assert_ptr_equal(deferred_result(d).failure, f);
+    assert_int_equal(deferred_current_result(d).kind, DEFERRED_FAILURE);
+    assert_ptr_equal(deferred_current_result(d).failure, f);
     assert_int_equal(t.n, 0);
     deferred_add_errback(d, swallow, NULL);
     drop(d);
@@ -365,25 +365,25 @@ static void test_c14_add_both(void **state)
     deferred_add_both(d, rec, PROBE(&t, 'b'));
     drop(d);
     d = deferred_fail(ferr(&VALUE_ERROR, "x"));
-    deferred_add_both(d, rec, PROBE_RET(&t, 'b', defer_ok(NULL)));
+    deferred_add_both(d, rec, PROBE_RET(&t, 'b', deferred_ok(NULL)));
     drop(d);
     assert_string_equal(t.tag, "bb");
-    assert_int_equal(t.seen[0].kind, DEFER_VALUE);
+    assert_int_equal(t.seen[0].kind, DEFERRED_VALUE);
     assert_int_equal(I(t.seen[0].value), 3);
-    assert_int_equal(t.seen[1].kind, DEFER_FAILURE);
+    assert_int_equal(t.seen[1].kind, DEFERRED_FAILURE);
 }
 
 /* cb1 appends cb3 to its own Deferred. */
 struct c15_ctx { struct deferred *d; struct trace t; };
 
-static struct defer_result c15_cb3(struct defer_result r, void *arg)
+static struct deferred_result c15_cb3(struct deferred_result r, void *arg)
 {
     struct c15_ctx *c = arg;
     trace_add(&c->t, '3', r, arg);
     return r;
 }
 
-static struct defer_result c15_cb1(struct defer_result r, void *arg)
+static struct deferred_result c15_cb1(struct deferred_result r, void *arg)
 {
     struct c15_ctx *c = arg;
     deferred_add_callback(c->d, c15_cb3, c);
@@ -391,7 +391,7 @@ static struct defer_result c15_cb1(struct defer_result r, void *arg)
     return r;
 }
 
-static struct defer_result c15_cb2(struct defer_result r, void *arg)
+static struct deferred_result c15_cb2(struct deferred_result r, void *arg)
 {
     struct c15_ctx *c = arg;
     trace_add(&c->t, '2', r, arg);
@@ -440,7 +440,7 @@ static void test_c18_outer_waits_on_unfired_inner(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *outer = deferred_new(), *inner = deferred_new();
-    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', defer_wait(inner)));
+    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', deferred_wait(inner)));
     deferred_add_callback(outer, rec, PROBE(&t, 'b'));
     deferred_callback(outer, NULL);
     assert_int_equal(deferred_paused(outer), 1);
@@ -458,15 +458,15 @@ static void test_c19_inner_left_with_none(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *outer = deferred_new(), *inner = deferred_new();
-    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', defer_wait(inner)));
+    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', deferred_wait(inner)));
     deferred_add_callback(outer, rec, PROBE(&t, 'b'));
     deferred_callback(outer, NULL);
     deferred_callback(inner, "i");
     deferred_add_callback(inner, rec, PROBE(&t, 'l'));    /* added after the link */
     assert_string_equal(t.tag, "abl");
     assert_null(t.seen[2].value);
-    assert_null(deferred_result(inner).value);
-    assert_string_equal(deferred_result(outer).value, "i");
+    assert_null(deferred_current_result(inner).value);
+    assert_string_equal(deferred_current_result(outer).value, "i");
     drop(inner);
     drop(outer);
 }
@@ -476,11 +476,11 @@ static void test_c20_inner_already_fired(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *outer = deferred_new(), *inner = deferred_succeed("ready");
-    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', defer_wait(inner)));
+    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', deferred_wait(inner)));
     deferred_callback(outer, NULL);
-    assert_string_equal(deferred_result(outer).value, "ready");
-    assert_int_equal(deferred_result(inner).kind, DEFER_VALUE);
-    assert_null(deferred_result(inner).value);
+    assert_string_equal(deferred_current_result(outer).value, "ready");
+    assert_int_equal(deferred_current_result(inner).kind, DEFERRED_VALUE);
+    assert_null(deferred_current_result(inner).value);
     drop(inner);
     drop(outer);
 }
@@ -490,13 +490,13 @@ static void test_c21_inner_failure_moves_to_outer(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *outer = deferred_new(), *inner = deferred_new();
-    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', defer_wait(inner)));
-    deferred_add_errback(outer, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', deferred_wait(inner)));
+    deferred_add_errback(outer, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     deferred_callback(outer, NULL);
     deferred_errback(inner, ferr(&VALUE_ERROR, "v"));
     assert_string_equal(t.tag, "ae");
     assert_ptr_equal(t.ftype[1], &VALUE_ERROR);
-    assert_null(deferred_result(inner).value);
+    assert_null(deferred_current_result(inner).value);
     drop(inner);
     drop(outer);
     assert_int_equal(unhandled, 0);
@@ -508,7 +508,7 @@ static void test_c22_inner_callbacks_run_first(void **state)
     struct trace t = { 0 };
     struct deferred *outer = deferred_new(), *inner = deferred_new();
     deferred_add_callback(inner, times2, NULL);
-    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', defer_wait(inner)));
+    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', deferred_wait(inner)));
     deferred_add_callback(outer, rec, PROBE(&t, 'b'));
     deferred_callback(outer, NULL);
     deferred_callback(inner, V(21));
@@ -522,10 +522,10 @@ static void test_c23_transitive_chain(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *a = deferred_new(), *b = deferred_new(), *c = deferred_new();
-    deferred_add_callback(a, rec, PROBE_RET(&t, 'x', defer_wait(b)));
+    deferred_add_callback(a, rec, PROBE_RET(&t, 'x', deferred_wait(b)));
     deferred_add_callback(a, rec, PROBE(&t, 'A'));
-    deferred_add_callback(b, rec, PROBE_RET(&t, 'y', defer_wait(c)));
-    deferred_add_callback(b, rec, PROBE_RET(&t, 'B', defer_ok("b-value")));
+    deferred_add_callback(b, rec, PROBE_RET(&t, 'y', deferred_wait(c)));
+    deferred_add_callback(b, rec, PROBE_RET(&t, 'B', deferred_ok("b-value")));
     deferred_callback(a, NULL);
     deferred_callback(b, NULL);
     deferred_callback(c, "c");
@@ -542,7 +542,7 @@ static void test_c24_errback_returns_deferred(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *d = deferred_new(), *rescue = deferred_new();
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_wait(rescue)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_wait(rescue)));
     deferred_add_callback(d, rec, PROBE(&t, 'c'));
     deferred_errback(d, ferr(&VALUE_ERROR, "x"));
     deferred_callback(rescue, "rescued");
@@ -553,10 +553,10 @@ static void test_c24_errback_returns_deferred(void **state)
     assert_int_equal(unhandled, 0);
 }
 
-static struct defer_result return_self(struct defer_result r, void *arg)
+static struct deferred_result return_self(struct deferred_result r, void *arg)
 {
     (void)r;
-    return defer_wait(deferred_ref(arg));
+    return deferred_wait(deferred_ref(arg));
 }
 
 static void test_c25_return_self_is_failure(void **state)
@@ -566,7 +566,7 @@ static void test_c25_return_self_is_failure(void **state)
     struct deferred *d = deferred_new();
     deferred_add_callback(d, return_self, d);
     deferred_add_callback(d, rec, PROBE(&t, 'c'));
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     deferred_callback(d, NULL);
     assert_int_equal(deferred_paused(d), 0);   /* divergence: no wedge */
     assert_string_equal(t.tag, "e");
@@ -581,7 +581,7 @@ static void test_c26_paused_inner(void **state)
     struct deferred *outer = deferred_new(), *inner = deferred_new();
     deferred_pause(inner);
     deferred_callback(inner, "iv");
-    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', defer_wait(inner)));
+    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', deferred_wait(inner)));
     deferred_add_callback(outer, rec, PROBE(&t, 'b'));
     deferred_callback(outer, NULL);
     assert_string_equal(t.tag, "a");
@@ -598,11 +598,11 @@ static void test_c27_chain_deferred(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *d1 = deferred_new(), *d2 = deferred_new();
-    deferred_add_callbacks(d1, defer_chain_cb, d2, defer_chain_cb, d2);
+    deferred_add_callbacks(d1, deferred_chain_cb, d2, deferred_chain_cb, d2);
     deferred_add_callback(d2, rec, PROBE(&t, 'c'));
     deferred_callback(d1, "v");
     assert_string_equal(t.seen[0].value, "v");
-    assert_null(deferred_result(d1).value);
+    assert_null(deferred_current_result(d1).value);
     drop(d1);
     drop(d2);
 }
@@ -672,7 +672,7 @@ static struct trace cancel_trace;
 
 static struct failure *canceller_noop(struct deferred *d, void *arg)
 {
-    trace_add(&cancel_trace, 'k', defer_ok(d), arg);
+    trace_add(&cancel_trace, 'k', deferred_ok(d), arg);
     return NULL;
 }
 
@@ -701,12 +701,12 @@ static void test_c31_cancel_without_canceller(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *d = deferred_new();
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     assert_null(deferred_cancel(d));
     assert_ptr_equal(t.ftype[0], &FAILURE_CANCELLED);
     assert_int_equal(deferred_callback(d, "late"), 0);     /* silently ignored */
-    assert_null(deferred_result(d).value);
-    assert_int_equal(deferred_callback(d, "later"), DEFER_E_ALREADY_CALLED);
+    assert_null(deferred_current_result(d).value);
+    assert_int_equal(deferred_callback(d, "later"), DEFERRED_E_ALREADY_CALLED);
     drop(d);
 }
 
@@ -716,12 +716,12 @@ static void test_c32_canceller_does_nothing(void **state)
     struct trace t = { 0 };
     memset(&cancel_trace, 0, sizeof cancel_trace);
     struct deferred *d = deferred_new_cancellable(canceller_noop, NULL);
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     assert_null(deferred_cancel(d));
     assert_int_equal(cancel_trace.n, 1);
     assert_ptr_equal(cancel_trace.seen[0].value, d);
     assert_ptr_equal(t.ftype[0], &FAILURE_CANCELLED);
-    assert_int_equal(deferred_callback(d, "late"), DEFER_E_ALREADY_CALLED);
+    assert_int_equal(deferred_callback(d, "late"), DEFERRED_E_ALREADY_CALLED);
     drop(d);
 }
 
@@ -730,11 +730,11 @@ static void test_c33_canceller_fires(void **state)
     (void)state;
     struct deferred *d = deferred_new_cancellable(canceller_value, "cancel-value");
     assert_null(deferred_cancel(d));
-    assert_string_equal(deferred_result(d).value, "cancel-value");
+    assert_string_equal(deferred_current_result(d).value, "cancel-value");
     drop(d);
     struct trace t = { 0 };
     d = deferred_new_cancellable(canceller_keyerror, NULL);
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     deferred_cancel(d);
     assert_ptr_equal(t.ftype[0], &KEY_ERROR);
     drop(d);
@@ -748,7 +748,7 @@ static void test_c34_cancel_after_fire_and_twice(void **state)
     deferred_callback(d, "v");
     assert_null(deferred_cancel(d));
     assert_int_equal(cancel_trace.n, 0);
-    assert_string_equal(deferred_result(d).value, "v");
+    assert_string_equal(deferred_current_result(d).value, "v");
     drop(d);
     d = deferred_new_cancellable(canceller_noop, NULL);
     deferred_add_errback(d, swallow, NULL);
@@ -774,7 +774,7 @@ static void test_c35_canceller_raises_and_paused(void **state)
     deferred_pause(d);
     assert_null(deferred_cancel(d));
     assert_int_equal(cancel_trace.n, 0);
-    assert_string_equal(deferred_result(d).value, "v");
+    assert_string_equal(deferred_current_result(d).value, "v");
     deferred_unpause(d);
     drop(d);
 }
@@ -786,8 +786,8 @@ static void test_c36_cancel_forwards_to_inner(void **state)
     memset(&cancel_trace, 0, sizeof cancel_trace);
     struct deferred *outer = deferred_new_cancellable(canceller_noop, "outer");
     struct deferred *inner = deferred_new_cancellable(canceller_noop, "inner");
-    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', defer_wait(inner)));
-    deferred_add_errback(outer, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    deferred_add_callback(outer, rec, PROBE_RET(&t, 'a', deferred_wait(inner)));
+    deferred_add_errback(outer, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     deferred_callback(outer, NULL);
     deferred_cancel(outer);
     assert_int_equal(cancel_trace.n, 1);
@@ -803,56 +803,56 @@ static void test_c37_timeout_fires(void **state)
 {
     (void)state;
     struct trace t = { 0 };
-    struct defer_clock *clock = defer_fake_clock_new();
+    struct deferred_clock *clock = deferred_fake_clock_new();
     struct deferred *d = deferred_new();
     deferred_add_timeout(d, 10, clock);
     deferred_add_errback(d, rec, PROBE(&t, 'e'));
-    defer_fake_clock_advance(clock, 9.999);
+    deferred_fake_clock_advance(clock, 9.999);
     assert_false(deferred_called(d));
-    defer_fake_clock_advance(clock, 0.001);
+    deferred_fake_clock_advance(clock, 0.001);
     assert_true(deferred_called(d));
     assert_ptr_equal(t.ftype[0], &FAILURE_TIMEOUT);
-    const char *msg = deferred_result(d).failure->message;   /* (10, 'Deferred') */
+    const char *msg = deferred_current_result(d).failure->message; /* (10, 'Deferred') */
     assert_non_null(strstr(msg, "10"));
     assert_non_null(strstr(msg, "Deferred"));
-    assert_int_equal(defer_fake_clock_pending(clock), 0);
+    assert_int_equal(deferred_fake_clock_pending(clock), 0);
     deferred_add_errback(d, swallow, NULL);
     drop(d);
-    defer_fake_clock_free(clock);
+    deferred_fake_clock_free(clock);
 }
 
 static void test_c38_timeout_cancelled_by_result(void **state)
 {
     (void)state;
-    struct defer_clock *clock = defer_fake_clock_new();
+    struct deferred_clock *clock = deferred_fake_clock_new();
     struct deferred *d = deferred_new();
     deferred_add_timeout(d, 10, clock);
     deferred_callback(d, "ok");
-    assert_int_equal(defer_fake_clock_pending(clock), 0);
-    defer_fake_clock_advance(clock, 100);
-    assert_string_equal(deferred_result(d).value, "ok");
+    assert_int_equal(deferred_fake_clock_pending(clock), 0);
+    deferred_fake_clock_advance(clock, 100);
+    assert_string_equal(deferred_current_result(d).value, "ok");
     drop(d);
-    defer_fake_clock_free(clock);
+    deferred_fake_clock_free(clock);
 }
 
-static struct defer_result trap_cancelled(struct defer_result r, void *arg)
+static struct deferred_result trap_cancelled(struct deferred_result r, void *arg)
 {
     (void)arg;
     if (!failure_trap(r.failure, &FAILURE_CANCELLED))
         return r;
-    return defer_ok("swallowed");
+    return deferred_ok("swallowed");
 }
 
 static void test_c39_before_sees_cancel_after_sees_timeout(void **state)
 {
     (void)state;
     struct trace t = { 0 };
-    struct defer_clock *clock = defer_fake_clock_new();
+    struct deferred_clock *clock = deferred_fake_clock_new();
     struct deferred *d = deferred_new();
     deferred_add_errback(d, rec, PROBE(&t, 'b'));
     deferred_add_timeout(d, 5, clock);
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'a', defer_ok(NULL)));
-    defer_fake_clock_advance(clock, 5);
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'a', deferred_ok(NULL)));
+    deferred_fake_clock_advance(clock, 5);
     assert_string_equal(t.tag, "ba");
     assert_ptr_equal(t.ftype[0], &FAILURE_CANCELLED);
     assert_ptr_equal(t.ftype[1], &FAILURE_TIMEOUT);
@@ -860,39 +860,39 @@ static void test_c39_before_sees_cancel_after_sees_timeout(void **state)
     d = deferred_new();
     deferred_add_errback(d, trap_cancelled, NULL);
     deferred_add_timeout(d, 5, clock);
-    defer_fake_clock_advance(clock, 5);
-    assert_int_equal(deferred_result(d).kind, DEFER_VALUE);
-    assert_string_equal(deferred_result(d).value, "swallowed");
+    deferred_fake_clock_advance(clock, 5);
+    assert_int_equal(deferred_current_result(d).kind, DEFERRED_VALUE);
+    assert_string_equal(deferred_current_result(d).value, "swallowed");
     drop(d);
-    defer_fake_clock_free(clock);
+    deferred_fake_clock_free(clock);
 }
 
 static void test_c40_timeout_canceller_value(void **state)
 {
     (void)state;
-    struct defer_clock *clock = defer_fake_clock_new();
+    struct deferred_clock *clock = deferred_fake_clock_new();
     struct deferred *d = deferred_new_cancellable(canceller_value, "from-canceller");
     deferred_add_timeout(d, 1, clock);
-    defer_fake_clock_advance(clock, 1);
-    assert_int_equal(deferred_result(d).kind, DEFER_VALUE);
-    assert_string_equal(deferred_result(d).value, "from-canceller");
+    deferred_fake_clock_advance(clock, 1);
+    assert_int_equal(deferred_current_result(d).kind, DEFERRED_VALUE);
+    assert_string_equal(deferred_current_result(d).value, "from-canceller");
     drop(d);
-    defer_fake_clock_free(clock);
+    deferred_fake_clock_free(clock);
 }
 
 static void test_c41_manual_cancel_is_not_timeout(void **state)
 {
     (void)state;
     struct trace t = { 0 };
-    struct defer_clock *clock = defer_fake_clock_new();
+    struct deferred_clock *clock = deferred_fake_clock_new();
     struct deferred *d = deferred_new();
     deferred_add_timeout(d, 10, clock);
-    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    deferred_add_errback(d, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     deferred_cancel(d);
     assert_ptr_equal(t.ftype[0], &FAILURE_CANCELLED);
-    assert_int_equal(defer_fake_clock_pending(clock), 0);
+    assert_int_equal(deferred_fake_clock_pending(clock), 0);
     drop(d);
-    defer_fake_clock_free(clock);
+    deferred_fake_clock_free(clock);
 }
 
 /* ---- DeferredList and helpers (42-49) -------------------------------------- */
@@ -902,14 +902,14 @@ static void test_c42_list_input_order(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *m[3] = { deferred_new(), deferred_new(), deferred_new() };
-    struct deferred *dl = defer_list_new(m, 3, DEFER_LIST_CONSUME_ERRORS);
+    struct deferred *dl = deferred_list_new(m, 3, DEFERRED_LIST_CONSUME_ERRORS);
     deferred_add_callback(dl, rec, PROBE(&t, 'L'));
     deferred_callback(m[2], "C");
     deferred_errback(m[1], ferr(&VALUE_ERROR, "b"));
     assert_false(deferred_called(dl));
     deferred_callback(m[0], "A");
     assert_int_equal(t.n, 1);
-    struct defer_list_results *res = t.seen[0].value;
+    struct deferred_list_results *res = t.seen[0].value;
     assert_int_equal(res->n, 3);
     assert_true(res->items[0].success);
     assert_string_equal(res->items[0].result.value, "A");
@@ -926,20 +926,20 @@ static void test_c42_list_input_order(void **state)
 static void test_c43_list_empty_and_prefired(void **state)
 {
     (void)state;
-    struct deferred *dl = defer_list_new(NULL, 0, 0);
+    struct deferred *dl = deferred_list_new(NULL, 0, 0);
     assert_true(deferred_called(dl));
-    assert_int_equal(((struct defer_list_results *)deferred_result(dl).value)->n, 0);
+    assert_int_equal(((struct deferred_list_results *)deferred_current_result(dl).value)->n, 0);
     drop(dl);
     struct deferred *m[2] = { deferred_succeed(V(1)), deferred_succeed(V(2)) };
-    dl = defer_list_new(m, 2, 0);
+    dl = deferred_list_new(m, 2, 0);
     assert_true(deferred_called(dl));
-    struct defer_list_results *res = deferred_result(dl).value;
+    struct deferred_list_results *res = deferred_current_result(dl).value;
     assert_true(res->items[0].success && I(res->items[0].result.value) == 1);
     assert_true(res->items[1].success && I(res->items[1].result.value) == 2);
     drop(dl);
     drop(m[0]);
     drop(m[1]);
-    dl = defer_list_new(NULL, 0, DEFER_LIST_FIRE_ON_ONE_CALLBACK);
+    dl = deferred_list_new(NULL, 0, DEFERRED_LIST_FIRE_ON_ONE_CALLBACK);
     assert_false(deferred_called(dl));
     drop(dl);
 }
@@ -948,23 +948,23 @@ static void test_c44_fire_on_one_callback(void **state)
 {
     (void)state;
     struct deferred *m[2] = { deferred_new(), deferred_new() };
-    struct deferred *dl = defer_list_new(m, 2, DEFER_LIST_FIRE_ON_ONE_CALLBACK);
+    struct deferred *dl = deferred_list_new(m, 2, DEFERRED_LIST_FIRE_ON_ONE_CALLBACK);
     deferred_callback(m[1], "B");
-    struct defer_list_first *first = deferred_result(dl).value;
+    struct deferred_list_first *first = deferred_current_result(dl).value;
     assert_string_equal(first->value, "B");
     assert_int_equal(first->index, 1);
     deferred_callback(m[0], "A");         /* ignored by the list */
-    assert_ptr_equal(deferred_result(dl).value, first);
+    assert_ptr_equal(deferred_current_result(dl).value, first);
     drop(dl);
     drop(m[0]);
     drop(m[1]);
     /* All fail: success with the full list. */
     struct deferred *n[2] = { deferred_new(), deferred_new() };
-    dl = defer_list_new(n, 2, DEFER_LIST_FIRE_ON_ONE_CALLBACK | DEFER_LIST_CONSUME_ERRORS);
+    dl = deferred_list_new(n, 2, DEFERRED_LIST_FIRE_ON_ONE_CALLBACK | DEFERRED_LIST_CONSUME_ERRORS);
     deferred_errback(n[0], ferr(&VALUE_ERROR, "a"));
     deferred_errback(n[1], ferr(&VALUE_ERROR, "b"));
-    assert_int_equal(deferred_result(dl).kind, DEFER_VALUE);
-    struct defer_list_results *res = deferred_result(dl).value;
+    assert_int_equal(deferred_current_result(dl).kind, DEFERRED_VALUE);
+    struct deferred_list_results *res = deferred_current_result(dl).value;
     assert_int_equal(res->n, 2);
     assert_false(res->items[0].success || res->items[1].success);
     drop(dl);
@@ -978,8 +978,9 @@ static void test_c45_fire_on_one_errback(void **state)
     (void)state;
     struct trace t = { 0 };
     struct deferred *m[2] = { deferred_new(), deferred_new() };
-    struct deferred *dl = defer_list_new(m, 2, DEFER_LIST_FIRE_ON_ONE_ERRBACK | DEFER_LIST_CONSUME_ERRORS);
-    deferred_add_errback(dl, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    struct deferred *dl = deferred_list_new(m, 2, DEFERRED_LIST_FIRE_ON_ONE_ERRBACK
+                                                  | DEFERRED_LIST_CONSUME_ERRORS);
+    deferred_add_errback(dl, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     deferred_errback(m[1], ferr(&KEY_ERROR, "k"));
     assert_ptr_equal(t.ftype[0], &FAILURE_FIRST_ERROR);
     assert_int_equal(t.fcode[0], 1);
@@ -995,16 +996,16 @@ static void test_c46_list_consume_errors(void **state)
 {
     (void)state;
     struct deferred *a = deferred_new();
-    struct deferred *dl = defer_list_new(&a, 1, 0);
+    struct deferred *dl = deferred_list_new(&a, 1, 0);
     deferred_errback(a, ferr(&VALUE_ERROR, "x"));
     drop(dl);
     drop(a);
     assert_int_equal(unhandled, 1);
     a = deferred_new();
-    dl = defer_list_new(&a, 1, DEFER_LIST_CONSUME_ERRORS);
+    dl = deferred_list_new(&a, 1, DEFERRED_LIST_CONSUME_ERRORS);
     deferred_errback(a, ferr(&VALUE_ERROR, "x"));
-    assert_int_equal(deferred_result(a).kind, DEFER_VALUE);
-    assert_null(deferred_result(a).value);
+    assert_int_equal(deferred_current_result(a).kind, DEFERRED_VALUE);
+    assert_null(deferred_current_result(a).value);
     drop(dl);
     drop(a);
     assert_int_equal(unhandled, 1);
@@ -1014,9 +1015,9 @@ static void test_c47_list_cancel(void **state)
 {
     (void)state;
     struct deferred *m[2] = { deferred_new(), deferred_new() };
-    struct deferred *dl = defer_list_new(m, 2, DEFER_LIST_CONSUME_ERRORS);
+    struct deferred *dl = deferred_list_new(m, 2, DEFERRED_LIST_CONSUME_ERRORS);
     deferred_cancel(dl);
-    struct defer_list_results *res = deferred_result(dl).value;
+    struct deferred_list_results *res = deferred_current_result(dl).value;
     for (int i = 0; i < 2; i++) {
         assert_false(res->items[i].success);
         assert_ptr_equal(res->items[i].result.failure->type, &FAILURE_CANCELLED);
@@ -1030,10 +1031,10 @@ static void test_c48_gather_results(void **state)
 {
     (void)state;
     struct deferred *m[2] = { deferred_new(), deferred_new() };
-    struct deferred *g = defer_gather_results(m, 2, false);
+    struct deferred *g = deferred_gather_results(m, 2, false);
     deferred_callback(m[1], V(2));
     deferred_callback(m[0], V(1));
-    void **values = deferred_result(g).value;
+    void **values = deferred_current_result(g).value;
     assert_int_equal(I(values[0]), 1);
     assert_int_equal(I(values[1]), 2);
     drop(g);
@@ -1042,8 +1043,8 @@ static void test_c48_gather_results(void **state)
 
     struct trace t = { 0 };
     struct deferred *n[2] = { deferred_new(), deferred_new() };
-    g = defer_gather_results(n, 2, true);
-    deferred_add_errback(g, rec, PROBE_RET(&t, 'e', defer_ok(NULL)));
+    g = deferred_gather_results(n, 2, true);
+    deferred_add_errback(g, rec, PROBE_RET(&t, 'e', deferred_ok(NULL)));
     deferred_errback(n[1], ferr(&KEY_ERROR, "k"));
     assert_ptr_equal(t.ftype[0], &FAILURE_FIRST_ERROR);
     assert_int_equal(t.fcode[0], 1);
@@ -1055,8 +1056,8 @@ static void test_c48_gather_results(void **state)
 
     struct trace t2 = { 0 };
     struct deferred *p[2] = { deferred_new(), deferred_new() };
-    g = defer_gather_results(p, 2, true);
-    deferred_add_errback(g, rec, PROBE_RET(&t2, 'e', defer_ok(NULL)));
+    g = deferred_gather_results(p, 2, true);
+    deferred_add_errback(g, rec, PROBE_RET(&t2, 'e', deferred_ok(NULL)));
     deferred_cancel(g);
     assert_int_equal(t2.fcode[0], 0);
     assert_ptr_equal(t2.fcause[0], &FAILURE_CANCELLED);
@@ -1067,24 +1068,24 @@ static void test_c48_gather_results(void **state)
     assert_int_equal(unhandled, 0);
 }
 
-static struct defer_result maybe_value(void *arg) { (void)arg; return defer_ok(V(7)); }
-static struct defer_result maybe_fail(void *arg) { (void)arg; return defer_err(ferr(&KEY_ERROR, "k")); }
-static struct defer_result maybe_deferred(void *arg) { return defer_wait(deferred_ref(arg)); }
+static struct deferred_result maybe_value(void *arg) { (void)arg; return deferred_ok(V(7)); }
+static struct deferred_result maybe_fail(void *arg) { (void)arg; return deferred_err(ferr(&KEY_ERROR, "k")); }
+static struct deferred_result maybe_deferred(void *arg) { return deferred_wait(deferred_ref(arg)); }
 
 static void test_c49_maybe_deferred_succeed_fail(void **state)
 {
     (void)state;
-    struct deferred *d = defer_maybe(maybe_value, NULL);
+    struct deferred *d = deferred_maybe(maybe_value, NULL);
     assert_true(deferred_called(d));
-    assert_int_equal(I(deferred_result(d).value), 7);
+    assert_int_equal(I(deferred_current_result(d).value), 7);
     drop(d);
-    d = defer_maybe(maybe_fail, NULL);
-    assert_int_equal(deferred_result(d).kind, DEFER_FAILURE);
-    assert_ptr_equal(deferred_result(d).failure->type, &KEY_ERROR);
+    d = deferred_maybe(maybe_fail, NULL);
+    assert_int_equal(deferred_current_result(d).kind, DEFERRED_FAILURE);
+    assert_ptr_equal(deferred_current_result(d).failure->type, &KEY_ERROR);
     deferred_add_errback(d, swallow, NULL);
     drop(d);
     struct deferred *d0 = deferred_new();
-    d = defer_maybe(maybe_deferred, d0);
+    d = deferred_maybe(maybe_deferred, d0);
     assert_ptr_equal(d, d0);
     drop(d);
     deferred_callback(d0, NULL);
@@ -1103,34 +1104,34 @@ static void test_c49_maybe_deferred_succeed_fail(void **state)
 
 /* ---- timers (53) ----------------------------------------------------------- */
 
-struct c53_ctx { struct defer_call *call; double ran_at; bool active_inside; struct defer_clock *clock; };
+struct c53_ctx { struct deferred_call *call; double ran_at; bool active_inside; struct deferred_clock *clock; };
 
 static void c53_fn(void *arg)
 {
     struct c53_ctx *c = arg;
-    c->ran_at = defer_clock_now(c->clock);
-    c->active_inside = defer_call_active(c->call);
+    c->ran_at = deferred_clock_now(c->clock);
+    c->active_inside = deferred_call_active(c->call);
 }
 
 static void test_c53_call_later_reset_cancel(void **state)
 {
     (void)state;
-    struct defer_clock *clock = defer_fake_clock_new();
+    struct deferred_clock *clock = deferred_fake_clock_new();
     struct c53_ctx c = { NULL, -1, true, clock };
-    c.call = defer_call_later(clock, 5, c53_fn, &c);
-    assert_int_equal(defer_call_reset(c.call, 10), 0);
-    defer_fake_clock_advance(clock, 5);
+    c.call = deferred_call_later(clock, 5, c53_fn, &c);
+    assert_int_equal(deferred_call_reset(c.call, 10), 0);
+    deferred_fake_clock_advance(clock, 5);
     assert_true(c.ran_at < 0);
-    defer_fake_clock_advance(clock, 5);
+    deferred_fake_clock_advance(clock, 5);
     assert_true(c.ran_at == 10.0);
     assert_false(c.active_inside);
-    assert_int_equal(defer_call_cancel(c.call), DEFER_CALL_E_CALLED);
-    defer_call_unref(c.call);
-    struct defer_call *x = defer_call_later(clock, 1, c53_fn, &c);
-    assert_int_equal(defer_call_cancel(x), 0);
-    assert_int_equal(defer_call_cancel(x), DEFER_CALL_E_CANCELLED);
-    defer_call_unref(x);
-    defer_fake_clock_free(clock);
+    assert_int_equal(deferred_call_cancel(c.call), DEFERRED_CALL_E_CALLED);
+    deferred_call_unref(c.call);
+    struct deferred_call *x = deferred_call_later(clock, 1, c53_fn, &c);
+    assert_int_equal(deferred_call_cancel(x), 0);
+    assert_int_equal(deferred_call_cancel(x), DEFERRED_CALL_E_CANCELLED);
+    deferred_call_unref(x);
+    deferred_fake_clock_free(clock);
 }
 
 /* ---- DeferredSemaphore ---------------------------------------------------- */
@@ -1139,29 +1140,29 @@ static void test_semaphore(void **state)
 {
     (void)state;
     struct trace t = { 0 };
-    struct defer_semaphore *s = defer_semaphore_new(2);
-    struct deferred *a = defer_semaphore_acquire(s), *b = defer_semaphore_acquire(s);
+    struct deferred_semaphore *s = deferred_semaphore_new(2);
+    struct deferred *a = deferred_semaphore_acquire(s), *b = deferred_semaphore_acquire(s);
     assert_true(deferred_called(a) && deferred_called(b));
-    assert_int_equal(defer_semaphore_tokens(s), 0);
-    struct deferred *c = defer_semaphore_acquire(s), *d = defer_semaphore_acquire(s);
-    struct deferred *e = defer_semaphore_acquire(s);
+    assert_int_equal(deferred_semaphore_tokens(s), 0);
+    struct deferred *c = deferred_semaphore_acquire(s), *d = deferred_semaphore_acquire(s);
+    struct deferred *e = deferred_semaphore_acquire(s);
     deferred_add_callback(c, rec, PROBE(&t, 'c'));
     deferred_add_callback(d, rec, PROBE(&t, 'd'));
-    deferred_add_errback(e, rec, PROBE_RET(&t, 'x', defer_ok(NULL)));
+    deferred_add_errback(e, rec, PROBE_RET(&t, 'x', deferred_ok(NULL)));
     assert_false(deferred_called(c));
     deferred_cancel(e);                   /* leaves the queue */
-    defer_semaphore_release(s);           /* to c, synchronously */
+    deferred_semaphore_release(s);        /* to c, synchronously */
     assert_string_equal(t.tag, "xc");
     assert_ptr_equal(t.seen[1].value, s);
-    defer_semaphore_release(s);           /* to d */
+    deferred_semaphore_release(s);        /* to d */
     assert_string_equal(t.tag, "xcd");
-    defer_semaphore_release(s);
-    defer_semaphore_release(s);
-    assert_int_equal(defer_semaphore_tokens(s), 2);
-    struct deferred *f = defer_semaphore_acquire(s), *g = defer_semaphore_acquire(s);
-    struct deferred *h = defer_semaphore_acquire(s);
+    deferred_semaphore_release(s);
+    deferred_semaphore_release(s);
+    assert_int_equal(deferred_semaphore_tokens(s), 2);
+    struct deferred *f = deferred_semaphore_acquire(s), *g = deferred_semaphore_acquire(s);
+    struct deferred *h = deferred_semaphore_acquire(s);
     deferred_add_errback(h, swallow, NULL);
-    defer_semaphore_free(s);              /* h fails with CancelledError */
+    deferred_semaphore_free(s);           /* h fails with CancelledError */
     assert_true(deferred_called(h));
     struct deferred *all[] = { a, b, c, d, e, f, g, h };
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
@@ -1178,10 +1179,10 @@ static long stress_n(long full)
     return n > 0 && n < full ? n : full;
 }
 
-static struct defer_result inc(struct defer_result r, void *arg)
+static struct deferred_result inc(struct deferred_result r, void *arg)
 {
     (void)arg;
-    return defer_ok(V(I(r.value) + 1));
+    return deferred_ok(V(I(r.value) + 1));
 }
 
 static void test_stress_long_chain(void **state)
@@ -1192,18 +1193,18 @@ static void test_stress_long_chain(void **state)
     for (long i = 0; i < n; i++)
         deferred_add_callback(d, inc, NULL);
     deferred_callback(d, V(0));
-    assert_int_equal(I(deferred_result(d).value), n);
+    assert_int_equal(I(deferred_current_result(d).value), n);
     /* And callbacks added after firing run at once, one by one. */
     for (long i = 0; i < n; i++)
         deferred_add_callback(d, inc, NULL);
-    assert_int_equal(I(deferred_result(d).value), 2 * n);
+    assert_int_equal(I(deferred_current_result(d).value), 2 * n);
     drop(d);
 }
 
-static struct defer_result return_next(struct defer_result r, void *arg)
+static struct deferred_result return_next(struct deferred_result r, void *arg)
 {
     (void)r;
-    return defer_wait(deferred_ref(arg));
+    return deferred_wait(deferred_ref(arg));
 }
 
 static void test_stress_deep_nesting(void **state)
@@ -1222,7 +1223,7 @@ static void test_stress_deep_nesting(void **state)
     for (long i = 0; i + 1 < n; i++)
         assert_true(deferred_waiting(ds[i]));
     deferred_callback(ds[n - 1], V(41));
-    assert_int_equal(I(deferred_result(ds[0]).value), 42);
+    assert_int_equal(I(deferred_current_result(ds[0]).value), 42);
     for (long i = 0; i < n; i++)
         deferred_unref(ds[i]);
     free(ds);
@@ -1243,7 +1244,7 @@ static void test_stress_create_fire_free(void **state)
             deferred_errback(d, ferr(&VALUE_ERROR, "x"));
         else
             deferred_callback(d, V(i));
-        sum += I(deferred_result(d).value) != 0;
+        sum += I(deferred_current_result(d).value) != 0;
         deferred_unref(d);
     }
     assert_int_equal(sum, (n + 1) / 2);   /* even i: i + 1; odd i: recovered to NULL */
@@ -1254,29 +1255,29 @@ static void test_stress_create_fire_free(void **state)
  * calls, in order, with its input and output; a NULL token skips after;
  * pass-through sides (NULL) are not calls. */
 static char hook_log[256];
-static void *hook_before(defer_fn fn, void *arg, struct defer_result in)
+static void *hook_before(deferred_fn fn, void *arg, struct deferred_result in)
 {
     (void)fn;
     size_t n = strlen(hook_log);
     snprintf(hook_log + n, sizeof hook_log - n, "<%s:%s", (const char *)arg,
-             defer_is_failure(in) ? "F" : "V");
+             deferred_is_failure(in) ? "F" : "V");
     return strcmp(arg, "skip") == 0 ? NULL : arg;
 }
-static void hook_after(void *token, struct defer_result out)
+static void hook_after(void *token, struct deferred_result out)
 {
     size_t n = strlen(hook_log);
     snprintf(hook_log + n, sizeof hook_log - n, "%s:%s>", (const char *)token,
-             defer_is_failure(out) ? "F" : "V");
+             deferred_is_failure(out) ? "F" : "V");
 }
-static struct defer_result to_fail(struct defer_result r, void *arg)
+static struct deferred_result to_fail(struct deferred_result r, void *arg)
 {
     (void)r; (void)arg;
-    return defer_err(failure_new(&VALUE_ERROR, 0, "x"));
+    return deferred_err(failure_new(&VALUE_ERROR, 0, "x"));
 }
-static struct defer_result recover(struct defer_result r, void *arg)
+static struct deferred_result recover(struct deferred_result r, void *arg)
 {
     (void)r; (void)arg;
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 static void test_run_hook(void **state)

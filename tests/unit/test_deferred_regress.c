@@ -40,26 +40,26 @@ struct takeover {
     char d2_msg[32];                     /* and its message */
 };
 
-static struct defer_result return_d1(struct defer_result r, void *arg)
+static struct deferred_result return_d1(struct deferred_result r, void *arg)
 {
     struct takeover *t = arg;
     (void)r;
-    return defer_wait(deferred_ref(t->d1));
+    return deferred_wait(deferred_ref(t->d1));
 }
 
-static struct defer_result d2_errback(struct defer_result r, void *arg)
+static struct deferred_result d2_errback(struct deferred_result r, void *arg)
 {
     struct takeover *t = arg;
     t->d2_saw = r.failure->type;
     snprintf(t->d2_msg, sizeof t->d2_msg, "%s", failure_message(r.failure));
-    return defer_ok("rec2");
+    return deferred_ok("rec2");
 }
 
-static struct defer_result d1_errback_fires_d2(struct defer_result r, void *arg)
+static struct deferred_result d1_errback_fires_d2(struct deferred_result r, void *arg)
 {
     struct takeover *t = arg;
     assert_int_equal(deferred_callback(t->d2, NULL), 0);   /* d2 now takes d1's result */
-    return t->recover ? defer_ok("ok") : r;
+    return t->recover ? deferred_ok("ok") : r;
 }
 
 static void test_takeover_errback_recovers(void **state)
@@ -77,8 +77,8 @@ static void test_takeover_errback_recovers(void **state)
     /* Twisted: d2's errback gets the error, d1 goes on with "ok". */
     assert_ptr_equal(t.d2_saw, &VALUE_ERROR);
     assert_string_equal(t.d2_msg, "boom");
-    assert_string_equal(deferred_result(t.d1).value, "ok");
-    assert_string_equal(deferred_result(t.d2).value, "rec2");
+    assert_string_equal(deferred_current_result(t.d1).value, "ok");
+    assert_string_equal(deferred_current_result(t.d2).value, "rec2");
     assert_int_equal(f->refs, 1);         /* only ours is left */
     failure_unref(f);
     deferred_unref(t.d1);
@@ -98,10 +98,10 @@ static void test_takeover_errback_returns_failure(void **state)
     failure_ref(f);
     deferred_errback(t.d1, f);
     /* Twisted: both hold the same Failure, and each reports it once. */
-    assert_true(defer_is_failure(deferred_result(t.d1)));
-    assert_true(defer_is_failure(deferred_result(t.d2)));
-    assert_ptr_equal(deferred_result(t.d1).failure, f);
-    assert_ptr_equal(deferred_result(t.d2).failure, f);
+    assert_true(deferred_is_failure(deferred_current_result(t.d1)));
+    assert_true(deferred_is_failure(deferred_current_result(t.d2)));
+    assert_ptr_equal(deferred_current_result(t.d1).failure, f);
+    assert_ptr_equal(deferred_current_result(t.d2).failure, f);
     assert_int_equal(f->refs, 3);         /* d1, d2, ours */
     deferred_unref(t.d2);
     deferred_unref(t.d1);
@@ -120,8 +120,8 @@ static void test_chain_into_fired(void **state)
     deferred_chain(d1, d2);
     deferred_unref(d2);                   /* deferred_chain keeps its own */
     deferred_callback(d1, "second");
-    struct defer_result r = deferred_result(d1);
-    assert_true(defer_is_failure(r));
+    struct deferred_result r = deferred_current_result(d1);
+    assert_true(deferred_is_failure(r));
     assert_ptr_equal(r.failure->type, &FAILURE_ALREADY_CALLED);
     deferred_add_errback(d1, NULL, NULL);
     deferred_unref(d1);
@@ -131,10 +131,10 @@ static void test_chain_into_fired(void **state)
     unhandled = 0;
     d1 = deferred_new();
     d2 = deferred_succeed("first");
-    deferred_add_callbacks(d1, defer_chain_cb, d2, defer_chain_cb, d2);
+    deferred_add_callbacks(d1, deferred_chain_cb, d2, deferred_chain_cb, d2);
     deferred_errback(d1, failure_new(&VALUE_ERROR, 0, "x"));
-    assert_ptr_equal(deferred_result(d1).failure->type, &FAILURE_ALREADY_CALLED);
-    assert_string_equal(deferred_result(d2).value, "first");
+    assert_ptr_equal(deferred_current_result(d1).failure->type, &FAILURE_ALREADY_CALLED);
+    assert_string_equal(deferred_current_result(d2).value, "first");
     deferred_unref(d1);
     deferred_unref(d2);
     assert_int_equal(unhandled, 1);
@@ -147,44 +147,44 @@ static void test_chain_passes_result(void **state)
     struct deferred *d2 = deferred_new();
     deferred_chain(d1, d2);
     deferred_callback(d1, "v");
-    assert_string_equal(deferred_result(d2).value, "v");
-    assert_null(deferred_result(d1).value);
+    assert_string_equal(deferred_current_result(d2).value, "v");
+    assert_null(deferred_current_result(d1).value);
     deferred_unref(d1);
     deferred_unref(d2);
 }
 
 /* ---- 3. firing or returning an error without a Failure ---------------------- */
 
-static struct defer_result return_err_null(struct defer_result r, void *arg)
+static struct deferred_result return_err_null(struct deferred_result r, void *arg)
 {
     (void)r;
     (void)arg;
-    return defer_err(NULL);
+    return deferred_err(NULL);
 }
 
-static struct defer_result return_wait_null(struct defer_result r, void *arg)
+static struct deferred_result return_wait_null(struct deferred_result r, void *arg)
 {
     (void)r;
     (void)arg;
-    return defer_wait(NULL);
+    return deferred_wait(NULL);
 }
 
-static struct defer_result record_type(struct defer_result r, void *arg)
+static struct deferred_result record_type(struct deferred_result r, void *arg)
 {
     *(const struct failure_type **)arg = r.failure->type;
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 static void test_errback_null_refused(void **state)
 {
     (void)state;
     struct deferred *d = deferred_new();
-    assert_int_equal(deferred_errback(d, NULL), DEFER_E_INVALID);
+    assert_int_equal(deferred_errback(d, NULL), DEFERRED_E_INVALID);
     assert_false(deferred_called(d));
-    assert_int_equal(deferred_fire(d, defer_err(NULL)), DEFER_E_INVALID);
+    assert_int_equal(deferred_fire(d, deferred_err(NULL)), DEFERRED_E_INVALID);
     assert_false(deferred_called(d));
     assert_int_equal(deferred_callback(d, "fine"), 0);   /* still usable */
-    assert_string_equal(deferred_result(d).value, "fine");
+    assert_string_equal(deferred_current_result(d).value, "fine");
     deferred_unref(d);
     assert_int_equal(unhandled, 0);
 }
@@ -237,17 +237,17 @@ static void append_tag(void *arg)
 
 static void reset_case(double da, double db, char which, double reset_to, const char *expect)
 {
-    struct defer_clock *c = defer_fake_clock_new();
+    struct deferred_clock *c = deferred_fake_clock_new();
     struct order o = { .n = 0 };
     struct tagged ta = { &o, 'A' }, tb = { &o, 'B' };
-    struct defer_call *a = defer_call_later(c, da, append_tag, &ta);
-    struct defer_call *b = defer_call_later(c, db, append_tag, &tb);
-    assert_int_equal(defer_call_reset(which == 'A' ? a : b, reset_to), 0);
-    defer_fake_clock_advance(c, 10);
+    struct deferred_call *a = deferred_call_later(c, da, append_tag, &ta);
+    struct deferred_call *b = deferred_call_later(c, db, append_tag, &tb);
+    assert_int_equal(deferred_call_reset(which == 'A' ? a : b, reset_to), 0);
+    deferred_fake_clock_advance(c, 10);
     assert_string_equal(o.s, expect);
-    defer_call_unref(a);
-    defer_call_unref(b);
-    defer_fake_clock_free(c);
+    deferred_call_unref(a);
+    deferred_call_unref(b);
+    deferred_fake_clock_free(c);
 }
 
 static void test_fake_clock_reset_order(void **state)
@@ -277,10 +277,10 @@ static void test_reactor_same_deadline_fifo(void **state)
     for (int i = 0; i < 1000; i++) {
         tags[i] = (struct tagged){ &o, (char)('!' + i % 90) };
         expect[i] = tags[i].tag;
-        defer_call_unref(reactor_call_later(r, 0, append_tag, &tags[i]));
+        deferred_call_unref(reactor_call_later(r, 0, append_tag, &tags[i]));
     }
     expect[1000] = 0;
-    defer_call_unref(reactor_call_later(r, 0.01, stop_reactor, r));
+    deferred_call_unref(reactor_call_later(r, 0.01, stop_reactor, r));
     reactor_run(r);
     assert_int_equal(o.n, 1000);
     assert_string_equal(o.s, expect);
@@ -288,10 +288,10 @@ static void test_reactor_same_deadline_fifo(void **state)
     /* Later deadlines still run later, whatever the order of scheduling. */
     o.n = 0;
     struct tagged ta = { &o, 'a' }, tb = { &o, 'b' }, tc = { &o, 'c' };
-    defer_call_unref(reactor_call_later(r, 0.003, append_tag, &tc));
-    defer_call_unref(reactor_call_later(r, 0.001, append_tag, &ta));
-    defer_call_unref(reactor_call_later(r, 0.002, append_tag, &tb));
-    defer_call_unref(reactor_call_later(r, 0.02, stop_reactor, r));
+    deferred_call_unref(reactor_call_later(r, 0.003, append_tag, &tc));
+    deferred_call_unref(reactor_call_later(r, 0.001, append_tag, &ta));
+    deferred_call_unref(reactor_call_later(r, 0.002, append_tag, &tb));
+    deferred_call_unref(reactor_call_later(r, 0.02, stop_reactor, r));
     reactor_run(r);
     assert_string_equal(o.s, "abc");
     reactor_free(r);
@@ -308,17 +308,17 @@ static void never(void *arg)
 static void test_timeout_outlives_fake_clock(void **state)
 {
     (void)state;
-    struct defer_clock *c = defer_fake_clock_new();
+    struct deferred_clock *c = deferred_fake_clock_new();
     struct deferred *d = deferred_new();
     deferred_add_timeout(d, 5, c);
-    struct defer_call *h = defer_call_later(c, 1, never, NULL);
-    defer_fake_clock_free(c);
-    assert_false(defer_call_active(h));
-    assert_int_equal(defer_call_cancel(h), DEFER_CALL_E_CANCELLED);
-    assert_int_equal(defer_call_reset(h, 1), DEFER_CALL_E_CANCELLED);
-    defer_call_unref(h);
+    struct deferred_call *h = deferred_call_later(c, 1, never, NULL);
+    deferred_fake_clock_free(c);
+    assert_false(deferred_call_active(h));
+    assert_int_equal(deferred_call_cancel(h), DEFERRED_CALL_E_CANCELLED);
+    assert_int_equal(deferred_call_reset(h, 1), DEFERRED_CALL_E_CANCELLED);
+    deferred_call_unref(h);
     assert_int_equal(deferred_callback(d, "late"), 0);
-    assert_string_equal(deferred_result(d).value, "late");
+    assert_string_equal(deferred_current_result(d).value, "late");
     deferred_unref(d);
 }
 
@@ -328,10 +328,10 @@ static void test_timeout_outlives_reactor(void **state)
     struct reactor *r = reactor_new();
     struct deferred *d = deferred_new();
     deferred_add_timeout(d, 5, reactor_clock(r));
-    struct defer_call *h = reactor_call_later(r, 1, never, NULL);
+    struct deferred_call *h = reactor_call_later(r, 1, never, NULL);
     reactor_free(r);
-    assert_int_equal(defer_call_cancel(h), DEFER_CALL_E_CANCELLED);
-    defer_call_unref(h);
+    assert_int_equal(deferred_call_cancel(h), DEFERRED_CALL_E_CANCELLED);
+    deferred_call_unref(h);
     assert_int_equal(deferred_callback(d, "late"), 0);
     deferred_unref(d);
 }
@@ -347,8 +347,8 @@ static void test_connect_numeric_only(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         struct deferred *d = reactor_connect_tcp(r, bad[i], 2525, 1.0);
         assert_true(deferred_called(d));
-        struct defer_result res = deferred_result(d);
-        assert_true(defer_is_failure(res));
+        struct deferred_result res = deferred_current_result(d);
+        assert_true(deferred_is_failure(res));
         assert_ptr_equal(res.failure->type, &FAILURE_CONNECT_ERROR);
         assert_non_null(strstr(failure_message(res.failure), "not a numeric address"));
         deferred_add_errback(d, NULL, NULL);

@@ -21,26 +21,26 @@ static FAILURE_TYPE_DEFINE(KEY_ERROR, "builtins.KeyError", &LOOKUP_ERROR);
 static const struct failure_type *trapped;
 static const struct failure *seen;   /* what the next errback received */
 
-static struct defer_result trap_value_lookup(struct defer_result r, void *arg)
+static struct deferred_result trap_value_lookup(struct deferred_result r, void *arg)
 {
     (void)arg;
     trapped = failure_trap(r.failure, &VALUE_ERROR, &LOOKUP_ERROR);
-    return trapped ? defer_ok(NULL) : r;
+    return trapped ? deferred_ok(NULL) : r;
 }
 
-static struct defer_result trap_value_only(struct defer_result r, void *arg)
+static struct deferred_result trap_value_only(struct deferred_result r, void *arg)
 {
     (void)arg;
     if (!failure_trap(r.failure, &VALUE_ERROR))
         return r;                         /* no match: "re-raise" */
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
-static struct defer_result note_and_recover(struct defer_result r, void *arg)
+static struct deferred_result note_and_recover(struct deferred_result r, void *arg)
 {
     (void)arg;
-    seen = r.kind == DEFER_FAILURE ? r.failure : NULL;
-    return defer_ok(NULL);
+    seen = r.kind == DEFERRED_FAILURE ? r.failure : NULL;
+    return deferred_ok(NULL);
 }
 
 /* 50: trap() returns the matching type (the first listed that the failure

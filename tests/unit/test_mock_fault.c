@@ -13,13 +13,13 @@
 static void test_draw_without_stall_unchanged(void **state)
 {
     (void)state;
-    mock_fault_config c = { .tempfail = 0.2, .permfail = 0.1, .drop = 0.15 };
-    mock_prng a, b;
+    struct mock_fault_config c = { .tempfail = 0.2, .permfail = 0.1, .drop = 0.15 };
+    struct mock_prng a, b;
     mock_prng_seed(&a, 9);
     mock_prng_seed(&b, 9);
     for (int i = 0; i < 10000; i++) {
         double u = mock_prng_unit(&b);
-        mock_outcome want = u < 0.15 ? MOCK_DROP : u < 0.35 ? MOCK_TEMPFAIL
+        enum mock_outcome want = u < 0.15 ? MOCK_DROP : u < 0.35 ? MOCK_TEMPFAIL
                           : u < 0.45 ? MOCK_PERMFAIL : MOCK_ACCEPT;
         assert_int_equal(want, mock_fault_draw(&c, &a));
     }
@@ -28,8 +28,8 @@ static void test_draw_without_stall_unchanged(void **state)
 static void test_draw_stall_share(void **state)
 {
     (void)state;
-    mock_fault_config c = { .stall = 0.25, .drop = 0.25 };
-    mock_prng r;
+    struct mock_fault_config c = { .stall = 0.25, .drop = 0.25 };
+    struct mock_prng r;
     mock_prng_seed(&r, 1);
     int n[5] = { 0 };
     for (int i = 0; i < 40000; i++)
@@ -38,8 +38,8 @@ static void test_draw_stall_share(void **state)
     assert_in_range(n[MOCK_DROP], 9500, 10500);
     assert_int_equal(0, n[MOCK_TEMPFAIL] + n[MOCK_PERMFAIL]);
     /* Nothing configured: no draw at all (the PRNG is not advanced). */
-    mock_fault_config none = { 0 };
-    mock_prng x = r;
+    struct mock_fault_config none = { 0 };
+    struct mock_prng x = r;
     assert_int_equal(MOCK_ACCEPT, mock_fault_draw(&none, &r));
     assert_true(x.state == r.state);
 }
@@ -49,8 +49,8 @@ static void test_draw_stall_share(void **state)
 static void test_uniform_mean(void **state)
 {
     (void)state;
-    mock_fault_config c = { .latency = 0.010, .jitter = 0.010, .dist = MOCK_DIST_UNIFORM };
-    mock_prng r;
+    struct mock_fault_config c = { .latency = 0.010, .jitter = 0.010, .dist = MOCK_DIST_UNIFORM };
+    struct mock_prng r;
     mock_prng_seed(&r, 3);
     double sum = 0, lo = 1, hi = 0;
     for (int i = 0; i < 200000; i++) {
@@ -70,20 +70,20 @@ static void test_stage_names(void **state)
     (void)state;
     const char *names[] = { "greeting", "mail", "rcpt", "data", "body" };
     for (int i = 0; i < 5; i++) {
-        smtp_server_stage st;
+        enum smtp_server_stage st;
         assert_int_equal(0, mock_fault_parse_stage(names[i], &st));
         assert_string_equal(names[i], mock_fault_stage_name(st));
     }
-    smtp_server_stage st;
+    enum smtp_server_stage st;
     assert_int_equal(MOCK_STAGE_BODY, (mock_fault_parse_stage("body", &st), st));
     assert_int_equal(-1, mock_fault_parse_stage("helo", &st));
     assert_int_equal(-1, mock_fault_parse_stage("", &st));
     /* Body is the core's own stage (asked before the first byte of text,
      * even in the read that carried DATA): no other stage matches it. */
-    mock_fault_config c = { .stage = MOCK_STAGE_BODY };
-    smtp_server_message m = { 0 };
+    struct mock_fault_config c = { .stage = MOCK_STAGE_BODY };
+    struct smtp_server_message m = { 0 };
     for (int s = SMTP_SERVER_STAGE_GREETING; s <= SMTP_SERVER_STAGE_DATA; s++)
-        assert_false(mock_fault_applies(&c, (smtp_server_stage)s, &m));
+        assert_false(mock_fault_applies(&c, (enum smtp_server_stage)s, &m));
     assert_true(mock_fault_applies(&c, SMTP_SERVER_STAGE_BODY, &m));
 }
 

@@ -13,9 +13,9 @@
 
 #include "mock_stats.h"
 
-static smtp_server_message msg(const char *id, size_t id_len, uint64_t hash)
+static struct smtp_server_message msg(const char *id, size_t id_len, uint64_t hash)
 {
-    smtp_server_message m = { .mail_from = "a@x", .nrcpts = 1, .size = 10, .hash = hash,
+    struct smtp_server_message m = { .mail_from = "a@x", .nrcpts = 1, .size = 10, .hash = hash,
                               .message_id = id, .message_id_len = id_len };
     return m;
 }
@@ -23,9 +23,9 @@ static smtp_server_message msg(const char *id, size_t id_len, uint64_t hash)
 static void test_duplicates_on_every_byte(void **state)
 {
     (void)state;
-    mock_stats st;
+    struct mock_stats st;
     mock_stats_init(&st);
-    smtp_server_message a = msg("<a\0b@x>", 7, 1), b = msg("<a\0c@x>", 7, 2),
+    struct smtp_server_message a = msg("<a\0b@x>", 7, 1), b = msg("<a\0c@x>", 7, 2),
                         a2 = msg("<a\0b@x>", 7, 4), none = msg(NULL, 0, 8),
                         shorter = msg("<a", 2, 16);
     assert_int_equal(mock_stats_message(&st, &a), 1);
@@ -43,9 +43,9 @@ static void test_duplicates_on_every_byte(void **state)
 static void test_json_commands(void **state)
 {
     (void)state;
-    mock_stats st;
+    struct mock_stats st;
     mock_stats_init(&st);
-    for (int i = 0; i < SMTP_CMD_COUNT; i++)
+    for (int i = 0; i < SMTP_SERVER_CMD_COUNT; i++)
         st.counts.commands[i] = (uint64_t)(i + 1) * 10;
     st.counts.reply_batches = 77;
     char dir[] = "/tmp/mock_stats_XXXXXX", path[64];

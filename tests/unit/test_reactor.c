@@ -42,17 +42,17 @@ struct outcome {
     struct reactor *stop;               /* stop this reactor when it arrives */
 };
 
-static struct defer_result record(struct defer_result r, void *arg)
+static struct deferred_result record(struct deferred_result r, void *arg)
 {
     struct outcome *o = arg;
     o->fired = true;
-    if (r.kind == DEFER_FAILURE)
+    if (r.kind == DEFERRED_FAILURE)
         o->ftype = r.failure->type;
     else
         o->value = r.value;
     if (o->stop)
         reactor_stop(o->stop);
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 static void test_connect_refused(void **state)
@@ -130,13 +130,13 @@ static void client_lost(struct reactor_conn *c, struct failure *reason, void *ar
 
 static const struct reactor_protocol client_proto = { NULL, client_lost };
 
-static struct defer_result got_conn(struct defer_result r, void *arg)
+static struct deferred_result got_conn(struct deferred_result r, void *arg)
 {
     struct sink *s = arg;
     s->client = r.value;
     reactor_conn_set_protocol(s->client, &client_proto, s);
     reactor_stop(s->r);
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 static void test_write_buffering_and_close(void **state)
@@ -275,7 +275,7 @@ static void test_adopt_read_and_peer_close(void **state)
 }
 
 /* Real delayed calls: order, cancel, reset, active. */
-struct timers { struct reactor *r; char order[8]; int n; struct defer_call *self; bool active_inside; };
+struct timers { struct reactor *r; char order[8]; int n; struct deferred_call *self; bool active_inside; };
 
 static void t_a(void *arg) { struct timers *t = arg; t->order[t->n++] = 'a'; }
 static void t_b(void *arg) { struct timers *t = arg; t->order[t->n++] = 'b'; }
@@ -283,7 +283,7 @@ static void t_c(void *arg)
 {
     struct timers *t = arg;
     t->order[t->n++] = 'c';
-    t->active_inside = defer_call_active(t->self);
+    t->active_inside = deferred_call_active(t->self);
     reactor_stop(t->r);
 }
 
@@ -291,23 +291,23 @@ static void test_call_later(void **state)
 {
     (void)state;
     struct timers t = { reactor_new(), { 0 }, 0, NULL, true };
-    struct defer_call *b = reactor_call_later(t.r, 0.02, t_b, &t);
-    struct defer_call *a = reactor_call_later(t.r, 0.01, t_a, &t);
-    struct defer_call *x = reactor_call_later(t.r, 0.005, t_a, &t);
-    assert_true(defer_call_active(x));
-    assert_int_equal(defer_call_cancel(x), 0);
-    assert_false(defer_call_active(x));
-    assert_int_equal(defer_call_cancel(x), DEFER_CALL_E_CANCELLED);
+    struct deferred_call *b = reactor_call_later(t.r, 0.02, t_b, &t);
+    struct deferred_call *a = reactor_call_later(t.r, 0.01, t_a, &t);
+    struct deferred_call *x = reactor_call_later(t.r, 0.005, t_a, &t);
+    assert_true(deferred_call_active(x));
+    assert_int_equal(deferred_call_cancel(x), 0);
+    assert_false(deferred_call_active(x));
+    assert_int_equal(deferred_call_cancel(x), DEFERRED_CALL_E_CANCELLED);
     t.self = reactor_call_later(t.r, 0.001, t_c, &t);
-    assert_int_equal(defer_call_reset(t.self, 0.04), 0);   /* later: after a and b */
+    assert_int_equal(deferred_call_reset(t.self, 0.04), 0); /* later: after a and b */
     run_bounded(t.r, 2.0);
     assert_string_equal(t.order, "abc");
     assert_false(t.active_inside);
-    assert_int_equal(defer_call_reset(t.self, 1), DEFER_CALL_E_CALLED);
-    defer_call_unref(a);
-    defer_call_unref(b);
-    defer_call_unref(x);
-    defer_call_unref(t.self);
+    assert_int_equal(deferred_call_reset(t.self, 1), DEFERRED_CALL_E_CALLED);
+    deferred_call_unref(a);
+    deferred_call_unref(b);
+    deferred_call_unref(x);
+    deferred_call_unref(t.self);
     reactor_free(t.r);
 }
 
@@ -324,11 +324,11 @@ struct c54_ctx {
     bool data_seen;
     char order[4];
     int norder;
-    struct defer_call *spinner;
+    struct deferred_call *spinner;
     struct reactor_conn *server;
 };
 
-static struct defer_result c54_cb(struct defer_result r, void *arg)
+static struct deferred_result c54_cb(struct deferred_result r, void *arg)
 {
     struct c54_ctx *c = arg;
     c->cb_ran_inside = c->in_data_received;
@@ -360,7 +360,7 @@ static const struct reactor_protocol c54_proto = { c54_data, c54_lost };
 static void c54_spin(void *arg)
 {
     struct c54_ctx *c = arg;
-    defer_call_unref(c->spinner);
+    deferred_call_unref(c->spinner);
     c->spinner = NULL;
     if (c->data_seen || c->spins > 10000)
         return;
@@ -371,12 +371,12 @@ static void c54_spin(void *arg)
 static void c54_a(void *arg) { struct c54_ctx *c = arg; c->order[c->norder++] = 'a'; }
 static void c54_b(void *arg) { struct c54_ctx *c = arg; c->order[c->norder++] = 'b'; }
 
-static struct defer_result c54_connected(struct defer_result r, void *arg)
+static struct deferred_result c54_connected(struct deferred_result r, void *arg)
 {
     (void)arg;
     reactor_conn_write(r.value, "hello", 5);
     reactor_conn_close(r.value);
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 static void test_c54_reactor_fires_inside_data_received(void **state)
@@ -395,11 +395,11 @@ static void test_c54_reactor_fires_inside_data_received(void **state)
     c.server = reactor_conn_adopt(c.r, sfd);
     reactor_conn_set_protocol(c.server, &c54_proto, &c);
     c.spinner = reactor_call_later(c.r, 0, c54_spin, &c);
-    defer_call_unref(reactor_call_later(c.r, 0.02, c54_b, &c));
-    defer_call_unref(reactor_call_later(c.r, 0.01, c54_a, &c));
-    struct defer_call *stop = reactor_call_later(c.r, 0.05, (void (*)(void *))reactor_stop, c.r);
+    deferred_call_unref(reactor_call_later(c.r, 0.02, c54_b, &c));
+    deferred_call_unref(reactor_call_later(c.r, 0.01, c54_a, &c));
+    struct deferred_call *stop = reactor_call_later(c.r, 0.05, (void (*)(void *))reactor_stop, c.r);
     reactor_run(c.r);
-    defer_call_unref(stop);
+    deferred_call_unref(stop);
     assert_true(c.data_seen);
     assert_true(c.cb_ran_inside);
     assert_true(c.spins >= 1 && c.spins < 10000);   /* callLater(0) did not starve I/O */
@@ -418,7 +418,7 @@ static void test_c54_reactor_fires_inside_data_received(void **state)
  * never comes; add_timeout cancels it, the canceller aborts the connection,
  * the result is FAILURE_TIMEOUT and the server sees 1 connection, closed. */
 struct c60_ctx { struct reactor *r; struct reactor_conn *conn; struct deferred *greeting;
-                 bool lost; struct defer_result final; };
+                 bool lost; struct deferred_result final; };
 
 static struct failure *c60_cancel_greeting(struct deferred *d, void *arg)
 {
@@ -439,20 +439,20 @@ static void c60_lost(struct reactor_conn *conn, struct failure *reason, void *ar
 
 static const struct reactor_protocol c60_proto = { NULL, c60_lost };
 
-static struct defer_result c60_connected(struct defer_result r, void *arg)
+static struct deferred_result c60_connected(struct deferred_result r, void *arg)
 {
     struct c60_ctx *c = arg;
     c->conn = r.value;
     reactor_conn_set_protocol(c->conn, &c60_proto, c);
     c->greeting = deferred_new_cancellable(c60_cancel_greeting, c);
-    return defer_wait(deferred_ref(c->greeting));
+    return deferred_wait(deferred_ref(c->greeting));
 }
 
-static struct defer_result c60_final(struct defer_result r, void *arg)
+static struct deferred_result c60_final(struct deferred_result r, void *arg)
 {
     struct c60_ctx *c = arg;
     c->final = r;
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 static void test_c60_timeout_aborts_silent_connection(void **state)
@@ -466,18 +466,18 @@ static void test_c60_timeout_aborts_silent_connection(void **state)
     deferred_add_timeout(d, 0.1, reactor_clock(c.r));
     deferred_add_both(d, c60_final, &c);
     double t0 = reactor_now(c.r);
-    struct defer_call *guard = reactor_call_later(c.r, 2.0, (void (*)(void *))reactor_stop, c.r);
+    struct deferred_call *guard = reactor_call_later(c.r, 2.0, (void (*)(void *))reactor_stop, c.r);
     reactor_run(c.r);
     assert_true(c.lost);
     assert_true(reactor_now(c.r) - t0 < 1.0);
-    assert_int_equal(c.final.kind, DEFER_FAILURE);   /* checked before the failure was dropped */
+    assert_int_equal(c.final.kind, DEFERRED_FAILURE); /* checked before the failure was dropped */
     int sfd = accept(lfd, NULL, NULL);
     assert_true(sfd >= 0);
     char b;
     assert_int_equal(read(sfd, &b, 1), 0);           /* aborted: EOF at the server */
     close(sfd);
-    defer_call_cancel(guard);
-    defer_call_unref(guard);
+    deferred_call_cancel(guard);
+    deferred_call_unref(guard);
     deferred_unref(c.greeting);
     deferred_unref(d);
     close(lfd);
@@ -516,8 +516,8 @@ static void test_turn_hook(void **state)
     struct turns t = { 0 };
     struct reactor *r = reactor_new();
     reactor_set_turn_hook(r, on_turn, &t);
-    defer_call_unref(reactor_call_later(r, 0.005, turn_timer, &t));
-    defer_call_unref(reactor_call_later(r, 0.010, turn_timer, &t));
+    deferred_call_unref(reactor_call_later(r, 0.005, turn_timer, &t));
+    deferred_call_unref(reactor_call_later(r, 0.010, turn_timer, &t));
     reactor_run(r);             /* returns by itself: nothing left to wait for */
     assert_int_equal(t.fired, 2);
     assert_true(t.starts >= 2);

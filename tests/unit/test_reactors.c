@@ -20,7 +20,7 @@
 
 static char err_text[4096];
 
-static int parse(const char *model, struct mb_options *o, const char *const *args)
+static int parse(const char *model, struct cli_options *o, const char *const *args)
 {
     char *argv[32];
     int argc = 0;
@@ -31,7 +31,7 @@ static int parse(const char *model, struct mb_options *o, const char *const *arg
     char *ob = NULL, *eb = NULL;
     size_t ol = 0, el = 0;
     FILE *out = open_memstream(&ob, &ol), *err = open_memstream(&eb, &el);
-    int rc = mb_options_parse_to(argc, argv, model, o, out, err);
+    int rc = cli_parse_to(argc, argv, model, o, out, err);
     fclose(out);
     fclose(err);
     snprintf(err_text, sizeof err_text, "%s", eb);
@@ -50,7 +50,7 @@ static void expect_refused(int rc, const char *needle)
 static void test_option(void **state)
 {
     (void)state;
-    struct mb_options o;
+    struct cli_options o;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     char over[32], max[32];
     snprintf(over, sizeof over, "%ld", 4 * cores + 1);
@@ -88,11 +88,11 @@ static void test_option(void **state)
     unlink(path);
 }
 
-static struct mb_options opts(long long emails, long long conc, long long chain, long long rate,
-                              long long max_queue, long long reactors)
+static struct cli_options opts(long long emails, long long conc, long long chain, long long rate,
+                               long long max_queue, long long reactors)
 {
-    struct mb_options o;
-    mb_options_defaults(&o, "async");
+    struct cli_options o;
+    cli_defaults(&o, "async");
     o.emails = emails;
     o.concurrency = conc;
     o.chain = chain;
@@ -106,7 +106,7 @@ static struct mb_options opts(long long emails, long long conc, long long chain,
 static void test_share_example(void **state)
 {
     (void)state;
-    struct mb_options o = opts(7, 3, 1, 0, 0, 2);
+    struct cli_options o = opts(7, 3, 1, 0, 0, 2);
     struct async_share a, b;
     assert_int_equal(async_reactors_count(&o), 2);
     async_reactors_share(&o, 2, 0, &a);
@@ -153,7 +153,7 @@ static void test_share_exact(void **state)
     for (size_t ir = 0; ir < sizeof rates / sizeof *rates; ir++)
     for (size_t iq = 0; iq < sizeof queues / sizeof *queues; iq++)
     for (long long want = 1; want <= 8; want++) {
-        struct mb_options o = opts(emails[ie], conc[ic], chains[ik], rates[ir], queues[iq], want);
+        struct cli_options o = opts(emails[ie], conc[ic], chains[ik], rates[ir], queues[iq], want);
         int n = async_reactors_count(&o);
         assert_true(n >= 1 && n <= want);
         long long next = 0, sc = 0, sr = 0, sq = 0;
@@ -193,26 +193,26 @@ static void test_share_exact(void **state)
 static void test_merge(void **state)
 {
     (void)state;
-    static struct mb_run_stats one, part[2], merged;
-    mb_run_init(&one, 7);
-    mb_run_init(&part[0], 0);
-    mb_run_init(&part[1], 0);
-    mb_run_init(&merged, 7);
+    static struct stats_run one, part[2], merged;
+    stats_run_init(&one, 7);
+    stats_run_init(&part[0], 0);
+    stats_run_init(&part[1], 0);
+    stats_run_init(&merged, 7);
     uint64_t seed = 12345;
     for (int i = 0; i < 5000; i++) {
         seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
         uint64_t us = (seed >> 33) % 2000000, hash = seed ^ (seed >> 17);
-        mb_run_delivered(&one, hash, us);
-        mb_run_delivered(&part[i % 3 == 0], hash, us);     /* an uneven split */
+        stats_run_delivered(&one, hash, us);
+        stats_run_delivered(&part[i % 3 == 0], hash, us);  /* an uneven split */
     }
-    mb_run_failed(&one, "451 try later");
-    mb_run_failed(&part[1], "451 try later");
+    stats_run_failed(&one, "451 try later");
+    stats_run_failed(&part[1], "451 try later");
     part[0].scheduled = 3000;
     part[1].scheduled = 2001;
     part[0].shed = 2;
     part[1].peak_queue = 4;
-    mb_run_merge(&merged, &part[0]);
-    mb_run_merge(&merged, &part[1]);
+    stats_run_merge(&merged, &part[0]);
+    stats_run_merge(&merged, &part[1]);
     assert_int_equal(merged.emails, 7);                     /* the run's, left alone */
     assert_int_equal(merged.delivered, 5000);
     assert_int_equal(merged.failed, 1);
@@ -225,8 +225,8 @@ static void test_merge(void **state)
     assert_memory_equal(merged.latency.bucket, one.latency.bucket, sizeof one.latency.bucket);
     const double qs[] = { 1, 50, 90, 99, 99.9, 100 };
     for (size_t i = 0; i < sizeof qs / sizeof *qs; i++)
-        assert_int_equal(mb_hist_percentile(&merged.latency, qs[i]),
-                         mb_hist_percentile(&one.latency, qs[i]));
+        assert_int_equal(hist_percentile(&merged.latency, qs[i]),
+                         hist_percentile(&one.latency, qs[i]));
     assert_int_equal(merged.nreasons, 1);
     assert_int_equal(merged.reason[0].count, 1);
     assert_int_equal(merged.scheduled, 5001);

@@ -327,7 +327,7 @@ static void test_silent_server_timeout(void **state)
     assert_int_equal(smtp_blocking_next_event(fd, c, 1.0, &ev), SMTP_BLOCKING_EVENT);
     assert_int_equal(ev.type, SMTP_CLIENT_MESSAGE_DONE);
     assert_int_equal(ev.result, SMTP_CLIENT_TEMPFAIL);
-    assert_int_equal(ev.stage, SMTP_STAGE_GREETING);
+    assert_int_equal(ev.stage, SMTP_CLIENT_STAGE_GREETING);
     assert_string_equal(ev.text, "timeout before greeting");
     assert_int_equal(smtp_blocking_next_event(fd, c, 1.0, &ev), SMTP_BLOCKING_EVENT);
     assert_int_equal(ev.type, SMTP_CLIENT_CLOSED);

@@ -24,17 +24,17 @@
 #include "smtp_client.h"
 
 /* The server core, for the round trip below.  Its stage names clash with the
- * client's (SMTP_STAGE_MAIL in both), and this test uses none of them: they
+ * client's (SMTP_CLIENT_STAGE_MAIL in both), and this test uses none of them: they
  * are renamed while its header is read. */
-#define SMTP_STAGE_GREETING SMTP_SERVER_STAGE_GREETING
-#define SMTP_STAGE_MAIL SMTP_SERVER_STAGE_MAIL
-#define SMTP_STAGE_RCPT SMTP_SERVER_STAGE_RCPT
-#define SMTP_STAGE_DATA SMTP_SERVER_STAGE_DATA
+#define SMTP_CLIENT_STAGE_GREETING SMTP_SERVER_STAGE_GREETING
+#define SMTP_CLIENT_STAGE_MAIL SMTP_SERVER_STAGE_MAIL
+#define SMTP_CLIENT_STAGE_RCPT SMTP_SERVER_STAGE_RCPT
+#define SMTP_CLIENT_STAGE_DATA SMTP_SERVER_STAGE_DATA
 #include "smtp_server.h"
-#undef SMTP_STAGE_GREETING
-#undef SMTP_STAGE_MAIL
-#undef SMTP_STAGE_RCPT
-#undef SMTP_STAGE_DATA
+#undef SMTP_CLIENT_STAGE_GREETING
+#undef SMTP_CLIENT_STAGE_MAIL
+#undef SMTP_CLIENT_STAGE_RCPT
+#undef SMTP_CLIENT_STAGE_DATA
 
 /* ---- messages and scenarios ------------------------------------------- */
 
@@ -472,7 +472,7 @@ static void test_lost_during_data(void **state)
         struct smtp_client_event ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
         assert_ptr_equal(ev.user, (void *)7);
         assert_int_equal(ev.result, SMTP_CLIENT_TEMPFAIL);
-        assert_int_equal(ev.stage, SMTP_STAGE_END_OF_DATA);
+        assert_int_equal(ev.stage, SMTP_CLIENT_STAGE_END_OF_DATA);
         assert_int_equal(ev.code, 0);
         assert_true(ev.local);
         assert_int_equal(ev.maybe_delivered, written);
@@ -498,10 +498,10 @@ static void test_abort_reason(void **state)
     next(c, SMTP_CLIENT_READY);
     struct smtp_client_event ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
     assert_string_equal(ev.text, "timeout after MAIL, before reply");
-    assert_int_equal(ev.stage, SMTP_STAGE_MAIL);
+    assert_int_equal(ev.stage, SMTP_CLIENT_STAGE_MAIL);
     ev = next(c, SMTP_CLIENT_MESSAGE_DONE);   /* queued, never started */
     assert_int_equal(ev.result, SMTP_CLIENT_TEMPFAIL);
-    assert_int_equal(ev.stage, SMTP_STAGE_MAIL);
+    assert_int_equal(ev.stage, SMTP_CLIENT_STAGE_MAIL);
     assert_string_equal(ev.text, "not sent: timeout after MAIL, before reply");
     next(c, SMTP_CLIENT_CLOSED);
     smtp_client_abort(c, "again");          /* harmless once closed */
@@ -602,7 +602,7 @@ static void test_reply_nul(void **state)
     next(c, SMTP_CLIENT_PROTOCOL_ERROR);
     ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
     assert_int_equal(ev.result, SMTP_CLIENT_TEMPFAIL);
-    assert_int_equal(ev.stage, SMTP_STAGE_GREETING);
+    assert_int_equal(ev.stage, SMTP_CLIENT_STAGE_GREETING);
     next(c, SMTP_CLIENT_CLOSED);
     assert_false(smtp_client_has_output(c));
     smtp_client_free(c);
@@ -671,7 +671,7 @@ static void test_bare_eol_refused(void **state)
             assert_false(smtp_client_has_output(c));
             struct smtp_client_event ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
             assert_int_equal(ev.result, SMTP_CLIENT_PERMFAIL);
-            assert_int_equal(ev.stage, SMTP_STAGE_MAIL);
+            assert_int_equal(ev.stage, SMTP_CLIENT_STAGE_MAIL);
             assert_int_equal(ev.code, 554);
             assert_true(ev.local);
             assert_string_equal(ev.text, bad[i].why);
@@ -694,7 +694,7 @@ struct rt_server {
     int accepted;          /* messages accepted */
 };
 
-static void rt_message(void *arg, const smtp_server_message *m)
+static void rt_message(void *arg, const struct smtp_server_message *m)
 {
     struct rt_server *r = arg;
     free(r->body);
@@ -709,9 +709,9 @@ static void rt_message(void *arg, const smtp_server_message *m)
  * MESSAGE_DONE event's code (0 if none). */
 static int round_trip(const char *msg, size_t len, struct rt_server *r)
 {
-    smtp_server_config scfg = { .hostname = "mx.example", .keep_body = 1 };
-    smtp_server_hooks hooks = { NULL, rt_message, r };
-    smtp_server *s = smtp_server_new(&scfg, &hooks);
+    struct smtp_server_config scfg = { .hostname = "mx.example", .keep_body = 1 };
+    struct smtp_server_hooks hooks = { NULL, rt_message, r };
+    struct smtp_server *s = smtp_server_new(&scfg, &hooks);
     assert_non_null(s);
     struct smtp_client *c = client(true);
     assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, msg, len, NULL), 0);
@@ -873,7 +873,7 @@ static size_t take_stepped(struct smtp_client *c, char *out, size_t step)
 
 struct prop_server { uint64_t hash; uint64_t size; int accepted; };
 
-static void prop_message(void *arg, const smtp_server_message *m)
+static void prop_message(void *arg, const struct smtp_server_message *m)
 {
     struct prop_server *r = arg;
     r->hash = m->hash;
@@ -885,9 +885,9 @@ static void prop_message(void *arg, const smtp_server_message *m)
  * pieces split at `cut`; returns the server's reply code to it. */
 static int server_takes(const char *wire, size_t n, size_t cut, struct prop_server *r)
 {
-    smtp_server_config scfg = { .hostname = "mx" };
-    smtp_server_hooks hooks = { NULL, prop_message, r };
-    smtp_server *s = smtp_server_new(&scfg, &hooks);
+    struct smtp_server_config scfg = { .hostname = "mx" };
+    struct smtp_server_hooks hooks = { NULL, prop_message, r };
+    struct smtp_server *s = smtp_server_new(&scfg, &hooks);
     assert_non_null(s);
     size_t k;
     smtp_server_greeting(s);

@@ -30,8 +30,8 @@ struct server_side {
     uint64_t size[MAX_MSGS];
     size_t nrcpts[MAX_MSGS];
     char body[MAX_MSGS][4096];
-    smtp_server_stage fault_stage;
-    smtp_server_verdict fault;
+    enum smtp_server_stage fault_stage;
+    enum smtp_server_verdict fault;
     int fault_rcpt;            /* at RCPT: only the recipient with this index */
     int fault_times;           /* how many times the fault applies (0: never) */
 };
@@ -48,18 +48,19 @@ struct client_side {
     bool pipelining;
 };
 
-static smtp_server_verdict decide(void *arg, smtp_server_stage st, const smtp_server_message *m)
+static enum smtp_server_verdict decide(void *arg, enum smtp_server_stage st,
+                                       const struct smtp_server_message *m)
 {
     struct server_side *s = arg;
     if (s->fault_times <= 0 || st != s->fault_stage)
-        return SMTP_VERDICT_ACCEPT;
+        return SMTP_SERVER_VERDICT_ACCEPT;
     if (st == SMTP_SERVER_STAGE_RCPT && (int)m->nrcpts != s->fault_rcpt)
-        return SMTP_VERDICT_ACCEPT;
+        return SMTP_SERVER_VERDICT_ACCEPT;
     s->fault_times--;
     return s->fault;
 }
 
-static void message(void *arg, const smtp_server_message *m)
+static void message(void *arg, const struct smtp_server_message *m)
 {
     struct server_side *s = arg;
     assert_true(s->naccepted < MAX_MSGS);
@@ -106,7 +107,7 @@ static void drain_events(struct smtp_client *c, struct client_side *cs)
 /* Moves bytes both ways, at most `chunk` bytes per feed, until the client
  * has finished.  When the server closes, the client sees end of file once
  * the server's last bytes have reached it.  Returns the number of steps. */
-static int pump(struct smtp_client *c, smtp_server *s, size_t chunk, struct client_side *cs)
+static int pump(struct smtp_client *c, struct smtp_server *s, size_t chunk, struct client_side *cs)
 {
     int server_closed = smtp_server_greeting(s) == SMTP_SERVER_CLOSE;
     int client_eof = 0, steps = 0;
@@ -167,8 +168,8 @@ static int pump(struct smtp_client *c, smtp_server *s, size_t chunk, struct clie
 /* One session: `nmsg` messages (the bodies given), quit after the last. */
 struct session {
     struct smtp_client *c;
-    smtp_server *s;
-    smtp_server_counts counts;
+    struct smtp_server *s;
+    struct smtp_server_counts counts;
     struct server_side ss;
     struct client_side cs;
 };
@@ -180,8 +181,8 @@ static void session_open(struct session *x, bool pipelining, bool rset_between)
                                        .rset_between = rset_between };
     x->c = smtp_client_new(&ccfg);
     assert_non_null(x->c);
-    smtp_server_config scfg = { .hostname = "mock.test", .keep_body = 1, .counts = &x->counts };
-    smtp_server_hooks hooks = { .decide = decide, .message = message, .arg = &x->ss };
+    struct smtp_server_config scfg = { .hostname = "mock.test", .keep_body = 1, .counts = &x->counts };
+    struct smtp_server_hooks hooks = { .decide = decide, .message = message, .arg = &x->ss };
     x->s = smtp_server_new(&scfg, &hooks);
     assert_non_null(x->s);
 }
@@ -241,13 +242,13 @@ static void test_deliver_every_split(void **state)
             assert_int_equal(x.ss.size[1], strlen(MSG_DOTS));
             assert_int_equal(x.ss.nrcpts[1], 2);
             /* Exactly one exchange: EHLO, MAIL x2, RCPT x3, DATA x2, QUIT. */
-            assert_int_equal(x.counts.commands[SMTP_CMD_EHLO], 1);
-            assert_int_equal(x.counts.commands[SMTP_CMD_MAIL], 2);
-            assert_int_equal(x.counts.commands[SMTP_CMD_RCPT], 3);
-            assert_int_equal(x.counts.commands[SMTP_CMD_DATA], 2);
-            assert_int_equal(x.counts.commands[SMTP_CMD_RSET], 0);
-            assert_int_equal(x.counts.commands[SMTP_CMD_QUIT], 1);
-            assert_int_equal(x.counts.commands[SMTP_CMD_OTHER], 0);
+            assert_int_equal(x.counts.commands[SMTP_SERVER_CMD_EHLO], 1);
+            assert_int_equal(x.counts.commands[SMTP_SERVER_CMD_MAIL], 2);
+            assert_int_equal(x.counts.commands[SMTP_SERVER_CMD_RCPT], 3);
+            assert_int_equal(x.counts.commands[SMTP_SERVER_CMD_DATA], 2);
+            assert_int_equal(x.counts.commands[SMTP_SERVER_CMD_RSET], 0);
+            assert_int_equal(x.counts.commands[SMTP_SERVER_CMD_QUIT], 1);
+            assert_int_equal(x.counts.commands[SMTP_SERVER_CMD_OTHER], 0);
             session_close(&x);
         }
     }
@@ -290,12 +291,12 @@ static void test_rset(void **state)
     pump(x.c, x.s, 5, &x.cs);
     assert_int_equal(x.cs.ndone, 3);
     assert_int_equal(x.ss.naccepted, 3);
-    assert_int_equal(x.counts.commands[SMTP_CMD_RSET], 2);
+    assert_int_equal(x.counts.commands[SMTP_SERVER_CMD_RSET], 2);
     session_close(&x);
 
     session_open(&x, true, false);
     x.ss.fault_stage = SMTP_SERVER_STAGE_DATA;
-    x.ss.fault = SMTP_VERDICT_TEMPFAIL;
+    x.ss.fault = SMTP_SERVER_VERDICT_TEMPFAIL;
     x.ss.fault_times = 1;
     send_msg(&x, MSG_PLAIN, 1, 1);
     send_msg(&x, MSG_DOTS, 1, 2);
@@ -303,12 +304,12 @@ static void test_rset(void **state)
     pump(x.c, x.s, 1, &x.cs);
     assert_int_equal(x.cs.ndone, 2);
     assert_int_equal(x.cs.result[0], SMTP_CLIENT_TEMPFAIL);
-    assert_int_equal(x.cs.stage[0], SMTP_STAGE_END_OF_DATA);
+    assert_int_equal(x.cs.stage[0], SMTP_CLIENT_STAGE_END_OF_DATA);
     assert_int_equal(x.cs.code[0], 451);
     assert_int_equal(x.cs.result[1], SMTP_CLIENT_OK);
     assert_int_equal(x.ss.naccepted, 1);
     assert_string_equal(x.ss.body[0], MSG_DOTS);
-    assert_int_equal(x.counts.commands[SMTP_CMD_RSET], 1);
+    assert_int_equal(x.counts.commands[SMTP_SERVER_CMD_RSET], 1);
     session_close(&x);
 }
 
@@ -318,8 +319,8 @@ static void test_faults(void **state)
 {
     (void)state;
     static const struct {
-        smtp_server_stage stage;
-        smtp_server_verdict verdict;
+        enum smtp_server_stage stage;
+        enum smtp_server_verdict verdict;
         enum smtp_client_result result;
         enum smtp_client_stage cstage;
         int code;
@@ -327,22 +328,22 @@ static void test_faults(void **state)
                            written the whole text before it saw the close */
         int accepted;   /* messages the server's hook saw */
     } cases[] = {
-        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_TEMPFAIL, SMTP_CLIENT_TEMPFAIL, SMTP_STAGE_GREETING, 421, 0, 0 },
-        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_PERMFAIL, SMTP_CLIENT_PERMFAIL, SMTP_STAGE_GREETING, 554, 0, 0 },
-        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_DROP, SMTP_CLIENT_TEMPFAIL, SMTP_STAGE_GREETING, 0, 0, 0 },
-        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_TEMPFAIL, SMTP_CLIENT_TEMPFAIL, SMTP_STAGE_MAIL, 451, 0, 0 },
-        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_PERMFAIL, SMTP_CLIENT_PERMFAIL, SMTP_STAGE_MAIL, 550, 0, 0 },
-        { SMTP_SERVER_STAGE_RCPT, SMTP_VERDICT_TEMPFAIL, SMTP_CLIENT_TEMPFAIL, SMTP_STAGE_RCPT, 450, 0, 0 },
-        { SMTP_SERVER_STAGE_RCPT, SMTP_VERDICT_PERMFAIL, SMTP_CLIENT_PERMFAIL, SMTP_STAGE_RCPT, 550, 0, 0 },
-        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_TEMPFAIL, SMTP_CLIENT_TEMPFAIL, SMTP_STAGE_END_OF_DATA, 451, 0, 0 },
-        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_PERMFAIL, SMTP_CLIENT_PERMFAIL, SMTP_STAGE_END_OF_DATA, 554, 0, 0 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_SERVER_VERDICT_TEMPFAIL, SMTP_CLIENT_TEMPFAIL, SMTP_CLIENT_STAGE_GREETING, 421, 0, 0 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_SERVER_VERDICT_PERMFAIL, SMTP_CLIENT_PERMFAIL, SMTP_CLIENT_STAGE_GREETING, 554, 0, 0 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_SERVER_VERDICT_DROP, SMTP_CLIENT_TEMPFAIL, SMTP_CLIENT_STAGE_GREETING, 0, 0, 0 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_VERDICT_TEMPFAIL, SMTP_CLIENT_TEMPFAIL, SMTP_CLIENT_STAGE_MAIL, 451, 0, 0 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_VERDICT_PERMFAIL, SMTP_CLIENT_PERMFAIL, SMTP_CLIENT_STAGE_MAIL, 550, 0, 0 },
+        { SMTP_SERVER_STAGE_RCPT, SMTP_SERVER_VERDICT_TEMPFAIL, SMTP_CLIENT_TEMPFAIL, SMTP_CLIENT_STAGE_RCPT, 450, 0, 0 },
+        { SMTP_SERVER_STAGE_RCPT, SMTP_SERVER_VERDICT_PERMFAIL, SMTP_CLIENT_PERMFAIL, SMTP_CLIENT_STAGE_RCPT, 550, 0, 0 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_SERVER_VERDICT_TEMPFAIL, SMTP_CLIENT_TEMPFAIL, SMTP_CLIENT_STAGE_END_OF_DATA, 451, 0, 0 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_SERVER_VERDICT_PERMFAIL, SMTP_CLIENT_PERMFAIL, SMTP_CLIENT_STAGE_END_OF_DATA, 554, 0, 0 },
         /* Accepted, then dropped before the 250: a duplicate if retried. */
-        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_DROP, SMTP_CLIENT_TEMPFAIL, SMTP_STAGE_END_OF_DATA, 0, 1, 1 },
-        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_TEMPFAIL, SMTP_CLIENT_TEMPFAIL, SMTP_STAGE_END_OF_DATA, 421, 0, 0 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_SERVER_VERDICT_DROP, SMTP_CLIENT_TEMPFAIL, SMTP_CLIENT_STAGE_END_OF_DATA, 0, 1, 1 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_SERVER_VERDICT_TEMPFAIL, SMTP_CLIENT_TEMPFAIL, SMTP_CLIENT_STAGE_END_OF_DATA, 421, 0, 0 },
         /* Dropped when the text starts: never accepted, but a client that
          * wrote all of it before seeing the close cannot tell (a retry is
          * then a duplicate only in its own eyes). */
-        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_DROP, SMTP_CLIENT_TEMPFAIL, SMTP_STAGE_END_OF_DATA, 0, 2, 0 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_SERVER_VERDICT_DROP, SMTP_CLIENT_TEMPFAIL, SMTP_CLIENT_STAGE_END_OF_DATA, 0, 2, 0 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         for (size_t ch = 0; ch < sizeof CHUNKS / sizeof CHUNKS[0]; ch++) {
@@ -380,7 +381,7 @@ static void test_some_recipients_refused(void **state)
     struct session x;
     session_open(&x, true, false);
     x.ss.fault_stage = SMTP_SERVER_STAGE_RCPT;
-    x.ss.fault = SMTP_VERDICT_PERMFAIL;
+    x.ss.fault = SMTP_SERVER_VERDICT_PERMFAIL;
     x.ss.fault_rcpt = 1;
     x.ss.fault_times = 1;
     send_msg(&x, MSG_PLAIN, 3, 1);
@@ -395,7 +396,7 @@ static void test_some_recipients_refused(void **state)
 
     session_open(&x, true, false);
     x.ss.fault_stage = SMTP_SERVER_STAGE_RCPT;
-    x.ss.fault = SMTP_VERDICT_PERMFAIL;
+    x.ss.fault = SMTP_SERVER_VERDICT_PERMFAIL;
     x.ss.fault_rcpt = 0;
     x.ss.fault_times = 1;
     send_msg(&x, MSG_PLAIN, 1, 1);
@@ -404,7 +405,7 @@ static void test_some_recipients_refused(void **state)
     pump(x.c, x.s, 1u << 20, &x.cs);
     assert_int_equal(x.cs.ndone, 2);
     assert_int_equal(x.cs.result[0], SMTP_CLIENT_PERMFAIL);
-    assert_int_equal(x.cs.stage[0], SMTP_STAGE_RCPT);
+    assert_int_equal(x.cs.stage[0], SMTP_CLIENT_STAGE_RCPT);
     assert_int_equal(x.cs.result[1], SMTP_CLIENT_OK);
     assert_int_equal(x.ss.naccepted, 1);
     session_close(&x);
@@ -419,9 +420,9 @@ static void test_size_limit(void **state)
     memset(&x, 0, sizeof x);
     struct smtp_client_config ccfg = { .pipelining = true };
     x.c = smtp_client_new(&ccfg);
-    smtp_server_config scfg = { .hostname = "mock.test", .keep_body = 1, .counts = &x.counts,
+    struct smtp_server_config scfg = { .hostname = "mock.test", .keep_body = 1, .counts = &x.counts,
                                 .max_size = sizeof MSG_PLAIN - 1 };
-    smtp_server_hooks hooks = { .decide = decide, .message = message, .arg = &x.ss };
+    struct smtp_server_hooks hooks = { .decide = decide, .message = message, .arg = &x.ss };
     x.s = smtp_server_new(&scfg, &hooks);
     assert_non_null(x.c);
     assert_non_null(x.s);
@@ -436,7 +437,7 @@ static void test_size_limit(void **state)
     assert_int_equal(x.cs.result[1], SMTP_CLIENT_OK);
     assert_int_equal(x.ss.naccepted, 1);
     assert_string_equal(x.ss.body[0], MSG_PLAIN);
-    assert_int_equal(x.counts.commands[SMTP_CMD_MAIL], 1);
+    assert_int_equal(x.counts.commands[SMTP_SERVER_CMD_MAIL], 1);
     session_close(&x);
 }
 

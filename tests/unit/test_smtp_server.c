@@ -26,9 +26,9 @@
 #define GOLDEN_DIR "tests/golden/server"
 
 /* A growable string for transcripts. */
-typedef struct { char *p; size_t len, cap; } sbuf;
+struct sbuf { char *p; size_t len, cap; };
 
-static void sb_add(sbuf *b, const char *p, size_t n)
+static void sb_add(struct sbuf *b, const char *p, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
         b->cap = (b->len + n + 1) * 2;
@@ -41,32 +41,32 @@ static void sb_add(sbuf *b, const char *p, size_t n)
 }
 
 /* What a test session records. */
-typedef struct {
-    sbuf transcript;               /* replies + "** message" lines */
+struct session_log {
+    struct sbuf transcript;        /* replies + "** message" lines */
     int nmsg;                      /* message hook calls */
     char body[20000];              /* last message body (keep_body) */
     size_t body_len;               /* its length */
     uint64_t hash;                 /* its hash */
     char msgid[256];               /* its Message-ID, "" if none */
     size_t msgid_len;              /* its length (it may hold NULs) */
-    smtp_server_stage fail_stage;  /* stage where verdict applies */
-    smtp_server_verdict verdict;   /* verdict at fail_stage */
-    smtp_server *srv;              /* the session, to keep the transcript in order */
-} session_log;
+    enum smtp_server_stage fail_stage; /* stage where verdict applies */
+    enum smtp_server_verdict verdict; /* verdict at fail_stage */
+    struct smtp_server *srv;       /* the session, to keep the transcript in order */
+};
 
-static void drain(smtp_server *s, session_log *l);
+static void drain(struct smtp_server *s, struct session_log *l);
 
-static smtp_server_verdict log_decide(void *arg, smtp_server_stage st,
-                                      const smtp_server_message *m)
+static enum smtp_server_verdict log_decide(void *arg, enum smtp_server_stage st,
+                                           const struct smtp_server_message *m)
 {
-    session_log *l = arg;
+    struct session_log *l = arg;
     (void)m;
-    return st == l->fail_stage ? l->verdict : SMTP_VERDICT_ACCEPT;
+    return st == l->fail_stage ? l->verdict : SMTP_SERVER_VERDICT_ACCEPT;
 }
 
-static void log_message(void *arg, const smtp_server_message *m)
+static void log_message(void *arg, const struct smtp_server_message *m)
 {
-    session_log *l = arg;
+    struct session_log *l = arg;
     drain(l->srv, l);          /* replies so far come before the event */
     char line[1024];
     int n = snprintf(line, sizeof line, "** message from=<%s> rcpts=%zu", m->mail_from, m->nrcpts);
@@ -90,20 +90,20 @@ static void log_message(void *arg, const smtp_server_message *m)
     l->nmsg++;
 }
 
-static smtp_server *new_session(session_log *l)
+static struct smtp_server *new_session(struct session_log *l)
 {
-    smtp_server_config cfg = { .hostname = "mock.test", .max_size = 10000,
+    struct smtp_server_config cfg = { .hostname = "mock.test", .max_size = 10000,
                                .max_rcpts = 3, .keep_body = 1 };
-    smtp_server_hooks hooks = { log_decide, log_message, l };
-    smtp_server *s = smtp_server_new(&cfg, &hooks);
+    struct smtp_server_hooks hooks = { log_decide, log_message, l };
+    struct smtp_server *s = smtp_server_new(&cfg, &hooks);
     assert_non_null(s);
     l->srv = s;
-    l->fail_stage = (smtp_server_stage)-1;
+    l->fail_stage = (enum smtp_server_stage)-1;
     return s;
 }
 
 /* Moves the server's output into the transcript, CRLF shown as LF. */
-static void drain(smtp_server *s, session_log *l)
+static void drain(struct smtp_server *s, struct session_log *l)
 {
     size_t n;
     const char *o = smtp_server_output(s, &n);
@@ -116,9 +116,9 @@ static void drain(smtp_server *s, session_log *l)
 /* Runs a whole session: greeting, then input in pieces of `step` bytes
  * (0: all at once).  Returns the transcript (caller frees); *closed tells
  * whether the server asked to close. */
-static char *run(const char *in, size_t len, size_t step, session_log *l, int *closed)
+static char *run(const char *in, size_t len, size_t step, struct session_log *l, int *closed)
 {
-    smtp_server *s = new_session(l);
+    struct smtp_server *s = new_session(l);
     int rc = smtp_server_greeting(s);
     drain(s, l);
     for (size_t off = 0; off < len && rc == SMTP_SERVER_OK;) {
@@ -134,7 +134,7 @@ static char *run(const char *in, size_t len, size_t step, session_log *l, int *c
     return l->transcript.p;
 }
 
-static char *run_simple(const char *in, size_t step, session_log *l)
+static char *run_simple(const char *in, size_t step, struct session_log *l)
 {
     int closed;
     memset(l, 0, sizeof *l);
@@ -146,7 +146,7 @@ static char *read_file(const char *path, size_t *len)
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return NULL;
-    sbuf b = { 0 };
+    struct sbuf b = { 0 };
     char buf[4096];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
@@ -161,7 +161,7 @@ static char *read_file(const char *path, size_t *len)
 /* LF -> CRLF, as a client sends it. */
 static char *to_crlf(const char *p, size_t n, size_t *out_len)
 {
-    sbuf b = { 0 };
+    struct sbuf b = { 0 };
     for (size_t i = 0; i < n; i++) {
         if (p[i] == '\n')
             sb_add(&b, "\r", 1);
@@ -179,7 +179,7 @@ static void golden_one(const char *name)
     char *raw = read_file(path, &raw_len);
     assert_non_null(raw);
     char *in = to_crlf(raw, raw_len, &in_len);
-    session_log whole, bytes;
+    struct session_log whole, bytes;
     int c1, c2;
     memset(&whole, 0, sizeof whole);
     memset(&bytes, 0, sizeof bytes);
@@ -237,9 +237,9 @@ static void test_unstuff_every_split(void **state)
     const char *want = "Message-ID: <m1@x>\r\n\r\n.dot\r\n.\r\n..\r\nx.\r\nx\r\n\r\n";
     size_t len = strlen(in);
     for (size_t cut = 0; cut <= len; cut++) {
-        session_log l;
+        struct session_log l;
         memset(&l, 0, sizeof l);
-        smtp_server *s = new_session(&l);
+        struct smtp_server *s = new_session(&l);
         smtp_server_greeting(s);
         smtp_server_feed(s, in, cut);
         int rc = smtp_server_feed(s, in + cut, len - cut);
@@ -259,7 +259,7 @@ static void test_unstuff_every_split(void **state)
 static void test_odd_dots(void **state)
 {
     (void)state;
-    session_log l;
+    struct session_log l;
     char *t = run_simple(HELLO ".\rX\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"
                          "..\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n.\r\n", 1, &l);
     assert_non_null(strstr(t, "354 End data with <CR><LF>.<CR><LF>\n554 Error: bare <CR> received\n"));
@@ -285,7 +285,7 @@ static void test_stuffed_dot_not_counted(void **state)
             line[len] = '\0';
             snprintf(in, sizeof in, HELLO "%s%s\r\n.\r\nQUIT\r\n", dot ? "." : "", line);
             for (size_t step = 0; step <= 1; step++) {
-                session_log l;
+                struct session_log l;
                 memset(&l, 0, sizeof l);
                 int closed;
                 char *t = run(in, strlen(in), step, &l, &closed);
@@ -323,9 +323,9 @@ static void test_bare_newline_never_ends_data(void **state)
         snprintf(in, sizeof in, HELLO "Message-ID: <s@x>\r\n\r\nhi%s%s", shapes[i], smuggled);
         size_t len = strlen(in);
         for (size_t cut = 0; cut <= len; cut++) {
-            session_log l;
+            struct session_log l;
             memset(&l, 0, sizeof l);
-            smtp_server *s = new_session(&l);
+            struct smtp_server *s = new_session(&l);
             smtp_server_greeting(s);
             assert_int_equal(smtp_server_feed(s, in, cut), SMTP_SERVER_OK);
             assert_int_equal(smtp_server_feed(s, in + cut, len - cut), SMTP_SERVER_OK);
@@ -355,9 +355,9 @@ static void test_crlf_across_feeds(void **state)
         const char *in = k ? bare : ok;
         size_t len = strlen(in);
         for (size_t cut = 0; cut <= len; cut++) {
-            session_log l;
+            struct session_log l;
             memset(&l, 0, sizeof l);
-            smtp_server *s = new_session(&l);
+            struct smtp_server *s = new_session(&l);
             smtp_server_greeting(s);
             smtp_server_feed(s, in, cut);
             smtp_server_feed(s, in + cut, len - cut);
@@ -376,7 +376,7 @@ static void test_message_id_nul(void **state)
 {
     (void)state;
     static const char in[] = HELLO "Message-ID: <a\0b@x> \r\n\r\nx\r\n.\r\n";
-    session_log l;
+    struct session_log l;
     memset(&l, 0, sizeof l);
     int closed;
     free(run(in, sizeof in - 1, 0, &l, &closed));
@@ -397,7 +397,7 @@ static void test_nul_in_command(void **state)
     (void)state;
     static const char in[] = "NOOP\0x\r\nRSET\0\r\nEHLO c\r\nMAIL FROM:<a@x>\0 SIZE=x\r\n"
                              "QUIT\0now\r\nNOOP\r\n";
-    session_log l;
+    struct session_log l;
     memset(&l, 0, sizeof l);
     int closed;
     char *t = run(in, sizeof in - 1, 0, &l, &closed);
@@ -413,7 +413,7 @@ static void test_nul_in_command(void **state)
 static void test_message_id_forms(void **state)
 {
     (void)state;
-    session_log l;
+    struct session_log l;
     free(run_simple(HELLO "Subject: x\r\nmessage-id:   <low@x>  \r\n\r\n.\r\n", 0, &l));
     assert_string_equal(l.msgid, "<low@x>");
     free(run_simple(HELLO "Message-ID:\r\n\t<folded@x>\r\n\r\n.\r\n", 3, &l));
@@ -430,7 +430,7 @@ static void test_command_line_limit(void **state)
     char in[2048];
     snprintf(in, sizeof in, "NOOP %0505d\r\nNOOP %0506d\r\n", 0, 0);
     assert_int_equal(strlen("NOOP ") + 505 + 2, 512);
-    session_log l;
+    struct session_log l;
     char *t = run_simple(in, 0, &l);
     assert_string_equal(t, "220 mock.test ESMTP mailbench\n250 Ok\n500 Line too long\n");
     free(t);
@@ -441,34 +441,34 @@ static void test_verdicts(void **state)
 {
     (void)state;
     static const struct {
-        smtp_server_stage stage;
-        smtp_server_verdict v;
+        enum smtp_server_stage stage;
+        enum smtp_server_verdict v;
         const char *expect;   /* substring of the transcript */
         int nmsg, closed;
     } cases[] = {
-        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_TEMPFAIL, "421 mock.test Service not available", 0, 1 },
-        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_PERMFAIL, "554 mock.test No SMTP service here\n503 Error: no SMTP service here\n", 0, 1 },
-        { SMTP_SERVER_STAGE_GREETING, SMTP_VERDICT_DROP, "", 0, 1 },
-        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_TEMPFAIL, "451 Temporary failure", 0, 1 },
-        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_PERMFAIL, "550 Sender rejected\n503 Error: need MAIL", 0, 1 },
-        { SMTP_SERVER_STAGE_MAIL, SMTP_VERDICT_DROP, "250 8BITMIME\n", 0, 1 },
-        { SMTP_SERVER_STAGE_RCPT, SMTP_VERDICT_TEMPFAIL, "450 Mailbox temporarily", 0, 1 },
-        { SMTP_SERVER_STAGE_RCPT, SMTP_VERDICT_PERMFAIL, "550 Mailbox unavailable\n503 Error: need RCPT", 0, 1 },
-        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_TEMPFAIL, "451 Requested action aborted", 0, 1 },
-        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_PERMFAIL, "554 Transaction failed", 0, 1 },
-        { SMTP_SERVER_STAGE_DATA, SMTP_VERDICT_DROP, "354 End data", 1, 1 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_SERVER_VERDICT_TEMPFAIL, "421 mock.test Service not available", 0, 1 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_SERVER_VERDICT_PERMFAIL, "554 mock.test No SMTP service here\n503 Error: no SMTP service here\n", 0, 1 },
+        { SMTP_SERVER_STAGE_GREETING, SMTP_SERVER_VERDICT_DROP, "", 0, 1 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_VERDICT_TEMPFAIL, "451 Temporary failure", 0, 1 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_VERDICT_PERMFAIL, "550 Sender rejected\n503 Error: need MAIL", 0, 1 },
+        { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_VERDICT_DROP, "250 8BITMIME\n", 0, 1 },
+        { SMTP_SERVER_STAGE_RCPT, SMTP_SERVER_VERDICT_TEMPFAIL, "450 Mailbox temporarily", 0, 1 },
+        { SMTP_SERVER_STAGE_RCPT, SMTP_SERVER_VERDICT_PERMFAIL, "550 Mailbox unavailable\n503 Error: need RCPT", 0, 1 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_SERVER_VERDICT_TEMPFAIL, "451 Requested action aborted", 0, 1 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_SERVER_VERDICT_PERMFAIL, "554 Transaction failed", 0, 1 },
+        { SMTP_SERVER_STAGE_DATA, SMTP_SERVER_VERDICT_DROP, "354 End data", 1, 1 },
         /* BODY: asked in the same feed as DATA, before the text is read. */
-        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_TEMPFAIL, "354 End data with <CR><LF>.<CR><LF>\n"
+        { SMTP_SERVER_STAGE_BODY, SMTP_SERVER_VERDICT_TEMPFAIL, "354 End data with <CR><LF>.<CR><LF>\n"
           "421 mock.test Service not available, closing transmission channel\n", 0, 1 },
-        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_PERMFAIL, "354 End data with <CR><LF>.<CR><LF>\n421 ", 0, 1 },
-        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_DROP, "354 End data with <CR><LF>.<CR><LF>\n", 0, 1 },
-        { SMTP_SERVER_STAGE_BODY, SMTP_VERDICT_ACCEPT, "250 Ok: queued\n221 ", 1, 1 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_SERVER_VERDICT_PERMFAIL, "354 End data with <CR><LF>.<CR><LF>\n421 ", 0, 1 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_SERVER_VERDICT_DROP, "354 End data with <CR><LF>.<CR><LF>\n", 0, 1 },
+        { SMTP_SERVER_STAGE_BODY, SMTP_SERVER_VERDICT_ACCEPT, "250 Ok: queued\n221 ", 1, 1 },
     };
     const char *in = HELLO "Message-ID: <v@x>\r\n\r\nhi\r\n.\r\nQUIT\r\n";
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        session_log l;
+        struct session_log l;
         memset(&l, 0, sizeof l);
-        smtp_server *s = new_session(&l);
+        struct smtp_server *s = new_session(&l);
         l.fail_stage = cases[i].stage;
         l.verdict = cases[i].v;
         int rc = smtp_server_greeting(s);
@@ -482,9 +482,9 @@ static void test_verdicts(void **state)
             fail_msg("case %zu: '%s' not in:\n%s", i, cases[i].expect, l.transcript.p);
         assert_int_equal(l.nmsg, cases[i].nmsg);
         assert_int_equal(rc == SMTP_SERVER_CLOSE, cases[i].closed);
-        if (cases[i].v == SMTP_VERDICT_DROP)   /* no 221, nothing after the drop */
+        if (cases[i].v == SMTP_SERVER_VERDICT_DROP) /* no 221, nothing after the drop */
             assert_null(strstr(l.transcript.p, "221"));
-        if (cases[i].stage == SMTP_SERVER_STAGE_BODY && cases[i].v != SMTP_VERDICT_ACCEPT)
+        if (cases[i].stage == SMTP_SERVER_STAGE_BODY && cases[i].v != SMTP_SERVER_VERDICT_ACCEPT)
             assert_null(strstr(l.transcript.p, "250 Ok: queued"));   /* never accepted */
         smtp_server_free(s);
         free(l.transcript.p);
@@ -497,13 +497,13 @@ static void test_verdicts(void **state)
 static void test_pipelined_refusal_not_an_error(void **state)
 {
     (void)state;
-    static const smtp_server_stage stages[] = { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_STAGE_RCPT };
+    static const enum smtp_server_stage stages[] = { SMTP_SERVER_STAGE_MAIL, SMTP_SERVER_STAGE_RCPT };
     for (size_t i = 0; i < 2; i++) {
-        session_log l;
+        struct session_log l;
         memset(&l, 0, sizeof l);
-        smtp_server *s = new_session(&l);
+        struct smtp_server *s = new_session(&l);
         l.fail_stage = stages[i];
-        l.verdict = i == 0 ? SMTP_VERDICT_TEMPFAIL : SMTP_VERDICT_PERMFAIL;
+        l.verdict = i == 0 ? SMTP_SERVER_VERDICT_TEMPFAIL : SMTP_SERVER_VERDICT_PERMFAIL;
         smtp_server_greeting(s);
         const char *in = "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n";
         assert_int_equal(smtp_server_feed(s, in, strlen(in)), SMTP_SERVER_OK);
@@ -522,9 +522,9 @@ static void test_pipelined_refusal_not_an_error(void **state)
 static void test_shutdown_and_errors(void **state)
 {
     (void)state;
-    session_log l;
+    struct session_log l;
     memset(&l, 0, sizeof l);
-    smtp_server *s = new_session(&l);
+    struct smtp_server *s = new_session(&l);
     smtp_server_greeting(s);
     assert_int_equal(smtp_server_feed(s, "BOGUS\r\nMAIL FROM:<a@x>\r\nEHLO", 29), SMTP_SERVER_OK);
     assert_int_equal(smtp_server_protocol_errors(s), 2);
@@ -546,8 +546,8 @@ static void test_long_hostname(void **state)
     memset(host, 'a', 255);
     host[63] = host[127] = host[191] = '.';
     host[255] = '\0';
-    smtp_server_config cfg = { .hostname = host };
-    smtp_server *s = smtp_server_new(&cfg, NULL);
+    struct smtp_server_config cfg = { .hostname = host };
+    struct smtp_server *s = smtp_server_new(&cfg, NULL);
     assert_non_null(s);
     smtp_server_greeting(s);
     const char *in = "EHLO c\r\nQUIT\r\n";
@@ -599,7 +599,7 @@ static void test_long_hostname(void **state)
             fail_msg("'%s' refused as a hostname", good[i]);
 }
 
-static void hash_message(void *arg, const smtp_server_message *m)
+static void hash_message(void *arg, const struct smtp_server_message *m)
 {
     assert_null(m->body);      /* not kept unless asked */
     assert_string_equal(m->message_id, "<big@x>");
@@ -610,13 +610,13 @@ static void hash_message(void *arg, const smtp_server_message *m)
 static void test_large_streamed(void **state)
 {
     (void)state;
-    smtp_server_config cfg = { .hostname = "h", .max_size = 0 };
-    session_log l;
+    struct smtp_server_config cfg = { .hostname = "h", .max_size = 0 };
+    struct session_log l;
     memset(&l, 0, sizeof l);
     uint64_t hash = 0;
-    smtp_server_hooks hooks = { NULL, hash_message, &hash };
-    smtp_server *s = smtp_server_new(&cfg, &hooks);
-    sbuf msg = { 0 }, wire = { 0 };
+    struct smtp_server_hooks hooks = { NULL, hash_message, &hash };
+    struct smtp_server *s = smtp_server_new(&cfg, &hooks);
+    struct sbuf msg = { 0 }, wire = { 0 };
     sb_add(&msg, "Message-ID: <big@x>\r\n\r\n", 23);
     for (int i = 0; i < 5000; i++) {
         char line[64];
@@ -643,7 +643,7 @@ static void test_large_streamed(void **state)
 }
 
 /* Feeds s and returns how many reply batches that feed added. */
-static uint64_t feed_batches(smtp_server *s, smtp_server_counts *k, const char *p)
+static uint64_t feed_batches(struct smtp_server *s, struct smtp_server_counts *k, const char *p)
 {
     uint64_t before = k->reply_batches;
     smtp_server_feed(s, p, strlen(p));
@@ -659,10 +659,10 @@ static uint64_t feed_batches(smtp_server *s, smtp_server_counts *k, const char *
 static void test_counts(void **state)
 {
     (void)state;
-    smtp_server_counts k;
+    struct smtp_server_counts k;
     memset(&k, 0, sizeof k);
-    smtp_server_config cfg = { .hostname = "h", .counts = &k };
-    smtp_server *a = smtp_server_new(&cfg, NULL), *b = smtp_server_new(&cfg, NULL);
+    struct smtp_server_config cfg = { .hostname = "h", .counts = &k };
+    struct smtp_server *a = smtp_server_new(&cfg, NULL), *b = smtp_server_new(&cfg, NULL);
     smtp_server_greeting(a);
     smtp_server_greeting(b);
     assert_int_equal(k.reply_batches, 0);              /* the greeting is not one */
@@ -680,17 +680,17 @@ static void test_counts(void **state)
     smtp_server_feed(b, longline, sizeof longline);
     assert_int_equal(feed_batches(b, &k, "QU"), 0);     /* half a command */
     assert_int_equal(feed_batches(b, &k, "IT\r\n"), 1);
-    static const uint64_t want[SMTP_CMD_COUNT] = {
-        [SMTP_CMD_EHLO] = 1, [SMTP_CMD_HELO] = 1, [SMTP_CMD_MAIL] = 1,
-        [SMTP_CMD_RCPT] = 2, [SMTP_CMD_DATA] = 2, [SMTP_CMD_RSET] = 1,
-        [SMTP_CMD_NOOP] = 1, [SMTP_CMD_QUIT] = 1, [SMTP_CMD_OTHER] = 5,
+    static const uint64_t want[SMTP_SERVER_CMD_COUNT] = {
+        [SMTP_SERVER_CMD_EHLO] = 1, [SMTP_SERVER_CMD_HELO] = 1, [SMTP_SERVER_CMD_MAIL] = 1,
+        [SMTP_SERVER_CMD_RCPT] = 2, [SMTP_SERVER_CMD_DATA] = 2, [SMTP_SERVER_CMD_RSET] = 1,
+        [SMTP_SERVER_CMD_NOOP] = 1, [SMTP_SERVER_CMD_QUIT] = 1, [SMTP_SERVER_CMD_OTHER] = 5,
     };
-    for (int i = 0; i < SMTP_CMD_COUNT; i++)
+    for (int i = 0; i < SMTP_SERVER_CMD_COUNT; i++)
         if (k.commands[i] != want[i])
-            fail_msg("%s: %llu, want %llu", smtp_server_cmd_name((smtp_server_cmd)i),
+            fail_msg("%s: %llu, want %llu", smtp_server_cmd_name((enum smtp_server_cmd)i),
                      (unsigned long long)k.commands[i], (unsigned long long)want[i]);
     assert_int_equal(k.reply_batches, 6);
-    assert_string_equal(smtp_server_cmd_name(SMTP_CMD_OTHER), "other");
+    assert_string_equal(smtp_server_cmd_name(SMTP_SERVER_CMD_OTHER), "other");
     smtp_server_free(a);
     smtp_server_free(b);
 }

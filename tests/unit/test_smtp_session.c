@@ -174,21 +174,21 @@ static void stop_cb(void *r) { reactor_stop(r); }
 /* Run until reactor_stop or `seconds` have passed (then fail: a hang). */
 static void run_bounded(struct reactor *r, double seconds)
 {
-    struct defer_call *guard = reactor_call_later(r, seconds, stop_cb, r);
+    struct deferred_call *guard = reactor_call_later(r, seconds, stop_cb, r);
     reactor_run(r);
-    bool hung = !defer_call_active(guard);     /* the guard fired */
-    defer_call_cancel(guard);
-    defer_call_unref(guard);
+    bool hung = !deferred_call_active(guard);  /* the guard fired */
+    deferred_call_cancel(guard);
+    deferred_call_unref(guard);
     assert_false(hung);
 }
 
 /* Let the loop settle (connections closing) for a short while. */
 static void run_for(struct reactor *r, double seconds)
 {
-    struct defer_call *t = reactor_call_later(r, seconds, stop_cb, r);
+    struct deferred_call *t = reactor_call_later(r, seconds, stop_cb, r);
     reactor_run(r);
-    defer_call_cancel(t);
-    defer_call_unref(t);
+    deferred_call_cancel(t);
+    deferred_call_unref(t);
 }
 
 struct outcome {
@@ -200,11 +200,11 @@ struct outcome {
     struct reactor *stop;
 };
 
-static struct defer_result record(struct defer_result r, void *arg)
+static struct deferred_result record(struct deferred_result r, void *arg)
 {
     struct outcome *o = arg;
     o->fired = true;
-    if (r.kind == DEFER_FAILURE) {
+    if (r.kind == DEFERRED_FAILURE) {
         o->type = r.failure->type;
         o->code = r.failure->code;
         snprintf(o->message, sizeof o->message, "%s", failure_message(r.failure));
@@ -212,7 +212,7 @@ static struct defer_result record(struct defer_result r, void *arg)
         o->value = r.value;
     }
     reactor_stop(o->stop);
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 static const struct smtp_client_config CFG = { .ehlo_name = "test", .pipelining = true };
@@ -286,7 +286,7 @@ static void test_greeting_refused(void **state)
     struct reactor *r = world_start(&s, &sc);
     struct outcome o;
     assert_null(open_session(r, &s, 0, &o));
-    assert_ptr_equal(o.type, &SMTP_PERMFAIL);
+    assert_ptr_equal(o.type, &SMTP_SESSION_PERMFAIL);
     assert_int_equal(o.code, 554);
     assert_non_null(strstr(o.message, "go away"));
     run_for(r, 0.1);
@@ -321,7 +321,7 @@ static void test_rcpt_tempfail(void **state)
     struct smtp_session *ss = open_session(r, &s, 0, &o);
     assert_non_null(ss);
     send_one(r, ss, 0, &o);
-    assert_ptr_equal(o.type, &SMTP_TEMPFAIL);
+    assert_ptr_equal(o.type, &SMTP_SESSION_TEMPFAIL);
     assert_int_equal(o.code, 450);
     assert_true(smtp_session_idle(ss));
     deferred_unref(smtp_session_quit(ss));
@@ -342,11 +342,11 @@ static void test_drop_in_data(void **state)
     struct smtp_session *ss = open_session(r, &s, 0, &o);
     assert_non_null(ss);
     send_one(r, ss, 0, &o);
-    assert_ptr_equal(o.type, &SMTP_TEMPFAIL);
+    assert_ptr_equal(o.type, &SMTP_SESSION_TEMPFAIL);
     assert_false(smtp_session_idle(ss));
     struct deferred *d = smtp_session_send(ss, "a@example.test", RCPT, 1, MSG, strlen(MSG));
     assert_true(deferred_called(d));
-    assert_true(failure_is(deferred_result(d).failure, &SMTP_TEMPFAIL));
+    assert_true(failure_is(deferred_current_result(d).failure, &SMTP_SESSION_TEMPFAIL));
     deferred_add_errback(d, record, &o);    /* handled */
     deferred_unref(d);
     smtp_session_abort(ss);

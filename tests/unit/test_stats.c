@@ -44,30 +44,30 @@ static void test_buckets(void **state)
     /* Every value lands in a bucket that contains it, and buckets are narrow:
      * with samples {0, v, MAX}, p50 is v's bucket, within v/256 of v. */
     uint64_t rng = 7;
-    struct mb_hist *h = malloc(sizeof *h);
+    struct hist *h = malloc(sizeof *h);
     for (int i = 0; i < 200000; i++) {
         uint64_t v = retry_rand64(&rng) >> (retry_rand64(&rng) % 64);
-        if (v > MB_HIST_MAX_US)
-            v %= MB_HIST_MAX_US;
-        mb_hist_init(h);
-        mb_hist_record(h, 0);
-        mb_hist_record(h, v);
-        mb_hist_record(h, MB_HIST_MAX_US);
-        uint64_t p = mb_hist_percentile(h, 50);
+        if (v > HIST_MAX_US)
+            v %= HIST_MAX_US;
+        hist_init(h);
+        hist_record(h, 0);
+        hist_record(h, v);
+        hist_record(h, HIST_MAX_US);
+        uint64_t p = hist_percentile(h, 50);
         if ((p > v ? p - v : v - p) > v / 256)
             fail_msg("value %llu reported as %llu", (unsigned long long)v, (unsigned long long)p);
-        assert_int_equal(mb_hist_percentile(h, 100), MB_HIST_MAX_US);
-        assert_int_equal(mb_hist_percentile(h, 1), 0);
+        assert_int_equal(hist_percentile(h, 100), HIST_MAX_US);
+        assert_int_equal(hist_percentile(h, 1), 0);
     }
-    mb_hist_init(h);
-    assert_int_equal(mb_hist_percentile(h, 50), 0);
-    assert_true(mb_hist_mean(h) == 0.0);
-    mb_hist_record(h, 1ULL << 40);              /* beyond the range: max stays exact */
-    mb_hist_record(h, 5);
+    hist_init(h);
+    assert_int_equal(hist_percentile(h, 50), 0);
+    assert_true(hist_mean(h) == 0.0);
+    hist_record(h, 1ULL << 40);                 /* beyond the range: max stays exact */
+    hist_record(h, 5);
     assert_int_equal(h->overflow, 1);
     assert_int_equal(h->max, 1ULL << 40);
-    assert_int_equal(mb_hist_percentile(h, 100), 1ULL << 40);
-    assert_int_equal(mb_hist_percentile(h, 50), 5);
+    assert_int_equal(hist_percentile(h, 100), 1ULL << 40);
+    assert_int_equal(hist_percentile(h, 50), 5);
     free(h);
 }
 
@@ -77,19 +77,19 @@ static void test_percentiles_vs_sort(void **state)
     const size_t n = 100000;
     const double qs[] = { 0.001, 1, 10, 25, 50, 75, 90, 99, 99.9, 99.99, 100 };
     uint64_t *v = malloc(n * sizeof *v);
-    struct mb_hist *h = malloc(sizeof *h);
+    struct hist *h = malloc(sizeof *h);
     for (int shape = 0; shape < 4; shape++) {
         uint64_t rng = 1000 + (uint64_t)shape, sum = 0;
-        mb_hist_init(h);
+        hist_init(h);
         for (size_t i = 0; i < n; i++) {
             v[i] = sample(shape, &rng);
             sum += v[i];
-            mb_hist_record(h, v[i]);
+            hist_record(h, v[i]);
         }
         qsort(v, n, sizeof *v, cmp_u64);
         for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
             size_t rank = (size_t)ceil(qs[k] / 100.0 * (double)n);
-            uint64_t exact = v[(rank < 1 ? 1 : rank) - 1], got = mb_hist_percentile(h, qs[k]);
+            uint64_t exact = v[(rank < 1 ? 1 : rank) - 1], got = hist_percentile(h, qs[k]);
             double err = fabs((double)got - (double)exact);
             if (err > 0.005 * (double)exact + 0.5)      /* bound: half a bucket, 0.4% */
                 fail_msg("shape %d p%g: histogram %llu, exact %llu", shape, qs[k],
@@ -98,7 +98,7 @@ static void test_percentiles_vs_sort(void **state)
         assert_int_equal(h->count, n);
         assert_int_equal(h->min, v[0]);
         assert_int_equal(h->max, v[n - 1]);
-        assert_true(fabs(mb_hist_mean(h) - (double)sum / (double)n) < 1e-6);
+        assert_true(fabs(hist_mean(h) - (double)sum / (double)n) < 1e-6);
     }
     free(v);
     free(h);
@@ -107,22 +107,22 @@ static void test_percentiles_vs_sort(void **state)
 static void test_merge_equals_single(void **state)
 {
     (void)state;
-    struct mb_hist *all = malloc(sizeof *all), *part = calloc(4, sizeof *part);
-    struct mb_hist *merged = malloc(sizeof *merged);
-    mb_hist_init(all);
-    mb_hist_init(merged);
+    struct hist *all = malloc(sizeof *all), *part = calloc(4, sizeof *part);
+    struct hist *merged = malloc(sizeof *merged);
+    hist_init(all);
+    hist_init(merged);
     for (int k = 0; k < 4; k++)
-        mb_hist_init(&part[k]);
+        hist_init(&part[k]);
     uint64_t rng = 99;
     for (int i = 0; i < 50000; i++) {
         uint64_t x = sample(i % 3, &rng);
-        mb_hist_record(all, x);
-        mb_hist_record(&part[(x * 7 + (uint64_t)i) % 4], x);   /* uneven split */
+        hist_record(all, x);
+        hist_record(&part[(x * 7 + (uint64_t)i) % 4], x);      /* uneven split */
     }
-    struct mb_hist *empty = calloc(1, sizeof *empty);
-    mb_hist_merge(merged, empty);               /* merging nothing changes nothing */
+    struct hist *empty = calloc(1, sizeof *empty);
+    hist_merge(merged, empty);                  /* merging nothing changes nothing */
     for (int k = 0; k < 4; k++)
-        mb_hist_merge(merged, &part[k]);
+        hist_merge(merged, &part[k]);
     assert_memory_equal(merged, all, sizeof *all);
     free(all);
     free(part);
@@ -133,20 +133,20 @@ static void test_merge_equals_single(void **state)
 static void test_run_counters(void **state)
 {
     (void)state;
-    struct mb_run_stats *a = malloc(sizeof *a), *b = malloc(sizeof *b);
-    mb_run_init(a, 10);
-    mb_run_init(b, 0);
+    struct stats_run *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+    stats_run_init(a, 10);
+    stats_run_init(b, 0);
     assert_int_equal(a->emails, 10);
     assert_true(a->threads_peak >= 1);
-    mb_run_delivered(a, 0xffffffffffffffffULL, 100);
-    mb_run_delivered(b, 2, 300);               /* digest wraps mod 2^64 */
-    mb_run_failed(a, "451 4.3.0 try later");
-    mb_run_failed(b, "451 4.3.0 try later");
-    mb_run_failed(b, "drop");
-    mb_run_failed(b, NULL);
+    stats_run_delivered(a, 0xffffffffffffffffULL, 100);
+    stats_run_delivered(b, 2, 300);            /* digest wraps mod 2^64 */
+    stats_run_failed(a, "451 4.3.0 try later");
+    stats_run_failed(b, "451 4.3.0 try later");
+    stats_run_failed(b, "drop");
+    stats_run_failed(b, NULL);
     b->retries = 4;
     b->connections = 3;
-    mb_run_merge(a, b);
+    stats_run_merge(a, b);
     assert_int_equal(a->delivered, 2);
     assert_int_equal(a->failed, 4);
     assert_int_equal(a->retries, 4);
@@ -157,15 +157,15 @@ static void test_run_counters(void **state)
     assert_string_equal(a->reason[0].text, "451 4.3.0 try later");
     assert_int_equal(a->reason[0].count, 2);
     assert_string_equal(a->reason[2].text, "unknown");
-    mb_run_init(a, 0);                          /* too many reasons: the rest is "other" */
+    stats_run_init(a, 0);                       /* too many reasons: the rest is "other" */
     for (int i = 0; i < 100; i++) {
         char r[32];
         snprintf(r, sizeof r, "550 reason %d", i);
-        mb_run_failed(a, r);
+        stats_run_failed(a, r);
     }
-    assert_int_equal(a->nreasons, MB_MAX_REASONS);
-    assert_string_equal(a->reason[MB_MAX_REASONS - 1].text, "other");
-    assert_int_equal(a->reason[MB_MAX_REASONS - 1].count, 100 - (MB_MAX_REASONS - 1));
+    assert_int_equal(a->nreasons, STATS_MAX_REASONS);
+    assert_string_equal(a->reason[STATS_MAX_REASONS - 1].text, "other");
+    assert_int_equal(a->reason[STATS_MAX_REASONS - 1].count, 100 - (STATS_MAX_REASONS - 1));
     free(a);
     free(b);
 }
@@ -183,15 +183,15 @@ static void *idle_thread(void *arg)
 static void test_finish_and_threads(void **state)
 {
     (void)state;
-    struct mb_run_stats *s = malloc(sizeof *s);
-    mb_run_init(s, 1);
+    struct stats_run *s = malloc(sizeof *s);
+    stats_run_init(s, 1);
     long before = s->threads_peak;
     pthread_t t[3];
     pthread_barrier_init(&barrier, NULL, 4);
     for (int i = 0; i < 3; i++)
         pthread_create(&t[i], NULL, idle_thread, NULL);
     pthread_barrier_wait(&barrier);
-    long during = mb_stats_sample_threads(s);   /* TSan may add a thread of its own */
+    long during = stats_sample_threads(s);      /* TSan may add a thread of its own */
     assert_true(during >= before + 3 && during <= before + 4);
     pthread_barrier_wait(&barrier);
     for (int i = 0; i < 3; i++)
@@ -200,32 +200,32 @@ static void test_finish_and_threads(void **state)
     uint64_t rng = 3, x = 0;                    /* some CPU time to measure */
     for (int i = 0; i < 3000000; i++)
         x ^= retry_rand64(&rng);
-    mb_run_finish(s);
+    stats_run_finish(s);
     assert_true(x != 0);
     assert_int_equal(s->threads_peak, during);  /* the peak, not the current count */
     assert_true(s->wall_s > 0 && s->wall_s < 60);
     assert_true(s->cpu_user_s + s->cpu_sys_s > 0);
     assert_true(s->max_rss_kb > 100);
     assert_true(s->ctx_voluntary >= 0 && s->ctx_involuntary >= 0);
-    mb_run_note_threads(s, 1000);
+    stats_run_note_threads(s, 1000);
     assert_int_equal(s->threads_peak, 1000);
     free(s);
 }
 
-static void fill_run(struct mb_options *o, struct mb_run_stats *s)
+static void fill_run(struct cli_options *o, struct stats_run *s)
 {
-    mb_options_defaults(o, "test");
+    cli_defaults(o, "test");
     o->emails = 3;
     o->blocking_s = 0.005;
     o->threads = 7;
     strcpy(o->profile, "workloads/profiles/a \"quoted\".conf");
-    mb_run_init(s, 3);
-    mb_run_delivered(s, 0x10, 1000);
-    mb_run_delivered(s, 0x20, 3000);
-    mb_run_failed(s, "550 5.7.1 \"no\"");
+    stats_run_init(s, 3);
+    stats_run_delivered(s, 0x10, 1000);
+    stats_run_delivered(s, 0x20, 3000);
+    stats_run_failed(s, "550 5.7.1 \"no\"");
     s->retries = 2;
     s->connections = 3;
-    mb_run_finish(s);
+    stats_run_finish(s);
 }
 
 static int sh(const char *cmd)
@@ -238,28 +238,28 @@ static int sh(const char *cmd)
 static void test_maybe_delivered(void **state)
 {
     (void)state;
-    struct mb_run_stats a, b;
-    mb_run_init(&a, 10);
-    mb_run_init(&b, 0);
-    mb_run_failed_maybe(&a, "end of data: connection lost", 5);
-    mb_run_failed(&a, "550 no");
-    for (int i = 0; i < MB_MAX_MAYBE; i++)
-        mb_run_failed_maybe(&b, "end of data: timeout", 100 + (uint64_t)i);
-    mb_run_merge(&a, &b);
-    assert_int_equal(a.failed, 2 + MB_MAX_MAYBE);
-    assert_int_equal(a.maybe_delivered, 1 + MB_MAX_MAYBE);
+    struct stats_run a, b;
+    stats_run_init(&a, 10);
+    stats_run_init(&b, 0);
+    stats_run_failed_maybe(&a, "end of data: connection lost", 5);
+    stats_run_failed(&a, "550 no");
+    for (int i = 0; i < STATS_MAX_MAYBE; i++)
+        stats_run_failed_maybe(&b, "end of data: timeout", 100 + (uint64_t)i);
+    stats_run_merge(&a, &b);
+    assert_int_equal(a.failed, 2 + STATS_MAX_MAYBE);
+    assert_int_equal(a.maybe_delivered, 1 + STATS_MAX_MAYBE);
     uint64_t sum = 5;
-    for (int i = 0; i < MB_MAX_MAYBE; i++)
+    for (int i = 0; i < STATS_MAX_MAYBE; i++)
         sum += 100 + (uint64_t)i;
     assert_true(a.maybe_digest == sum);
-    assert_int_equal(a.nmaybe, MB_MAX_MAYBE);      /* the list is bounded */
+    assert_int_equal(a.nmaybe, STATS_MAX_MAYBE);   /* the list is bounded */
     assert_true(a.maybe_hash[0] == 5);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    struct mb_options o;
-    assert_int_equal(mb_options_parse_to(1, (char *[]){ "x", NULL }, "sync", &o, stdout, stderr), 0);
-    mb_run_fprint_json(f, &o, "sync", &a);
+    struct cli_options o;
+    assert_int_equal(cli_parse_to(1, (char *[]){ "x", NULL }, "sync", &o, stdout, stderr), 0);
+    stats_run_fprint_json(f, &o, "sync", &a);
     fclose(f);
     assert_non_null(strstr(buf, "\"maybe_delivered\":65,"));
     assert_non_null(strstr(buf, "\"maybe_hashes\":[\"0000000000000005\","));
@@ -270,13 +270,13 @@ static void test_maybe_delivered(void **state)
 static void test_peak_rss(void **state)
 {
     (void)state;
-    long before = mb_peak_rss_kb();
+    long before = stats_peak_rss_kb();
     assert_true(before > 0);
     size_t n = 64u << 20;
     char *p = malloc(n);
     assert_non_null(p);
     memset(p, 1, n);
-    long after = mb_peak_rss_kb();
+    long after = stats_peak_rss_kb();
     free(p);
     assert_true(after - before >= 60 * 1024);
 }
@@ -286,13 +286,13 @@ static void test_json(void **state)
     (void)state;
     if (sh("command -v jq >/dev/null") != 0)
         skip();
-    struct mb_options o;
-    struct mb_run_stats *s = malloc(sizeof *s);
+    struct cli_options o;
+    struct stats_run *s = malloc(sizeof *s);
     fill_run(&o, s);
     char dir[] = "/tmp/mb-test-json-XXXXXX", path[128], cmd[2048];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/run.json", dir);
-    assert_int_equal(mb_run_write_json(&o, "test", s, path), 0);
+    assert_int_equal(stats_run_write_json(&o, "test", s, path), 0);
     /* Exactly the schema's keys, in order, with the values given. */
     snprintf(cmd, sizeof cmd, "jq -e '(keys_unsorted == [\"schema\",\"model\",\"params\",\"emails\","
              "\"delivered\",\"failed\",\"retries\",\"failure_reasons\",\"connections\",\"wall_s\","
@@ -320,15 +320,15 @@ static void test_json(void **state)
     assert_int_equal(sh(cmd), 0);
     o.rate = 100;                               /* open loop, no profile */
     o.profile[0] = '\0';
-    assert_int_equal(mb_run_write_json(&o, "test", s, path), 0);
+    assert_int_equal(stats_run_write_json(&o, "test", s, path), 0);
     snprintf(cmd, sizeof cmd, "jq -e '.latency_mode == \"open\" and .params.profile == null and "
              ".params.rate == 100' %s >/dev/null", path);
     assert_int_equal(sh(cmd), 0);
     snprintf(cmd, sizeof cmd, "test $(ls %s | wc -l) -eq 1", dir);     /* no temp file left */
     assert_int_equal(sh(cmd), 0);
     snprintf(path, sizeof path, "%s/missing/run.json", dir);           /* unwritable: -1 */
-    assert_int_equal(mb_run_write_json(&o, "test", s, path), -1);
-    assert_int_equal(mb_run_write_json(&o, "test", s, ""), 0);         /* none asked */
+    assert_int_equal(stats_run_write_json(&o, "test", s, path), -1);
+    assert_int_equal(stats_run_write_json(&o, "test", s, ""), 0);      /* none asked */
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     sh(cmd);
     free(s);
@@ -337,13 +337,13 @@ static void test_json(void **state)
 static void test_summary_line(void **state)
 {
     (void)state;
-    struct mb_options o;
-    struct mb_run_stats *s = malloc(sizeof *s);
+    struct cli_options o;
+    struct stats_run *s = malloc(sizeof *s);
     fill_run(&o, s);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    mb_run_print_summary(f, "test", &o, s);
+    stats_run_print_summary(f, "test", &o, s);
     fclose(f);
     assert_non_null(strstr(buf, "summary-test: 2/3 delivered, 1 failed, 2 retries"));
     assert_non_null(strstr(buf, "latency p50 1"));
@@ -361,9 +361,9 @@ static void test_summary_line(void **state)
  * the CPU is read over the window, not from the process start. */
 static void spin(double seconds)
 {
-    double end = mb_now() + seconds;
+    double end = stats_now() + seconds;
     volatile unsigned x = 0;
-    while (mb_now() < end)
+    while (stats_now() < end)
         x++;
 }
 
@@ -371,40 +371,40 @@ static void spin(double seconds)
 static void test_share_above(void **state)
 {
     (void)state;
-    struct mb_hist *h = malloc(sizeof *h);
-    mb_hist_init(h);
-    assert_true(mb_hist_share_above(h, 10) == 0.0);
+    struct hist *h = malloc(sizeof *h);
+    hist_init(h);
+    assert_true(hist_share_above(h, 10) == 0.0);
     for (int i = 0; i < 95; i++)
-        mb_hist_record(h, 1000);
+        hist_record(h, 1000);
     for (int i = 0; i < 5; i++)
-        mb_hist_record(h, 50000);
-    uint64_t med = mb_hist_percentile(h, 50);
-    assert_true(fabs(mb_hist_share_above(h, 10 * med) - 0.05) < 1e-12);
-    assert_true(mb_hist_share_above(h, 100000) == 0.0);
+        hist_record(h, 50000);
+    uint64_t med = hist_percentile(h, 50);
+    assert_true(fabs(hist_share_above(h, 10 * med) - 0.05) < 1e-12);
+    assert_true(hist_share_above(h, 100000) == 0.0);
     free(h);
 }
 
 static void test_window(void **state)
 {
     (void)state;
-    struct mb_options o;
-    mb_options_defaults(&o, "test");
+    struct cli_options o;
+    cli_defaults(&o, "test");
     o.warmup_s = 0.05;
     o.duration_s = 0.10;
     o.concurrency = 1;                    /* one email must end in the window before it closes */
-    struct mb_run_stats s;
-    mb_run_init(&s, 0);
+    struct stats_run s;
+    stats_run_init(&s, 0);
     spin(0.05);                           /* start-up CPU, before the window */
-    mb_window_start(&o, mb_now());
-    assert_true(mb_window_may_start());
-    mb_run_delivered(&s, 1, 100);         /* in the warm-up */
+    stats_window_start(&o, stats_now());
+    assert_true(stats_window_may_start());
+    stats_run_delivered(&s, 1, 100);      /* in the warm-up */
     spin(0.06);
-    mb_run_delivered(&s, 2, 200);         /* in the window */
-    mb_run_failed(&s, "x");
+    stats_run_delivered(&s, 2, 200);      /* in the window */
+    stats_run_failed(&s, "x");
     spin(0.10);
-    assert_false(mb_window_may_start());
-    mb_run_delivered(&s, 4, 400);         /* the drain */
-    mb_run_finish(&s);
+    assert_false(stats_window_may_start());
+    stats_run_delivered(&s, 4, 400);      /* the drain */
+    stats_run_finish(&s);
     assert_int_equal(s.delivered, 3);
     assert_true(s.digest == 7);
     assert_int_equal(s.window_delivered, 1);
@@ -418,25 +418,25 @@ static void test_window(void **state)
      * (here 3) has ended, and its window past its end until another round
      * has ended in it, up to 10 x its length. */
     o.concurrency = 3;
-    mb_run_init(&s, 0);
-    mb_window_start(&o, mb_now() - o.warmup_s);
-    mb_run_delivered(&s, 1, 100);
-    mb_run_delivered(&s, 2, 100);
-    mb_window_poll();
+    stats_run_init(&s, 0);
+    stats_window_start(&o, stats_now() - o.warmup_s);
+    stats_run_delivered(&s, 1, 100);
+    stats_run_delivered(&s, 2, 100);
+    stats_window_poll();
     assert_int_equal(s.window_delivered, 0);          /* 2 of 3: still warming up */
-    mb_run_delivered(&s, 3, 100);
-    mb_window_poll();                                 /* a round ended: the window opens */
-    mb_run_delivered(&s, 4, 100);
+    stats_run_delivered(&s, 3, 100);
+    stats_window_poll();                              /* a round ended: the window opens */
+    stats_run_delivered(&s, 4, 100);
     spin(0.12);
-    assert_true(mb_window_may_start());   /* past its end, 1 of 3 ended in it: extended */
-    mb_run_delivered(&s, 5, 100);
-    mb_run_delivered(&s, 6, 100);
-    assert_false(mb_window_may_start());  /* 3 ended in it: closed */
-    mb_run_finish(&s);
+    assert_true(stats_window_may_start()); /* past its end, 1 of 3 ended in it: extended */
+    stats_run_delivered(&s, 5, 100);
+    stats_run_delivered(&s, 6, 100);
+    assert_false(stats_window_may_start()); /* 3 ended in it: closed */
+    stats_run_finish(&s);
     assert_int_equal(s.window_delivered, 3);
     assert_true(s.window_s > 0.11 && s.window_s < 0.5);
     o.warmup_s = o.duration_s = 0;        /* leave the process's window open for the others */
-    mb_window_start(&o, 0);
+    stats_window_start(&o, 0);
 }
 
 int main(void)

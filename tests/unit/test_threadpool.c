@@ -33,32 +33,32 @@ static struct failure *ferr(const struct failure_type *t, const char *msg)
 /* 55: the work runs in a worker thread, its result (or its Failure) comes
  * back in the reactor thread, and never before the loop runs. */
 struct c55_ctx { struct reactor *r; pthread_t main; bool worker_off_main; int delivered; bool in_main[2];
-                 struct defer_result res[2]; };
+                 struct deferred_result res[2]; };
 
 static struct c55_ctx *c55;
 
-static struct defer_result c55_work(void *arg)
+static struct deferred_result c55_work(void *arg)
 {
     c55->worker_off_main = !pthread_equal(pthread_self(), c55->main);
-    return defer_ok(V(I(arg) * 2));
+    return deferred_ok(V(I(arg) * 2));
 }
 
-static struct defer_result c55_raise(void *arg)
+static struct deferred_result c55_raise(void *arg)
 {
     (void)arg;
-    return defer_err(ferr(&KEY_ERROR, "in thread"));
+    return deferred_err(ferr(&KEY_ERROR, "in thread"));
 }
 
-static struct defer_result c55_done(struct defer_result r, void *arg)
+static struct deferred_result c55_done(struct deferred_result r, void *arg)
 {
     int i = (int)I(arg);
     c55->in_main[i] = pthread_equal(pthread_self(), c55->main);
     c55->res[i] = r;
-    if (r.kind == DEFER_FAILURE)
+    if (r.kind == DEFERRED_FAILURE)
         c55->res[i].failure = c55->res[i].failure->type == &KEY_ERROR ? (void *)&KEY_ERROR : NULL;
     if (++c55->delivered == 2)
         reactor_stop(c55->r);
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 static void test_c55_defer_to_thread(void **state)
@@ -68,8 +68,8 @@ static void test_c55_defer_to_thread(void **state)
     c55 = &c;
     struct threadpool *p = threadpool_new(c.r, 2);
     assert_non_null(p);
-    struct deferred *d1 = defer_to_thread(p, c55_work, V(21));
-    struct deferred *d2 = defer_to_thread(p, c55_raise, NULL);
+    struct deferred *d1 = threadpool_defer_to_thread(p, c55_work, V(21));
+    struct deferred *d2 = threadpool_defer_to_thread(p, c55_raise, NULL);
     assert_false(deferred_called(d1));      /* never fires before the loop runs */
     deferred_add_both(d1, c55_done, V(0));
     deferred_add_both(d2, c55_done, V(1));
@@ -77,9 +77,9 @@ static void test_c55_defer_to_thread(void **state)
     assert_int_equal(c.delivered, 2);
     assert_true(c.worker_off_main);
     assert_true(c.in_main[0] && c.in_main[1]);
-    assert_int_equal(c.res[0].kind, DEFER_VALUE);
+    assert_int_equal(c.res[0].kind, DEFERRED_VALUE);
     assert_int_equal(I(c.res[0].value), 42);
-    assert_int_equal(c.res[1].kind, DEFER_FAILURE);
+    assert_int_equal(c.res[1].kind, DEFERRED_FAILURE);
     assert_ptr_equal(c.res[1].failure, (void *)&KEY_ERROR);
     deferred_unref(d1);
     deferred_unref(d2);
@@ -90,43 +90,43 @@ static void test_c55_defer_to_thread(void **state)
 /* The type of a cancelled job's result. */
 static const struct failure_type *cancelled_type;
 
-static struct defer_result record_type(struct defer_result r, void *arg)
+static struct deferred_result record_type(struct deferred_result r, void *arg)
 {
     (void)arg;
-    cancelled_type = r.kind == DEFER_FAILURE ? r.failure->type : NULL;
-    return defer_ok(NULL);
+    cancelled_type = r.kind == DEFERRED_FAILURE ? r.failure->type : NULL;
+    return deferred_ok(NULL);
 }
 
 /* Thread pool: many jobs, FIFO per worker, results in the reactor thread;
  * a cancelled job's late result is swallowed. */
-static struct defer_result square(void *arg)
+static struct deferred_result square(void *arg)
 {
     intptr_t v = (intptr_t)arg;
-    return defer_ok((void *)(v * v));
+    return deferred_ok((void *)(v * v));
 }
 
-static struct defer_result slow(void *arg)
+static struct deferred_result slow(void *arg)
 {
     poll(NULL, 0, 20);
-    return defer_ok(arg);
+    return deferred_ok(arg);
 }
 
 struct pool_ctx { long sum; int left; struct reactor *r; };
 
-static struct defer_result add_result(struct defer_result r, void *arg)
+static struct deferred_result add_result(struct deferred_result r, void *arg)
 {
     struct pool_ctx *p = arg;
     p->sum += (intptr_t)r.value;
     if (--p->left == 0)
         reactor_stop(p->r);
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
-static struct defer_result swallow(struct defer_result r, void *arg)
+static struct deferred_result swallow(struct deferred_result r, void *arg)
 {
     (void)r;
     (void)arg;
-    return defer_ok(NULL);
+    return deferred_ok(NULL);
 }
 
 static void test_threadpool(void **state)
@@ -138,7 +138,7 @@ static void test_threadpool(void **state)
     struct pool_ctx p = { 0, N, r };
     long want = 0;
     for (intptr_t i = 0; i < N; i++) {
-        struct deferred *d = defer_to_thread(pool, square, (void *)i);
+        struct deferred *d = threadpool_defer_to_thread(pool, square, (void *)i);
         deferred_add_callback(d, add_result, &p);
         deferred_unref(d);
         want += (long)(i * i);
@@ -147,7 +147,7 @@ static void test_threadpool(void **state)
     assert_int_equal(p.left, 0);
     assert_int_equal(p.sum, want);
 
-    struct deferred *d = defer_to_thread(pool, slow, (void *)7);
+    struct deferred *d = threadpool_defer_to_thread(pool, slow, (void *)7);
     deferred_add_both(d, record_type, NULL);
     deferred_cancel(d);
     assert_ptr_equal(cancelled_type, &FAILURE_CANCELLED);

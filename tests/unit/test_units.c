@@ -181,7 +181,7 @@ static void test_digest(void **state)
     assert_true(digest_hash(big, sizeof big) == 0xe2a14a0ccc42f4f0ULL);
     /* streaming over many pieces (XXH3's internal 256-byte stripes crossed) */
     for (size_t step = 1; step < 700; step += 37) {
-        digest_ctx c;
+        struct digest_ctx c;
         digest_init(&c);
         for (size_t off = 0; off < sizeof big; off += step)
             digest_update(&c, big + off, off + step <= sizeof big ? step : sizeof big - off);
@@ -189,7 +189,7 @@ static void test_digest(void **state)
     }
     /* incremental == one-shot, whatever the split */
     for (size_t cut = 0; cut <= strlen(a); cut++) {
-        digest_ctx c;
+        struct digest_ctx c;
         digest_init(&c);
         digest_update(&c, a, cut);
         digest_update(&c, a + cut, strlen(a) - cut);

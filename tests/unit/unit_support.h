@@ -34,10 +34,10 @@ static UNIT_UNUSED void stop_cb(void *r) { reactor_stop(r); }
 /* Run the reactor with a guard timer: fail rather than hang. */
 static UNIT_UNUSED void run_bounded(struct reactor *r, double seconds)
 {
-    struct defer_call *guard = reactor_call_later(r, seconds, stop_cb, r);
+    struct deferred_call *guard = reactor_call_later(r, seconds, stop_cb, r);
     reactor_run(r);
-    defer_call_cancel(guard);
-    defer_call_unref(guard);
+    deferred_call_cancel(guard);
+    deferred_call_unref(guard);
 }
 #endif
 
