@@ -12,7 +12,8 @@ A run is verified when:
     the digest of their bytes), or those plus exactly k of the run's
     "maybe delivered" emails (failed after an attempt was lost between the
     final '.' and the reply: the server may have them), digest included;
-  - without injected faults, the server saw no duplicate.
+  - without injected faults, the server saw no more duplicates than the model
+    made retries (its own timeouts: at-least-once delivery, reported).
 
 Hosts (issue 17): a Host is a place to run a command, nothing more (no agent
 of ours):
@@ -304,8 +305,14 @@ def verify(model, server, faults_injected):
     if model.get("delivered", 0) + model.get("failed", 0) != model.get("emails"):
         return False, (f"unaccounted: delivered {model.get('delivered')} + failed "
                        f"{model.get('failed')} != emails {model.get('emails')}")
-    if server.get("duplicates", 0) > 0 and not faults_injected:
-        return False, f"{server['duplicates']} duplicated emails without injected faults"
+    dups, retries = server.get("duplicates", 0) or 0, model.get("retries", 0) or 0
+    if dups > retries and not faults_injected:
+        # A duplicate the model's own retries explain (its timeout fired
+        # while the server had the email: a CPU-bound reactor's backlog,
+        # section E) is at-least-once delivery, measured and reported; one
+        # no retry explains is a bug.
+        return False, (f"{dups} duplicated emails without injected faults "
+                       f"(more than the model's {retries} retries)")
     return True, ""
 
 

@@ -161,7 +161,9 @@ class FrameSections(Scaffold):
                "SIGTERM and compares the two accounts: a run is **valid** only when the model's "
                "`delivered` equals the server's count of distinct Message-IDs, the two digests of "
                "the message bytes are equal, every email is either delivered or failed, and (without "
-               "injected faults) the server saw no duplicate. Invalid runs are kept, listed and drawn "
+               "injected faults) the server saw no more duplicates than the model made retries (a "
+               "duplicate its own timeout explains is at-least-once delivery, counted in the "
+               "tables). Invalid runs are kept, listed and drawn "
                "in red; they never count in a median.", "",
                f"Runs of a sweep are executed one at a time in shuffled order (seed "
                f"{', '.join(sorted({str(s.get('shuffle_seed')) for s in sweeps.values()}))}) after one "

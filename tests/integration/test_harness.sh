@@ -18,6 +18,14 @@ s 3 0000000000000006 1 0
 case "$(v)" in *"duplicated emails without injected faults"*) pass "duplicate without faults";; *) fail "dups: $(v)";; esac
 s 3 0000000000000006 1 1
 check_eq "duplicate with injected faults" valid "$(v)"
+# Without faults, a duplicate the model's own retries explain (a timeout that
+# fired while the server had the email) is valid; one more than its retries is not.
+printf '{"schema":"mailbench.run/1","emails":3,"delivered":3,"failed":0,"digest":"0000000000000006","maybe_delivered":0,"retries":2}' >"$TMP/m.json"
+s 3 0000000000000006 2 0
+check_eq "duplicates explained by the model's retries (2 of 2)" valid "$(v)"
+s 3 0000000000000006 3 0
+case "$(v)" in *"more than the model's 2 retries"*) pass "more duplicates than retries";; *) fail "dups > retries: $(v)";; esac
+m 3 3 0 0000000000000006 0 0000000000000000 ""
 # Two emails failed after the final '.'; the server holds one of them (hash 5).
 m 4 2 2 0000000000000003 2 000000000000000c '"0000000000000005","0000000000000007"'; s 3 0000000000000008 0 1
 check_eq "server = delivered + one maybe-delivered (digest subset)" valid "$(v)"
