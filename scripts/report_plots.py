@@ -124,7 +124,8 @@ class Plotter:
                 if not wrote:
                     f.write("NaN NaN NaN NaN\n")
                 f.write("\n\n")
-        info["label"] = dict(agg.label)
+        # own_grid: x is the model's own (not the sweep's value), named by itself
+        info["label"] = {x: fmt(x) for x in agg.xs} if own_grid else dict(agg.label)
         info["invalid_path"] = self.invalid_file(name, agg, scale, xs_filter)
         for (m, x), rows in agg.invalid.items():
             if xs_filter is None or xs_filter(x):
@@ -297,7 +298,8 @@ class Plotter:
                 hidden += share < HIDDEN
             if ns:
                 reps = f"{ns[0]}" if ns[0] == ns[-1] else f"{ns[0]}–{ns[-1]}"
-                text = f"Error bars: min–max of the repetitions ({reps} valid runs a point)"
+                text = (f"Error bars: min–max of the repetitions ({reps} valid "
+                        f"run{'' if ns[-1] == 1 else 's'} a point)")
                 if hidden:
                     text += (f"; {hidden} of {len(pts) - one} are shorter than their marker at this scale "
                              "(a spread under 2.5% of the axis) and hidden by it: the tables give every "
