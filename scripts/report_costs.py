@@ -164,8 +164,10 @@ class CostSections(Scaffold):
                     f.write("NaN NaN\n")
                 f.write("\n\n")
         self.plot_figure("fig6-memory", rss.models, "Figure 6: RSS and threads against emails in flight",
-                         data1=self.p.lines_file("fig6-rss", rss, logx=True, own_grid=True),
-                         data2=self.p.lines_file("fig6-threads", thr, logx=True, own_grid=True),
+                         data1=self.p.lines_file("fig6-rss", rss, logx=True, own_grid=True,
+                                                 unjoined=self.not_reached(fixed)),
+                         data2=self.p.lines_file("fig6-threads", thr, logx=True, own_grid=True,
+                                                 unjoined=self.not_reached(fixed)),
                          fit1=fitpath)
         self.w("| model | fitted RSS per extra in-flight email | fitted base RSS | peak threads at the "
                "highest in-flight |", "|---|---:|---:|---:|")

@@ -83,6 +83,7 @@ class Plotter:
         self.errors = []
         self.info = {}       # data path -> what was drawn and left out (lines_file, bars_file)
         self.notes = {}      # PNG name -> the sentence under the figure (plot)
+        self.ranges = {}     # PNG name -> each panel's (ymin, ymax) or None (plot)
         os.makedirs(self.data, exist_ok=True)
 
     def lines_file(self, name, agg, scale=1.0, xs_filter=None, logx=False, unjoined=(), own_grid=False):
@@ -94,6 +95,8 @@ class Plotter:
         (x is the model's own, e.g. emails in flight), none "not measured".  Also writes NAME.invalid.dat (invalid_file)."""
         path = os.path.join(self.data, name + ".dat")
         xs = [x for x in agg.xs if xs_filter is None or xs_filter(x)]
+        # own_grid: x is the model's own (not the sweep's value), named by itself
+        labels = {x: fmt(x) for x in agg.xs} if own_grid else dict(agg.label)
         info = dict(models=list(agg.models), pts=[], missing={}, wide=set(), unjoined=[],
                     invalid=set(), invalid_drawn=set(), vals=[])
         with open(path, "w") as f:
@@ -106,7 +109,7 @@ class Plotter:
                     s = agg.stat(m, x)
                     if not s:
                         why = "only invalid runs" if agg.invalid.get((m, x)) else "not measured"
-                        info["missing"].setdefault((why, m), []).append(agg.label[x])
+                        info["missing"].setdefault((why, m), []).append(labels[x])
                         prev = None
                         continue
                     here = (m, x) in unjoined
@@ -117,15 +120,14 @@ class Plotter:
                     elif prev is None and wrote:
                         f.write("\n")
                     if here:
-                        info["unjoined"].append((m, x, agg.label[x]))
+                        info["unjoined"].append((m, x, labels[x]))
                     f.write(f"{x:g} {s[0] * scale:.6g} {s[1] * scale:.6g} {s[2] * scale:.6g}\n")
                     info["pts"].append((m, x, s[0] * scale, s[1] * scale, s[2] * scale, s[3]))
                     wrote, prev, alone = True, x, here
                 if not wrote:
                     f.write("NaN NaN NaN NaN\n")
                 f.write("\n\n")
-        # own_grid: x is the model's own (not the sweep's value), named by itself
-        info["label"] = {x: fmt(x) for x in agg.xs} if own_grid else dict(agg.label)
+        info["label"] = labels
         info["invalid_path"] = self.invalid_file(name, agg, scale, xs_filter)
         for (m, x), rows in agg.invalid.items():
             if xs_filter is None or xs_filter(x):
@@ -241,6 +243,7 @@ class Plotter:
                 tics = [k * 10 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
                         for k in (1, 2, 5)]
                 sets_r.append(f"yt{suffix}='" + ", ".join(f"{t:g}" for t in tics if lo <= t <= hi) + "'")
+        self.ranges[png] = [ranges.get(i) for i in range(len(paths))]
         self.notes[png] = self.note(spec, paths, ranges, logy, files.get("bound"), extra)
         out = os.path.join(self.dir, out_name or script)
         if not self.enabled:

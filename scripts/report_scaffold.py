@@ -21,7 +21,7 @@ A question's section reads, in order:
     self.verdict(text)                  # the answer, by the rule of report_data.decide
 """
 from report_code import code_at_revision
-from report_data import MODELS, boot_ratio, decide, label
+from report_data import MODELS, Agg, boot_ratio, decide, label
 from report_plots import PANELS
 
 
@@ -102,6 +102,14 @@ class Scaffold:
         if bound:
             files["bound"] = bound
         self.plot_figure(script, agg.models, alt, **files)
+
+    @staticmethod
+    def not_reached(rows):
+        """(model, x) where the server counted under 95% of the concurrency
+        asked for (median over the runs): drawn, not joined."""
+        reached = Agg(rows, "reached_pct")
+        return {(m, x) for m in reached.models if m in MODELS and m != "sync" for x in reached.xs
+                if reached.med(m, x) is not None and reached.med(m, x) < 95}
 
     @staticmethod
     def logx(script):

@@ -72,14 +72,6 @@ class ScalingSections(Scaffold):
                                self.logx(script))
         self.lines_figure(script, fig, tput, alt, bound=bfile, unjoined=unjoined)
 
-    @staticmethod
-    def not_reached(rows):
-        """(model, x) where the server counted under 95% of the concurrency
-        asked for (median over the runs): drawn, not joined."""
-        reached = Agg(rows, "reached_pct")
-        return {(m, x) for m in reached.models if m in MODELS and m != "sync" for x in reached.xs
-                if reached.med(m, x) is not None and reached.med(m, x) < 95}
-
     # -- question 1
     def q1(self):
         rows = self.begin("## 1. Many tasks: throughput, p99 latency and memory against concurrency",
@@ -87,10 +79,10 @@ class ScalingSections(Scaffold):
         if not rows:
             return
         tput = Agg(rows, "tput")
-        short = self.not_reached(rows)
+        unreached = self.not_reached(rows)
         self.throughput_figure("fig1a-throughput", "fig1a", rows, tput,
                                "Figure 1a: throughput against concurrency", t0_global=True,
-                               unjoined=short)
+                               unjoined=unreached)
         self.table(tput, title="concurrency", caption="Throughput (emails/s), median (min–max):")
         self.w("Thin lines in each model's colour are its own bounds (MEASUREMENT.md §2): dashed, "
                "Little's law (emails in flight ÷ the model's own time per email at concurrency 1; "
@@ -100,7 +92,7 @@ class ScalingSections(Scaffold):
                "region: a bound above it is clipped at the top.", "")
         p99 = Agg(rows, "p99")
         self.lines_figure("fig1b-p99", "fig1b", p99, "Figure 1b: p99 latency against concurrency",
-                          unjoined=short)
+                          unjoined=unreached)
         self.table(p99, title="concurrency", caption="p99 latency (ms):")
         q11 = Agg(self.sweep_rows("q11-load") or [], "p99")
         over = [x for x in q11.xs if x > 1 and q11.med("sync", x)]
@@ -128,7 +120,7 @@ class ScalingSections(Scaffold):
                    "sample behind its percentiles), median:")
         rss = Agg(rows, "rss_mb")
         self.lines_figure("fig1c-rss", "fig1c", rss, "Figure 1c: peak RSS against concurrency",
-                          unjoined=short)
+                          unjoined=unreached)
         self.table(rss, title="concurrency", caption="Peak RSS of the model (MB):")
         self.verdict(self.verdict_q1(tput, p99, rss))
         self.background(tput)
