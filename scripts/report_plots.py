@@ -61,9 +61,9 @@ PAD = 1.15          # the y range: the measured region, ×1.15 (log) or +8% (lin
 
 
 def nice(v, up):
-    """The next value of the 1-2-5 series above (up) or below v > 0."""
+    """The next value of the series 1, 1.5, 2, 3, 5, 7 (× 10^k) above (up) or below v > 0."""
     e = math.floor(math.log10(v))
-    steps = [k * 10 ** p for p in (e - 1, e, e + 1) for k in (1, 2, 5)]
+    steps = [k * 10 ** p for p in (e - 1, e, e + 1) for k in (1, 1.5, 2, 3, 5, 7)]
     return min(s for s in steps if s >= v * (1 - 1e-9)) if up else max(s for s in steps if s <= v * (1 + 1e-9))
 
 
@@ -240,8 +240,10 @@ class Plotter:
             sets_r += [f"ymin{suffix}={lo:.6g}", f"ymax{suffix}={hi:.6g}"]
             if (logy[i] if i < len(logy) else True) and hi / lo < 1000:
                 # a log axis of under 3 decades: labels at 1, 2 and 5 of each decade
+                # (and 1.5, 3, 7 under one decade)
+                ks = (1, 1.5, 2, 3, 5, 7) if hi / lo < 10 else (1, 2, 5)
                 tics = [k * 10 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-                        for k in (1, 2, 5)]
+                        for k in ks]
                 sets_r.append(f"yt{suffix}='" + ", ".join(f"{t:g}" for t in tics if lo <= t <= hi) + "'")
         self.ranges[png] = [ranges.get(i) for i in range(len(paths))]
         self.notes[png] = self.note(spec, paths, ranges, logy, files.get("bound"), extra)
@@ -304,7 +306,8 @@ class Plotter:
                 text = (f"Error bars: min–max of the repetitions ({reps} valid "
                         f"run{'' if ns[-1] == 1 else 's'} a point)")
                 if hidden:
-                    text += (f"; {hidden} of {len(pts) - one} are shorter than their marker at this scale "
+                    text += (f"; {hidden} of {len(pts) - one} {'is' if hidden == 1 else 'are'} shorter than "
+                             "their marker at this scale "
                              "(a spread under 2.5% of the axis) and hidden by it: the tables give every "
                              "min–max")
                 if one:
@@ -360,11 +363,14 @@ class Plotter:
                 parts.append("Panels " + "; ".join(listing([str(i) for i in g]) for g in shared)
                              + " (left to right) share one y range"
                              + (f"; the others have their own: {spec['why']}" if spec.get("why") else ""))
+            elif spec.get("why") and extra:
+                parts.append(f"Each panel has its own y range ({spec['why']}), the same as the same "
+                             "panel's in the companion figure (the other sweep), so the two can be compared")
             elif spec.get("why"):
                 parts.append(f"Each panel has its own y range: {spec['why']}")
-        if extra:
-            parts.append("Each panel's y range is also that of the same panel in the companion figure "
-                         "(the other sweep), so the two can be compared")
+        elif extra:
+            parts.append("The y range is also the companion figure's (the other sweep), so the two can "
+                         "be compared")
         return ". ".join(parts) + "." if parts else ""
 
     @staticmethod
