@@ -64,9 +64,13 @@ class CostSections(Scaffold):
         bars = lambda agg: [(m,) + agg.stat(m, x)[:3] for m in agg.models if agg.stat(m, x)]
         hf = self.hyperfine()
         hf_bars = [(m, v["cpu_us"], v["cpu_us"], v["cpu_us"]) for m, v in hf.items()]
-        files = dict(data1=self.p.bars_file("fig5-cpu", bars(cpu)),
-                     data2=self.p.bars_file("fig5-ctx", bars(ctx)),
-                     data3=self.p.bars_file("fig5-hyperfine", hf_bars or [("none", 0, 0, 0)]))
+        bad = sum(len(v) for v in cpu.invalid.values())
+        files = dict(data1=self.p.bars_file("fig5-cpu", bars(cpu), invalid=bad),
+                     data2=self.p.bars_file("fig5-ctx", bars(ctx), invalid=bad),
+                     data3=self.p.bars_file("fig5-hyperfine", hf_bars or [("none", 0, 0, 0)],
+                                            what="Panel 3 is hyperfine's mean over its timed runs "
+                                            "(no whiskers)" if hf_bars else "Panel 3: hyperfine was "
+                                            "not run (empty)"))
         self.plot_figure("fig5-overhead", cpu.models, "Figure 5: CPU time and context switches per email",
                          **files)
         self.w("| model | CPU µs per email | context switches per email | throughput (emails/s) | "
@@ -160,8 +164,11 @@ class CostSections(Scaffold):
                     f.write("NaN NaN\n")
                 f.write("\n\n")
         self.plot_figure("fig6-memory", rss.models, "Figure 6: RSS and threads against emails in flight",
-                         data1=self.p.lines_file("fig6-rss", rss),
-                         data2=self.p.lines_file("fig6-threads", thr), fit1=fitpath)
+                         data1=self.p.lines_file("fig6-rss", rss, logx=True, own_grid=True,
+                                                 unjoined=self.not_reached(fixed)),
+                         data2=self.p.lines_file("fig6-threads", thr, logx=True, own_grid=True,
+                                                 unjoined=self.not_reached(fixed)),
+                         fit1=fitpath)
         self.w("| model | fitted RSS per extra in-flight email | fitted base RSS | peak threads at the "
                "highest in-flight |", "|---|---:|---:|---:|")
         for m in rss.models:
@@ -245,8 +252,11 @@ class CostSections(Scaffold):
         stats = {m: code_stats_files([os.path.join(code, f) for f in fs]) for m, fs in sets.items()}
         bars = lambda k: [(m, st[k], st[k], st[k]) for m, st in stats.items()]
         self.plot_figure("fig8-code", models, "Figure 8: lines of code and decision points per model",
-                         data1=self.p.bars_file("fig8-loc", bars("loc")),
-                         data2=self.p.bars_file("fig8-decisions", bars("decisions")))
+                         data1=self.p.bars_file("fig8-loc", bars("loc"), exact=True, what=(
+                             "Each bar is the model's file plus the layer it waits through; not counted: "
+                             "the workload, the SMTP core and the statistics (shared by all), the Deferred "
+                             "library, the reactor and the hybrid's thread pool (lib/threadpool.c)")),
+                         data2=self.p.bars_file("fig8-decisions", bars("decisions"), exact=True))
         self.w(f"Measured on {self.code_from}. A model is its own file "
                "(`models/MODEL.c`) plus the layer that does its waiting: `models/mailer/blocking_mailer.c` and "
                "`lib/smtp_blocking.c` for sync and threads, `models/mailer/async_mailer.c` and `lib/smtp_session.c` "

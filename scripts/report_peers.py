@@ -99,7 +99,7 @@ class PeerSections(Scaffold):
             self.w("")
             self.invalid_list(tput)
             tput.models = models        # the same line style in both panels
-            files[f"data{i + 1}"] = self.p.lines_file(f"fig9-{name[3:]}", tput)
+            files[f"data{i + 1}"] = self.p.lines_file(f"fig9-{name[3:]}", tput, logx=True)
             files[f"title{i + 1}"] = f"{title} ({unit})"
             ratios = [f"×{fmt(tput.med('async', x) / tput.med('smtp-source', x))} at {tput.label[x]}"
                       for x in tput.xs if tput.med("async", x) and tput.med("smtp-source", x)]
@@ -153,7 +153,8 @@ class PeerSections(Scaffold):
         tput.models = cpu.models = ["async", "twisted"]
         self.plot_figure("fig10-twisted", tput.models,
                          "Figure 10: C async against the Twisted reference, throughput and CPU per email",
-                         data1=self.p.lines_file("fig10-tput", tput), data2=self.p.lines_file("fig10-cpu", cpu))
+                         data1=self.p.lines_file("fig10-tput", tput, logx=True),
+                         data2=self.p.lines_file("fig10-cpu", cpu, logx=True))
         both = [x for x in tput.xs if tput.med("twisted", x) is not None or cpu.med("twisted", x) is not None]
         xs = [x for x in both if x in (1, 100, 1000)] or both
         self.w(f"Concurrency {', '.join(tput.label[x] for x in xs)} (medians; server latency as in "

@@ -21,7 +21,8 @@ A question's section reads, in order:
     self.verdict(text)                  # the answer, by the rule of report_data.decide
 """
 from report_code import code_at_revision
-from report_data import MODELS, boot_ratio, decide, label
+from report_data import MODELS, Agg, boot_ratio, decide, label
+from report_plots import PANELS
 
 
 class Scaffold:
@@ -77,24 +78,43 @@ class Scaffold:
 
     # ------------------------------------------------- figures and tables
     def figure(self, png, alt):
-        """The link to a figure (a PNG under RESULTS/plots)."""
+        """The link to a figure (a PNG under RESULTS/plots), and under it
+        what the figure draws and leaves out (Plotter.note: error bars,
+        invalid runs, points not measured, not reached or not joined,
+        bounds clipped, y ranges shared)."""
         self.w(f"![{alt}]({self.link}/{png})", "")
+        note = self.p.notes.get(png)
+        if note:
+            self.w(f"*{alt.split(':')[0]}, what it draws and leaves out:* {note}", "")
 
     def plot_figure(self, script, models, alt, out_name=None, **files):
         """Draws scripts/plot/SCRIPT.gp over data files already written
         (files: the script's variables, data1=PATH, ...) and links it."""
         self.figure(self.p.plot(script, models, out_name, **files), alt)
 
-    def lines_figure(self, script, data, agg, alt, bound=None):
+    def lines_figure(self, script, data, agg, alt, bound=None, unjoined=()):
         """A figure of one metric against the swept value, a line per model:
         its data in plots/data/DATA.dat, the invalid runs in
         DATA.invalid.dat (red crosses), the models' bounds when a bound file
-        is given; drawn by scripts/plot/SCRIPT.gp and linked."""
-        files = {"data": self.p.lines_file(data, agg)}
+        is given; drawn by scripts/plot/SCRIPT.gp and linked.  unjoined:
+        (model, x) points drawn without a line to them (not reached)."""
+        files = {"data": self.p.lines_file(data, agg, logx=self.logx(script), unjoined=unjoined)}
         if bound:
             files["bound"] = bound
-        files["invalid"] = self.p.invalid_file(data, agg)
         self.plot_figure(script, agg.models, alt, **files)
+
+    @staticmethod
+    def not_reached(rows):
+        """(model, x) where the server counted under 95% of the concurrency
+        asked for (median over the runs): drawn, not joined."""
+        reached = Agg(rows, "reached_pct")
+        return {(m, x) for m in reached.models if m in MODELS and m != "sync" for x in reached.xs
+                if reached.med(m, x) is not None and reached.med(m, x) < 95}
+
+    @staticmethod
+    def logx(script):
+        """Whether SCRIPT's x axis is logarithmic (report_plots.PANELS)."""
+        return PANELS.get(script, {}).get("logx", False)
 
     def table(self, agg, unit="", title=None, caption=None):
         """Rows = swept values, columns = models, cells = median (min–max),

@@ -25,7 +25,7 @@ class ScalingSections(Scaffold):
             return len(pin["client"].split(","))
         return self.env.get("cores") or 1
 
-    def bounds(self, name, rows, agg, inflight_of, t0_global=False):
+    def bounds(self, name, rows, agg, inflight_of, t0_global=False, logx=False):
         """Each model's own bounds per x (MEASUREMENT.md §2), written as one
         block per model ("x little cpu") in the order of agg.models:
         - Little's law, N ÷ T1, with T1 the model's own time per email with
@@ -52,7 +52,7 @@ class ScalingSections(Scaffold):
                 cb = par / (c / 1e6) if c else None
                 pts.append((x, lit, cb))
             blocks.append(pts)
-        return self.p.bound_file(name, blocks), blocks
+        return self.p.bound_file(name, blocks, logx), blocks
 
     def inflight(self, rows, x):
         """Emails that can be in flight at x for the concurrent models."""
@@ -66,10 +66,11 @@ class ScalingSections(Scaffold):
         chains = (r.get("emails") or 0) / (r.get("p_chain") or 1)
         return min(r["p_concurrency"], max(chains, 1))
 
-    def throughput_figure(self, script, fig, rows, tput, alt, t0_global=False):
+    def throughput_figure(self, script, fig, rows, tput, alt, t0_global=False, unjoined=()):
         """A throughput figure with each model's own bounds drawn in."""
-        bfile, _ = self.bounds(fig, rows, tput, lambda x: self.inflight(rows, x), t0_global)
-        self.lines_figure(script, fig, tput, alt, bound=bfile)
+        bfile, _ = self.bounds(fig, rows, tput, lambda x: self.inflight(rows, x), t0_global,
+                               self.logx(script))
+        self.lines_figure(script, fig, tput, alt, bound=bfile, unjoined=unjoined)
 
     # -- question 1
     def q1(self):
@@ -78,8 +79,10 @@ class ScalingSections(Scaffold):
         if not rows:
             return
         tput = Agg(rows, "tput")
+        unreached = self.not_reached(rows)
         self.throughput_figure("fig1a-throughput", "fig1a", rows, tput,
-                               "Figure 1a: throughput against concurrency", t0_global=True)
+                               "Figure 1a: throughput against concurrency", t0_global=True,
+                               unjoined=unreached)
         self.table(tput, title="concurrency", caption="Throughput (emails/s), median (min–max):")
         self.w("Thin lines in each model's colour are its own bounds (MEASUREMENT.md §2): dashed, "
                "Little's law (emails in flight ÷ the model's own time per email at concurrency 1; "
@@ -88,7 +91,8 @@ class ScalingSections(Scaffold):
                "one thread; the client's cores for threads and hybrid). The plot keeps the measured "
                "region: a bound above it is clipped at the top.", "")
         p99 = Agg(rows, "p99")
-        self.lines_figure("fig1b-p99", "fig1b", p99, "Figure 1b: p99 latency against concurrency")
+        self.lines_figure("fig1b-p99", "fig1b", p99, "Figure 1b: p99 latency against concurrency",
+                          unjoined=unreached)
         self.table(p99, title="concurrency", caption="p99 latency (ms):")
         q11 = Agg(self.sweep_rows("q11-load") or [], "p99")
         over = [x for x in q11.xs if x > 1 and q11.med("sync", x)]
@@ -115,7 +119,8 @@ class ScalingSections(Scaffold):
         self.table(n, title="concurrency", caption="Emails in each run's steady-state window (the "
                    "sample behind its percentiles), median:")
         rss = Agg(rows, "rss_mb")
-        self.lines_figure("fig1c-rss", "fig1c", rss, "Figure 1c: peak RSS against concurrency")
+        self.lines_figure("fig1c-rss", "fig1c", rss, "Figure 1c: peak RSS against concurrency",
+                          unjoined=unreached)
         self.table(rss, title="concurrency", caption="Peak RSS of the model (MB):")
         self.verdict(self.verdict_q1(tput, p99, rss))
         self.background(tput)
@@ -335,13 +340,21 @@ class ScalingSections(Scaffold):
     def q11(self):
         if not self.begin("## 11. Open loop: latency against offered load", "q11-load", conf=False):
             return
-        self.q11_sweep("q11-load", "fig11-load", "")
-        if self.sweep_rows("q11b-load-50ms"):
+        both = bool(self.sweep_rows("q11b-load-50ms"))
+        self.q11_sweep("q11-load", "fig11-load", "", ("q11b-load-50ms", "b") if both else None)
+        if both:
             self.w("### 11b. The same at 50 ms server latency", "")
-            self.q11_sweep("q11b-load-50ms", "fig11b-load", "b")
+            self.q11_sweep("q11b-load-50ms", "fig11b-load", "b", ("q11-load", ""))
 
-    def q11_sweep(self, name, fig, suffix):
+    def q11_sweep(self, name, fig, suffix, companion=None):
+        """One open-loop sweep; companion (sweep, suffix): the other one,
+        whose figure's panels share this figure's y ranges."""
         rows = self.sweep_rows(name)
+        share = {}
+        if companion:       # its data written first (the same files it writes itself)
+            crows = self.sweep_rows(companion[0])
+            share = dict(share1=self.p.lines_file(f"fig11{companion[1]}-p99", Agg(crows, "p99")),
+                         share2=self.p.lines_file(f"fig11{companion[1]}-ratio", Agg(crows, "achieved_ratio")))
         sat = self.env["sweeps"].get(name, {}).get("saturation", {})
         self.w(self.conf_line(name), "",
                "Emails arrive on a schedule, at a constant rate, whatever happens to the emails "
@@ -356,7 +369,7 @@ class ScalingSections(Scaffold):
         self.plot_figure("fig11-load", p99.models,
                          f"Figure 11{suffix}: p99 latency and achieved throughput against offered load",
                          out_name=fig, data1=self.p.lines_file(f"fig11{suffix}-p99", p99),
-                         data2=self.p.lines_file(f"fig11{suffix}-ratio", ratio))
+                         data2=self.p.lines_file(f"fig11{suffix}-ratio", ratio), **share)
         off, tput, svc, lost = (Agg(rows, k) for k in ("offered", "tput", "service_p99", "lost_share"))
         self.w("Per model and offered load (× its saturation): offered and achieved emails/s, p99 "
                "from the intended start and from the actual start (ms), and the share of scheduled "

@@ -3,7 +3,7 @@
 set style fill solid 0.7 border -1
 set boxwidth 0.6
 set xrange [-0.6:*]
-set yrange [0:*]
+if (exists("ymax")) { set yrange [0:ymax] } else { set yrange [0:*] }
 set offsets 0, 0.6, graph 0.08, 0
 set key off
 set grid noxtics

@@ -19,7 +19,10 @@ set border 3
 set tics nomirror
 set format y "%g"
 set format x "%g"
-set key below Left reverse nobox spacing 1.1 width 1 maxcols 3
+set key below Left reverse nobox spacing 1.1 width -6 maxcols 3
+# Points at the ends of the x range are kept off the axes.
+set autoscale xfix
+set offsets graph 0.03, graph 0.03, 0, 0
 set style line 1 lc rgb "#1b9e77" lw 2 pt 7 ps 1.0
 set style line 2 lc rgb "#d95f02" lw 2 pt 5 ps 1.0
 set style line 3 lc rgb "#7570b3" lw 3 pt 9 ps 1.3
@@ -43,6 +46,10 @@ set style line 10 lc rgb "#555555" lw 1.5 dt 2
 set style line 11 lc rgb "#000000" lw 1.5 dt 3
 set style line 12 lc rgb "#ff0000" lw 2 pt 2 ps 2
 set style line 13 lc rgb "#444444" lw 1 dt 4
-little_title = "each model's Little's-law bound (its colour, dashed)"
-cpu_title = "each model's CPU bound (its colour, dotted)"
+little_title = "Little's-law bound (model's colour, dashed)"
+cpu_title = "CPU bound (model's colour, dotted)"
 invalid_title = "invalid run (not in medians)"
+# A panel of several: N = "2"; eval panel_set takes report-gen's dataN,
+# invalidN, yminN, ymaxN and ytN as the data, invalid, ymin, ymax and yt
+# (labelled y tics of a short log axis) of lines.gp.
+panel_set = "data = value('data'.N); invalid = exists('invalid'.N) ? value('invalid'.N) : ''; yt = exists('yt'.N) ? value('yt'.N) : ''; if (exists('ymin'.N)) { ymin = value('ymin'.N); ymax = value('ymax'.N) } else { undefine ymin ymax }"

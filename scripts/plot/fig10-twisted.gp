@@ -9,10 +9,10 @@ set logscale xy
 set xlabel "concurrency (emails in flight)"
 set ylabel "throughput (emails/s)"
 set title "throughput"
-data = data1
+N = "1"; eval panel_set
 load dir."/lines.gp"
 set ylabel "CPU µs per delivered email"
 set title "CPU time per email (whole process)"
-data = data2
+N = "2"; eval panel_set
 load dir."/lines.gp"
 unset multiplot

@@ -4,17 +4,17 @@ w = 1500
 h = 560
 load dir."/common.gp"
 set multiplot layout 1,3 title "Q4 One blocking call per email: latency per email"
-set key below Left reverse nobox maxcols 2
+set key below Left reverse nobox width 0 maxcols 2
 set logscale y
 set xlabel "blocking call per email (ms)"
 set ylabel "latency (ms)"
 set title "p50"
-data = data1
+N = "1"; eval panel_set
 load dir."/lines.gp"
 set title "p99"
-data = data2
+N = "2"; eval panel_set
 load dir."/lines.gp"
 set title "max"
-data = data3
+N = "3"; eval panel_set
 load dir."/lines.gp"
 unset multiplot

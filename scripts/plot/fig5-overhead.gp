@@ -7,14 +7,14 @@ load dir."/common.gp"
 set multiplot layout 1,3 title "Q5 Overhead per email (concurrency 1, server latency 0)"
 set title "CPU time per email (model's own count)"
 set ylabel "CPU time (µs per email)"
-data = data1
+N = "1"; eval panel_set
 load dir."/bars.gp"
 set title "context switches per email"
 set ylabel "voluntary + involuntary switches per email"
-data = data2
+N = "2"; eval panel_set
 load dir."/bars.gp"
 set title "whole process, hyperfine (user + sys)"
 set ylabel "CPU time (µs per email)"
-data = data3
+N = "3"; eval panel_set
 load dir."/bars.gp"
 unset multiplot

@@ -4,15 +4,15 @@ w = 1500
 h = 600
 load dir."/common.gp"
 set multiplot layout 1,2 title "Q7 Failures: temporary failures (4xx) and dropped connections injected"
-set key below Left reverse nobox maxcols 2
+set key below Left reverse nobox width 0 maxcols 2
 set xlabel "probability of a 4xx reply and of a dropped connection"
 set title "retries per email"
 set ylabel "retries per email sent"
-data = data1
+N = "1"; eval panel_set
 load dir."/lines.gp"
 set title "p99 latency per email (the cost of retrying)"
 set ylabel "p99 latency (ms)"
 set logscale y
-data = data2
+N = "2"; eval panel_set
 load dir."/lines.gp"
 unset multiplot

@@ -6,10 +6,10 @@ load dir."/common.gp"
 set multiplot layout 1,2 title "Q8 Code: each model's file with the layer it waits through"
 set title "lines of code (no blanks, no comments)"
 set ylabel "lines"
-data = data1
+N = "1"; eval panel_set
 load dir."/bars.gp"
 set title "decision points (if, for, while, case, &&, ||, ?)"
 set ylabel "count"
-data = data2
+N = "2"; eval panel_set
 load dir."/bars.gp"
 unset multiplot

@@ -50,7 +50,7 @@ normalise "$TMP/res/REPORT.md" "$TMP/res"
 if grep -q "$TMP" "$TMP/res/REPORT.md"; then fail "a temporary path left in REPORT.md"; else pass "no run-dependent path"; fi
 compare REPORT.md "$TMP/res/REPORT.md"
 (cd "$TMP/res/plots/data" && sha256sum *.dat) >"$TMP/plots-data.sha256"
-check_eq "figure data files written" 30 "$(wc -l <"$TMP/plots-data.sha256")"
+check_eq "figure data files written" 34 "$(wc -l <"$TMP/plots-data.sha256")"
 compare plots-data.sha256 "$TMP/plots-data.sha256"
 
 /usr/bin/python3 "$ROOT/tests/fixtures/report/make-fixture" "$TMP/wl" --workload
