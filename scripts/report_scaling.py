@@ -346,6 +346,33 @@ class ScalingSections(Scaffold):
             self.w("### 11b. The same at 50 ms server latency", "")
             self.q11_sweep("q11b-load-50ms", "fig11b-load", "b", ("q11-load", ""))
 
+    def knees(self, p99, off, tput, ratio, lost):
+        """The knee of each model's curve: the highest offered load it kept
+        up with (at least 95% of the offered rate achieved, at most 1% shed
+        or waiting), the next load measured above it, and how many loads
+        were measured within ±20% of it (the knee is placed no closer than
+        the loads around it)."""
+        rows = []
+        for m in p99.models:
+            xs = [x for x in p99.xs if off.med(m, x) is not None]
+            kept = [x for x in xs if (ratio.med(m, x) or 0) >= 0.95 and (lost.med(m, x) or 0) <= 1]
+            if not kept:
+                rows.append(f"| {label(m)} | none kept up | — | — | — |")
+                continue
+            k = max(kept)
+            above = [x for x in xs if x > k]
+            near = [x for x in xs if abs(x - k) <= 0.2 * k + 1e-9]
+            nxt = (f"{p99.label[above[0]]}× ({fmt(tput.med(m, above[0]))}/s achieved of "
+                   f"{fmt(off.med(m, above[0]))}, p99 {fmt(p99.med(m, above[0]))} ms)"
+                   if above else "none measured above")
+            rows.append(f"| {label(m)} | {p99.label[k]}× = {fmt(off.med(m, k))}/s | "
+                        f"{fmt(p99.med(m, k))} ms | {nxt} | {len(near)} |")
+        self.w("The knee of each curve: the highest offered load the model kept up with (at least "
+               "95% of the offered rate achieved, at most 1% shed or waiting), its p99 there, the "
+               "next load measured above it, and the loads measured within ±20% of the knee:", "",
+               "| model | knee | p99 at the knee | next load | loads within ±20% |",
+               "|---|---:|---:|---|---:|", *rows, "")
+
     def q11_sweep(self, name, fig, suffix, companion=None):
         """One open-loop sweep; companion (sweep, suffix): the other one,
         whose figure's panels share this figure's y ranges."""
@@ -383,6 +410,7 @@ class ScalingSections(Scaffold):
                 self.w(f"| {label(m)} | {p99.label[x]} | {fmt(off.med(m, x))} | {tput.cell(m, x)} | "
                        f"{p99.cell(m, x)} | {svc.cell(m, x)} | {fmt(lost.med(m, x))}% |")
         self.w("")
+        self.knees(p99, off, tput, ratio, lost)
         # The highest offered rate whose median p99 met the SLO while the
         # model kept up: no more than 1% shed or left waiting, and at least
         # 95% of the offered rate achieved (a bounded queue that sheds can
