@@ -22,6 +22,12 @@ rcpts=2 conc=4
 # reactors; the 221 read in the background).  Every one must make exactly
 # the same connections, each carrying exactly the same number of emails.
 variants=("sync" "threads" "async" "hybrid" "async --reactors 2" "async --quit-background")
+# The Twisted reference follows the same rule (models/reference/twisted_summary.py).
+if "$BIN/summary-twisted" --help >/dev/null 2>&1; then
+    variants+=("twisted")
+else
+    echo "SKIP twisted: bin/summary-twisted does not run (python3-twisted missing?)"
+fi
 
 # per_conn_want EMAILS K — the server's messages_per_connection when each
 # connection carries K emails but the run's last (EMAILS mod K).
