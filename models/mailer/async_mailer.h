@@ -11,10 +11,11 @@
  *                                           hybrid: threadpool_defer_to_thread); the
  *                                           message is rendered only once a
  *                                           session is ready to send it
- *     d.addCallback(send)                   -> attempt: session (idle one, or
+ *     d.addCallback(send)                   -> attempt: session (the slot's, or
  *                                              smtp_session_open + addTimeout)
  *                                              -> smtp_session_send + addTimeout
- *                                              -> give the session back
+ *                                              -> give the session back to
+ *                                              the slot (or QUIT it)
  *                                              errback: temporary failure and
  *                                              retries left -> wait backoff
  *                                              (callLater) -> attempt again
