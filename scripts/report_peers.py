@@ -53,7 +53,7 @@ MAPPING = [
      "`addBoth`: free it, the chain's next email or `chain_end`", r"addBoth\(", ["email_end"],
      "`d.addBoth(f)`"),
     ("end of the run", "async_mailer.c", "chain_end",
-     "the last chain ended: QUIT the idle sessions; `reactor_run` returns",
+     "the last chain ended: QUIT the sessions the slots hold; `reactor_run` returns",
      r"reactor\.stop\(|gatherResults\(|DeferredList\(", ["chain_end"], "`gatherResults` / `reactor.stop()`"),
 ]
 

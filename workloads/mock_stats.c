@@ -18,6 +18,25 @@ void mock_stats_free(struct mock_stats *st)
 {
     free(st->ids);
     st->ids = NULL;
+    free(st->per_conn);
+    st->per_conn = NULL;
+    st->per_conn_len = 0;
+}
+
+void mock_stats_conn_closed(struct mock_stats *st, uint64_t messages)
+{
+    if (messages >= st->per_conn_len) {
+        size_t n = st->per_conn_len ? st->per_conn_len : 16;
+        while (n <= messages)
+            n *= 2;
+        uint64_t *p = realloc(st->per_conn, n * sizeof *p);
+        if (p == NULL)
+            abort();           /* as the id set: cannot happen at our sizes */
+        memset(p + st->per_conn_len, 0, (n - st->per_conn_len) * sizeof *p);
+        st->per_conn = p;
+        st->per_conn_len = n;
+    }
+    st->per_conn[messages]++;
 }
 
 /* Inserts h (non-zero); returns 1 if it was new.  The table is kept at most
@@ -112,6 +131,11 @@ int mock_stats_write(const struct mock_stats *st, const char *path, const char *
         fprintf(f, ": %llu", U(st->counts.commands[i]));
     }
     fprintf(f, "},\n  \"reply_batches\": %llu,\n", U(st->counts.reply_batches));
+    fputs("  \"messages_per_connection\": {", f);
+    for (size_t k = 0, n = 0; k < st->per_conn_len; k++)
+        if (st->per_conn[k])
+            fprintf(f, "%s\"%zu\": %llu", n++ ? ", " : "", k, U(st->per_conn[k]));
+    fputs("},\n", f);
 #undef U
     fprintf(f, "  \"uptime_s\": %.6f,\n  \"cpu_user_s\": %.6f,\n  \"cpu_sys_s\": %.6f,\n"
             "  \"max_rss_kb\": %ld,\n  \"params\": %s\n}\n", uptime_s,

@@ -31,6 +31,9 @@ struct mock_stats {
     uint64_t max_concurrent;       /* most sessions open at once */
     struct smtp_server_counts counts; /* commands by verb and reply batches, counted
                                       by every session's core (config.counts) */
+    uint64_t *per_conn;            /* per_conn[k]: closed sessions that accepted k
+                                      messages (k < per_conn_len), duplicates included */
+    size_t per_conn_len;
     uint64_t *ids;                 /* open-addressing set of Message-ID hashes, 0 = empty */
     size_t ids_cap;                /* slots in ids (a power of two) */
     size_t ids_len;                /* slots used */
@@ -41,6 +44,10 @@ void mock_stats_free(struct mock_stats *st);
 
 /* Counts an accepted message; returns 1 for a first copy, 0 for a duplicate. */
 int mock_stats_message(struct mock_stats *st, const struct smtp_server_message *m);
+
+/* Counts a closed session that accepted `messages` messages (the JSON's
+ * "messages_per_connection": {"k": sessions, ...}, k ascending). */
+void mock_stats_conn_closed(struct mock_stats *st, uint64_t messages);
 
 /* Writes the JSON atomically (PATH.tmp, then rename), with "commands"
  * ({"EHLO": n, ..., "other": n}) and "reply_batches"; params_json is the

@@ -81,6 +81,7 @@ struct conn {
                                   arrived (its receive timestamp), or of the
                                   accept or timeout that made the reply */
     size_t queued;             /* reply bytes in head..tail not yet written */
+    uint64_t messages;         /* messages accepted on this session */
 };
 
 /* A client that sends without reading its replies would make the reply
@@ -132,6 +133,7 @@ static void conn_close(struct conn *c)
         free(o);
     }
     stats.protocol_errors += smtp_server_protocol_errors(c->srv);
+    mock_stats_conn_closed(&stats, c->messages);
     smtp_server_free(c->srv);
     free(c);
     active--;
@@ -418,7 +420,8 @@ static void maildir_write(const struct smtp_server_message *m)
 
 static void mock_message(void *arg, const struct smtp_server_message *m)
 {
-    (void)arg;
+    struct conn *c = arg;
+    c->messages++;
     mock_stats_message(&stats, m);
     if (opt.maildir)
         maildir_write(m);

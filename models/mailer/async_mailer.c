@@ -37,51 +37,72 @@ static struct deferred *defer_later(struct reactor *r, double delay)
     return d;
 }
 
-/* ---- sessions ------------------------------------------------------------ */
+/* ---- sessions: one per slot --------------------------------------------- */
 
 static struct deferred_result count_connection(struct deferred_result r, void *arg)
 {
-    struct async_mailer *m = arg;
-    m->stats->connections++;
+    struct async_job *job = arg;
+    job->m->stats->connections++;
+    job->m->slots[job->slot] = r.value;     /* the slot's session from now on */
     return r;
 }
 
-/* An idle session from the pool, or a new one. */
-static struct deferred *get_session(struct async_mailer *m)
+/* The slot's session, or a new one if it has none (or the server closed it
+ * while it waited), as a thread uses its connection or opens one. */
+static struct deferred *get_session(struct async_job *job)
 {
-    while (m->nidle > 0) {
-        struct smtp_session *s = m->idle[--m->nidle];
+    struct async_mailer *m = job->m;
+    struct smtp_session *s = m->slots[job->slot];
+    if (s != NULL) {
         if (smtp_session_idle(s))
             return deferred_succeed(s);
+        m->slots[job->slot] = NULL;
         deferred_unref(smtp_session_quit(s));   /* the server closed it while it waited */
     }
     struct deferred *d = smtp_session_open(m->r, m->o->host, (int)m->o->port,
                                            m->o->timeout_s, &m->cfg);
     deferred_add_timeout(d, m->o->timeout_s, reactor_clock(m->r));
-    return deferred_add_callback(d, count_connection, m);
+    return deferred_add_callback(d, count_connection, job);
 }
 
-/* Back to the pool if it may carry another email, else QUIT (or drop it if
- * it is in no state to say goodbye).  Returns the QUIT's Deferred (fires once
- * the connection is gone) or NULL when the session stays open or is dropped. */
-static struct deferred *put_session(struct async_mailer *m, struct smtp_session *s)
+/* Will the job's slot send another email after this one?  The chain's next
+ * email, or (closed loop) a chain not yet started, or (open loop) one that
+ * may still arrive or waits; never once the window has closed.  Else the
+ * session goes now, as a thread quits when it finds no more work. */
+static bool slot_has_more(const struct async_job *job)
 {
-    bool more = m->done + 1 < m->o->emails;     /* an email after this one */
-    if (smtp_session_idle(s) && smtp_session_sent(s) < m->o->per_session && more) {
-        if (m->nidle == m->idle_cap) {
-            long long cap = m->idle_cap ? 2 * m->idle_cap : 16;
-            struct smtp_session **p = realloc(m->idle, (size_t)cap * sizeof *p);
-            if (p == NULL)
-                return smtp_session_quit(s);
-            m->idle = p;
-            m->idle_cap = cap;
-        }
-        m->idle[m->nidle++] = s;
+    const struct async_mailer *m = job->m;
+    if (!stats_window_may_start())
+        return false;
+    if (job->index + 1 < job->end)
+        return true;
+    if (m->arr) {
+        struct arrivals_counts n;
+        arrivals_counts(m->arr, &n);
+        return !m->arrivals_over || n.waiting > 0;
+    }
+    return m->next_chain < m->nchains;
+}
+
+/* After an attempt: the rule of the blocking mailer.  A session in no state
+ * to go on is dropped (a retry opens a new one); once the email is over
+ * (delivered, failed for good, or no retries left) a session that has
+ * carried --per-session emails, or whose slot has no more to send, is
+ * QUIT; else it stays with the slot, for the email's retry or the slot's
+ * next email.  Returns the QUIT's Deferred (fires once the connection is
+ * gone) or NULL when the session stays open or is dropped. */
+static struct deferred *put_session(struct async_job *job, struct smtp_session *s, bool over)
+{
+    struct async_mailer *m = job->m;
+    if (!smtp_session_idle(s)) {
+        m->slots[job->slot] = NULL;
+        smtp_session_abort(s);
         return NULL;
     }
-    if (smtp_session_idle(s))
+    if (over && (smtp_session_sent(s) >= m->o->per_session || !slot_has_more(job))) {
+        m->slots[job->slot] = NULL;
         return smtp_session_quit(s);
-    smtp_session_abort(s);
+    }
     return NULL;
 }
 
@@ -138,9 +159,10 @@ static struct deferred_result resume_result(struct deferred_result r, void *arg)
     return held;                /* hands over the reference release_session took */
 }
 
-/* Give the session back.  When it is quit, the email keeps its concurrency
- * slot until the connection is gone, as the blocking models do (they read
- * the 221 before their next email); --quit-background releases it at once
+/* Give the session back to the slot (put_session).  When it is quit, the
+ * email keeps its concurrency slot until the connection is gone, as the
+ * blocking models do (they read the 221 before their next email);
+ * --quit-background releases it at once
  * and reads the 221 in the background, the reactor's own advantage,
  * measured as a separate variant. */
 static struct deferred_result release_session(struct deferred_result r, void *arg)
@@ -152,7 +174,9 @@ static struct deferred_result release_session(struct deferred_result r, void *ar
     job->s = NULL;
     if (deferred_is_failure(r) && smtp_session_maybe_delivered(s))
         job->maybe = true;
-    struct deferred *gone = put_session(job->m, s);
+    bool over = !deferred_is_failure(r) || failure_is(r.failure, &SMTP_SESSION_PERMFAIL)
+                || job->attempt >= job->m->policy.max_retries;     /* as maybe_retry decides */
+    struct deferred *gone = put_session(job, s, over);
     if (!deferred_is_failure(r)) {        /* delivered: the session no longer reads it */
         free(job->data);
         job->data = NULL;
@@ -193,7 +217,7 @@ static struct deferred_result maybe_retry(struct deferred_result r, void *arg)
 
 static struct deferred *attempt(struct async_job *job)
 {
-    struct deferred *d = get_session(job->m);
+    struct deferred *d = get_session(job);
     deferred_add_callback(d, send_on_session, job);
     deferred_add_both(d, release_session, job);
     deferred_add_errback(d, maybe_retry, job);
@@ -240,15 +264,19 @@ static void cancel_call(struct deferred_call **call)
     }
 }
 
-/* Once every chain that will run has ended: say goodbye to the idle
- * sessions and stop the timers; reactor_run returns once the last
+/* Once every chain that will run has ended: say goodbye to the sessions
+ * the slots still hold and stop the timers; reactor_run returns once the last
  * connection is closed. */
 static void run_over_check(struct async_mailer *m)
 {
     if (m->chains_done < m->nchains)
         return;
-    while (m->nidle > 0)
-        deferred_unref(smtp_session_quit(m->idle[--m->nidle]));
+    for (long long i = 0; i < m->o->concurrency; i++)
+        if (m->slots[i] != NULL) {
+            struct smtp_session *s = m->slots[i];
+            m->slots[i] = NULL;
+            deferred_unref(smtp_session_quit(s));
+        }
     cancel_call(&m->ticker);
     cancel_call(&m->window);
     cancel_call(&m->arrivals);
@@ -280,6 +308,8 @@ static void pump_queue(struct async_mailer *m)
 static void chain_end(struct async_job *job)
 {
     struct async_mailer *m = job->m;
+    if (job->slot >= 0)
+        m->free_slots[m->nfree++] = job->slot;  /* before the token: its next holder takes it */
     free(job);
     m->chains_done++;
     deferred_semaphore_release(m->sem);
@@ -505,7 +535,9 @@ static bool join_start(struct async_mailer *m, struct async_job *job)
 static struct deferred_result chain_go(struct deferred_result r, void *arg)
 {
     (void)r;
-    email_start(arg);
+    struct async_job *job = arg;
+    job->slot = job->m->free_slots[--job->m->nfree];   /* a token, so a slot is free */
+    email_start(job);
     return deferred_ok(NULL);
 }
 
@@ -520,9 +552,10 @@ static void start_chain(struct async_mailer *m, long long c)
     }
     m->next_chain++;
     job->m = m;
-    job->index = m->first + c * m->o->chain;
+    job->slot = -1;
+    job->index = m->first + c * m->unit;
     long long last = m->first + m->o->emails;
-    job->end = job->index + m->o->chain < last ? job->index + m->o->chain : last;
+    job->end = job->index + m->unit < last ? job->index + m->unit : last;
     if (m->o->join > 0 && join_start(m, job))
         return;
     struct deferred *d = deferred_semaphore_acquire(m->sem);
@@ -596,8 +629,17 @@ void async_mailer_init(struct async_mailer *m, const struct cli_options *o, stru
     m->build_arg = build_arg;
     uint64_t seeder = o->seed;
     m->rng = retry_rand64(&seeder);
-    m->nchains = (o->emails + o->chain - 1) / o->chain;
+    m->unit = mailer_unit(o);
+    m->nchains = (o->emails + m->unit - 1) / m->unit;
     m->sem = deferred_semaphore_new((int)o->concurrency);
+    m->slots = calloc((size_t)o->concurrency, sizeof *m->slots);
+    m->free_slots = malloc((size_t)o->concurrency * sizeof *m->free_slots);
+    if (m->slots == NULL || m->free_slots == NULL) {
+        fprintf(stderr, "summary-%s: out of memory for %lld slots\n", o->model, o->concurrency);
+        abort();
+    }
+    for (long long i = o->concurrency; i > 0; i--)     /* slot 0 on top */
+        m->free_slots[m->nfree++] = i - 1;
     m->arrivals_seed = o->seed;
     if (o->join > 0 && (m->group = calloc((size_t)o->join, sizeof *m->group)) == NULL) {
         fprintf(stderr, "summary-%s: out of memory for --join\n", o->model);
@@ -633,10 +675,13 @@ void async_mailer_start(struct async_mailer *m)
 
 void async_mailer_free(struct async_mailer *m)
 {
-    while (m->nidle > 0)
-        smtp_session_abort(m->idle[--m->nidle]);
-    free(m->idle);
-    m->idle = NULL;
+    for (long long i = 0; m->slots != NULL && i < m->o->concurrency; i++)
+        if (m->slots[i] != NULL)
+            smtp_session_abort(m->slots[i]);
+    free(m->slots);
+    m->slots = NULL;
+    free(m->free_slots);
+    m->free_slots = NULL;
     cancel_call(&m->ticker);
     cancel_call(&m->window);
     cancel_call(&m->arrivals);

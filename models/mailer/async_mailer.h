@@ -11,10 +11,11 @@
  *                                           hybrid: threadpool_defer_to_thread); the
  *                                           message is rendered only once a
  *                                           session is ready to send it
- *     d.addCallback(send)                   -> attempt: session (idle one, or
+ *     d.addCallback(send)                   -> attempt: session (the slot's, or
  *                                              smtp_session_open + addTimeout)
  *                                              -> smtp_session_send + addTimeout
- *                                              -> give the session back
+ *                                              -> give the session back to
+ *                                              the slot (or QUIT it)
  *                                              errback: temporary failure and
  *                                              retries left -> wait backoff
  *                                              (callLater) -> attempt again
@@ -26,8 +27,16 @@
  * as in the threads model.  Closed loop: chains are fed to the semaphore as
  * tokens come back.  Open loop (--rate): chain c arrives at start + c *
  * chain / rate and waits for a token; latency is measured from each email's
- * intended start.  Sessions carry --per-session emails; idle ones wait in a
- * pool for the next email.  Every connect, greeting and message transaction
+ * intended start.  Each of the --concurrency slots (a token and what it
+ * holds) owns at most one session, as a thread of the threads model owns its
+ * connection: the chains that take the slot send their emails on it one
+ * after another (a retry too, while the session is usable); once it has
+ * carried --per-session emails, or the slot will carry no more, the email's
+ * chain QUITs it and keeps the slot until the 221 (--quit-background: reads
+ * it in the background), and the slot's next email opens a new one.  In the
+ * closed loop a chain is mailer_unit() emails, --per-session by default, so
+ * every connection carries exactly --per-session emails but the run's last.
+ * Every connect, greeting and message transaction
  * is bounded by --timeout (deferred_add_timeout).
  *
  * The run is over when every chain has ended and the last session has
@@ -56,6 +65,7 @@ struct async_job {
     struct async_mailer *m;
     long long index;            /* the email being sent */
     long long end;              /* one past the chain's last email */
+    long long slot;             /* the slot it holds (index into m->slots), or -1 */
     double t0;                  /* stats_now() when the email started (or was due) */
     double t_reply;             /* stats_now() when its last attempt's reply came */
     double t_started;           /* stats_now() when it actually started (open loop: >= t0) */
@@ -90,12 +100,14 @@ struct async_mailer {
     void *build_arg;
     uint64_t rng;                   /* retry jitter */
     struct deferred_semaphore *sem; /* --concurrency tokens */
-    long long nchains;              /* ceil(emails / chain) */
+    long long unit;                 /* emails per chain: mailer_unit() */
+    long long nchains;              /* ceil(emails / unit) */
     long long next_chain;           /* the next chain not yet started */
     long long chains_done;
     long long done;                 /* emails ended, delivered or failed */
-    struct smtp_session **idle;     /* sessions waiting for an email */
-    long long nidle, idle_cap;
+    struct smtp_session **slots;    /* --concurrency slots: each one's session, or NULL */
+    long long *free_slots;          /* the slots no chain holds (a stack) */
+    long long nfree;
     struct deferred_call *ticker;   /* progress, while the run lasts */
     struct deferred_call *arrivals; /* open loop: the next chain's arrival */
     struct deferred_call *window;   /* the steady-state window's next snapshot */
@@ -103,7 +115,7 @@ struct async_mailer {
     bool arrivals_over;             /* open loop: no chain will arrive any more */
     /* One reactor of several (--reactors, async_reactors.h); set after
      * async_mailer_init, before async_mailer_start.  Defaults: the whole run. */
-    long long first;                /* the index of its first email (a multiple of --chain) */
+    long long first;                /* the index of its first email (a multiple of unit) */
     uint64_t arrivals_seed;         /* open loop, Poisson: its schedule's seed (o->seed) */
     double arrivals_phase;          /* open loop: its schedule starts this much later (0) */
     bool window_shared;             /* the driver has started the process's window */

@@ -28,7 +28,7 @@ static long long part_start(long long total, int n, int k)
 
 int async_reactors_count(const struct cli_options *o)
 {
-    long long n = o->reactors, nchains = (o->emails + o->chain - 1) / o->chain;
+    long long unit = mailer_unit(o), n = o->reactors, nchains = (o->emails + unit - 1) / unit;
     if (n > o->concurrency)
         n = o->concurrency;
     if (n > nchains)
@@ -42,10 +42,10 @@ int async_reactors_count(const struct cli_options *o)
 
 void async_reactors_share(const struct cli_options *o, int n, int k, struct async_share *s)
 {
-    long long nchains = (o->emails + o->chain - 1) / o->chain;
+    long long unit = mailer_unit(o), nchains = (o->emails + unit - 1) / unit;
     long long c0 = part_start(nchains, n, k), c1 = c0 + part(nchains, n, k);
-    s->first = c0 * o->chain;
-    s->emails = (c1 * o->chain < o->emails ? c1 * o->chain : o->emails) - s->first;
+    s->first = c0 * unit;
+    s->emails = (c1 * unit < o->emails ? c1 * unit : o->emails) - s->first;
     s->concurrency = part(o->concurrency, n, k);
     s->rate = o->rate > 0 ? part(o->rate, n, k) : 0;
     s->max_queue = o->max_queue > 0 ? part(o->max_queue, n, k) : 0;

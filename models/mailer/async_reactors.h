@@ -7,8 +7,10 @@
  * run; the one process-wide thing is the steady-state window (lib/stats.h),
  * which is thread-safe and started once, here, for the whole run.
  *
- * The shares (async_reactors_share): of the --chain units (chains; single
- * emails by default) in order, reactor k takes a contiguous block, the
+ * The shares (async_reactors_share): of the chains of mailer_unit() emails
+ * (--per-session emails in the closed loop by default, --chain otherwise) in
+ * order, reactor k takes a contiguous block, so every reactor's connections
+ * carry --per-session emails as one reactor's would; the
  * blocks as equal as they can be (sizes differ by at most one) and summing
  * to the total; the same for --concurrency, --rate and --max-queue.  So the
  * emails sent are exactly 0 .. emails-1, and the digest of their hashes

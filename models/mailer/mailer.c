@@ -36,6 +36,11 @@ struct arrivals *mailer_arrivals_seeded(const struct cli_options *o, double star
     return a;
 }
 
+long long mailer_unit(const struct cli_options *o)
+{
+    return o->chain > 1 || o->rate > 0 || o->join > 0 ? o->chain : o->per_session;
+}
+
 double mailer_email_due(struct arrivals *a, const struct cli_options *o, long long index)
 {
     long long c = index / o->chain, k = index % o->chain;

@@ -67,6 +67,12 @@ struct arrivals *mailer_arrivals(const struct cli_options *o, double start);
  * async model; mailer_arrivals uses o->seed). */
 struct arrivals *mailer_arrivals_seeded(const struct cli_options *o, double start, uint64_t seed);
 double mailer_email_due(struct arrivals *a, const struct cli_options *o, long long index);
+/* The emails a concurrency slot takes at once in the closed loop: --chain,
+ * or with independent emails --per-session, so that each connection carries
+ * exactly --per-session emails in every model (the threads model's unit,
+ * and the reactor models': a slot owns its session as a thread owns its
+ * connection).  The open loop (--rate) and --join take --chain. */
+long long mailer_unit(const struct cli_options *o);
 /* At the end of an open-loop run: scheduled, shed, pending (still waiting
  * when the window closed) and the peak queue into the run's statistics, in
  * emails (a chain counts its emails). */

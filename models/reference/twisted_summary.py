@@ -442,26 +442,34 @@ class Job:
     """One email in progress (struct async_job).  t0: its intended start (the
     open loop's schedule; in the closed loop, its start); t_started: when it
     started."""
-    __slots__ = ("index", "t0", "t_started", "t_reply", "attempt", "email", "session")
+    __slots__ = ("index", "t0", "t_started", "t_reply", "attempt", "email", "session",
+                 "slot", "chain_more")
 
-    def __init__(self, index):
+    def __init__(self, index, slot=None, chain_more=False):
         self.index, self.t0, self.t_started, self.t_reply, self.attempt = index, 0.0, 0.0, 0.0, 0
         self.email = self.session = None
+        self.slot, self.chain_more = slot, chain_more     # its chain's slot; an email after it
 
 
 class Mailer:
     def __init__(self, o, reactor, stats):
         from twisted.internet import defer, task
-        self.defer, self.task = defer, task
+        from twisted.python.failure import Failure
+        self.defer, self.task, self.failure_type = defer, task, Failure
         self.smtp, self.error, self.open_session = build_classes()
         self.o, self.reactor, self.stats = o, reactor, stats
         self.rcpt = [f"ops+{i}@example.test".encode("ascii") for i in range(o["recipients"])]
         self.rcpt_lines = [b"RCPT TO:<" + r + b">" for r in self.rcpt]
         self.backoff = Backoff(o["seed"])
         self.sem = defer.DeferredSemaphore(o["concurrency"])
-        self.nchains = -(-o["emails"] // o["chain"])
+        # A chain is --per-session emails in the closed loop (mailer_unit), so
+        # that each connection carries exactly --per-session emails.
+        self.unit = o["chain"] if o["chain"] > 1 or o["rate"] > 0 else o["per-session"]
+        self.nchains = -(-o["emails"] // self.unit)
         self.next_chain = self.chains_done = self.started = self.done = 0
-        self.idle = []          # sessions waiting for an email
+        # Each --concurrency slot owns at most one session (the C models' rule).
+        self.slots = [None] * o["concurrency"]
+        self.free_slots = list(range(o["concurrency"] - 1, -1, -1))     # slot 0 on top
         self.live = 0           # connections open
         self.finished = False   # every chain has ended
         self.window_call = None
@@ -470,32 +478,47 @@ class Mailer:
         self.arrivals_over = False  # nothing more will be due
 
     # -- sessions
-    def get_session(self):
-        while self.idle:
-            s = self.idle.pop()
+    def get_session(self, job):
+        """The slot's session, or a new one (as a thread uses its connection)."""
+        s = self.slots[job.slot]
+        if s is not None:
             if s.usable():
                 return self.defer.succeed(s)
+            self.slots[job.slot] = None
             s.quit()            # the server closed it while it waited
         d = self.open_session(self)
         d.addTimeout(self.o["timeout"], self.reactor)
-        d.addCallback(self.count_connection)
+        d.addCallback(self.count_connection, job)
         return d
 
-    def count_connection(self, session):
+    def count_connection(self, session, job):
         self.stats.connections += 1
+        self.slots[job.slot] = session
         return session
 
-    def put_session(self, s):
-        """Back to the pool if it may carry another email, else QUIT (or drop
-        it if it is in no state to say goodbye).  Returns the QUIT's Deferred
-        (fires once the connection is gone), or None."""
-        more = self.done + 1 < self.o["emails"]     # an email after this one
-        if s.usable() and s.sent < self.o["per-session"] and more:
-            self.idle.append(s)
+    def slot_has_more(self, job):
+        """Will the job's slot send another email after this one?"""
+        if not self.stats.window.may_start():
+            return False
+        if job.chain_more:
+            return True
+        if self.arr is not None:
+            return not self.arrivals_over or bool(self.arr.fifo)
+        return self.next_chain < self.nchains
+
+    def put_session(self, s, job, over):
+        """After an attempt, the blocking mailer's rule: a session in no state
+        to go on is dropped; once the email is over, one that has carried
+        --per-session emails, or whose slot has no more to send, is QUIT;
+        else it stays with the slot.  Returns the QUIT's Deferred (fires once
+        the connection is gone), or None."""
+        if not s.usable():
+            self.slots[job.slot] = None
+            s.abort()
             return None
-        if s.usable():
+        if over and (s.sent >= self.o["per-session"] or not self.slot_has_more(job)):
+            self.slots[job.slot] = None
             return s.quit()
-        s.abort()
         return None
 
     def connection_closed(self):
@@ -505,7 +528,7 @@ class Mailer:
 
     # -- one attempt, and the retries
     def attempt(self, job):
-        d = self.get_session()
+        d = self.get_session(job)
         d.addCallback(self.send_on_session, job)
         d.addBoth(self.release_session, job)
         d.addErrback(self.maybe_retry, job)
@@ -532,7 +555,9 @@ class Mailer:
         if job.session is None:
             return result
         s, job.session = job.session, None
-        gone = self.put_session(s)
+        over = (not isinstance(result, self.failure_type) or self.permanent(result)
+                or job.attempt >= self.o["retries"])        # as maybe_retry decides
+        gone = self.put_session(s, job, over)
         if gone is None or self.o["quit-background"]:
             return result
         gone.addTimeout(self.o["timeout"], self.reactor)    # a server that never answers QUIT
@@ -585,13 +610,13 @@ class Mailer:
         c, k = divmod(index, self.o["chain"])
         return self.arr.due(c) + k / self.o["rate"]
 
-    def send_one(self, _, index):
+    def send_one(self, _, index, slot=None, chain_more=False):
         """One email, as callbacks on one Deferred; fires when it has ended.
         None once the window has closed (--duration): the chain stops.  In the
         open loop it starts no earlier than its intended start."""
         if self.stop_starting():
             return None
-        job = Job(index)
+        job = Job(index, slot, chain_more)
         if self.arr is not None:
             job.t0 = self.due(index)
             wait = job.t0 - now()
@@ -623,11 +648,18 @@ class Mailer:
         return True
 
     def run_chain(self, first, end):
-        """Emails first..end-1, each started when the previous one has ended."""
+        """Emails first..end-1, each started when the previous one has ended,
+        on a slot of their own (given back before the token)."""
+        slot = self.free_slots.pop()
         d = self.defer.succeed(None)
         for i in range(first, end):
-            d.addCallback(self.send_one, i)
+            d.addCallback(self.send_one, i, slot, i + 1 < end)
+        d.addBoth(self.free_slot, slot)
         return d
+
+    def free_slot(self, result, slot):
+        self.free_slots.append(slot)
+        return result
 
     def start_chain(self):
         """Closed loop: the next chain in order (it waits for a token)."""
@@ -639,8 +671,8 @@ class Mailer:
         """Chain c takes a token (the open loop calls it only when one is free)
         and sends its emails in order."""
         self.next_chain += 1
-        first = c * self.o["chain"]
-        d = self.sem.run(self.run_chain, first, min(first + self.o["chain"], self.o["emails"]))
+        first = c * self.unit
+        d = self.sem.run(self.run_chain, first, min(first + self.unit, self.o["emails"]))
         d.addBoth(self.chain_end)
 
     def pump_queue(self):
@@ -677,7 +709,7 @@ class Mailer:
         return None
 
     def run_over_check(self):
-        """Once every chain that will run has ended: QUIT the idle sessions,
+        """Once every chain that will run has ended: QUIT the slots' sessions,
         stop the timers, and stop the reactor once the connections are gone."""
         if self.finished or self.chains_done < self.nchains:
             return
@@ -686,8 +718,10 @@ class Mailer:
             if call is not None and call.active():
                 call.cancel()
         self.window_call = self.arrive_call = None
-        while self.idle:
-            self.idle.pop().quit()
+        for i, s in enumerate(self.slots):
+            if s is not None:
+                self.slots[i] = None
+                s.quit()
         if self.live == 0:
             self.reactor.stop()
         else:   # a server that never answers QUIT must not keep us here

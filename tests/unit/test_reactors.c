@@ -126,6 +126,26 @@ static void test_share_example(void **state)
     assert_int_equal(a.emails, 6);
     assert_int_equal(b.first, 6);
     assert_int_equal(b.emails, 4);
+    /* Closed loop with --per-session 3: whole connections of 3 (mailer_unit),
+     * 29 emails = 10 units (9 x 3 + 2): 5 + 5 units, only the last short. */
+    o = opts(29, 4, 1, 0, 0, 2);
+    o.per_session = 3;
+    async_reactors_share(&o, 2, 0, &a);
+    async_reactors_share(&o, 2, 1, &b);
+    assert_int_equal(a.first, 0);
+    assert_int_equal(a.emails, 15);
+    assert_int_equal(b.first, 15);
+    assert_int_equal(b.emails, 14);
+    o.rate = 100;       /* the open loop shares chains (--chain 1): single emails */
+    async_reactors_share(&o, 2, 1, &b);
+    assert_int_equal(b.first, 15);
+    o.per_session = 10;
+    async_reactors_share(&o, 2, 1, &b);
+    assert_int_equal(b.first, 15);
+    o.rate = 0;         /* 3 units of 10 (10 10 9): 2 + 1 */
+    async_reactors_share(&o, 2, 1, &b);
+    assert_int_equal(b.first, 20);
+    assert_int_equal(b.emails, 9);
     /* Fewer emails in flight (or chains, rate, queue) than reactors: fewer reactors. */
     o = opts(100, 1, 1, 0, 0, 4);
     assert_int_equal(async_reactors_count(&o), 1);
