@@ -12,6 +12,7 @@ A run is verified when:
     the digest of their bytes), or those plus exactly k of the run's
     "maybe delivered" emails (failed after an attempt was lost between the
     final '.' and the reply: the server may have them), digest included;
+  - a run sized by time had an email end inside its window;
   - without injected faults, the server saw no more duplicates than the model
     made retries (its own timeouts: at-least-once delivery, reported).
 
@@ -305,6 +306,11 @@ def verify(model, server, faults_injected):
     if model.get("delivered", 0) + model.get("failed", 0) != model.get("emails"):
         return False, (f"unaccounted: delivered {model.get('delivered')} + failed "
                        f"{model.get('failed')} != emails {model.get('emails')}")
+    if (model.get("params") or {}).get("duration_s", 0) and model.get("window_delivered") == 0 \
+            and model.get("delivered", 0) > 0:
+        # Sized by time, and no email ended inside the window: the rate and
+        # the percentiles would be 0 and empty, not measured.
+        return False, "no email ended inside the steady-state window"
     dups, retries = server.get("duplicates", 0) or 0, model.get("retries", 0) or 0
     if dups > retries and not faults_injected:
         # A duplicate the model's own retries explain (its timeout fired

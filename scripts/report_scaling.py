@@ -215,7 +215,7 @@ class ScalingSections(Scaffold):
         """The peers against async at the highest value each was measured at."""
         out = []
         for m in PEERS:
-            xs = [x for x in tput.xs if tput.med(m, x) is not None and tput.med("async", x)]
+            xs = [x for x in tput.xs if tput.med(m, x) and tput.med("async", x)]   # > 0 both
             if xs:
                 x = xs[-1]
                 out.append(f"{label(m)} {fmt(tput.med(m, x))} emails/s at {tput.label[x]} "

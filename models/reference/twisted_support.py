@@ -542,46 +542,106 @@ def proc_status(field):
 
 
 class Window:
-    """The steady-state window (lib/stats.c's stats_window_*).  start() is called
-    when the emails start: the window opens at start + warmup and closes at
-    start + warmup + duration (never, without a duration).  Emails that end
-    inside it make the figures; the process CPU time is read when it opens
-    and when it closes (poll_at from the Mailer's timers at those instants
-    and from every email's end), so Python's start-up, the imports and the
-    drain after the window are not in the CPU per email."""
+    """The steady-state window, as lib/stats.c's stats_window_*.  start() is
+    called when the emails start: the window opens at start + warmup (in a
+    closed loop, once a round of the emails in flight has ended) and closes
+    at its opening + duration, or later: a closed loop's window is extended
+    until three rounds' worth (3 x in flight, at most 1,000) have ended in it, up to 10 x its
+    length (at 1,000 in flight a round can outlast a short window; an open
+    loop's is never extended).  Emails that end inside it make the figures;
+    the process CPU time is read when it opens and when it closes (poll_at
+    from the Mailer's timers at those instants and from every email's end),
+    so Python's start-up, the imports and the drain after the window are
+    not in the CPU per email."""
 
     def __init__(self):
-        self.open_at, self.close_at = 0.0, math.inf
+        self.open_at, self.close_at, self.limit_at = 0.0, math.inf, math.inf
+        self.duration = 0.0
         self.state = 0                  # 0 not open yet, 1 open, 2 closed
         self.t_open = self.t_close = self.cpu_open = self.cpu_close = 0.0
+        self.total = self.count = self.min_count = self.round = 0
+        self.satisfied_at = 0.0         # when the round in the window completed (0: not yet)
+        self.closed, self.closed_at = False, -1.0
 
     def start(self, o, start):
         self.open_at = start + o["warmup"]
+        self.duration = o["duration"]
         self.close_at = self.open_at + o["duration"] if o["duration"] > 0 else math.inf
+        self.limit_at = self.open_at + 10 * o["duration"] if o["duration"] > 0 else math.inf
+        self.total = self.count = 0
+        self.min_count = (0 if o["rate"] > 0 or o["duration"] <= 0
+                          else min(3 * o["concurrency"], 1000))
+        self.round = (0 if o["rate"] > 0 or o["duration"] <= 0
+                      else min(o["concurrency"], 1000))     # to end before it opens
+        self.satisfied_at = self.open_at if self.min_count == 0 else 0.0
+        self.closed, self.closed_at = False, -1.0
         self.state = 0
         self.poll_at(now())
 
+    def closing_time(self):
+        """When the window ends, once it has closed."""
+        sat = self.satisfied_at
+        return self.limit_at if sat == 0 else max(sat, self.close_at)
+
+    def closes(self, t):
+        """Close it if its time has come; true once closed."""
+        if self.closed:
+            return True
+        if t < self.close_at or (self.count < self.min_count and t < self.limit_at):
+            return False
+        self.closed, self.closed_at = True, self.closing_time()
+        return True
+
     def may_start(self):
         """May another email start?  False once the window has closed."""
-        return self.close_at == math.inf or now() < self.close_at
+        return self.close_at == math.inf or not self.closes(now())
 
     def snapshot(self, t):
         if self.state == 0:
             self.t_open, self.cpu_open = t, time.process_time()
+            if self.duration > 0:       # the window runs from when it opened
+                self.close_at = t + self.duration
+                self.limit_at = t + 10 * self.duration
         else:
             self.t_close, self.cpu_close = t, time.process_time()
         self.state += 1
 
     def poll_at(self, t):
-        if self.state == 0 and t >= self.open_at or self.state == 1 and t >= self.close_at:
+        if self.state == 0 and t >= self.open_at and (
+                self.total >= self.round or t >= self.open_at + 10 * self.duration):
+            self.snapshot(t)
+        elif self.state == 1 and self.close_at < math.inf and self.closes(t):
             self.snapshot(t)
 
     def next(self):
         """The next instant poll_at has work to do, or inf."""
-        return self.open_at if self.state == 0 else self.close_at if self.state == 1 else math.inf
+        if self.state == 0:
+            return self.open_at
+        if self.state == 2 or self.close_at == math.inf:
+            return math.inf
+        t = now()
+        return self.close_at if t < self.close_at else t + 0.01    # extended: look again soon
 
     def contains(self, t):
-        return self.open_at <= t < self.close_at
+        """Inside: after the opening, and before the nominal end, or the
+        moment the extension got its round of emails, or the limit."""
+        if self.state == 0 or t < self.t_open:
+            return False
+        if self.closed:
+            return t < (self.closed_at if self.closed_at >= 0 else self.closing_time())
+        if self.satisfied_at > 0:
+            return t < max(self.satisfied_at, self.close_at)
+        return t < self.limit_at
+
+    def count_end(self, t):
+        """An email ended at t (delivered or failed): counts toward the rounds."""
+        inside = self.contains(t)
+        self.total += 1
+        if inside:
+            self.count += 1
+            if self.count == self.min_count:
+                self.satisfied_at = t + 1e-9    # just after: this email is inside
+        return inside
 
     def finish(self, t):
         """(window_s, cpu_window_s): the window as run, closed now if still open;
@@ -591,8 +651,8 @@ class Window:
             self.snapshot(t)            # ended before the warm-up did: an empty window
         if self.state == 1:
             self.snapshot(t)            # ran out of emails before the window closed
-        end = min(t, self.close_at)
-        window_s = end - self.open_at if end > self.open_at else 0.0
+        end = self.closed_at if self.closed and 0 <= self.closed_at < t else t
+        window_s = end - self.t_open if end > self.t_open else 0.0
         span = self.t_close - self.t_open
         return window_s, (self.cpu_close - self.cpu_open) / span * window_s if span > 0 else 0.0
 
@@ -626,7 +686,7 @@ class RunStats:
         self.window.poll_at(t)
         self.delivered += 1
         self.digest = (self.digest + hash_) & M64
-        if self.window.contains(t):
+        if self.window.count_end(t):
             self.window_delivered += 1
             if self.window_first == 0:
                 self.window_first = t
@@ -650,7 +710,7 @@ class RunStats:
         t = now()
         self.window.poll_at(t)
         self.failed += 1
-        if self.window.contains(t):
+        if self.window.count_end(t):
             self.window_failed += 1
         reason = reason[:79]
         if reason not in self.reasons and len(self.reasons) >= 31:
@@ -659,10 +719,10 @@ class RunStats:
 
     def per_second(self):
         """The rate in the window: deliveries between its first and last over
-        that span (10 or more), else over the window's length (stats.c)."""
-        span = self.window_last - self.window_first
-        if self.window_delivered >= 10 and span > 0:
-            return (self.window_delivered - 1) / span
+        that span (10 to 99), else over the window's length (stats.c)."""
+        span, n = self.window_last - self.window_first, self.window_delivered
+        if 10 <= n < 100 and span > 0 and span >= 0.8 * self.window_s * (n - 1) / n:
+            return (n - 1) / span       # spread over the window, not in bursts
         return self.window_delivered / self.window_s if self.window_s > 0 else 0.0
 
     def finish(self):

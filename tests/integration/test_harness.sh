@@ -25,6 +25,12 @@ s 3 0000000000000006 2 0
 check_eq "duplicates explained by the model's retries (2 of 2)" valid "$(v)"
 s 3 0000000000000006 3 0
 case "$(v)" in *"more than the model's 2 retries"*) pass "more duplicates than retries";; *) fail "dups > retries: $(v)";; esac
+# Sized by time with no email ending inside the window: not a measurement.
+printf '{"schema":"mailbench.run/1","emails":3,"delivered":3,"failed":0,"digest":"0000000000000006","maybe_delivered":0,"params":{"duration_s":0.5},"window_delivered":0}' >"$TMP/m.json"
+s 3 0000000000000006 0 0
+check_eq "sized by time, nothing ended in the window" "invalid: no email ended inside the steady-state window" "$(v)"
+printf '{"schema":"mailbench.run/1","emails":3,"delivered":3,"failed":0,"digest":"0000000000000006","maybe_delivered":0,"params":{"duration_s":0.5},"window_delivered":2}' >"$TMP/m.json"
+check_eq "sized by time, 2 ended in the window" valid "$(v)"
 m 3 3 0 0000000000000006 0 0000000000000000 ""
 # Two emails failed after the final '.'; the server holds one of them (hash 5).
 m 4 2 2 0000000000000003 2 000000000000000c '"0000000000000005","0000000000000007"'; s 3 0000000000000008 0 1
