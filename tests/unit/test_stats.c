@@ -384,6 +384,45 @@ static void test_share_above(void **state)
     free(h);
 }
 
+/* The rate in the window: over the deliveries' span when 10-99 are spread
+ * over the window, over the window's length when they came in a burst (20
+ * threads sharing one core end a round together: (n - 1) / span read 406/s
+ * for ~57). */
+static double rate_of(uint64_t n, double first, double last, double window)
+{
+    struct cli_options o;
+    struct stats_run *s = malloc(sizeof *s);
+    fill_run(&o, s);
+    s->window_delivered = n;
+    s->window_first = first;
+    s->window_last = last;
+    s->window_s = window;
+    char path[] = "/tmp/mb-rate-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(stats_run_write_json(&o, "test", s, path), 0);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "jq -r .emails_per_s %s", path);
+    FILE *p = popen(cmd, "r");
+    double rate = -1;
+    assert_int_equal(fscanf(p, "%lf", &rate), 1);
+    pclose(p);
+    unlink(path);
+    free(s);
+    return rate;
+}
+
+static void test_rate_bursts(void **state)
+{
+    (void)state;
+    assert_true(fabs(rate_of(20, 1.0, 1.475, 0.5) - 19 / 0.475) < 1e-2);   /* spread: the span */
+    assert_true(fabs(rate_of(20, 1.0, 1.002, 0.5) - 40.0) < 1e-2);         /* a burst: the window */
+    assert_true(fabs(rate_of(40, 1.0, 1.36, 0.5) - 80.0) < 1e-2);          /* two bursts */
+    assert_true(fabs(rate_of(5, 1.0, 1.4, 0.5) - 10.0) < 1e-2);            /* fewer than 10 */
+    assert_true(fabs(rate_of(150, 1.0, 1.001, 0.5) - 300.0) < 1e-2);       /* 100 and more */
+}
+
 static void test_window(void **state)
 {
     (void)state;
@@ -391,7 +430,7 @@ static void test_window(void **state)
     cli_defaults(&o, "test");
     o.warmup_s = 0.05;
     o.duration_s = 0.10;
-    o.concurrency = 1;                    /* one email must end in the window before it closes */
+    o.concurrency = 1;                    /* three (3 rounds of 1) must end in the window before it closes */
     struct stats_run s;
     stats_run_init(&s, 0);
     spin(0.05);                           /* start-up CPU, before the window */
@@ -401,6 +440,7 @@ static void test_window(void **state)
     spin(0.06);
     stats_run_delivered(&s, 2, 200);      /* in the window */
     stats_run_failed(&s, "x");
+    stats_run_failed(&s, "y");
     spin(0.10);
     assert_false(stats_window_may_start());
     stats_run_delivered(&s, 4, 400);      /* the drain */
@@ -408,15 +448,15 @@ static void test_window(void **state)
     assert_int_equal(s.delivered, 3);
     assert_true(s.digest == 7);
     assert_int_equal(s.window_delivered, 1);
-    assert_int_equal(s.window_failed, 1);
+    assert_int_equal(s.window_failed, 2);
     assert_int_equal(s.latency.count, 1);
-    assert_int_equal(s.emails, 4);        /* sized by time: what it got to */
+    assert_int_equal(s.emails, 5);        /* sized by time: what it got to */
     assert_true(fabs(s.window_s - 0.10) < 1e-9);
     /* A busy window: the CPU over it is about its length, not + start-up. */
     assert_true(s.cpu_window_s > 0.01 && s.cpu_window_s < 0.15);
     /* A closed loop's warm-up lasts until a round of the emails in flight
-     * (here 3) has ended, and its window past its end until another round
-     * has ended in it, up to 10 x its length. */
+     * (here 3) has ended, and its window past its end until three rounds'
+     * worth (9) have ended in it, up to 10 x its length. */
     o.concurrency = 3;
     stats_run_init(&s, 0);
     stats_window_start(&o, stats_now() - o.warmup_s);
@@ -428,12 +468,14 @@ static void test_window(void **state)
     stats_window_poll();                              /* a round ended: the window opens */
     stats_run_delivered(&s, 4, 100);
     spin(0.12);
-    assert_true(stats_window_may_start()); /* past its end, 1 of 3 ended in it: extended */
-    stats_run_delivered(&s, 5, 100);
-    stats_run_delivered(&s, 6, 100);
-    assert_false(stats_window_may_start()); /* 3 ended in it: closed */
+    assert_true(stats_window_may_start()); /* past its end, 1 of 9 ended in it: extended */
+    for (uint64_t k = 5; k <= 11; k++)
+        stats_run_delivered(&s, k, 100);
+    assert_true(stats_window_may_start()); /* 8 of 9 */
+    stats_run_delivered(&s, 12, 100);
+    assert_false(stats_window_may_start()); /* 9 ended in it: closed */
     stats_run_finish(&s);
-    assert_int_equal(s.window_delivered, 3);
+    assert_int_equal(s.window_delivered, 9);
     assert_true(s.window_s > 0.11 && s.window_s < 0.5);
     o.warmup_s = o.duration_s = 0;        /* leave the process's window open for the others */
     stats_window_start(&o, 0);
@@ -451,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_maybe_delivered),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_window),
+        cmocka_unit_test(test_rate_bursts),
         cmocka_unit_test(test_share_above),
         cmocka_unit_test(test_summary_line),
     };
