@@ -57,7 +57,9 @@ static struct {
     _Atomic double close_at;      /* its nominal end (moves when it opens late) */
     _Atomic double limit_at;      /* the latest it may close, however few emails ended */
     long long min_count;          /* emails that must end in it before it closes */
-    long long round;              /* emails that must end before it opens (one round) */
+    long long round;              /* emails that must end before it opens: a round (the
+                                   * open loop: one, so that an email's latency has passed
+                                   * and completions keep pace with the arrivals) */
     _Atomic long long count;      /* emails ended in it so far */
     _Atomic long long total;      /* emails ended since the start */
     double duration;              /* its nominal length (0: sized by --emails) */
@@ -85,7 +87,10 @@ static double process_cpu_s(void)
  * emails in flight, at most 1,000) have ended in it, up to 10 x its length:
  * threads that share a core finish a round in one burst, and a window of
  * one or two bursts would read the rate by where it cut them.  An open
- * loop's arrivals stop at the nominal end: no extension there. */
+ * loop's window opens once the first email has ended (before that, at 50 ms
+ * a reply, no email of the window's first 200 ms could end in it: the rate
+ * read 70% of the offered); its arrivals stop at the nominal end: no
+ * extension there. */
 void stats_window_start(const struct cli_options *o, double start)
 {
     win.open_at = start + o->warmup_s;
@@ -95,8 +100,8 @@ void stats_window_start(const struct cli_options *o, double start)
     atomic_store(&win.total, 0);
     win.min_count = o->rate > 0 || o->duration_s <= 0 ? 0
                     : (3 * o->concurrency < 1000 ? 3 * o->concurrency : 1000);
-    win.round = o->rate > 0 || o->duration_s <= 0 ? 0
-                : (o->concurrency < 1000 ? o->concurrency : 1000);
+    win.round = o->duration_s <= 0 ? 0
+                : o->rate > 0 ? 1 : (o->concurrency < 1000 ? o->concurrency : 1000);
     atomic_store(&win.count, 0);
     win.satisfied_at = win.min_count == 0 ? win.open_at : 0;
     win.closed_at = -1;

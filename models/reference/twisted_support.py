@@ -571,8 +571,8 @@ class Window:
         self.total = self.count = 0
         self.min_count = (0 if o["rate"] > 0 or o["duration"] <= 0
                           else min(3 * o["concurrency"], 1000))
-        self.round = (0 if o["rate"] > 0 or o["duration"] <= 0
-                      else min(o["concurrency"], 1000))     # to end before it opens
+        self.round = (0 if o["duration"] <= 0 else 1 if o["rate"] > 0     # to end before it opens
+                      else min(o["concurrency"], 1000))
         self.satisfied_at = self.open_at if self.min_count == 0 else 0.0
         self.closed, self.closed_at = False, -1.0
         self.state = 0

@@ -477,6 +477,17 @@ static void test_window(void **state)
     stats_run_finish(&s);
     assert_int_equal(s.window_delivered, 9);
     assert_true(s.window_s > 0.11 && s.window_s < 0.5);
+    /* An open loop's window opens once an email has ended, not before: past
+     * the warm-up with none ended, the window is still shut. */
+    o.rate = 100;
+    stats_run_init(&s, 0);
+    stats_window_start(&o, stats_now() - o.warmup_s - 0.01);
+    stats_window_poll();
+    stats_run_delivered(&s, 1, 100);      /* the first email ends: it opens just after */
+    stats_run_delivered(&s, 2, 100);
+    stats_run_finish(&s);
+    assert_int_equal(s.window_delivered, 1);
+    o.rate = 0;
     o.warmup_s = o.duration_s = 0;        /* leave the process's window open for the others */
     stats_window_start(&o, 0);
 }
