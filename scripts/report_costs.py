@@ -216,12 +216,7 @@ class CostSections(Scaffold):
                        f"{fmt_n(rt.med(m, x))} | {fmt_n(dup.med(m, x))} | {p99.cell(m, x)} |")
         self.w("")
         self.invalid_list(p99)
-        x0, x1 = ret.xs[0], ret.xs[-1]
-        parts = []
-        for m in p99.models:
-            a, b = p99.med(m, x0), p99.med(m, x1)
-            if a and b:
-                parts.append(f"{m} ×{fmt(b / a)}")
+        x0, x1, parts = self.end_ratios(p99)
         verdict = (f"with faults at probability {ret.label[x1]}, retrying multiplies p99 latency by "
                    f"{', '.join(parts)} against no faults" if parts else "not enough valid runs")
         fails = {m: fl.med(m, x1) for m in fl.models if fl.med(m, x1) is not None}

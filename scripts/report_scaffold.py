@@ -21,7 +21,7 @@ A question's section reads, in order:
     self.verdict(text)                  # the answer, by the rule of report_data.decide
 """
 from report_code import code_at_revision
-from report_data import MODELS, Agg, boot_ratio, decide, label
+from report_data import MODELS, Agg, boot_ratio, decide, fmt, label
 from report_plots import PANELS
 
 
@@ -127,6 +127,18 @@ class Scaffold:
             self.w(f"| {agg.label[x]} | " + " | ".join(agg.cell(m, x, unit) for m in agg.models) + " |")
         self.w("")
         self.invalid_list(agg)
+
+    @staticmethod
+    def end_ratios(agg):
+        """(first x, last x, ["model ×r", ...]): each model's median at the
+        sweep's last value over its median at the first (Q3, Q7)."""
+        x0, x1 = agg.xs[0], agg.xs[-1]
+        parts = []
+        for m in agg.models:
+            a, b = agg.med(m, x0), agg.med(m, x1)
+            if a and b:
+                parts.append(f"{m} ×{fmt(b / a)}")
+        return x0, x1, parts
 
     def invalid_list(self, agg):
         """The invalid runs of a sweep, listed once (under its first table)."""

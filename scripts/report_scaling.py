@@ -313,12 +313,7 @@ class ScalingSections(Scaffold):
         self.throughput_figure("fig3-chain", "fig3", rows, tput,
                                "Figure 3: throughput against dependency chain length")
         self.table(tput, title="chain length", caption="Throughput (emails/s):")
-        x0, x1 = tput.xs[0], tput.xs[-1]
-        parts = []
-        for m in tput.models:
-            a, b = tput.med(m, x0), tput.med(m, x1)
-            if a and b:
-                parts.append(f"{m} ×{fmt(b / a)}")
+        x0, x1, parts = self.end_ratios(tput)
         a0, a1 = tput.med("async", x0), tput.med("async", x1)
         s0, s1 = tput.med("sync", x0), tput.med("sync", x1)
         verdict = (f"from chains of {tput.label[x0]} to chains of {tput.label[x1]}, throughput "
