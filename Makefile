@@ -108,7 +108,7 @@ unit: all $(TESTS)
 # tests too.  Skipped (tests/run-tests) to keep CI short.
 SAN_SKIP := test_report_gen test_verdicts test_harness test_twisted_reference test_report_reactors \
             test_report_teaching test_excerpts test_layers test_merge_runs test_postfix_target \
-            test_allocator test_report_golden test_report_figures
+            test_allocator test_report_golden test_report_figures test_sweep_rules
 asan:
 	MAILBENCH_SKIP="$(SAN_SKIP)" $(MAKE) VARIANT=asan BIN=build/asan/bin CC=clang OPT=-O1 \
 	    SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
