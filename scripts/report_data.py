@@ -88,6 +88,11 @@ def load_results(folder, partial):
             if data and need not in data[0]:
                 raise ReportError(f"{path}: column '{need}' is missing")
         rows[name] = [convert(r) for r in data if r.get("warmup") != "1"]
+        # Run in randomised blocks (scripts/sweep blocked()): a run's block is
+        # its repetition, and two models' runs of one block are paired.
+        blocked = env["sweeps"][name].get("order") == "blocked"
+        for r in rows[name]:
+            r["block"] = int(r["rep"]) if blocked and r.get("rep") is not None else None
     if not rows:
         raise ReportError(f"{folder} holds no sweep results")
     check_runs(folder, partial)
@@ -199,6 +204,19 @@ def metric(row, name):
         return None
 
 
+class Runs(list):
+    """A point's values, with the block of each (None: not run in blocks),
+    so that boot_ratio can pair two points' runs block by block."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = []
+
+    def add(self, value, block):
+        self.append(value)
+        self.blocks.append(block)
+
+
 class Agg:
     """Medians with min–max per (model, x) for one metric of one sweep."""
 
@@ -210,11 +228,11 @@ class Agg:
         for r in rows:
             key = (r["model"], r["x"])
             self.label[r["x"]] = r["value"]
-            self.points.setdefault(key, [])
+            self.points.setdefault(key, Runs())
             if r["valid"]:
                 v = metric(r, name)
                 if v is not None:
-                    self.points[key].append(v)
+                    self.points[key].add(v, r.get("block"))
             else:
                 self.invalid.setdefault(key, []).append(r)
         # A model with no value at all for this metric (smtp-source has no
@@ -279,12 +297,30 @@ TAU = 0.10      # practical threshold: a ratio within ×1.1 either way is no cle
 BOOT = 2000     # bootstrap resamples
 
 
+PAIRED_MIN = 3  # blocks both sides ran in, for a paired interval
+
+
+def pairs_of(a, b):
+    """The (a, b) value pairs of the blocks both sides ran in, when both were
+    run in randomised blocks (Runs with blocks), else None."""
+    ba, bb = getattr(a, "blocks", None), getattr(b, "blocks", None)
+    if not ba or not bb or None in ba or None in bb:
+        return None
+    vb = {k: v for k, v in zip(bb, b) if v is not None}
+    return [(v, vb[k]) for k, v in zip(ba, a) if v is not None and k in vb]
+
+
 def boot_ratio(a, b, higher=True, n=BOOT, seed=20261130):
-    """(ratio, lo, hi, ka, kb): median(a) ÷ median(b), oriented so that > 1
-    means a is better (higher=False: lower values are better), with the 2.5th
-    and 97.5th percentiles of the same ratio over n bootstrap resamples (each
-    side's repetitions drawn with replacement); ka, kb the repetition counts.
-    None when a side has no value.  A value of 0 counts as 1e-9."""
+    """(ratio, lo, hi, ka, kb, paired): median(a) ÷ median(b), oriented so
+    that > 1 means a is better (higher=False: lower values are better), with
+    the 2.5th and 97.5th percentiles of the same ratio over n bootstrap
+    resamples; ka, kb the repetition counts.  When both sides were run in
+    randomised blocks and share PAIRED_MIN blocks or more, the resamples draw
+    blocks (each a pair of runs made close in time, so the machine's drift
+    over a sweep cancels: paired = the number of pairs); otherwise each
+    side's repetitions are drawn on their own (paired = 0).  None when a side
+    has no value.  A value of 0 counts as 1e-9."""
+    pairs = pairs_of(a, b)
     a = [v for v in a if v is not None]
     b = [v for v in b if v is not None]
     if not a or not b:
@@ -294,8 +330,17 @@ def boot_ratio(a, b, higher=True, n=BOOT, seed=20261130):
         mx, my = max(statistics.median(x), 1e-9), max(statistics.median(y), 1e-9)
         return mx / my if higher else my / mx
     rng = random.Random(seed)
-    reps = sorted(r([rng.choice(a) for _ in a], [rng.choice(b) for _ in b]) for _ in range(n))
-    return r(a, b), reps[int(0.025 * n)], reps[int(0.975 * n) - 1], len(a), len(b)
+    if pairs and len(pairs) >= PAIRED_MIN:
+        reps = []
+        for _ in range(n):
+            draw = [rng.choice(pairs) for _ in pairs]
+            reps.append(r([p[0] for p in draw], [p[1] for p in draw]))
+        reps.sort()
+        paired = len(pairs)
+    else:
+        reps = sorted(r([rng.choice(a) for _ in a], [rng.choice(b) for _ in b]) for _ in range(n))
+        paired = 0
+    return r(a, b), reps[int(0.025 * n)], reps[int(0.975 * n) - 1], len(a), len(b), paired
 
 
 def decide(ci, tau=TAU):
@@ -313,9 +358,11 @@ def decide(ci, tau=TAU):
 
 
 def fmt_ci(ci):
-    """'×1.23 [1.10–1.40], 3 v 3 runs'."""
-    r, lo, hi, ka, kb = ci
-    return f"×{fmt(r)} [{fmt(lo)}–{fmt(hi)}], {ka} v {kb} runs"
+    """'×1.23 [1.10–1.40], 3 v 3 runs' (', paired' when the interval
+    resampled blocks: pairs of runs made close in time)."""
+    r, lo, hi, ka, kb = ci[:5]
+    paired = ", paired" if len(ci) > 5 and ci[5] else ""
+    return f"×{fmt(r)} [{fmt(lo)}–{fmt(hi)}], {ka} v {kb} runs{paired}"
 
 
 def fit_line(pairs):

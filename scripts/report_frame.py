@@ -55,7 +55,9 @@ class FrameSections(Scaffold):
         self.w("## Summary: advantages and disadvantages of asynchronous programming, as measured", "",
                "Each row compares async with one other model on one claim, with one rule for every "
                "row and both directions: the ratio of medians is oriented so that above ×1 favours "
-               "async, and its 95% bootstrap interval (2,000 resamples of each side's repetitions) "
+               "async, and its 95% bootstrap interval (2,000 resamples; the sweeps run in randomised "
+               "blocks, repetition r of every point close in time, so the resamples draw blocks: "
+               "pairs of runs made under the same conditions, marked *paired*) "
                "decides: *advantage* when the whole interval is above ×1.1, *disadvantage* when it "
                "is below ×1/1.1, otherwise *no clear difference*. Counted metrics (code) have no "
                "interval. " + self.reps_sentence(), "",

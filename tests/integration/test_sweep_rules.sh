@@ -35,6 +35,16 @@ rec = {"steal_s": 0.1}
 print("low", r.steal_redo(conf, spec, rec, 1.0), rec["redone_after_steal_s"])
 r.redone = 5
 print("cap", r.steal_redo(conf, spec, {"steal_s": 0.9}, 1.0))
+import random
+runs = [dict(model=m, value=v, rep=k) for m in ("sync", "async") for v in ("1", "100")
+        for k in range(5 if v == "100" else 2)]
+order = sw.blocked(runs, random.Random(1))
+reps_seq = [x["rep"] for x in order]
+print("blocks", reps_seq == sorted(reps_seq), len(order) == len(runs),
+      all(sorted((x["model"], x["value"]) for x in order if x["rep"] == k)
+          == sorted((x["model"], x["value"]) for x in runs if x["rep"] == k) for k in range(5)),
+      any([(x["model"], x["value"]) for x in sw.blocked(runs, random.Random(s)) if x["rep"] == 0]
+          != [(x["model"], x["value"]) for x in runs if x["rep"] == 0] for s in range(5)))
 EOF
 )
 line() { grep "^$1 " <<<"$out" | head -1 | cut -d' ' -f2-; }
@@ -51,4 +61,38 @@ check_eq "steal over 20% of the wall time: run again, counted, not recorded yet"
 check_eq "a second attempt is kept, with what the first lost" "False 0.3" "$(line again)"
 check_eq "steal under 20%: kept" "False None" "$(line low)"
 check_eq "no more redos past 5% of the sweep's runs" "False" "$(line cap)"
+check_eq "randomised blocks: repetition r of every point, blocks in turn, shuffled within" \
+    "True True True True" "$(line blocks)"
+
+# The paired interval (scripts/report_data.py boot_ratio): two models run in
+# randomised blocks while the machine drifts by ±40% over the sweep.  Drawn
+# on their own, each side's spread hides a ×1.2 difference; paired block by
+# block, the drift cancels and the verdict is decided, either way, and a
+# ×1.02 difference stays "no clear difference".  Runs not made in blocks
+# (older results) keep the unpaired interval.
+out=$(/usr/bin/python3 - "$(dirname "$0")/../../scripts" <<'EOF'
+import random, sys
+sys.path.insert(0, sys.argv[1])
+import report_data as rd
+rng = random.Random(3)
+drift = [0.6 + 0.8 * k / 7 for k in range(8)]
+def side(k):
+    v = rd.Runs()
+    for b, d in enumerate(drift):
+        v.add(1000 * d * k * (1 + rng.uniform(-0.01, 0.01)), b)
+    return v
+base = side(1.0)
+for name, k in (("win", 1.2), ("lose", 1 / 1.2), ("tie", 1.02)):
+    a = side(k)
+    p, u = rd.boot_ratio(a, base), rd.boot_ratio(list(a), list(base))
+    print(name, rd.decide(p), rd.decide(u), p[5], u[5], rd.fmt_ci(p).endswith(", paired"))
+a = side(1.2)
+a.blocks = [b + 100 for b in a.blocks]          # no block in common
+print("apart", rd.boot_ratio(a, base)[5])
+EOF
+)
+check_eq "paired: a ×1.2 win under drift is decided (unpaired: no clear difference)" "a None 8 0 True" "$(line win)"
+check_eq "paired: the same loss is decided the other way" "b None 8 0 True" "$(line lose)"
+check_eq "paired: ×1.02 stays no clear difference" "None None 8 0 True" "$(line tie)"
+check_eq "no blocks in common: unpaired" "0" "$(line apart)"
 finish
