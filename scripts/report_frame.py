@@ -55,9 +55,12 @@ class FrameSections(Scaffold):
         self.w("## Summary: advantages and disadvantages of asynchronous programming, as measured", "",
                "Each row compares async with one other model on one claim, with one rule for every "
                "row and both directions: the ratio of medians is oriented so that above ×1 favours "
-               "async, and its 95% bootstrap interval (2,000 resamples; the sweeps run in randomised "
-               "blocks, repetition r of every point close in time, so the resamples draw blocks: "
-               "pairs of runs made under the same conditions, marked *paired*) "
+               "async, and its 95% bootstrap interval ("
+               + ("2,000 resamples; the sweeps ran in randomised blocks, repetition r of every point "
+                  "close in time, so the resamples draw blocks: pairs of runs made under the same "
+                  "conditions, marked *paired*"
+                  if any(s.get("order") == "blocked" for s in self.env["sweeps"].values())
+                  else "2,000 resamples of each side's repetitions") + ") "
                "decides: *advantage* when the whole interval is above ×1.1, *disadvantage* when it "
                "is below ×1/1.1, otherwise *no clear difference*. Counted metrics (code) have no "
                "interval. " + self.reps_sentence(), "",
@@ -167,8 +170,11 @@ class FrameSections(Scaffold):
                "duplicate its own timeout explains is at-least-once delivery, counted in the "
                "tables). Invalid runs are kept, listed and drawn "
                "in red; they never count in a median.", "",
-               f"Runs of a sweep are executed one at a time in shuffled order (seed "
-               f"{', '.join(sorted({str(s.get('shuffle_seed')) for s in sweeps.values()}))}) after one "
+               f"Runs of a sweep are executed one at a time "
+               + ("in randomised blocks (repetition r of every point, shuffled, then repetition r + 1: "
+                  "runs compared as a pair are made close in time; seed "
+                  if all(s.get("order") == "blocked" for s in sweeps.values()) else "in shuffled order (seed ")
+               + f"{', '.join(sorted({str(s.get('shuffle_seed')) for s in sweeps.values()}))}) after one "
                f"warm-up run; {self.point_reps_text(reps)}; each point is reported as "
                f"the median with the min–max spread in parentheses. Latency is measured "
                f"{' and '.join(modes) or 'closed'}-loop per email (from the start of its work to the "

@@ -67,6 +67,20 @@ if sed -n '/^### 2b/,/^## 3/p' "$TMP/r.md" | grep -q "async at"; then
     fail "a 2% loss made async the winner: $(sed -n '/^### 2b/,/^## 3/p' "$TMP/r.md" | grep Verdict)"
 else pass "a 2% loss to threads is not an async win"; fi
 
+# Results run in randomised blocks (env.json order = blocked): the rows whose
+# sides share 3 blocks or more say "paired", and the method says how the runs
+# were ordered; without it (older results) neither.
+fresh
+jq '.sweeps |= map_values(. + {order: "blocked"})' "$TMP/res/env.json" >"$TMP/env.json" && mv "$TMP/env.json" "$TMP/res/env.json"
+gen
+if grep -q "^| .*3 v 3 runs, paired |" "$TMP/r.md"; then pass "blocked results: a 3 v 3 row is paired"
+else fail "blocked results: no paired row: $(grep -c 'v 3 runs' "$TMP/r.md") rows with 3 runs"; fi
+if grep -q "one at a time in randomised blocks" "$TMP/r.md"; then pass "blocked results: the method says so"
+else fail "blocked results: the method does not say how the runs were ordered"; fi
+fresh; gen
+if grep -q "runs, paired\|randomised blocks" "$TMP/r.md"; then fail "unblocked results read as paired"
+else pass "unblocked results: no row paired"; fi
+
 # scripts/compare-results: the same folder twice agrees; a folder where async
 # lost throughput flips that row (exit 1) and lists the points that moved.
 "$ROOT/scripts/compare-results" "$FIX" "$FIX" >"$TMP/cmp0" 2>&1; check_eq "compare-results: same folder exits 0" 0 $?
