@@ -524,6 +524,7 @@ int workload_render(const struct workload_params *p, const struct workload_summa
         return -1;
     }
     out->nrcpt = p->recipients > 0 ? p->recipients : 1;
+    out->smtp_safe = 1;     /* by construction (summary.h); test_workload checks it */
     /* Fit the buffer to the message: it lives as long as its email is in
      * flight, and the doubling left up to half of it unused. */
     char *fit = b.cap > b.len + 1 + 512 ? realloc(b.data, b.len + 1) : NULL;
