@@ -363,19 +363,44 @@ static void send_rset(struct smtp_client *c)
     c->pending_rset = false;
 }
 
+/* "PREFIX<addr>" + (SIZE=n when size) + CRLF, without printf: these two go
+ * out with every message. */
+static void out_command(struct smtp_client *c, const char *prefix, size_t np,
+                        const char *addr, bool size, size_t len)
+{
+    char buf[300 + 32], *w = buf;       /* addresses: at most 256 (address_ok) */
+    size_t na = strlen(addr);
+    memcpy(w, prefix, np);
+    w += np;
+    memcpy(w, addr, na);
+    w += na;
+    *w++ = '>';
+    if (size) {
+        char d[20];
+        size_t i = sizeof d;
+        do {
+            d[--i] = (char)('0' + len % 10);
+            len /= 10;
+        } while (len);
+        memcpy(w, " SIZE=", 6);
+        memcpy(w + 6, d + i, sizeof d - i);
+        w += 6 + sizeof d - i;
+    }
+    *w++ = '\r';
+    *w++ = '\n';
+    out_append(c, buf, (size_t)(w - buf));
+}
+
 static void send_mail(struct smtp_client *c)
 {
     struct txn *t = c->head;
-    if (c->size_limit)
-        out_printf(c, "MAIL FROM:<%s> SIZE=%zu\r\n", t->from, t->len);
-    else
-        out_printf(c, "MAIL FROM:<%s>\r\n", t->from);
+    out_command(c, "MAIL FROM:<", 11, t->from, c->size_limit != 0, t->len);
     expect(c, EXP_MAIL, 0);
 }
 
 static void send_rcpt(struct smtp_client *c, size_t i)
 {
-    out_printf(c, "RCPT TO:<%s>\r\n", c->head->rcpts[i]);
+    out_command(c, "RCPT TO:<", 9, c->head->rcpts[i], false, 0);
     expect(c, EXP_RCPT, i);
 }
 
