@@ -13,7 +13,9 @@
  *    splitmix64 PRNG, dates from a fixed epoch, never the wall clock, no
  *    locale).  tests/golden/workload/seed1-email0.eml is seed 1, email 0 with
  *    the default parameters; a port to another language must match it.
- *  - Thread-safe: no globals, no static buffers; every call allocates its own.
+ *  - Thread-safe: no mutable globals (the padding template is built once,
+ *    by pthread_once, and only read after), no static buffers; every call
+ *    allocates its own.
  *  - The CPU cost is in workload_summarize(): O(events log events) (a sort of
  *    the latencies for the percentiles, a hash table of users).  At events=0
  *    it is a few microseconds; at 100,000 it is several milliseconds.
