@@ -53,6 +53,7 @@ struct txn {
     uint64_t body_end;     /* out_total once ".\r\n" is queued; 0 = not yet */
     size_t *dots;          /* offsets of the "." that begin a line (to stuff) */
     size_t ndots;
+    bool safe;             /* SMTP_CLIENT_SAFE: not scanned (unless verifying) */
 };
 
 /* A piece of pending output: base + off, len bytes; base NULL = c->out
@@ -362,19 +363,44 @@ static void send_rset(struct smtp_client *c)
     c->pending_rset = false;
 }
 
+/* "PREFIX<addr>" + (SIZE=n when size) + CRLF, without printf: these two go
+ * out with every message. */
+static void out_command(struct smtp_client *c, const char *prefix, size_t np,
+                        const char *addr, bool size, size_t len)
+{
+    char buf[300 + 32], *w = buf;       /* addresses: at most 256 (address_ok) */
+    size_t na = strlen(addr);
+    memcpy(w, prefix, np);
+    w += np;
+    memcpy(w, addr, na);
+    w += na;
+    *w++ = '>';
+    if (size) {
+        char d[20];
+        size_t i = sizeof d;
+        do {
+            d[--i] = (char)('0' + len % 10);
+            len /= 10;
+        } while (len);
+        memcpy(w, " SIZE=", 6);
+        memcpy(w + 6, d + i, sizeof d - i);
+        w += 6 + sizeof d - i;
+    }
+    *w++ = '\r';
+    *w++ = '\n';
+    out_append(c, buf, (size_t)(w - buf));
+}
+
 static void send_mail(struct smtp_client *c)
 {
     struct txn *t = c->head;
-    if (c->size_limit)
-        out_printf(c, "MAIL FROM:<%s> SIZE=%zu\r\n", t->from, t->len);
-    else
-        out_printf(c, "MAIL FROM:<%s>\r\n", t->from);
+    out_command(c, "MAIL FROM:<", 11, t->from, c->size_limit != 0, t->len);
     expect(c, EXP_MAIL, 0);
 }
 
 static void send_rcpt(struct smtp_client *c, size_t i)
 {
-    out_printf(c, "RCPT TO:<%s>\r\n", c->head->rcpts[i]);
+    out_command(c, "RCPT TO:<", 9, c->head->rcpts[i], false, 0);
     expect(c, EXP_RCPT, i);
 }
 
@@ -636,11 +662,26 @@ static size_t scan_message(struct txn *t)
 
 static void start_next(struct smtp_client *c)
 {
+    size_t bad;
     while (c->head) {
         struct txn *t = c->head;
         t->ndots = 0;
-        size_t bad = scan_message(t);
-        if (bad < t->len) {
+        if (t->safe && !c->cfg.verify_safe) {
+            /* The sender's word (SMTP_CLIENT_SAFE): no pass over the bytes. */
+        } else if (t->safe) {
+            bad = scan_message(t);
+            if (bad < t->len || t->ndots > 0) {
+                char why[200];
+                snprintf(why, sizeof why, "5.6.0 message marked SMTP-safe but has %s at "
+                         "byte %zu (not sent)", bad < t->len ? (t->msg[bad] == '\n'
+                         ? "a bare LF" : "a bare CR") : "a line beginning with \".\"",
+                         bad < t->len ? bad : t->dots[0]);
+                t->ndots = 0;
+                txn_fail(t, SMTP_CLIENT_STAGE_MAIL, 554, why);
+                txn_report(c, 554, why, true, false);
+                continue;
+            }
+        } else if ((bad = scan_message(t)) < t->len) {
             char why[160];
             snprintf(why, sizeof why, "5.6.0 bare %s at byte %zu of the message "
                      "(lines must end in CRLF; not sent)", t->msg[bad] == '\n' ? "LF" : "CR",
@@ -938,6 +979,8 @@ struct smtp_client *smtp_client_new(const struct smtp_client_config *cfg)
     c->cfg = *cfg;
     if (!c->cfg.max_line) c->cfg.max_line = SMTP_CLIENT_DEFAULT_MAX_LINE;
     if (c->cfg.max_line < 8) c->cfg.max_line = 8;
+    const char *v = getenv("MAILBENCH_VERIFY_SAFE");
+    if (v && strcmp(v, "1") == 0) c->cfg.verify_safe = true;
     c->ehlo = strdup(cfg->ehlo_name ? cfg->ehlo_name : "localhost");
     if (!c->ehlo) goto err;             /* c->line: only for a line cut by a read */
     c->cfg.ehlo_name = c->ehlo;
@@ -985,6 +1028,13 @@ int smtp_client_send(struct smtp_client *c, const char *from,
                      const char *const *rcpts, size_t nrcpt,
                      const char *msg, size_t len, void *user)
 {
+    return smtp_client_send_flags(c, from, rcpts, nrcpt, msg, len, 0, user);
+}
+
+int smtp_client_send_flags(struct smtp_client *c, const char *from,
+                           const char *const *rcpts, size_t nrcpt,
+                           const char *msg, size_t len, unsigned flags, void *user)
+{
     if (c->state >= S_QUITTING || c->dead || c->quit_requested || nrcpt == 0 ||
         (!msg && len) || !address_ok(from))
         return -1;
@@ -1001,6 +1051,7 @@ int smtp_client_send(struct smtp_client *c, const char *from,
     if (!t->codes) abort();
     t->msg = msg;
     t->len = len;
+    t->safe = (flags & SMTP_CLIENT_SAFE) != 0;
     if (c->tail) c->tail->next = t; else c->head = t;
     c->tail = t;
     if (c->state == S_READY && c->head == t && !expecting(c))

@@ -68,6 +68,17 @@
  *   nothing of it is sent, so a "." after a bare LF can never end DATA early
  *   at a lenient server (SMTP smuggling).  The message bytes are BORROWED: they must stay valid and unchanged until that
  *   message's MESSAGE_DONE event (the envelope strings are copied).
+ * - SMTP-safe messages.  Before a message goes out the core scans it once
+ *   (bare CR/LF, lines beginning with "." to stuff): one read of every byte.
+ *   A sender that built the message itself and knows it needs neither (every
+ *   CR followed by LF and every LF preceded by CR, no line beginning with
+ *   ".") may say so with smtp_client_send_flags(..., SMTP_CLIENT_SAFE, ...);
+ *   the scan is skipped and the message goes out as it is.  The mark is a
+ *   promise the core does not check, unless cfg.verify_safe is set or the
+ *   environment has MAILBENCH_VERIFY_SAFE=1 (tests, debugging): then marked
+ *   messages are scanned too, and one that is not safe fails at once,
+ *   permanently, with a local 554 ("marked SMTP-safe but ...") and nothing
+ *   of it is sent.  An unmarked message is always scanned and stuffed.
  * - Event strings and arrays belong to the client and stay valid until the
  *   next smtp_client_next_event() or smtp_client_free() call.
  */
@@ -90,7 +101,13 @@ struct smtp_client_config {
     bool rset_between;      /* RSET after successful transactions too */
     size_t max_line;        /* longest reply line accepted, CRLF included;
                                0 = SMTP_CLIENT_DEFAULT_MAX_LINE */
+    bool verify_safe;       /* scan SMTP_CLIENT_SAFE messages anyway and fail
+                               a false mark (also MAILBENCH_VERIFY_SAFE=1) */
 };
+
+/* smtp_client_send_flags() flags. */
+#define SMTP_CLIENT_SAFE 1u     /* the sender vouches: no bare CR/LF, no line
+                                   beginning with "." (no scan; see above) */
 
 enum smtp_client_event_type {
     SMTP_CLIENT_READY = 1,      /* greeting and EHLO/HELO done */
@@ -152,6 +169,11 @@ void smtp_client_free(struct smtp_client *c);
 int smtp_client_send(struct smtp_client *c, const char *from,
                      const char *const *rcpts, size_t nrcpt,
                      const char *msg, size_t len, void *user);
+
+/* The same, with flags (SMTP_CLIENT_SAFE or 0). */
+int smtp_client_send_flags(struct smtp_client *c, const char *from,
+                           const char *const *rcpts, size_t nrcpt,
+                           const char *msg, size_t len, unsigned flags, void *user);
 
 /* Send QUIT once every queued message is done. */
 void smtp_client_quit(struct smtp_client *c);

@@ -260,6 +260,13 @@ struct deferred *smtp_session_send(struct smtp_session *s, const char *from,
                                    const char *const *rcpts, size_t nrcpt,
                                    const char *msg, size_t len)
 {
+    return smtp_session_send_flags(s, from, rcpts, nrcpt, msg, len, 0);
+}
+
+struct deferred *smtp_session_send_flags(struct smtp_session *s, const char *from,
+                                         const char *const *rcpts, size_t nrcpt,
+                                         const char *msg, size_t len, unsigned flags)
+{
     if (s->closed || s->conn == NULL)
         return deferred_fail(failure_new(&SMTP_SESSION_TEMPFAIL, 0, "MAIL: session is over"));
     struct pending_send *p = malloc(sizeof *p);
@@ -267,7 +274,7 @@ struct deferred *smtp_session_send(struct smtp_session *s, const char *from,
         return deferred_fail(failure_new(&SMTP_SESSION_TEMPFAIL, 0, "MAIL: out of memory"));
     p->s = s;
     p->d = deferred_new_cancellable(send_cancel, p);
-    if (smtp_client_send(s->c, from, rcpts, nrcpt, msg, len, p) != 0) {
+    if (smtp_client_send_flags(s->c, from, rcpts, nrcpt, msg, len, flags, p) != 0) {
         deferred_unref(p->d);
         free(p);
         return deferred_fail(failure_new(&SMTP_SESSION_PERMFAIL, 0, "MAIL: invalid envelope"));

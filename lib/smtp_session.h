@@ -57,6 +57,11 @@ struct deferred *smtp_session_send(struct smtp_session *s, const char *from,
                                    const char *const *rcpts, size_t nrcpt,
                                    const char *msg, size_t len);
 
+/* The same with smtp_client_send_flags()'s flags (SMTP_CLIENT_SAFE). */
+struct deferred *smtp_session_send_flags(struct smtp_session *s, const char *from,
+                                         const char *const *rcpts, size_t nrcpt,
+                                         const char *msg, size_t len, unsigned flags);
+
 /* Can another message be sent now (greeted, nothing in flight, not over)? */
 bool smtp_session_idle(const struct smtp_session *s);
 /* Did the last message that finished here fail after its whole body was

@@ -13,12 +13,20 @@
  *    splitmix64 PRNG, dates from a fixed epoch, never the wall clock, no
  *    locale).  tests/golden/workload/seed1-email0.eml is seed 1, email 0 with
  *    the default parameters; a port to another language must match it.
- *  - Thread-safe: no globals, no static buffers; every call allocates its own.
+ *  - Thread-safe: no mutable globals (the padding template is built once,
+ *    by pthread_once, and only read after), no static buffers; every call
+ *    allocates its own.
  *  - The CPU cost is in workload_summarize(): O(events log events) (a sort of
  *    the latencies for the percentiles, a hash table of users).  At events=0
  *    it is a few microseconds; at 100,000 it is several milliseconds.
  *  - The message: CRLF line endings only, ends with CRLF, no line longer than
- *    998 octets.  Lines may begin with "." — the SMTP client dot-stuffs.
+ *    998 octets, and no line begins with "." (the header lines begin with a
+ *    field name or a space, the body's with a letter, a digit, a space, "(",
+ *    "-" or U+2014, the padding's with its counter): nothing to dot-stuff.
+ *    The email says so (smtp_safe = 1) and the models pass it on to the SMTP
+ *    client, which then skips its scan (SMTP_CLIENT_SAFE); test_workload
+ *    checks the claim byte by byte on varied emails, and MAILBENCH_VERIFY_SAFE=1
+ *    makes the client check it on every message of a run.
  *
  * The exact algorithm (so that it can be ported; see summary.c for the code):
  *  PRNG   splitmix64: state += 0x9e3779b97f4a7c15; z = state; z = (z^(z>>30)) *
@@ -101,6 +109,9 @@ struct workload_email {
     size_t len;             /* bytes in data (without the NUL) */
     char message_id[80];    /* "<mb.SEED.INDEX@mailbench.test>", with the brackets */
     uint64_t hash;          /* digest_hash(data, len): add it to the run's digest when delivered */
+    int smtp_safe;          /* 1: no bare CR/LF and no line beginning with "." (true of every
+                               email workload_render makes, by construction: the SMTP client
+                               may skip its scan, SMTP_CLIENT_SAFE); 0: unknown */
     struct workload_summary summary;    /* what the body says (tests check it) */
 };
 

@@ -128,13 +128,15 @@ static struct deferred_result send_on_session(struct deferred_result r, void *ar
         job->data = e.data;
         job->len = e.len;
         job->hash = e.hash;
+        job->smtp_safe = e.smtp_safe != 0;
         e.data = NULL;                    /* the job's now */
     } else if ((e.rcpt = workload_recipients(m->wp.recipients)) == NULL) {
         return deferred_err(failure_new(&FAILURE_ERROR, 0, "workload: out of memory"));
     }
     int nrcpt = m->wp.recipients > 0 ? m->wp.recipients : 1;
-    struct deferred *d = smtp_session_send(job->s, e.from, (const char *const *)e.rcpt,
-                                           (size_t)nrcpt, job->data, job->len);
+    struct deferred *d = smtp_session_send_flags(job->s, e.from, (const char *const *)e.rcpt,
+                                                 (size_t)nrcpt, job->data, job->len,
+                                                 job->smtp_safe ? SMTP_CLIENT_SAFE : 0);
     workload_email_free(&e);              /* the recipients' list */
     deferred_add_timeout(d, m->o->timeout_s, reactor_clock(m->r));
     deferred_add_both(d, stamp_reply, job);

@@ -81,6 +81,7 @@ struct async_job {
     char *data;                 /* the rendered message, or NULL */
     size_t len;                 /* its length */
     uint64_t hash;              /* digest_hash of it (set once rendered) */
+    bool smtp_safe;             /* the renderer's mark (workload_email.smtp_safe) */
     struct deferred *done;      /* --join: fires when this member email has ended, or NULL */
 };
 

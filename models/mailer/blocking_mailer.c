@@ -119,8 +119,9 @@ static enum attempt attempt_once(struct blocking_mailer *m, const struct workloa
     enum attempt r = ensure_connection(m, reason, len);
     if (r != ATTEMPT_OK)
         return r;
-    if (smtp_client_send(m->c, e->from, (const char *const *)e->rcpt, (size_t)e->nrcpt,
-                         e->data, e->len, NULL) != 0) {
+    if (smtp_client_send_flags(m->c, e->from, (const char *const *)e->rcpt, (size_t)e->nrcpt,
+                               e->data, e->len, e->smtp_safe ? SMTP_CLIENT_SAFE : 0,
+                               NULL) != 0) {
         snprintf(reason, len, "session unusable");
         drop_connection(m);
         return ATTEMPT_TEMP;

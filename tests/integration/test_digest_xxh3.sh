@@ -77,4 +77,27 @@ PYEOF
 )
 check_eq "workload emails: Python digest = model digest" "$py" "$(json_get "$LAST_JSON" digest)"
 check_eq "workload emails: Python digest = smtp-mock digest" "$py" "$(json_get "$LAST_STATS" digest)"
+
+# The workload marks its emails SMTP-safe and the client then skips its scan
+# (SMTP_CLIENT_SAFE); MAILBENCH_VERIFY_SAFE=1 makes the client scan them
+# anyway and fail any false mark (554): every model (the shared send path:
+# async's session, the blocking models' driver) delivers all, verified, and
+# the digest is Python's.
+py=$($PY - "$HERE/../../workloads" <<'PYEOF'
+import sys, xxhash
+sys.path.insert(0, sys.argv[1])
+import summary
+s = 0
+for i in range(6):
+    s = (s + xxhash.xxh3_64_intdigest(summary.render(5, i, events=10, body_bytes=1000000,
+                                                     recipients=2))) & ((1 << 64) - 1)
+print("%016x" % s)
+PYEOF
+)
+for model in async sync threads hybrid; do
+    MAILBENCH_VERIFY_SAFE=1 run_verified "$model: 1 MB, marks verified" $model "" --emails 6 \
+        --concurrency 2 --events 10 --body-bytes 1000000 --recipients 2 --seed 5 --retries 0
+    check_eq "$model: 1 MB, marks verified: all delivered" 6 "$(json_get "$LAST_JSON" delivered)"
+    check_eq "$model: 1 MB, marks verified: digest = Python's" "$py" "$(json_get "$LAST_JSON" digest)"
+done
 finish

@@ -686,6 +686,97 @@ static void test_bare_eol_refused(void **state)
     }
 }
 
+/* SMTP_CLIENT_SAFE: the message goes out as it is, with no scan; with
+ * verify_safe (or MAILBENCH_VERIFY_SAFE=1) a false mark fails the message
+ * with a local 554 and sends nothing of it; unmarked, the same bytes are
+ * still stuffed (or refused) as ever. */
+static struct smtp_client *ready_client(bool verify)
+{
+    struct smtp_client_config cfg = { .ehlo_name = "c", .pipelining = true,
+                                      .verify_safe = verify };
+    struct smtp_client *c = smtp_client_new(&cfg);
+    assert_non_null(c);
+    feed_str(c, GREET_EHLO_PIPE);
+    next(c, SMTP_CLIENT_READY);
+    free(take(c));
+    return c;
+}
+
+static void test_safe_mark(void **state)
+{
+    (void)state;
+    unsetenv("MAILBENCH_VERIFY_SAFE");
+    /* A true mark, verified or not: the body as it is. */
+    for (int verify = 0; verify <= 1; verify++) {
+        struct smtp_client *c = ready_client(verify);
+        static const char ok[] = "Subject: s\r\n\r\nline\r\nx..not first\r\n";
+        assert_int_equal(smtp_client_send_flags(c, "s@x", BOB, 1, ok, strlen(ok),
+                                                SMTP_CLIENT_SAFE, NULL), 0);
+        free(take(c));
+        feed_str(c, "250 ok\r\n250 ok\r\n354 go\r\n");
+        expect_take(c, "Subject: s\r\n\r\nline\r\nx..not first\r\n.\r\n");
+        feed_str(c, "250 queued\r\n");
+        assert_int_equal(next(c, SMTP_CLIENT_MESSAGE_DONE).result, SMTP_CLIENT_OK);
+        smtp_client_free(c);
+    }
+    static const struct { const char *body, *why; } lies[] = {
+        { "a\r\n.b\r\n", "5.6.0 message marked SMTP-safe but has a line beginning "
+          "with \".\" at byte 3 (not sent)" },
+        { ".\r\n", "5.6.0 message marked SMTP-safe but has a line beginning with \".\" "
+          "at byte 0 (not sent)" },
+        { "a\n.\r\n", "5.6.0 message marked SMTP-safe but has a bare LF at byte 1 (not sent)" },
+        { "a\rb\r\n", "5.6.0 message marked SMTP-safe but has a bare CR at byte 1 (not sent)" },
+    };
+    for (size_t i = 0; i < sizeof lies / sizeof *lies; i++) {
+        size_t n = strlen(lies[i].body);
+        /* verifying: the false mark is caught, nothing is sent */
+        struct smtp_client *c = ready_client(true);
+        assert_int_equal(smtp_client_send_flags(c, "s@x", BOB, 1, lies[i].body, n,
+                                                SMTP_CLIENT_SAFE, NULL), 0);
+        assert_false(smtp_client_has_output(c));
+        struct smtp_client_event ev = next(c, SMTP_CLIENT_MESSAGE_DONE);
+        assert_int_equal(ev.result, SMTP_CLIENT_PERMFAIL);
+        assert_int_equal(ev.code, 554);
+        assert_true(ev.local);
+        assert_string_equal(ev.text, lies[i].why);
+        assert_true(smtp_client_is_idle(c));
+        smtp_client_free(c);
+        /* the environment switch does the same */
+        setenv("MAILBENCH_VERIFY_SAFE", "1", 1);
+        c = ready_client(false);
+        unsetenv("MAILBENCH_VERIFY_SAFE");
+        assert_int_equal(smtp_client_send_flags(c, "s@x", BOB, 1, lies[i].body, n,
+                                                SMTP_CLIENT_SAFE, NULL), 0);
+        assert_false(smtp_client_has_output(c));
+        assert_int_equal(next(c, SMTP_CLIENT_MESSAGE_DONE).code, 554);
+        smtp_client_free(c);
+        /* unmarked: stuffed (the dot lines) or refused (bare CR/LF), as ever */
+        c = ready_client(false);
+        assert_int_equal(smtp_client_send(c, "s@x", BOB, 1, lies[i].body, n, NULL), 0);
+        if (i < 2) {
+            free(take(c));
+            feed_str(c, "250 ok\r\n250 ok\r\n354 go\r\n");
+            expect_take(c, i == 0 ? "a\r\n..b\r\n.\r\n" : "..\r\n.\r\n");
+        } else {
+            assert_false(smtp_client_has_output(c));
+            assert_int_equal(next(c, SMTP_CLIENT_MESSAGE_DONE).code, 554);
+        }
+        smtp_client_free(c);
+        /* marked and not verified: the promise is taken as given (this is
+         * what the mark is for: the bytes go out unscanned) */
+        c = ready_client(false);
+        assert_int_equal(smtp_client_send_flags(c, "s@x", BOB, 1, lies[i].body, n,
+                                                SMTP_CLIENT_SAFE, NULL), 0);
+        free(take(c));
+        feed_str(c, "250 ok\r\n250 ok\r\n354 go\r\n");
+        char *out = take(c);
+        assert_int_equal(strncmp(out, lies[i].body, n), 0);
+        assert_string_equal(out + n, ".\r\n");
+        free(out);
+        smtp_client_free(c);
+    }
+}
+
 /* ---- client core against the server core ------------------------------ */
 
 struct rt_server {
@@ -1077,6 +1168,7 @@ int main(void)
         cmocka_unit_test(test_dot_every_position),
         cmocka_unit_test(test_bare_eol_property),
         cmocka_unit_test(test_early_reply_copies_body),
+        cmocka_unit_test(test_safe_mark),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

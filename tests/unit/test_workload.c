@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,11 +22,34 @@
 
 #define DEFAULTS { 1, 1000, 1, 0, 1 }   /* seed, events, recipients, body_bytes, chain */
 
+/* The renderer's SMTP-safe mark, checked a byte at a time: every CR
+ * followed by LF, every LF preceded by CR, no line beginning with "." (the
+ * SMTP client skips its scan for a marked email: a false mark would send a
+ * dot line unstuffed). */
+static bool smtp_safe_bytes(const char *d, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (d[i] == '\r' && !(i + 1 < len && d[i + 1] == '\n'))
+            return false;
+        if (d[i] == '\n' && !(i > 0 && d[i - 1] == '\r'))
+            return false;
+        if ((i == 0 || d[i - 1] == '\n') && d[i] == '.')
+            return false;
+    }
+    return true;
+}
+
+static void assert_mark_true(const struct workload_email *e)
+{
+    assert_true(!e->smtp_safe || smtp_safe_bytes(e->data, e->len));
+}
+
 static void build(const struct workload_params *p, uint64_t i, struct workload_email *e)
 {
     assert_int_equal(workload_build(p, i, e), 0);
     assert_non_null(e->data);
     assert_int_equal(strlen(e->data), e->len);
+    assert_mark_true(e);
 }
 
 /* Every line ends in CRLF, no bare CR or LF, no line over 998 octets. */
@@ -221,6 +245,45 @@ static void test_body_bytes(void **state)
     assert_memory_equal(e.data, plain.data, plain.len);
     workload_email_free(&e);
     workload_email_free(&plain);
+}
+
+/* Every email the renderer makes is marked SMTP-safe, and is: varied
+ * events, recipients, chains, seeds, and every padding remainder. */
+static void test_smtp_safe_mark(void **state)
+{
+    (void)state;
+    struct workload_params ps[] = { DEFAULTS, { 3, 0, 1, 0, 1 }, { 9, 5000, 1000, 0, 1 },
+                                    { 4, 10, 3, 200000, 4 }, { 7, 100000, 2, 1000000, 1 },
+                                    { 0, 0, 1, 1000, 3 }, { 123456789, 1, 50, 10000, 2 } };
+    for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
+        for (uint64_t i = 0; i < 6; i++) {
+            struct workload_email e;
+            build(&ps[k], i * 1000003, &e);
+            assert_int_equal(e.smtp_safe, 1);
+            assert_lines_ok(e.data, e.len);
+            workload_email_free(&e);
+        }
+    }
+    struct workload_params p = DEFAULTS;
+    for (uint64_t b = 1400; b < 1400 + 400; b++) {
+        p.body_bytes = b;
+        struct workload_email e;
+        build(&p, b, &e);
+        assert_int_equal(e.smtp_safe, 1);
+        workload_email_free(&e);
+    }
+    /* the check itself can fail: a dot line in a marked email */
+    struct workload_email e;
+    build(&p, 1, &e);
+    char *nl = strstr(e.data, "\r\n\r\n");
+    assert_non_null(nl);
+    assert_true(smtp_safe_bytes(e.data, e.len));
+    nl[4] = '.';
+    assert_false(smtp_safe_bytes(e.data, e.len));
+    nl[4] = 'x';
+    nl[1] = 'x';
+    assert_false(smtp_safe_bytes(e.data, e.len));
+    workload_email_free(&e);
 }
 
 static void test_summary_counts(void **state)
@@ -437,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_headers_and_lines),
         cmocka_unit_test(test_body_bytes),
         cmocka_unit_test(test_padding_equivalence),
+        cmocka_unit_test(test_smtp_safe_mark),
         cmocka_unit_test(test_summary_counts),
         cmocka_unit_test(test_chain),
         cmocka_unit_test(test_threads),
