@@ -42,6 +42,7 @@ enum data_state {
 /* Replies formatted once per session object (see smtp_server.canned). */
 enum canned_reply { CANNED_GREETING, CANNED_HELO, CANNED_EHLO, CANNED_QUIT, CANNED_COUNT };
 
+/* Per-session fields are set back by smtp_server_reset(), one by one. */
 struct smtp_server {
     struct smtp_server_config cfg; /* copy of the caller's configuration */
     struct smtp_server_hooks hooks; /* copy of the caller's hooks */
@@ -856,24 +857,30 @@ err:
 void smtp_server_reset(struct smtp_server *s)
 {
     /* Everything but what outlives a session: the configuration, the hooks,
-     * the buffers (emptied) and the canned replies. */
-    struct smtp_server keep = *s;
-    size_t size = (sizeof(struct smtp_server) + 63) & ~(size_t)63;
-    memset(s, 0, size);
-    s->cfg = keep.cfg;
-    s->hooks = keep.hooks;
-    s->out = keep.out;
-    s->out_cap = keep.out_cap;
-    s->env = keep.env;
-    s->env_cap = keep.env_cap;
-    s->rcpt_off = keep.rcpt_off;
-    s->rcpt_ptr = keep.rcpt_ptr;
-    s->body = keep.body;
-    s->body_cap = keep.body_cap;
-    s->canned = keep.canned;
-    memcpy(s->canned_off, keep.canned_off, sizeof s->canned_off);
-    memcpy(s->canned_len, keep.canned_len, sizeof s->canned_len);
+     * the buffers (emptied) and the canned replies.  The large arrays (line,
+     * header, Message-ID, the hash state) are not cleared: their lengths
+     * are, and data_begin() starts the hash.  A field added to the
+     * session must be added here too (test_reset_reuses). */
     s->state = ST_INIT;
+    s->errors = 0;
+    s->line_len = 0;
+    s->line_overflow = 0;
+    s->out_len = 0;
+    s->env_len = 0;
+    s->nrcpts = 0;
+    s->refused = false;
+    s->dstate = D_BOL;
+    s->d_started = s->d_cr = 0;
+    s->d_bare = 0;
+    s->dline_len = 0;
+    s->d_too_long = s->d_too_big = 0;
+    s->d_size = 0;
+    s->d_run_p = NULL;
+    s->d_run_n = 0;
+    s->in_headers = s->msgid_fold = 0;
+    s->hdr_len = 0;
+    s->msgid_len = 0;
+    s->body_len = 0;
 }
 
 void smtp_server_free(struct smtp_server *s)
