@@ -39,6 +39,10 @@ enum data_state {
     D_LINE         /* inside a line */
 };
 
+/* Replies formatted once per session object (see smtp_server.canned). */
+enum canned_reply { CANNED_GREETING, CANNED_HELO, CANNED_EHLO, CANNED_QUIT, CANNED_COUNT };
+
+/* Per-session fields are set back by smtp_server_reset(), one by one. */
 struct smtp_server {
     struct smtp_server_config cfg; /* copy of the caller's configuration */
     struct smtp_server_hooks hooks; /* copy of the caller's hooks */
@@ -81,6 +85,12 @@ struct smtp_server {
     size_t msgid_len;          /* bytes in msgid[], 0 if none */
     char *body;                /* unstuffed text, only with cfg.keep_body */
     size_t body_len, body_cap; /* used / allocated bytes of body */
+
+    /* The replies that name the host, formatted once (smtp_server_new) and
+     * copied from here: no formatting per session once a session object is
+     * reused (smtp_server_reset). */
+    char *canned;              /* the texts, one after another */
+    size_t canned_off[CANNED_COUNT], canned_len[CANNED_COUNT];
 };
 
 /* ---------------------------------------------------------------- buffers */
@@ -101,13 +111,20 @@ static int buf_reserve(char **buf, size_t *cap, size_t need)
     return 0;
 }
 
-static void reply(struct smtp_server *s, const char *text)
+static void reply_n(struct smtp_server *s, const char *text, size_t n)
 {
-    size_t n = strlen(text);
     if (buf_reserve(&s->out, &s->out_cap, s->out_len + n) < 0)
         abort(); /* a few hundred bytes: nothing sensible to do without them */
     memcpy(s->out + s->out_len, text, n);
     s->out_len += n;
+}
+
+/* A literal's length is known at compile time; any other text is measured. */
+#define reply(s, text) reply_n((s), (text), strlen(text))
+
+static void reply_canned(struct smtp_server *s, enum canned_reply r)
+{
+    reply_n(s, s->canned + s->canned_off[r], s->canned_len[r]);
 }
 
 /* Formatted straight into the output, whatever its length: a reply is
@@ -133,6 +150,38 @@ static void replyf(struct smtp_server *s, const char *fmt, ...)
     vsnprintf(s->out + s->out_len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     s->out_len += (size_t)n;
+}
+
+/* Formats the replies that name the host (smtp_server.canned).  0, or -1
+ * out of memory. */
+static int canned_make(struct smtp_server *s)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL)
+        return -1;
+    const char *h = s->cfg.hostname;
+    for (int r = 0; r < CANNED_COUNT; r++) {
+        s->canned_off[r] = (size_t)ftell(f);
+        switch ((enum canned_reply)r) {
+        case CANNED_GREETING: fprintf(f, "220 %s ESMTP mailbench\r\n", h); break;
+        case CANNED_HELO:     fprintf(f, "250 %s\r\n", h); break;
+        case CANNED_EHLO:
+            fprintf(f, "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n250 8BITMIME\r\n",
+                    h, (unsigned long long)s->cfg.max_size);
+            break;
+        case CANNED_QUIT:     fprintf(f, "221 %s Bye\r\n", h); break;
+        case CANNED_COUNT:    break;
+        }
+        s->canned_len[r] = (size_t)ftell(f) - s->canned_off[r];
+    }
+    if (fclose(f) != 0) {
+        free(buf);
+        return -1;
+    }
+    s->canned = buf;
+    return 0;
 }
 
 /* A reply to input the client got wrong: counted as a protocol error. */
@@ -491,7 +540,7 @@ static void cmd_helo(struct smtp_server *s, const char *arg)
     }
     transaction_reset(s);
     s->state = ST_READY;
-    replyf(s, "250 %s\r\n", s->cfg.hostname);
+    reply_canned(s, CANNED_HELO);
 }
 
 static void cmd_ehlo(struct smtp_server *s, const char *arg)
@@ -502,8 +551,7 @@ static void cmd_ehlo(struct smtp_server *s, const char *arg)
     }
     transaction_reset(s);
     s->state = ST_READY;
-    replyf(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n250 8BITMIME\r\n",
-           s->cfg.hostname, (unsigned long long)s->cfg.max_size);
+    reply_canned(s, CANNED_EHLO);
 }
 
 static void cmd_mail(struct smtp_server *s, const char *arg)
@@ -640,7 +688,7 @@ static void cmd_vrfy(struct smtp_server *s, const char *arg)
 static void cmd_quit(struct smtp_server *s, const char *arg)
 {
     (void)arg;
-    replyf(s, "221 %s Bye\r\n", s->cfg.hostname);
+    reply_canned(s, CANNED_QUIT);
     s->state = ST_CLOSED;
 }
 
@@ -665,17 +713,28 @@ const char *smtp_server_cmd_name(enum smtp_server_cmd c)
     return (unsigned)c < SMTP_SERVER_CMD_COUNT ? cmd_names[c] : "?";
 }
 
-/* Counts a command line by its verb (vlen bytes at verb; NULL: not a
- * command at all). */
-static void count_command(struct smtp_server *s, const char *verb, size_t vlen)
+/* Counts a command line by its verb (SMTP_SERVER_CMD_OTHER: another verb,
+ * or not a command at all). */
+static void count_command(struct smtp_server *s, enum smtp_server_cmd c)
 {
-    if (s->cfg.counts == NULL)
-        return;
-    int c = SMTP_SERVER_CMD_OTHER;
-    for (int i = 0; verb && vlen == 4 && i < SMTP_SERVER_CMD_OTHER; i++)
-        if (strncasecmp(verb, cmd_names[i], 4) == 0)
-            c = i;
-    s->cfg.counts->commands[c]++;
+    if (s->cfg.counts)
+        s->cfg.counts->commands[c]++;
+}
+
+/* The four octets of a verb as one number, ASCII letters folded to lower
+ * case (x | 0x20 is a lower-case letter only when x is a letter). */
+#define VERB4(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+
+static uint32_t verb4(const char *v)
+{
+    uint32_t k = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')
+            ch |= 0x20;
+        k |= (uint32_t)ch << (8 * i);
+    }
+    return k;
 }
 
 /* One complete command line in s->line (without CR LF, NUL-terminated). */
@@ -686,12 +745,32 @@ static void command_line(struct smtp_server *s)
     const char *arg = verb + vlen;
     while (*arg == ' ')
         arg++;
-    count_command(s, verb, vlen);
+    /* The common verbs: one comparison of four octets each, no table walk. */
+    enum smtp_server_cmd cmd = SMTP_SERVER_CMD_OTHER;
+    void (*handler)(struct smtp_server *, const char *) = NULL;
+    if (vlen == 4) {
+        switch (verb4(verb)) {
+        case VERB4('e', 'h', 'l', 'o'): cmd = SMTP_SERVER_CMD_EHLO; handler = cmd_ehlo; break;
+        case VERB4('h', 'e', 'l', 'o'): cmd = SMTP_SERVER_CMD_HELO; handler = cmd_helo; break;
+        case VERB4('m', 'a', 'i', 'l'): cmd = SMTP_SERVER_CMD_MAIL; handler = cmd_mail; break;
+        case VERB4('r', 'c', 'p', 't'): cmd = SMTP_SERVER_CMD_RCPT; handler = cmd_rcpt; break;
+        case VERB4('d', 'a', 't', 'a'): cmd = SMTP_SERVER_CMD_DATA; handler = cmd_data; break;
+        case VERB4('r', 's', 'e', 't'): cmd = SMTP_SERVER_CMD_RSET; handler = cmd_rset; break;
+        case VERB4('n', 'o', 'o', 'p'): cmd = SMTP_SERVER_CMD_NOOP; handler = cmd_noop; break;
+        case VERB4('q', 'u', 'i', 't'): cmd = SMTP_SERVER_CMD_QUIT; handler = cmd_quit; break;
+        default: break;
+        }
+    }
+    count_command(s, cmd);
     if (s->state == ST_NOSERVICE) {
-        if (vlen == 4 && strncasecmp(verb, "QUIT", 4) == 0)
+        if (cmd == SMTP_SERVER_CMD_QUIT)
             cmd_quit(s, arg);
         else
             reply(s, "503 Error: no SMTP service here\r\n");
+        return;
+    }
+    if (handler) {
+        handler(s, arg);
         return;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
@@ -726,12 +805,12 @@ static void line_done(struct smtp_server *s)
         n--;
     /* The 512-octet limit includes CR LF, so the text may have 510. */
     if (s->line_overflow || n + 2 > SMTP_SERVER_MAX_CMD_LINE) {
-        count_command(s, NULL, 0);
+        count_command(s, SMTP_SERVER_CMD_OTHER);
         reply_error(s, "500 Line too long\r\n");
     } else if (memchr(s->line, '\0', n) != NULL) {
         /* Not the command before the NUL ("QUIT\0x" is not QUIT): the
          * handlers read the line as a C string. */
-        count_command(s, NULL, 0);
+        count_command(s, SMTP_SERVER_CMD_OTHER);
         reply_error(s, "500 Error: NUL in command line\r\n");
     } else {
         s->line[n] = '\0';
@@ -766,6 +845,8 @@ struct smtp_server *smtp_server_new(const struct smtp_server_config *config,
     if (s->rcpt_off == NULL)
         goto err;
     s->rcpt_ptr = (const char **)(void *)(s->rcpt_off + s->cfg.max_rcpts);
+    if (canned_make(s) < 0)
+        goto err;
     s->state = ST_INIT;
     return s;
 err:
@@ -773,10 +854,40 @@ err:
     return NULL;
 }
 
+void smtp_server_reset(struct smtp_server *s)
+{
+    /* Everything but what outlives a session: the configuration, the hooks,
+     * the buffers (emptied) and the canned replies.  The large arrays (line,
+     * header, Message-ID, the hash state) are not cleared: their lengths
+     * are, and data_begin() starts the hash.  A field added to the
+     * session must be added here too (test_reset_reuses). */
+    s->state = ST_INIT;
+    s->errors = 0;
+    s->line_len = 0;
+    s->line_overflow = 0;
+    s->out_len = 0;
+    s->env_len = 0;
+    s->nrcpts = 0;
+    s->refused = false;
+    s->dstate = D_BOL;
+    s->d_started = s->d_cr = 0;
+    s->d_bare = 0;
+    s->dline_len = 0;
+    s->d_too_long = s->d_too_big = 0;
+    s->d_size = 0;
+    s->d_run_p = NULL;
+    s->d_run_n = 0;
+    s->in_headers = s->msgid_fold = 0;
+    s->hdr_len = 0;
+    s->msgid_len = 0;
+    s->body_len = 0;
+}
+
 void smtp_server_free(struct smtp_server *s)
 {
     if (s == NULL)
         return;
+    free(s->canned);
     free(s->out);
     free(s->env);
     free(s->rcpt_off);         /* rcpt_ptr is in the same block */
@@ -790,7 +901,7 @@ int smtp_server_greeting(struct smtp_server *s)
     message_view(s, &m, 0);
     switch (decide(s, SMTP_SERVER_STAGE_GREETING, &m)) {
     case SMTP_SERVER_VERDICT_ACCEPT:
-        replyf(s, "220 %s ESMTP mailbench\r\n", s->cfg.hostname);
+        reply_canned(s, CANNED_GREETING);
         break;
     case SMTP_SERVER_VERDICT_TEMPFAIL:
         replyf(s, "421 %s Service not available, closing transmission channel\r\n",

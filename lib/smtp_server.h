@@ -137,6 +137,12 @@ struct smtp_server *smtp_server_new(const struct smtp_server_config *config,
                                     const struct smtp_server_hooks *hooks);
 void smtp_server_free(struct smtp_server *s);
 
+/* Makes s a new session again, as smtp_server_new() with the same config and
+ * hooks would, but keeps its buffers and its formatted replies: a server
+ * that serves many short sessions reuses session objects instead of
+ * allocating one per connection.  Counters (protocol errors) start at 0. */
+void smtp_server_reset(struct smtp_server *s);
+
 /* Puts the greeting (220, or 421/554/nothing per the hook) into the output. */
 int smtp_server_greeting(struct smtp_server *s);
 

@@ -82,7 +82,16 @@ struct conn {
                                   accept or timeout that made the reply */
     size_t queued;             /* reply bytes in head..tail not yet written */
     uint64_t messages;         /* messages accepted on this session */
+    struct conn *next_free;    /* in the pool (conn_pool) when closed */
 };
+
+/* Closed sessions kept for the next connections, each with its protocol
+ * core (smtp_server_reset makes it new): no allocation per connection.  At
+ * most POOL_MAX are kept (after a burst of 10,000 sessions the rest are
+ * freed). */
+#define POOL_MAX 256
+static struct conn *conn_pool;
+static size_t conn_pooled;
 
 /* A client that sends without reading its replies would make the reply
  * queue grow without bound: past QUEUE_HIGH bytes the session stops reading
@@ -118,6 +127,7 @@ static struct mock_stats stats;
 static struct mock_prng prng;
 static uint64_t active;                /* sessions open now */
 static char rbuf[128 * 1024];          /* every read lands here, then the core */
+static int close_drained;              /* conn_finish after a read that emptied the socket */
 
 /* ------------------------------------------------------------- sessions */
 
@@ -134,9 +144,15 @@ static void conn_close(struct conn *c)
     }
     stats.protocol_errors += smtp_server_protocol_errors(c->srv);
     mock_stats_conn_closed(&stats, c->messages);
+    active--;
+    if (conn_pooled < POOL_MAX) {
+        c->next_free = conn_pool;
+        conn_pool = c;
+        conn_pooled++;
+        return;
+    }
     smtp_server_free(c->srv);
     free(c);
-    active--;
 }
 
 /* Writes every due chunk (several at once when they are due together).
@@ -153,7 +169,8 @@ static int conn_write_due(struct conn *c)
             iov[n].iov_len = o->len - o->off;
             total += iov[n].iov_len;
         }
-        ssize_t w = writev(c->fd, iov, n);
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
             ev_io_start(loop, &c->wio);
             return 0;
@@ -226,7 +243,7 @@ static int conn_flush(struct conn *c)
         c->stall_keep = 0;
     }
     if (n > 0 && opt.fault.latency <= 0 && c->head == NULL) {
-        ssize_t w = write(c->fd, out, n);
+        ssize_t w = send(c->fd, out, n, MSG_NOSIGNAL | (c->closing && close_drained ? MSG_MORE : 0));
         if (w < 0 && errno != EAGAIN && errno != EINTR) {
             conn_close(c);
             return -1;
@@ -303,7 +320,7 @@ static double arrival(struct msghdr *mh)
 static ssize_t conn_recv(struct conn *c)
 {
     if (opt.fault.latency <= 0)
-        return read(c->fd, rbuf, sizeof rbuf);
+        return recv(c->fd, rbuf, sizeof rbuf, 0);
     union {
         char buf[CMSG_SPACE(sizeof(struct timespec))];
         struct cmsghdr align;
@@ -332,7 +349,9 @@ static void conn_readable_cb(struct ev_loop *l, ev_io *w, int revents)
              * QUIT read in the same bytes) is not acted on: the session
              * stays open and silent. */
             if (r == SMTP_SERVER_CLOSE && !c->stalled) {
+                close_drained = (size_t)n < sizeof rbuf;
                 conn_finish(c);
+                close_drained = 0;
                 return;
             }
             if (conn_flush(c) < 0 || (size_t)n < sizeof rbuf || !ev_is_active(&c->rio))
@@ -441,19 +460,30 @@ static void conn_open(int fd)
         stats.rejected_connections++;
         return;
     }
-    struct conn *c = calloc(1, sizeof *c);
-    struct smtp_server_config cfg = { .hostname = opt.hostname, .max_size = opt.max_size,
-                               .max_rcpts = (unsigned)opt.max_rcpts,
-                               .keep_body = opt.maildir != NULL, .counts = &stats.counts };
-    struct smtp_server_hooks hooks = { mock_decide, mock_message, c };
-    if (c == NULL || (c->srv = smtp_server_new(&cfg, &hooks)) == NULL) {
-        free(c);
-        close(fd);
-        return;
+    struct conn *c = conn_pool;
+    if (c != NULL) {           /* a closed session's objects, made new */
+        conn_pool = c->next_free;
+        conn_pooled--;
+        struct smtp_server *srv = c->srv;
+        memset(c, 0, sizeof *c);
+        smtp_server_reset(srv);
+        c->srv = srv;          /* its hooks' argument is c still */
+    } else {
+        c = calloc(1, sizeof *c);
+        struct smtp_server_config cfg = { .hostname = opt.hostname, .max_size = opt.max_size,
+                                   .max_rcpts = (unsigned)opt.max_rcpts,
+                                   .keep_body = opt.maildir != NULL, .counts = &stats.counts };
+        struct smtp_server_hooks hooks = { mock_decide, mock_message, c };
+        if (c == NULL || (c->srv = smtp_server_new(&cfg, &hooks)) == NULL) {
+            free(c);
+            close(fd);
+            return;
+        }
     }
     c->fd = fd;
     c->last_active = c->opened = ev_now(loop);
-    c->arrived = timerq_now();
+    /* The reply latency counts from here for the greeting (only with it). */
+    c->arrived = opt.fault.latency > 0 ? timerq_now() : 0;
     ev_io_init(&c->rio, conn_readable_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_writable_cb, fd, EV_WRITE);
     timerq_entry_init(&c->reply_timer, conn_reply_cb);

@@ -695,6 +695,71 @@ static void test_counts(void **state)
     smtp_server_free(b);
 }
 
+/* A session object made new with smtp_server_reset serves exactly as a new
+ * one: each golden transcript is replayed on an object that first served
+ * part of another (left in every state: mid-line, mid-DATA, after errors,
+ * closed), and must give the .ref; its protocol error count restarts at 0.
+ * Verbs in any case are dispatched as their upper-case forms. */
+static void test_reset_reuses(void **state)
+{
+    (void)state;
+    static const char *const names[] = { "basic", "limits", "pipelined", "sequence", "syntax" };
+    size_t n = sizeof names / sizeof names[0];
+    for (size_t a = 0; a < n; a++) {
+        for (size_t b = 0; b < n; b++) {
+            char path[512];
+            size_t raw_len, in_len, ref_len, bin_len, braw_len;
+            snprintf(path, sizeof path, "%s/%s.in", GOLDEN_DIR, names[a]);
+            char *raw = read_file(path, &raw_len);
+            assert_non_null(raw);
+            char *in = to_crlf(raw, raw_len, &in_len);
+            snprintf(path, sizeof path, "%s/%s.in", GOLDEN_DIR, names[b]);
+            char *braw = read_file(path, &braw_len);
+            assert_non_null(braw);
+            char *bin = to_crlf(braw, braw_len, &bin_len);
+            snprintf(path, sizeof path, "%s/%s.ref", GOLDEN_DIR, names[b]);
+            char *ref = read_file(path, &ref_len);
+            assert_non_null(ref);
+            /* the first session: greeted, then a cut of a's input (a
+             * different cut for each pair, the whole of it for b == a) */
+            size_t cut = b == a ? in_len : in_len * (b + 1) / (n + 1);
+            struct session_log l;
+            memset(&l, 0, sizeof l);
+            struct smtp_server *s = new_session(&l);
+            smtp_server_greeting(s);
+            smtp_server_feed(s, in, cut);
+            drain(s, &l);
+            free(l.transcript.p);
+            memset(&l.transcript, 0, sizeof l.transcript);
+            l.nmsg = 0;
+            /* made new: b's transcript, as from a fresh session */
+            smtp_server_reset(s);
+            assert_int_equal(smtp_server_protocol_errors(s), 0);
+            assert_int_equal(smtp_server_in_data(s), 0);
+            int rc = smtp_server_greeting(s);
+            drain(s, &l);
+            if (rc == SMTP_SERVER_OK)
+                smtp_server_feed(s, bin, bin_len);
+            drain(s, &l);
+            if (l.transcript.p == NULL)
+                sb_add(&l.transcript, "", 0);
+            if (strcmp(ref, l.transcript.p) != 0)
+                fail_msg("%s after part of %s differs; got:\n%s", names[b], names[a], l.transcript.p);
+            smtp_server_free(s);
+            free(l.transcript.p); free(ref); free(bin); free(braw); free(in); free(raw);
+        }
+    }
+    /* verbs in any case; a verb that differs only in a non-letter is not one */
+    struct session_log l;
+    char *t = run_simple("eHlO c\r\nmail FROM:<a@x>\r\nRcPt TO:<b@x>\r\ndAtA\r\n.\r\n"
+                         "MAI\x0c x\r\nNoOp\r\nrset\r\nQUI\x14\r\nquit\r\n", 0, &l);
+    assert_non_null(strstr(t, "250 8BITMIME\n250 Ok\n250 Ok\n354 End data"));
+    assert_non_null(strstr(t, "250 Ok: queued\n500 Error: command not recognized\n250 Ok\n250 Ok\n"
+                              "500 Error: command not recognized\n221 mock.test Bye\n"));
+    assert_int_equal(l.nmsg, 1);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -714,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_long_hostname),
         cmocka_unit_test(test_large_streamed),
         cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_reset_reuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
