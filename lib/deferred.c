@@ -17,22 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFERRED_INLINE_PAIRS 4
 #define DEFERRED_STACK_INLINE 32
 #define DEFERRED_SEG_MIN_LOG 3    /* the first heap segment: 8 pairs (one is its link) */
 #define DEFERRED_SEG_MAX_LOG 8    /* the largest: 256 pairs, 8 KB */
 
-/* One queued (callback, errback) pair.  A continuation pair (a waiter's link
- * on the Deferred it waits for) has deferred_continue on both sides and the
- * waiter as both arguments; it holds a reference on the waiter.  A link pair
- * (the last slot of a full heap segment) has deferred_link as cb, the next
- * segment's first pair as cb_arg and its own segment as eb_arg. */
-struct deferred_pair {
-    deferred_fn cb;   /* success side, NULL = pass through */
-    void *cb_arg;     /* its extra argument */
-    deferred_fn eb;   /* failure side, NULL = pass through */
-    void *eb_arg;     /* its extra argument */
-};
+/* struct deferred and struct deferred_pair are in deferred.h (its inline
+ * fast paths).  A continuation pair (a waiter's link on the Deferred it waits
+ * for) has deferred_continue on both sides and the waiter as both arguments;
+ * it holds a reference on the waiter.  A link pair (the last slot of a full
+ * heap segment) has deferred_link as cb, the next segment's first pair as
+ * cb_arg and its own segment as eb_arg. */
 
 /* A heap segment of the queue: cap slots, the last one kept for the link. */
 struct deferred_seg {
@@ -42,28 +36,6 @@ struct deferred_seg {
 };
 
 enum deferred_flavour { DEFERRED_PLAIN, DEFERRED_LIST };
-
-struct deferred {
-    struct deferred_result result; /* current result; DEFERRED_DEFERRED(inner, owned ref) while waiting */
-    int refs;                     /* reference count (deferred.h, OWNERSHIP) */
-    int paused;                   /* pause count: pause() + waiting on an inner */
-    uint8_t called;               /* fired at least once */
-    uint8_t running;              /* a user function of this Deferred is on the stack */
-    uint8_t suppress;             /* cancel() without canceller: ignore one late firing */
-    uint8_t unhandled;            /* the loop left us holding a Failure (report on free) */
-    uint8_t flavour;              /* DEFERRED_PLAIN, or the DeferredList that embeds us */
-    uint8_t seg_log;              /* log2 of the write segment's cap (0: inline) */
-    /* The queue: live pairs run from rp to wp, following link pairs across
-     * segments; the next pair goes to wp unless wp == wend (the end of the
-     * inline array, or the write segment's link slot).  An empty queue is
-     * always the inline array (rp == wp, rebased to inline_q). */
-    struct deferred_pair *rp;     /* the next pair to run */
-    struct deferred_pair *wp;     /* where the next pair goes */
-    struct deferred_pair *wend;   /* the end of the room at wp */
-    deferred_canceller canceller; /* optional, from deferred_new_cancellable */
-    void *canceller_arg;          /* its argument */
-    struct deferred_pair inline_q[DEFERRED_INLINE_PAIRS]; /* storage for short chains */
-};
 
 static struct deferred_result deferred_continue(struct deferred_result r, void *waiter);
 static struct deferred_result deferred_link(struct deferred_result r, void *next);
@@ -189,12 +161,6 @@ struct deferred *deferred_new_cancellable(deferred_canceller canceller, void *ar
     return d;
 }
 
-struct deferred *deferred_ref(struct deferred *d)
-{
-    d->refs++;
-    return d;
-}
-
 void deferred_set_unhandled_hook(void (*hook)(const struct failure *f, void *arg), void *arg)
 {
     unhandled_hook = hook;
@@ -218,7 +184,7 @@ static void report_unhandled(const struct failure *f)
     failure_print(f, stderr);
 }
 
-static void deferred_destroy(struct deferred *d)
+static __attribute__((noinline)) void deferred_destroy(struct deferred *d)
 {
     if (d->result.kind == DEFERRED_FAILURE) {
         if (d->unhandled)
@@ -237,10 +203,9 @@ static void deferred_destroy(struct deferred *d)
     }
 }
 
-void deferred_unref(struct deferred *d)
+/* The last reference is gone (deferred_unref, inline in deferred.h). */
+void deferred_impl_release(struct deferred *d)
 {
-    if (!d || --d->refs != 0)
-        return;
     if (d->result.kind == DEFERRED_VALUE && d->rp == d->wp && d->flavour == DEFERRED_PLAIN) {
         /* the common case, nothing to release: straight to the free list */
         if (__builtin_expect(pool_count < pool_max, 1)) {
@@ -327,13 +292,17 @@ static inline void queue_push(struct deferred *d, deferred_fn cb, void *cb_arg, 
 
 /* The queue has just become empty (rp == wp): back to the inline array,
  * giving back the last segment.  Appends restart at the front. */
-static void queue_rebase(struct deferred *d)
+static __attribute__((noinline)) void queue_unspill(struct deferred *d)
 {
-    if (d->seg_log) {
-        seg_free(write_seg(d));
-        d->seg_log = 0;
-        d->wend = d->inline_q + DEFERRED_INLINE_PAIRS;
-    }
+    seg_free(write_seg(d));
+    d->seg_log = 0;
+    d->wend = d->inline_q + DEFERRED_INLINE_PAIRS;
+}
+
+static inline void queue_rebase(struct deferred *d)
+{
+    if (__builtin_expect(d->seg_log != 0, 0))
+        queue_unspill(d);
     d->rp = d->wp = d->inline_q;
 }
 
@@ -487,11 +456,46 @@ static inline bool run_one(struct deferred *cur, deferred_fn fn, void *arg)
 
 /* Run cur's queue until it is empty, cur waits, or a continuation hands
  * cur's result to a waiter (returned through *waiter). */
-static bool run_queue(struct deferred *cur, struct deferred **waiter)
+static inline __attribute__((always_inline)) bool run_queue(struct deferred *cur,
+                                                           struct deferred **waiter)
 {
-    struct deferred_pair p;
-    while (queue_pop(cur, &p)) {
-        if (__builtin_expect(p.cb == deferred_continue, 0)) {
+    for (;;) {
+        /* The usual case, a value through plain callbacks with no tracer, in
+         * a tight loop.  A value holds no reference, so whatever a callback
+         * did to cur's result (another Deferred may have taken it over: it is
+         * "None" now) there is nothing to drop; and while callbacks return
+         * values the result stays a value.  running stays set between the
+         * callbacks: no user code runs there. */
+        if (cur->result.kind == DEFERRED_VALUE) {
+            struct deferred_pair *p;
+            cur->running = 1;
+            while ((p = cur->rp) != cur->wp) {
+                deferred_fn cb = p->cb;
+                if (__builtin_expect(cb == deferred_link || cb == deferred_continue || run_before, 0))
+                    break;                /* the general path below takes this pair */
+                void *arg = p->cb_arg;
+                cur->rp = p + 1;
+                if (p + 1 == cur->wp)
+                    queue_rebase(cur);
+                if (!cb)
+                    continue;
+                struct deferred_result r = cb(cur->result, arg);
+                if (__builtin_expect(r.kind != DEFERRED_VALUE, 0)) {
+                    cur->running = 0;
+                    cur->result = r = check_returned_slow(r);
+                    if (r.kind == DEFERRED_DEFERRED && chain_on(cur, r.deferred))
+                        return true;
+                    goto general;
+                }
+                cur->result = r;
+            }
+            cur->running = 0;
+        }
+    general:;
+        struct deferred_pair p;
+        if (!queue_pop(cur, &p))
+            return true;
+        if (p.cb == deferred_continue) {
             struct deferred *w = p.cb_arg;
             /* w->result is cur, with w's reference: cur stays alive on our stack. */
             assert(w->result.kind == DEFERRED_DEFERRED && w->result.deferred == cur);
@@ -503,44 +507,25 @@ static bool run_queue(struct deferred *cur, struct deferred **waiter)
             *waiter = w;                  /* the continuation's reference goes to the stack */
             return false;
         }
-        if (__builtin_expect(cur->result.kind == DEFERRED_VALUE && !run_before, 1)) {
-            /* The usual case: a value through a callback, no tracer.  A value
-             * holds no reference, so whatever the callback did to cur's result
-             * (another Deferred may have taken it over: it is "None" now)
-             * there is nothing to drop. */
-            if (!p.cb)
-                continue;
-            cur->running = 1;
-            struct deferred_result r = p.cb(cur->result, p.cb_arg);
-            cur->running = 0;
-            if (__builtin_expect(r.kind == DEFERRED_VALUE, 1)) {
-                cur->result = r;
-                continue;
-            }
-            cur->result = r = check_returned_slow(r);
-            if (r.kind == DEFERRED_DEFERRED && chain_on(cur, r.deferred))
-                return true;
-            continue;
-        }
         bool fail = cur->result.kind == DEFERRED_FAILURE;
         deferred_fn fn = fail ? p.eb : p.cb;
         void *arg = fail ? p.eb_arg : p.cb_arg;
         if (fn && run_one(cur, fn, arg))
             return true;
     }
-    return true;
 }
 
-static void run(struct deferred *d)
+/* The general loop, once d's queue has handed its result to a waiter: an
+ * explicit stack of the Deferreds whose queues are being run (each with a
+ * reference), the waiter on top; when a queue is done, the one below goes on. */
+static __attribute__((noinline)) void run_nested(struct deferred *d, struct deferred *w)
 {
-    if (d->running)
-        return;
     struct run_stack s;                   /* no initialiser: inl stays untouched */
     s.v = s.inl;
     s.n = 0;
     s.cap = DEFERRED_STACK_INLINE;
-    d->refs++;
     stack_push(&s, d);
+    stack_push(&s, w);
     while (s.n > 0) {
         struct deferred *cur = s.v[s.n - 1];
         if (cur->paused)
@@ -560,6 +545,23 @@ static void run(struct deferred *d)
         free(s.v);
 }
 
+/* Run d's queue (§1.5).  The usual case needs no stack: d's own queue runs
+ * to its end or until d waits; only a continuation (d's result handed to a
+ * waiter) goes to the general loop. */
+static void run(struct deferred *d)
+{
+    if (d->running || d->paused)
+        return;                           /* running: its pass picks new pairs up */
+    d->refs++;                            /* a callback may drop the last outside one */
+    struct deferred *waiter = NULL;
+    if (__builtin_expect(!run_queue(d, &waiter), 0)) {
+        run_nested(d, waiter);
+        return;
+    }
+    d->unhandled = d->result.kind == DEFERRED_FAILURE;
+    deferred_unref(d);
+}
+
 /* ---- firing, adding --------------------------------------------------------- */
 
 int deferred_fire(struct deferred *d, struct deferred_result r)
@@ -576,6 +578,10 @@ int deferred_fire(struct deferred *d, struct deferred_result r)
     }
     d->called = 1;
     d->result = r;
+    if (d->rp == d->wp && !d->paused) {   /* nothing queued: what run() would do */
+        d->unhandled = r.kind == DEFERRED_FAILURE;
+        return 0;
+    }
     run(d);
     return 0;
 }
@@ -619,34 +625,13 @@ struct deferred *deferred_maybe(struct deferred_result (*fn)(void *arg), void *a
     }
 }
 
-static inline struct deferred *add_pair(struct deferred *d, deferred_fn cb, void *cb_arg,
-                                        deferred_fn eb, void *eb_arg)
+struct deferred *deferred_impl_add(struct deferred *d, deferred_fn cb, void *cb_arg,
+                                   deferred_fn eb, void *eb_arg)
 {
     queue_push(d, cb, cb_arg, eb, eb_arg);
     if (d->called)
         run(d);
     return d;
-}
-
-struct deferred *deferred_add_callbacks(struct deferred *d, deferred_fn cb, void *cb_arg,
-                                        deferred_fn eb, void *eb_arg)
-{
-    return add_pair(d, cb, cb_arg, eb, eb_arg);
-}
-
-struct deferred *deferred_add_callback(struct deferred *d, deferred_fn cb, void *arg)
-{
-    return add_pair(d, cb, arg, NULL, NULL);
-}
-
-struct deferred *deferred_add_errback(struct deferred *d, deferred_fn eb, void *arg)
-{
-    return add_pair(d, NULL, NULL, eb, arg);
-}
-
-struct deferred *deferred_add_both(struct deferred *d, deferred_fn fn, void *arg)
-{
-    return add_pair(d, fn, arg, fn, arg);
 }
 
 static struct deferred_result deferred_chain_unref_cb(struct deferred_result r, void *d2)
