@@ -407,7 +407,7 @@ static inline struct deferred_result check_returned(struct deferred_result r)
 
 /* The user function returned Deferred x as cur's result: wait on it, or take
  * its result at once (§2.1, §2.2).  Returns true when cur now waits. */
-static bool chain_on(struct deferred *cur, struct deferred *x)
+static inline bool chain_on(struct deferred *cur, struct deferred *x)
 {
     if (x == cur) {                       /* §2.4: a Failure, not a silent wedge */
         cur->refs--;                      /* the handed-over reference; the stack holds one */
@@ -482,7 +482,9 @@ static inline __attribute__((always_inline)) bool run_queue(struct deferred *cur
                 struct deferred_result r = cb(cur->result, arg);
                 if (__builtin_expect(r.kind != DEFERRED_VALUE, 0)) {
                     cur->running = 0;
-                    cur->result = r = check_returned_slow(r);
+                    if (r.kind != DEFERRED_DEFERRED || !r.deferred)
+                        r = check_returned_slow(r);
+                    cur->result = r;
                     if (r.kind == DEFERRED_DEFERRED && chain_on(cur, r.deferred))
                         return true;
                     goto general;
@@ -515,17 +517,17 @@ static inline __attribute__((always_inline)) bool run_queue(struct deferred *cur
     }
 }
 
-/* The general loop, once d's queue has handed its result to a waiter: an
- * explicit stack of the Deferreds whose queues are being run (each with a
- * reference), the waiter on top; when a queue is done, the one below goes on. */
-static __attribute__((noinline)) void run_nested(struct deferred *d, struct deferred *w)
+/* The general loop, for waiters of waiters: an explicit stack of the
+ * Deferreds whose queues are being run (each with a reference), started with
+ * the n in v, the last on top; when a queue is done, the one below goes on. */
+static __attribute__((noinline)) void run_nested(struct deferred *const *v, size_t n)
 {
     struct run_stack s;                   /* no initialiser: inl stays untouched */
     s.v = s.inl;
     s.n = 0;
     s.cap = DEFERRED_STACK_INLINE;
-    stack_push(&s, d);
-    stack_push(&s, w);
+    for (size_t i = 0; i < n; i++)
+        stack_push(&s, v[i]);
     while (s.n > 0) {
         struct deferred *cur = s.v[s.n - 1];
         if (cur->paused)
@@ -545,21 +547,40 @@ static __attribute__((noinline)) void run_nested(struct deferred *d, struct defe
         free(s.v);
 }
 
-/* Run d's queue (§1.5).  The usual case needs no stack: d's own queue runs
- * to its end or until d waits; only a continuation (d's result handed to a
- * waiter) goes to the general loop. */
-static void run(struct deferred *d)
+/* Run d's queue (§1.5): the general loop's work for a stack of depth one or
+ * two, without the stack.  d's own queue runs to its end or until d waits;
+ * when a continuation hands d's result to a waiter w, w's queue runs, then
+ * d's goes on; only a continuation in w's queue (a waiter of a waiter) goes
+ * to run_nested.  Each Deferred being run holds a reference, as a callback
+ * may drop the last outside one.  Returns 0, so that the firing functions
+ * end in a tail call. */
+static __attribute__((noinline)) int run(struct deferred *d)
 {
     if (d->running || d->paused)
-        return;                           /* running: its pass picks new pairs up */
-    d->refs++;                            /* a callback may drop the last outside one */
-    struct deferred *waiter = NULL;
-    if (__builtin_expect(!run_queue(d, &waiter), 0)) {
-        run_nested(d, waiter);
-        return;
+        return 0;                         /* running: its pass picks new pairs up */
+    d->refs++;
+    struct deferred *w, *w2;
+    while (!run_queue(d, &w)) {
+        if (w->paused) {                  /* everything below waits for the unpause */
+            deferred_unref(w);
+            deferred_unref(d);
+            return 0;
+        }
+        if (!run_queue(w, &w2)) {
+            struct deferred *const v[3] = { d, w, w2 };
+            run_nested(v, 3);
+            return 0;
+        }
+        w->unhandled = w->result.kind == DEFERRED_FAILURE;
+        deferred_unref(w);
+        if (d->paused) {
+            deferred_unref(d);
+            return 0;
+        }
     }
     d->unhandled = d->result.kind == DEFERRED_FAILURE;
     deferred_unref(d);
+    return 0;
 }
 
 /* ---- firing, adding --------------------------------------------------------- */
@@ -582,18 +603,7 @@ int deferred_fire(struct deferred *d, struct deferred_result r)
         d->unhandled = r.kind == DEFERRED_FAILURE;
         return 0;
     }
-    run(d);
-    return 0;
-}
-
-int deferred_callback(struct deferred *d, void *value)
-{
-    return deferred_fire(d, deferred_ok(value));
-}
-
-int deferred_errback(struct deferred *d, struct failure *f)
-{
-    return deferred_fire(d, deferred_err(f));
+    return run(d);
 }
 
 struct deferred *deferred_succeed(void *value)

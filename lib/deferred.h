@@ -143,7 +143,8 @@ enum {
 
 struct deferred *deferred_new(void);     /* unfired, no canceller; 1 reference */
 struct deferred *deferred_new_cancellable(deferred_canceller canceller, void *arg);
-/* (These two and the deferred_add_* are inline: "inline fast paths" below.) */
+/* (These two, deferred_callback, deferred_errback and the deferred_add_* are
+ * inline: "inline fast paths" below.) */
 static inline struct deferred *deferred_ref(struct deferred *d);   /* returns d */
 static inline void deferred_unref(struct deferred *d);   /* NULL allowed; may report unhandled */
 
@@ -160,8 +161,8 @@ struct deferred *deferred_maybe(struct deferred_result (*fn)(void *arg), void *a
 /* Fire with a value / a Failure; runs the chain before returning.  0, or
  * DEFERRED_E_ALREADY_CALLED.  After a cancel() without canceller, exactly one
  * late firing is silently accepted (returns 0, result unchanged) (§4.2). */
-int deferred_callback(struct deferred *d, void *value);
-int deferred_errback(struct deferred *d, struct failure *f);   /* takes over f; NULL: DEFERRED_E_INVALID */
+static inline int deferred_callback(struct deferred *d, void *value);
+static inline int deferred_errback(struct deferred *d, struct failure *f); /* takes over f; NULL: DEFERRED_E_INVALID */
 /* Either, from a result (a DEFERRED_FAILURE result errbacks; DEFERRED_DEFERRED is
  * refused with DEFERRED_E_INVALID). */
 int deferred_fire(struct deferred *d, struct deferred_result r);
@@ -406,6 +407,16 @@ struct deferred {
 struct deferred *deferred_impl_add(struct deferred *d, deferred_fn cb, void *cb_arg,
                                    deferred_fn eb, void *eb_arg);
 void deferred_impl_release(struct deferred *d);
+
+DEFERRED_HOT int deferred_callback(struct deferred *d, void *value)
+{
+    return deferred_fire(d, deferred_ok(value));
+}
+
+DEFERRED_HOT int deferred_errback(struct deferred *d, struct failure *f)
+{
+    return deferred_fire(d, deferred_err(f));
+}
 
 DEFERRED_HOT struct deferred *deferred_ref(struct deferred *d)
 {
