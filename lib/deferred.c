@@ -471,8 +471,10 @@ static inline __attribute__((always_inline)) bool run_queue(struct deferred *cur
             cur->running = 1;
             while ((p = cur->rp) != cur->wp) {
                 deferred_fn cb = p->cb;
-                if (__builtin_expect(cb == deferred_link || cb == deferred_continue || run_before, 0))
-                    break;                /* the general path below takes this pair */
+                if (__builtin_expect(cb == deferred_link || cb == deferred_continue || run_before, 0)) {
+                    cur->running = 0;
+                    goto general;         /* the general path below takes this pair */
+                }
                 void *arg = p->cb_arg;
                 cur->rp = p + 1;
                 if (p + 1 == cur->wp)
@@ -492,6 +494,7 @@ static inline __attribute__((always_inline)) bool run_queue(struct deferred *cur
                 cur->result = r;
             }
             cur->running = 0;
+            return true;                  /* the queue is empty */
         }
     general:;
         struct deferred_pair p;
