@@ -1,10 +1,14 @@
 /* deferred — Twisted's Deferred, DeferredList, DeferredSemaphore, addTimeout
  * and a fake clock (contract in deferred.h; behaviour: shared/spec/deferred.md).
  *
- * Performance notes: pairs live in a small inline array inside the Deferred
- * and spill to one doubling heap array, so adding a callback does not
- * allocate; the run loop keeps its explicit stack on the C stack until it
- * needs more than a few entries. */
+ * Performance notes: pairs live in a small inline array inside the Deferred;
+ * a longer queue spills into a list of heap segments, each twice the size of
+ * the one before up to a cap, linked through a marker pair in its last slot,
+ * so adding a callback never copies the queue and the cost per callback does
+ * not depend on the chain's length; segments are freed as the run loop leaves
+ * them.  The run loop keeps its explicit stack on the C stack until it needs
+ * more than a few entries, and runs a plain value through callbacks with no
+ * reference counting when no run hook is installed. */
 #include "deferred.h"
 
 #include <assert.h>
@@ -13,38 +17,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFERRED_INLINE_PAIRS 4
 #define DEFERRED_STACK_INLINE 32
+#define DEFERRED_SEG_MIN_LOG 3    /* the first heap segment: 8 pairs (one is its link) */
+#define DEFERRED_SEG_MAX_LOG 8    /* the largest: 256 pairs, 8 KB */
 
-/* One queued (callback, errback) pair.  A continuation pair (a waiter's link
- * on the Deferred it waits for) has deferred_continue on both sides and the
- * waiter as both arguments; it holds a reference on the waiter. */
-struct deferred_pair {
-    deferred_fn cb;   /* success side, NULL = pass through */
-    void *cb_arg;     /* its extra argument */
-    deferred_fn eb;   /* failure side, NULL = pass through */
-    void *eb_arg;     /* its extra argument */
+/* struct deferred and struct deferred_pair are in deferred.h (its inline
+ * fast paths).  A continuation pair (a waiter's link on the Deferred it waits
+ * for) has deferred_continue on both sides and the waiter as both arguments;
+ * it holds a reference on the waiter.  A link pair (the last slot of a full
+ * heap segment) has deferred_link as cb, the next segment's first pair as
+ * cb_arg and its own segment as eb_arg. */
+
+/* A heap segment of the queue: cap slots, the last one kept for the link. */
+struct deferred_seg {
+    struct deferred_seg *next_free; /* on the per-thread cache */
+    size_t cap;                     /* slots in p, a power of two */
+    struct deferred_pair p[];       /* the pairs */
 };
 
 enum deferred_flavour { DEFERRED_PLAIN, DEFERRED_LIST };
 
-struct deferred {
-    struct deferred_result result; /* current result; DEFERRED_DEFERRED(inner, owned ref) while waiting */
-    int refs;                     /* reference count (deferred.h, OWNERSHIP) */
-    int paused;                   /* pause count: pause() + waiting on an inner */
-    uint8_t called;               /* fired at least once */
-    uint8_t running;              /* a user function of this Deferred is on the stack */
-    uint8_t suppress;             /* cancel() without canceller: ignore one late firing */
-    uint8_t unhandled;            /* the loop left us holding a Failure (report on free) */
-    uint8_t flavour;              /* DEFERRED_PLAIN, or the DeferredList that embeds us */
-    uint32_t head, len, cap;      /* live pairs are q[head..len); q has room for cap */
-    struct deferred_pair *q;      /* inline_q or a heap array */
-    deferred_canceller canceller; /* optional, from deferred_new_cancellable */
-    void *canceller_arg;          /* its argument */
-    struct deferred_pair inline_q[DEFERRED_INLINE_PAIRS]; /* storage for short chains */
-};
-
 static struct deferred_result deferred_continue(struct deferred_result r, void *waiter);
+static struct deferred_result deferred_link(struct deferred_result r, void *next);
+static void queue_clear(struct deferred *d);
 static void deferred_list_destroy(struct deferred *d);
 static struct failure *deferred_list_cancel(struct deferred *d);
 
@@ -70,18 +65,21 @@ static inline void deferred_init(struct deferred *d)
     d->paused = 0;
     d->called = d->running = d->suppress = d->unhandled = 0;
     d->flavour = DEFERRED_PLAIN;
-    d->head = d->len = 0;
-    d->cap = DEFERRED_INLINE_PAIRS;
-    d->q = d->inline_q;
+    d->seg_log = 0;
+    d->rp = d->wp = d->inline_q;
+    d->wend = d->inline_q + DEFERRED_INLINE_PAIRS;
     d->canceller = NULL;
     d->canceller_arg = NULL;
 }
 
 /* Freed plain Deferreds are kept on a per-thread free list (bounded), so the
- * common create-fire-free cycle does not go through malloc.  The list is
- * reachable through thread-local storage, so leak checkers do not count it;
- * deferred_pool_trim() gives it back. */
+ * common create-fire-free cycle does not go through malloc; likewise the
+ * largest queue segments (only chains of hundreds of pairs use them), so a
+ * long chain neither calls malloc per segment nor faults in fresh pages each
+ * time.  The lists are reachable through thread-local storage, so leak
+ * checkers do not count them; deferred_pool_trim() gives them back. */
 #define DEFERRED_POOL_MAX 4096
+#define DEFERRED_SEG_POOL_MAX 64          /* 64 segments of 8 KB: 512 KB a thread at most */
 
 #if defined(__SANITIZE_ADDRESS__)
 #define DEFERRED_POOL_OFF 1
@@ -96,21 +94,24 @@ static inline void deferred_init(struct deferred *d)
 #endif
 
 /* Off under AddressSanitizer (compile time) and valgrind (run time): there a
- * freed Deferred must really be freed, or a use after free goes unseen. */
-static bool pool_enabled(void)
+ * freed Deferred must really be freed, or a use after free goes unseen.  The
+ * bounds are set once at load time (before any thread can start), so the
+ * free paths test one number and no thread writes shared state. */
+static unsigned pool_max = DEFERRED_POOL_OFF ? 0 : DEFERRED_POOL_MAX;
+static unsigned seg_pool_max = DEFERRED_POOL_OFF ? 0 : DEFERRED_SEG_POOL_MAX;
+
+#if !DEFERRED_POOL_OFF
+__attribute__((constructor)) static void pool_init(void)
 {
-#if DEFERRED_POOL_OFF
-    return false;
-#else
-    static _Thread_local int on = -1;     /* per thread: no shared write */
-    if (on < 0)
-        on = RUNNING_ON_VALGRIND ? 0 : 1;
-    return on;
-#endif
+    if (RUNNING_ON_VALGRIND)
+        pool_max = seg_pool_max = 0;
 }
+#endif
 
 static _Thread_local struct deferred *pool_head;   /* linked through result.deferred */
 static _Thread_local unsigned pool_count;           /* entries on the list */
+static _Thread_local struct deferred_seg *seg_pool; /* free segments of the largest cap */
+static _Thread_local unsigned seg_pool_count;       /* entries on it */
 
 struct deferred *deferred_new(void)
 {
@@ -127,7 +128,7 @@ struct deferred *deferred_new(void)
 
 static void pool_put(struct deferred *d)
 {
-    if (pool_count >= DEFERRED_POOL_MAX || !pool_enabled()) {
+    if (pool_count >= pool_max) {
         free(d);
         return;
     }
@@ -144,6 +145,12 @@ void deferred_pool_trim(void)
         free(d);
     }
     pool_count = 0;
+    while (seg_pool) {
+        struct deferred_seg *g = seg_pool;
+        seg_pool = g->next_free;
+        free(g);
+    }
+    seg_pool_count = 0;
 }
 
 struct deferred *deferred_new_cancellable(deferred_canceller canceller, void *arg)
@@ -151,12 +158,6 @@ struct deferred *deferred_new_cancellable(deferred_canceller canceller, void *ar
     struct deferred *d = deferred_new();
     d->canceller = canceller;
     d->canceller_arg = arg;
-    return d;
-}
-
-struct deferred *deferred_ref(struct deferred *d)
-{
-    d->refs++;
     return d;
 }
 
@@ -183,7 +184,7 @@ static void report_unhandled(const struct failure *f)
     failure_print(f, stderr);
 }
 
-static void deferred_destroy(struct deferred *d)
+static __attribute__((noinline)) void deferred_destroy(struct deferred *d)
 {
     if (d->result.kind == DEFERRED_FAILURE) {
         if (d->unhandled)
@@ -193,11 +194,7 @@ static void deferred_destroy(struct deferred *d)
         deferred_unref(d->result.deferred);
     }
     /* Continuations still queued hold references on their waiters. */
-    for (uint32_t i = d->head; i < d->len; i++)
-        if (d->q[i].cb == deferred_continue)
-            deferred_unref(d->q[i].cb_arg);
-    if (d->q != d->inline_q)
-        free(d->q);
+    queue_clear(d);
     if (d->flavour == DEFERRED_LIST) {
         deferred_list_destroy(d);
         free(d);
@@ -206,14 +203,12 @@ static void deferred_destroy(struct deferred *d)
     }
 }
 
-void deferred_unref(struct deferred *d)
+/* The last reference is gone (deferred_unref, inline in deferred.h). */
+void deferred_impl_release(struct deferred *d)
 {
-    if (!d || --d->refs != 0)
-        return;
-    if (d->result.kind == DEFERRED_VALUE && d->head == d->len && d->q == d->inline_q
-        && d->flavour == DEFERRED_PLAIN) {
+    if (d->result.kind == DEFERRED_VALUE && d->rp == d->wp && d->flavour == DEFERRED_PLAIN) {
         /* the common case, nothing to release: straight to the free list */
-        if (__builtin_expect(pool_count < DEFERRED_POOL_MAX, 1) && pool_enabled()) {
+        if (__builtin_expect(pool_count < pool_max, 1)) {
             d->result.deferred = pool_head;
             pool_head = d;
             pool_count++;
@@ -227,38 +222,134 @@ void deferred_unref(struct deferred *d)
 
 /* ---- the queue ---------------------------------------------------------- */
 
+static struct deferred_pair *seg_alloc(struct deferred *d, unsigned log)
+{
+    struct deferred_seg *g;
+    if (log == DEFERRED_SEG_MAX_LOG && seg_pool) {
+        g = seg_pool;
+        seg_pool = g->next_free;
+        seg_pool_count--;
+    } else {
+        g = xmalloc(sizeof *g + ((size_t)1 << log) * sizeof g->p[0]);
+        g->cap = (size_t)1 << log;
+    }
+    d->seg_log = (uint8_t)log;
+    d->wend = g->p + g->cap - 1;          /* the link slot */
+    return g->p;
+}
+
+static void seg_free(struct deferred_seg *g)
+{
+    if (g->cap == (size_t)1 << DEFERRED_SEG_MAX_LOG && seg_pool_count < seg_pool_max) {
+        g->next_free = seg_pool;
+        seg_pool = g;
+        seg_pool_count++;
+        return;
+    }
+    free(g);
+}
+
+/* The write segment, from its link slot (only when d->seg_log != 0). */
+static struct deferred_seg *write_seg(const struct deferred *d)
+{
+    struct deferred_pair *p0 = d->wend - (((size_t)1 << d->seg_log) - 1);
+    return (struct deferred_seg *)((char *)p0 - offsetof(struct deferred_seg, p));
+}
+
+/* wp reached wend: make room. */
 static void queue_grow(struct deferred *d)
 {
-    uint32_t live = d->len - d->head;
-    if (d->head > 0 && live < d->cap / 2) {          /* room at the front: compact */
-        memmove(d->q, d->q + d->head, live * sizeof *d->q);
-    } else {
-        uint32_t cap = d->cap * 2;
-        struct deferred_pair *q = xmalloc(cap * sizeof *q);
-        memcpy(q, d->q + d->head, live * sizeof *q);
-        if (d->q != d->inline_q)
-            free(d->q);
-        d->q = q;
-        d->cap = cap;
+    if (d->seg_log == 0) {
+        size_t live = (size_t)(d->wp - d->rp);
+        if (d->rp != d->inline_q) {       /* room at the front: compact */
+            memmove(d->inline_q, d->rp, live * sizeof *d->rp);
+            d->rp = d->inline_q;
+            d->wp = d->inline_q + live;
+            return;
+        }
+        /* spill: the inline pairs move to the first segment, once */
+        struct deferred_pair *p = seg_alloc(d, DEFERRED_SEG_MIN_LOG);
+        memcpy(p, d->inline_q, live * sizeof *p);
+        d->rp = p;
+        d->wp = p + live;
+        return;
     }
-    d->head = 0;
-    d->len = live;
+    struct deferred_pair *link = d->wend;
+    struct deferred_seg *g = write_seg(d);
+    unsigned log = d->seg_log < DEFERRED_SEG_MAX_LOG ? d->seg_log + 1u : DEFERRED_SEG_MAX_LOG;
+    struct deferred_pair *p = seg_alloc(d, log);
+    *link = (struct deferred_pair){ deferred_link, p, NULL, g };
+    d->wp = p;
 }
 
 static inline void queue_push(struct deferred *d, deferred_fn cb, void *cb_arg, deferred_fn eb,
                               void *eb_arg)
 {
-    if (__builtin_expect(d->len == d->cap, 0))
+    if (__builtin_expect(d->wp == d->wend, 0))
         queue_grow(d);
-    d->q[d->len++] = (struct deferred_pair){ cb, cb_arg, eb, eb_arg };
+    *d->wp++ = (struct deferred_pair){ cb, cb_arg, eb, eb_arg };
+}
+
+/* The queue has just become empty (rp == wp): back to the inline array,
+ * giving back the last segment.  Appends restart at the front. */
+static __attribute__((noinline)) void queue_unspill(struct deferred *d)
+{
+    seg_free(write_seg(d));
+    d->seg_log = 0;
+    d->wend = d->inline_q + DEFERRED_INLINE_PAIRS;
+}
+
+static inline void queue_rebase(struct deferred *d)
+{
+    if (__builtin_expect(d->seg_log != 0, 0))
+        queue_unspill(d);
+    d->rp = d->wp = d->inline_q;
+}
+
+/* Pop the next pair into *out, following links; false when empty. */
+static inline bool queue_pop(struct deferred *d, struct deferred_pair *out)
+{
+    for (;;) {
+        if (d->rp == d->wp)
+            return false;
+        struct deferred_pair *p = d->rp++;
+        if (__builtin_expect(p->cb == deferred_link, 0)) {
+            d->rp = p->cb_arg;
+            seg_free(p->eb_arg);
+            continue;
+        }
+        *out = *p;
+        if (d->rp == d->wp)
+            queue_rebase(d);
+        return true;
+    }
+}
+
+/* Drop every queued pair (a Deferred being freed): continuations still
+ * queued hold references on their waiters. */
+static void queue_clear(struct deferred *d)
+{
+    struct deferred_pair p;
+    while (queue_pop(d, &p))
+        if (p.cb == deferred_continue)
+            deferred_unref(p.cb_arg);
 }
 
 /* ---- the run loop (§1.5) ----------------------------------------------------- */
 
-/* Never called: marks a continuation pair. */
+/* Never called: marks a continuation pair.  (The two markers have different
+ * bodies so that no identical-code folding can give them one address.) */
 static struct deferred_result deferred_continue(struct deferred_result r, void *waiter)
 {
-    (void)waiter;
+    fprintf(stderr, "deferred: continuation pair of %p called\n", waiter);
+    abort();
+    return r;
+}
+
+/* Never called: marks a link pair (the queue). */
+static struct deferred_result deferred_link(struct deferred_result r, void *next)
+{
+    fprintf(stderr, "deferred: link pair to %p called\n", next);
     abort();
     return r;
 }
@@ -316,7 +407,7 @@ static inline struct deferred_result check_returned(struct deferred_result r)
 
 /* The user function returned Deferred x as cur's result: wait on it, or take
  * its result at once (§2.1, §2.2).  Returns true when cur now waits. */
-static bool chain_on(struct deferred *cur, struct deferred *x)
+static inline bool chain_on(struct deferred *cur, struct deferred *x)
 {
     if (x == cur) {                       /* §2.4: a Failure, not a silent wedge */
         cur->refs--;                      /* the handed-over reference; the stack holds one */
@@ -365,17 +456,52 @@ static inline bool run_one(struct deferred *cur, deferred_fn fn, void *arg)
 
 /* Run cur's queue until it is empty, cur waits, or a continuation hands
  * cur's result to a waiter (returned through *waiter). */
-static bool run_queue(struct deferred *cur, struct deferred **waiter)
+static inline __attribute__((always_inline)) bool run_queue(struct deferred *cur,
+                                                           struct deferred **waiter)
 {
-    while (cur->head < cur->len) {
-        struct deferred_pair p = cur->q[cur->head++];
-        if (cur->head == cur->len)
-            cur->head = cur->len = 0;     /* empty: appends restart at the front */
-        bool fail = cur->result.kind == DEFERRED_FAILURE;
-        deferred_fn fn = fail ? p.eb : p.cb;
-        void *arg = fail ? p.eb_arg : p.cb_arg;
-        if (fn == deferred_continue) {
-            struct deferred *w = arg;
+    for (;;) {
+        /* The usual case, a value through plain callbacks with no tracer, in
+         * a tight loop.  A value holds no reference, so whatever a callback
+         * did to cur's result (another Deferred may have taken it over: it is
+         * "None" now) there is nothing to drop; and while callbacks return
+         * values the result stays a value.  running stays set between the
+         * callbacks: no user code runs there. */
+        if (cur->result.kind == DEFERRED_VALUE) {
+            struct deferred_pair *p;
+            cur->running = 1;
+            while ((p = cur->rp) != cur->wp) {
+                deferred_fn cb = p->cb;
+                if (__builtin_expect(cb == deferred_link || cb == deferred_continue || run_before, 0)) {
+                    cur->running = 0;
+                    goto general;         /* the general path below takes this pair */
+                }
+                void *arg = p->cb_arg;
+                cur->rp = p + 1;
+                if (p + 1 == cur->wp)
+                    queue_rebase(cur);
+                if (!cb)
+                    continue;
+                struct deferred_result r = cb(cur->result, arg);
+                if (__builtin_expect(r.kind != DEFERRED_VALUE, 0)) {
+                    cur->running = 0;
+                    if (r.kind != DEFERRED_DEFERRED || !r.deferred)
+                        r = check_returned_slow(r);
+                    cur->result = r;
+                    if (r.kind == DEFERRED_DEFERRED && chain_on(cur, r.deferred))
+                        return true;
+                    goto general;
+                }
+                cur->result = r;
+            }
+            cur->running = 0;
+            return true;                  /* the queue is empty */
+        }
+    general:;
+        struct deferred_pair p;
+        if (!queue_pop(cur, &p))
+            return true;
+        if (p.cb == deferred_continue) {
+            struct deferred *w = p.cb_arg;
             /* w->result is cur, with w's reference: cur stays alive on our stack. */
             assert(w->result.kind == DEFERRED_DEFERRED && w->result.deferred == cur);
             cur->refs--;
@@ -386,22 +512,25 @@ static bool run_queue(struct deferred *cur, struct deferred **waiter)
             *waiter = w;                  /* the continuation's reference goes to the stack */
             return false;
         }
+        bool fail = cur->result.kind == DEFERRED_FAILURE;
+        deferred_fn fn = fail ? p.eb : p.cb;
+        void *arg = fail ? p.eb_arg : p.cb_arg;
         if (fn && run_one(cur, fn, arg))
             return true;
     }
-    return true;
 }
 
-static void run(struct deferred *d)
+/* The general loop, for waiters of waiters: an explicit stack of the
+ * Deferreds whose queues are being run (each with a reference), started with
+ * the n in v, the last on top; when a queue is done, the one below goes on. */
+static __attribute__((noinline)) void run_nested(struct deferred *const *v, size_t n)
 {
-    if (d->running)
-        return;
     struct run_stack s;                   /* no initialiser: inl stays untouched */
     s.v = s.inl;
     s.n = 0;
     s.cap = DEFERRED_STACK_INLINE;
-    d->refs++;
-    stack_push(&s, d);
+    for (size_t i = 0; i < n; i++)
+        stack_push(&s, v[i]);
     while (s.n > 0) {
         struct deferred *cur = s.v[s.n - 1];
         if (cur->paused)
@@ -421,6 +550,42 @@ static void run(struct deferred *d)
         free(s.v);
 }
 
+/* Run d's queue (§1.5): the general loop's work for a stack of depth one or
+ * two, without the stack.  d's own queue runs to its end or until d waits;
+ * when a continuation hands d's result to a waiter w, w's queue runs, then
+ * d's goes on; only a continuation in w's queue (a waiter of a waiter) goes
+ * to run_nested.  Each Deferred being run holds a reference, as a callback
+ * may drop the last outside one.  Returns 0, so that the firing functions
+ * end in a tail call. */
+static __attribute__((noinline)) int run(struct deferred *d)
+{
+    if (d->running || d->paused)
+        return 0;                         /* running: its pass picks new pairs up */
+    d->refs++;
+    struct deferred *w, *w2;
+    while (!run_queue(d, &w)) {
+        if (w->paused) {                  /* everything below waits for the unpause */
+            deferred_unref(w);
+            deferred_unref(d);
+            return 0;
+        }
+        if (!run_queue(w, &w2)) {
+            struct deferred *const v[3] = { d, w, w2 };
+            run_nested(v, 3);
+            return 0;
+        }
+        w->unhandled = w->result.kind == DEFERRED_FAILURE;
+        deferred_unref(w);
+        if (d->paused) {
+            deferred_unref(d);
+            return 0;
+        }
+    }
+    d->unhandled = d->result.kind == DEFERRED_FAILURE;
+    deferred_unref(d);
+    return 0;
+}
+
 /* ---- firing, adding --------------------------------------------------------- */
 
 int deferred_fire(struct deferred *d, struct deferred_result r)
@@ -437,18 +602,11 @@ int deferred_fire(struct deferred *d, struct deferred_result r)
     }
     d->called = 1;
     d->result = r;
-    run(d);
-    return 0;
-}
-
-int deferred_callback(struct deferred *d, void *value)
-{
-    return deferred_fire(d, deferred_ok(value));
-}
-
-int deferred_errback(struct deferred *d, struct failure *f)
-{
-    return deferred_fire(d, deferred_err(f));
+    if (d->rp == d->wp && !d->paused) {   /* nothing queued: what run() would do */
+        d->unhandled = r.kind == DEFERRED_FAILURE;
+        return 0;
+    }
+    return run(d);
 }
 
 struct deferred *deferred_succeed(void *value)
@@ -480,34 +638,13 @@ struct deferred *deferred_maybe(struct deferred_result (*fn)(void *arg), void *a
     }
 }
 
-static inline struct deferred *add_pair(struct deferred *d, deferred_fn cb, void *cb_arg,
-                                        deferred_fn eb, void *eb_arg)
+struct deferred *deferred_impl_add(struct deferred *d, deferred_fn cb, void *cb_arg,
+                                   deferred_fn eb, void *eb_arg)
 {
     queue_push(d, cb, cb_arg, eb, eb_arg);
     if (d->called)
         run(d);
     return d;
-}
-
-struct deferred *deferred_add_callbacks(struct deferred *d, deferred_fn cb, void *cb_arg,
-                                        deferred_fn eb, void *eb_arg)
-{
-    return add_pair(d, cb, cb_arg, eb, eb_arg);
-}
-
-struct deferred *deferred_add_callback(struct deferred *d, deferred_fn cb, void *arg)
-{
-    return add_pair(d, cb, arg, NULL, NULL);
-}
-
-struct deferred *deferred_add_errback(struct deferred *d, deferred_fn eb, void *arg)
-{
-    return add_pair(d, NULL, NULL, eb, arg);
-}
-
-struct deferred *deferred_add_both(struct deferred *d, deferred_fn fn, void *arg)
-{
-    return add_pair(d, fn, arg, fn, arg);
 }
 
 static struct deferred_result deferred_chain_unref_cb(struct deferred_result r, void *d2)

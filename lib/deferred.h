@@ -81,6 +81,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "failure.h"
 
@@ -142,8 +143,10 @@ enum {
 
 struct deferred *deferred_new(void);     /* unfired, no canceller; 1 reference */
 struct deferred *deferred_new_cancellable(deferred_canceller canceller, void *arg);
-struct deferred *deferred_ref(struct deferred *d);   /* returns d */
-void deferred_unref(struct deferred *d);             /* NULL allowed; may report unhandled */
+/* (These two, deferred_callback, deferred_errback and the deferred_add_* are
+ * inline: "inline fast paths" below.) */
+static inline struct deferred *deferred_ref(struct deferred *d);   /* returns d */
+static inline void deferred_unref(struct deferred *d);   /* NULL allowed; may report unhandled */
 
 /* Already-fired Deferreds (succeed / fail).  deferred_fail takes over f. */
 struct deferred *deferred_succeed(void *value);
@@ -158,8 +161,8 @@ struct deferred *deferred_maybe(struct deferred_result (*fn)(void *arg), void *a
 /* Fire with a value / a Failure; runs the chain before returning.  0, or
  * DEFERRED_E_ALREADY_CALLED.  After a cancel() without canceller, exactly one
  * late firing is silently accepted (returns 0, result unchanged) (§4.2). */
-int deferred_callback(struct deferred *d, void *value);
-int deferred_errback(struct deferred *d, struct failure *f);   /* takes over f; NULL: DEFERRED_E_INVALID */
+static inline int deferred_callback(struct deferred *d, void *value);
+static inline int deferred_errback(struct deferred *d, struct failure *f); /* takes over f; NULL: DEFERRED_E_INVALID */
 /* Either, from a result (a DEFERRED_FAILURE result errbacks; DEFERRED_DEFERRED is
  * refused with DEFERRED_E_INVALID). */
 int deferred_fire(struct deferred *d, struct deferred_result r);
@@ -168,11 +171,11 @@ int deferred_fire(struct deferred *d, struct deferred_result r);
 
 /* Append one pair; NULL on a side means pass-through.  Returns d.  Runs the
  * pair at once if d has fired and is neither paused nor waiting. */
-struct deferred *deferred_add_callbacks(struct deferred *d, deferred_fn cb, void *cb_arg,
-                                        deferred_fn eb, void *eb_arg);
-struct deferred *deferred_add_callback(struct deferred *d, deferred_fn cb, void *arg);
-struct deferred *deferred_add_errback(struct deferred *d, deferred_fn eb, void *arg);
-struct deferred *deferred_add_both(struct deferred *d, deferred_fn fn, void *arg);
+static inline struct deferred *deferred_add_callbacks(struct deferred *d, deferred_fn cb,
+                                                      void *cb_arg, deferred_fn eb, void *eb_arg);
+static inline struct deferred *deferred_add_callback(struct deferred *d, deferred_fn cb, void *arg);
+static inline struct deferred *deferred_add_errback(struct deferred *d, deferred_fn eb, void *arg);
+static inline struct deferred *deferred_add_both(struct deferred *d, deferred_fn fn, void *arg);
 
 /* chainDeferred (§2.5): when d1's chain reaches this pair, d2 fires with d1's
  * result at that point and d1 goes on with NULL (None).  If d2 has already
@@ -356,5 +359,100 @@ void deferred_set_unhandled_hook(void (*hook)(const struct failure *f, void *arg
  * removes it.  Process-wide; set it before starting threads. */
 void deferred_set_run_hook(void *(*before)(deferred_fn fn, void *arg, struct deferred_result in),
                            void (*after)(void *token, struct deferred_result out));
+
+/* ---- inline fast paths --------------------------------------------------------
+ * The implementation's layout, here only so that the commonest calls (adding
+ * a pair to an unfired Deferred, ref, unref) compile to a few instructions in
+ * the caller instead of a call: a chain of callbacks costs a few ns each, and
+ * a call is a good part of that.  Not API: use the functions above, never
+ * the fields; the deferred_impl_* functions are deferred.c's slow paths. */
+
+#define DEFERRED_INLINE_PAIRS 4
+
+/* One queued (callback, errback) pair (deferred.c: continuation and link pairs). */
+struct deferred_pair {
+    deferred_fn cb;   /* success side, NULL = pass through */
+    void *cb_arg;     /* its extra argument */
+    deferred_fn eb;   /* failure side, NULL = pass through */
+    void *eb_arg;     /* its extra argument */
+};
+
+struct deferred {
+    struct deferred_result result; /* current result; DEFERRED_DEFERRED(inner, owned ref) while waiting */
+    int refs;                     /* reference count (OWNERSHIP above) */
+    int paused;                   /* pause count: pause() + waiting on an inner */
+    uint8_t called;               /* fired at least once */
+    uint8_t running;              /* a user function of this Deferred is on the stack */
+    uint8_t suppress;             /* cancel() without canceller: ignore one late firing */
+    uint8_t unhandled;            /* the loop left us holding a Failure (report on free) */
+    uint8_t flavour;              /* plain, or the DeferredList that embeds us */
+    uint8_t seg_log;              /* log2 of the write segment's cap (0: inline) */
+    /* The queue: live pairs run from rp to wp, following link pairs across
+     * heap segments; the next pair goes to wp unless wp == wend (the end of
+     * the inline array, or the write segment's link slot).  An empty queue is
+     * always the inline array (rp == wp, rebased to inline_q). */
+    struct deferred_pair *rp;     /* the next pair to run */
+    struct deferred_pair *wp;     /* where the next pair goes */
+    struct deferred_pair *wend;   /* the end of the room at wp */
+    deferred_canceller canceller; /* optional, from deferred_new_cancellable */
+    void *canceller_arg;          /* its argument */
+    struct deferred_pair inline_q[DEFERRED_INLINE_PAIRS]; /* storage for short chains */
+};
+
+/* Always inlined, even in a caller the compiler thinks cold (main). */
+#define DEFERRED_HOT static inline __attribute__((always_inline))
+
+/* deferred.c: add a pair the long way (the queue is full, or d has fired);
+ * free d (its last reference is gone). */
+struct deferred *deferred_impl_add(struct deferred *d, deferred_fn cb, void *cb_arg,
+                                   deferred_fn eb, void *eb_arg);
+void deferred_impl_release(struct deferred *d);
+
+DEFERRED_HOT int deferred_callback(struct deferred *d, void *value)
+{
+    return deferred_fire(d, deferred_ok(value));
+}
+
+DEFERRED_HOT int deferred_errback(struct deferred *d, struct failure *f)
+{
+    return deferred_fire(d, deferred_err(f));
+}
+
+DEFERRED_HOT struct deferred *deferred_ref(struct deferred *d)
+{
+    d->refs++;
+    return d;
+}
+
+DEFERRED_HOT void deferred_unref(struct deferred *d)
+{
+    if (d && --d->refs == 0)
+        deferred_impl_release(d);
+}
+
+/* An unfired Deferred with room in its queue: a store. */
+DEFERRED_HOT struct deferred *deferred_add_callbacks(struct deferred *d, deferred_fn cb,
+                                                    void *cb_arg, deferred_fn eb, void *eb_arg)
+{
+    if (__builtin_expect(d->wp == d->wend || d->called, 0))
+        return deferred_impl_add(d, cb, cb_arg, eb, eb_arg);
+    *d->wp++ = (struct deferred_pair){ cb, cb_arg, eb, eb_arg };
+    return d;
+}
+
+DEFERRED_HOT struct deferred *deferred_add_callback(struct deferred *d, deferred_fn cb, void *arg)
+{
+    return deferred_add_callbacks(d, cb, arg, NULL, NULL);
+}
+
+DEFERRED_HOT struct deferred *deferred_add_errback(struct deferred *d, deferred_fn eb, void *arg)
+{
+    return deferred_add_callbacks(d, NULL, NULL, eb, arg);
+}
+
+DEFERRED_HOT struct deferred *deferred_add_both(struct deferred *d, deferred_fn fn, void *arg)
+{
+    return deferred_add_callbacks(d, fn, arg, fn, arg);
+}
 
 #endif

@@ -4,6 +4,9 @@
  *   deferred  one Deferred created, fired (with one callback) and freed
  *   chained   one returned Deferred: a callback returns an unfired inner
  *             Deferred, the inner fires, the outer resumes (2 Deferreds)
+ *   lengthN   the callback figure for chains of N = 10, 100, 1000, 10000
+ *             callbacks (the same number of callbacks in all): flat in N
+ *             means growing the queue costs nothing per callback
  * Prints "name ns_per_op" lines, best of several rounds (least noise).
  * Usage: bench_deferred [scale]   (scale multiplies the iteration counts) */
 #include <stdint.h>
@@ -42,13 +45,15 @@ static struct deferred_result return_inner(struct deferred_result r, void *inner
 }
 
 /* One round of each benchmark; returns ns per operation. */
+static long chain_len = 1000;   /* callbacks per chain in bench_callbacks */
+
 static double bench_callbacks(long chains)
 {
-    enum { K = 1000 };
+    const long K = chain_len;
     double t0 = now_s();
     for (long c = 0; c < chains; c++) {
         struct deferred *d = deferred_new();
-        for (int i = 0; i < K; i++)
+        for (long i = 0; i < K; i++)
             deferred_add_callback(d, inc, NULL);
         deferred_callback(d, NULL);
         sink = (intptr_t)deferred_current_result(d).value;
@@ -105,5 +110,8 @@ int main(int argc, char **argv)
     printf("callback %.2f\n", best(bench_callbacks, (long)(2000 * scale), 5));
     printf("deferred %.2f\n", best(bench_deferreds, (long)(2000000 * scale), 5));
     printf("chained %.2f\n", best(bench_chained, (long)(1000000 * scale), 5));
+    for (chain_len = 10; chain_len <= 10000; chain_len *= 10)
+        printf("length%ld %.2f\n", chain_len,
+               best(bench_callbacks, (long)(2000000 * scale) / chain_len + 1, 5));
     return 0;
 }
