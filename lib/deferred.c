@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define DEFERRED_STACK_INLINE 32
-#define DEFERRED_SEG_MIN_LOG 3    /* the first heap segment: 8 pairs (one is its link) */
+#define DEFERRED_SEG_MIN_LOG 3    /* the first heap segment: 8 pairs (and its link) */
 #define DEFERRED_SEG_MAX_LOG 8    /* the largest: 256 pairs, 8 KB */
 
 /* struct deferred and struct deferred_pair are in deferred.h (its inline
@@ -28,10 +28,13 @@
  * heap segment) has deferred_link as cb, the next segment's first pair as
  * cb_arg and its own segment as eb_arg. */
 
-/* A heap segment of the queue: cap slots, the last one kept for the link. */
+/* A heap segment of the queue: cap pairs, and one more slot after them for
+ * the link.  (With the link among the cap slots, an email's usual chain of 8
+ * pairs spilled into a second segment: 0.55 KB more per in-flight email at
+ * 10,000 in flight than the doubling array before the segments.) */
 struct deferred_seg {
     struct deferred_seg *next_free; /* on the per-thread cache */
-    size_t cap;                     /* slots in p, a power of two */
+    size_t cap;                     /* pairs in p, a power of two; p[cap] is the link slot */
     struct deferred_pair p[];       /* the pairs */
 };
 
@@ -230,11 +233,11 @@ static struct deferred_pair *seg_alloc(struct deferred *d, unsigned log)
         seg_pool = g->next_free;
         seg_pool_count--;
     } else {
-        g = xmalloc(sizeof *g + ((size_t)1 << log) * sizeof g->p[0]);
+        g = xmalloc(sizeof *g + (((size_t)1 << log) + 1) * sizeof g->p[0]);
         g->cap = (size_t)1 << log;
     }
     d->seg_log = (uint8_t)log;
-    d->wend = g->p + g->cap - 1;          /* the link slot */
+    d->wend = g->p + g->cap;              /* the link slot */
     return g->p;
 }
 
@@ -252,7 +255,7 @@ static void seg_free(struct deferred_seg *g)
 /* The write segment, from its link slot (only when d->seg_log != 0). */
 static struct deferred_seg *write_seg(const struct deferred *d)
 {
-    struct deferred_pair *p0 = d->wend - (((size_t)1 << d->seg_log) - 1);
+    struct deferred_pair *p0 = d->wend - ((size_t)1 << d->seg_log);
     return (struct deferred_seg *)((char *)p0 - offsetof(struct deferred_seg, p));
 }
 
