@@ -346,6 +346,20 @@ static struct civil civil_from_unix(int64_t t)
     return c;
 }
 
+/* "%04lld-%02d-%02d %02d:%02d": the minute, as the subject and the body name it. */
+static void sb_minute(struct sbuf *b, const struct civil *c)
+{
+    sb_u0(b, c->y, 4);
+    sb_str(b, "-");
+    sb_u0(b, c->mon, 2);
+    sb_str(b, "-");
+    sb_u0(b, c->day, 2);
+    sb_str(b, " ");
+    sb_u0(b, c->hour, 2);
+    sb_str(b, ":");
+    sb_u0(b, c->min, 2);
+}
+
 static const char *const wday_names[7] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
 static const char *const mon_names[12] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
@@ -394,15 +408,7 @@ static void render_headers(struct sbuf *b, const struct workload_params *p,
     }
     /* "Subject: [mailbench] Activity %04lld-%02d-%02d %02d:%02d UTC: %llu requests, %s 5xx" */
     sb_str(b, "Subject: [mailbench] Activity ");
-    sb_u0(b, c.y, 4);
-    sb_str(b, "-");
-    sb_u0(b, c.mon, 2);
-    sb_str(b, "-");
-    sb_u0(b, c.day, 2);
-    sb_str(b, " ");
-    sb_u0(b, c.hour, 2);
-    sb_str(b, ":");
-    sb_u0(b, c.min, 2);
+    sb_minute(b, &c);
     sb_str(b, " UTC: ");
     sb_u(b, s->events);
     sb_str(b, " requests, ");
@@ -455,15 +461,7 @@ static void render_body(struct sbuf *b, const struct workload_params *p, const s
     /* "Activity summary for %04lld-%02d-%02d %02d:%02d\u2013%02d:%02d UTC\r\n"
      * "(mailbench email %llu, seed %llu)\r\n\r\n" */
     sb_str(b, "Activity summary for ");
-    sb_u0(b, c.y, 4);
-    sb_str(b, "-");
-    sb_u0(b, c.mon, 2);
-    sb_str(b, "-");
-    sb_u0(b, c.day, 2);
-    sb_str(b, " ");
-    sb_u0(b, c.hour, 2);
-    sb_str(b, ":");
-    sb_u0(b, c.min, 2);
+    sb_minute(b, &c);
     sb_str(b, "\xe2\x80\x93");
     sb_u0(b, e.hour, 2);
     sb_str(b, ":");
