@@ -79,18 +79,22 @@ static void rcall_due(struct timerq_entry *e)
 
 static const struct deferred_clock_ops reactor_clock_ops;
 
-static struct deferred_call *rclock_call_later(struct deferred_clock *c, double delay,
-                                               void (*fn)(void *arg), void *arg)
+static struct deferred_call *call_at(struct reactor *r, double when, void (*fn)(void *arg), void *arg)
 {
-    struct reactor *r = container_of(c, struct reactor, clock);
     struct reactor_call *call = malloc(sizeof *call);
     if (!call)
         abort();
-    double when = timerq_now() + delay;
-    call->base = (struct deferred_call){ c, &reactor_clock_ops, 2, DEFERRED_CALL_PENDING, when, fn, arg };
+    call->base = (struct deferred_call){ &r->clock, &reactor_clock_ops, 2, DEFERRED_CALL_PENDING,
+                                         when, fn, arg };
     timerq_entry_init(&call->entry, rcall_due);
     timerq_add(&r->timers, &call->entry, when);
     return &call->base;
+}
+
+static struct deferred_call *rclock_call_later(struct deferred_clock *c, double delay,
+                                               void (*fn)(void *arg), void *arg)
+{
+    return call_at(container_of(c, struct reactor, clock), timerq_now() + delay, fn, arg);
 }
 
 static void rclock_disarm(struct deferred_call *base)
@@ -208,6 +212,12 @@ struct deferred_call *reactor_call_later(struct reactor *r, double delay,
                                          void (*fn)(void *arg), void *arg)
 {
     return deferred_call_later(&r->clock, delay, fn, arg);
+}
+
+struct deferred_call *reactor_call_at(struct reactor *r, double when,
+                                      void (*fn)(void *arg), void *arg)
+{
+    return call_at(r, when, fn, arg);         /* a past time is due now: runs next turn */
 }
 
 void reactor_run(struct reactor *r)

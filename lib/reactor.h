@@ -56,6 +56,12 @@ double reactor_now(struct reactor *r);               /* CLOCK_MONOTONIC, seconds
  * of its deadline on an idle loop, not libev's whole milliseconds. */
 struct deferred_call *reactor_call_later(struct reactor *r, double delay,
                                          void (*fn)(void *arg), void *arg);
+/* The same at an absolute time `when` on reactor_now()'s clock (now if it
+ * has passed).  For a deadline known in advance (a schedule): a delay worked
+ * out from a clock read earlier in the turn would put the call late by
+ * whatever ran since that read. */
+struct deferred_call *reactor_call_at(struct reactor *r, double when,
+                                      void (*fn)(void *arg), void *arg);
 
 /* A tracer of the loop's turns (--trace): hook(arg, true, ready) after each
  * poll, before any callback of that turn runs, with the number of watchers

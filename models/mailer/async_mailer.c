@@ -462,9 +462,8 @@ static void email_start(struct async_job *job)
     struct async_mailer *m = job->m;
     if (m->arr) {               /* open loop: not before its intended start */
         job->t0 = mailer_email_due(m->arr, m->o, job->index - m->first);
-        double wait = job->t0 - stats_now();
-        if (wait > 0) {
-            deferred_call_unref(reactor_call_later(m->r, wait, email_go, job));
+        if (job->t0 > stats_now()) {
+            deferred_call_unref(reactor_call_at(m->r, job->t0, email_go, job));
             return;
         }
     }
@@ -584,7 +583,7 @@ static void arrive(void *arg)
     m->arrivals_over = next == INFINITY;
     pump_queue(m);
     if (!m->arrivals_over)
-        m->arrivals = reactor_call_later(m->r, next > now ? next - now : 0, arrive, m);
+        m->arrivals = reactor_call_at(m->r, next, arrive, m);  /* not next - now: pump_queue took time */
     run_over_check(m);
 }
 
@@ -596,10 +595,8 @@ static void window_due(void *arg)
     m->window = NULL;
     stats_window_poll();
     double next = stats_window_next();
-    if (next < INFINITY && m->chains_done < m->nchains) {
-        double now = stats_now();
-        m->window = reactor_call_later(m->r, next > now ? next - now : 0, window_due, m);
-    }
+    if (next < INFINITY && m->chains_done < m->nchains)
+        m->window = reactor_call_at(m->r, next, window_due, m);
 }
 
 static void tick(void *arg)

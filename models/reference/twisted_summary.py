@@ -696,7 +696,9 @@ class Mailer:
         self.arrivals_over = nxt == math.inf
         self.pump_queue()
         if not self.arrivals_over and not self.finished:
-            self.arrive_call = self.reactor.callLater(max(nxt - t, 0), self.arrive)
+            # From a fresh clock, not t: pump_queue took time, and a delay
+            # from t would put every arrival late by that much.
+            self.arrive_call = self.reactor.callLater(max(nxt - now(), 0), self.arrive)
         self.run_over_check()
 
     def chain_end(self, result):

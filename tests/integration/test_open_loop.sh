@@ -27,17 +27,15 @@ for m in sync threads async hybrid; do
 done
 
 # 2. Below saturation the schedule is kept: p99 lateness of the start times
-#    within 1 ms (20/s, 5 ms replies: every model has room).  Sanitizer builds
-#    run several times slower: 5 ms there.
-# The issue's target is 1 ms; this VM's timer wake floor (p99 0.25-3.9 ms,
-# README "How exact --latency is") makes that a coin toss on a busy host, so
-# the test holds the schedule to 5 ms and the report prints the measured p99.
-LATE_MAX=5000
-# A shared VM wakes a sleeping process ~0.1 ms late and now and then several
-# ms (README, "How exact --latency is"): up to three tries, the best counts.
+#    within 1 ms (20/s, 5 ms replies: every model has room; ~30 starts, so the
+#    p99 is their maximum).  Sanitizer builds run several times slower: 5 ms
+#    there.  A shared VM wakes a sleeping process ~0.1 ms late and now and
+#    then several ms (README, "How exact --latency is"): up to five tries,
+#    the best counts.
+if [ -n "${MAILBENCH_SANITIZER:-}" ]; then LATE_MAX=5000; else LATE_MAX=1000; fi
 for m in sync threads async hybrid; do
     best=""
-    for try in 1 2 3; do
+    for try in 1 2 3 4 5; do
         start_mock srv --latency 5ms
         timeout 60 "$BIN/summary-$m" --server "127.0.0.1:$srv_PORT" --rate 20 --warmup 0.2s --duration 1.5s \
             $([ "$m" = sync ] || echo --concurrency 4) --events 10 --retries 0 --json "$TMP/k$m.json" 2>/dev/null
@@ -47,8 +45,26 @@ for m in sync threads async hybrid; do
         [ "$late" -le "$LATE_MAX" ] && break
     done
     if [ "$best" -le "$LATE_MAX" ]; then pass "$m below saturation: start lateness p99 ${best} us <= $LATE_MAX us (try $try)"
-    else fail "$m below saturation: start lateness p99 ${best} us > $LATE_MAX us in 3 tries"; fi
+    else fail "$m below saturation: start lateness p99 ${best} us > $LATE_MAX us in 5 tries"; fi
     check_eq "$m below saturation: nothing shed or pending" 0 "$(jq -r '.shed + .pending' "$TMP/k$m.json")"
+done
+
+# 2b. The work done when an email arrives does not make the next one late:
+#     each arrival is due at its time on the clock, not at a delay worked out
+#     before that work.  A 3 ms blocking call per email, in the model's own
+#     thread, at 20/s: every start is on time (the earliest one within
+#     1.5 ms, fewer than half later than 1 ms); with the delay worked out
+#     before the work, every start after the first was 3.2-3.5 ms late.
+for m in sync threads async hybrid; do
+    start_mock srv --latency 5ms
+    timeout 60 "$BIN/summary-$m" --server "127.0.0.1:$srv_PORT" --rate 20 --warmup 0.2s --duration 1.5s \
+        $([ "$m" = sync ] || echo --concurrency 4) --events 10 --retries 0 --blocking 3ms \
+        --json "$TMP/b$m.json" 2>/dev/null
+    stop_pid "$srv_PID"
+    j="$TMP/b$m.json"
+    if [ "$(jq -r '.lateness_hist.count >= 20 and .lateness_hist.min < 1500 and 2 * .behind_schedule < .lateness_hist.count' "$j")" = true ]; then
+        pass "$m: a 3 ms call at each start does not delay the next (earliest start $(jq -r .lateness_hist.min "$j") us late, $(jq -r .behind_schedule "$j") of $(jq -r .lateness_hist.count "$j") over 1 ms)"
+    else fail "$m: starts late after a 3 ms call: $(jq -c '{n: .lateness_hist.count, min: .lateness_hist.min, behind: .behind_schedule}' "$j")"; fi
 done
 
 # 3. Poisson arrivals: the same seed gives the same schedule in every model,

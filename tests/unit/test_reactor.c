@@ -1,6 +1,7 @@
 /* Unit tests for lib/reactor (loopback only, every wait bounded by a guard
  * timer), with the Deferred checklist's reactor cases 54 and 60.  The thread
  * pool (and case 55, deferToThread) is in test_threadpool.c. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -311,6 +312,45 @@ static void test_call_later(void **state)
     reactor_free(t.r);
 }
 
+/* callAt: a deadline on the reactor's clock holds whatever ran since the
+ * caller read the clock (a delay from that read would fire late by it);
+ * a time already past runs on the next turn, in order. */
+struct at_ctx { struct reactor *r; double ran[3]; int n; };
+
+static void at_ran(void *arg)
+{
+    struct at_ctx *c = arg;
+    c->ran[c->n++] = reactor_now(c->r);
+    if (c->n == 3)
+        reactor_stop(c->r);
+}
+
+static void test_call_at(void **state)
+{
+    (void)state;
+    struct at_ctx c = { reactor_new(), { 0 }, 0 };
+    double t0 = reactor_now(c.r);
+    struct deferred_call *past = reactor_call_at(c.r, t0 - 1.0, at_ran, &c);
+    while (reactor_now(c.r) < t0 + 0.004)
+        ;                                 /* 4 ms of work after the clock read */
+    struct deferred_call *at = reactor_call_at(c.r, t0 + 0.010, at_ran, &c);
+    struct deferred_call *later = reactor_call_at(c.r, t0 + 0.020, at_ran, &c);
+    run_bounded(c.r, 2.0);
+    assert_int_equal(c.n, 3);
+    assert_true(c.ran[0] < t0 + 0.010);   /* the past one first */
+    assert_true(c.ran[1] >= t0 + 0.010);  /* never early */
+    assert_true(c.ran[2] >= t0 + 0.020);
+    /* The deadlines are the times asked for, not t0 + 4 ms + 10 ms: the
+     * work since the clock read is not added (exact, whatever the host's
+     * wake-up delay). */
+    assert_true(fabs(at->when - (t0 + 0.010)) < 1e-6);
+    assert_true(fabs(later->when - (t0 + 0.020)) < 1e-6);
+    deferred_call_unref(past);
+    deferred_call_unref(at);
+    deferred_call_unref(later);
+    reactor_free(c.r);
+}
+
 /* ---- the checklist's reactor cases (shared/spec/deferred.md §8: 54, 60) ---- */
 
 /* 54: a Deferred fired from dataReceived runs its callbacks at once, inside
@@ -536,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_adopt_read_and_peer_close),
         cmocka_unit_test(test_writev_partial),
         cmocka_unit_test(test_call_later),
+        cmocka_unit_test(test_call_at),
         cmocka_unit_test(test_c54_reactor_fires_inside_data_received),
         cmocka_unit_test(test_c60_timeout_aborts_silent_connection),
         cmocka_unit_test(test_turn_hook),
