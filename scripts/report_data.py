@@ -91,12 +91,31 @@ def load_results(folder, partial):
         # Run in randomised blocks (scripts/sweep blocked()): a run's block is
         # its repetition, and two models' runs of one block are paired.
         blocked = env["sweeps"][name].get("order") == "blocked"
+        # The values each model was run at (values.MODEL, else the sweep's):
+        # a value only another model has is not a gap in this model's line.
+        planned = planned_values(env["sweeps"][name])
         for r in rows[name]:
             r["block"] = int(r["rep"]) if blocked and r.get("rep") is not None else None
+            r["planned"] = planned.get(r["model"])
     if not rows:
         raise ReportError(f"{folder} holds no sweep results")
     check_runs(folder, partial)
     return env, rows
+
+
+def planned_values(sweep):
+    """model -> the x values it was swept at (env.json: model_values, else
+    values), as numbers; {} when env.json does not say (older results)."""
+    def xs(vals):
+        try:
+            return frozenset(float(v) for v in vals)
+        except (TypeError, ValueError):
+            return None
+    base = xs(sweep.get("values") or [])
+    if not base:
+        return {}
+    own = {m: xs(v) for m, v in (sweep.get("model_values") or {}).items()}
+    return {m: own.get(m) or base for m in sweep.get("models") or []}
 
 
 def read_csv(path, partial):
@@ -225,9 +244,12 @@ class Agg:
         self.points = {}      # (model, x) -> [values of valid runs]
         self.invalid = {}     # (model, x) -> [rows of invalid runs]
         self.label = {}       # x -> the value as written in the sweep
+        self.planned = {}     # model -> the x values it was run at (when env.json says)
         for r in rows:
             key = (r["model"], r["x"])
             self.label[r["x"]] = r["value"]
+            if r.get("planned"):
+                self.planned[r["model"]] = r["planned"]
             self.points.setdefault(key, Runs())
             if r["valid"]:
                 v = metric(r, name)
@@ -241,6 +263,12 @@ class Agg:
         self.models = [m for m in MODEL_ORDER if m in have]
         self.models += sorted(have - set(self.models))
         self.xs = sorted(self.label)
+
+    def planned_at(self, model, x):
+        """Was model run at x?  True when not known (results before env.json
+        recorded each model's values)."""
+        p = self.planned.get(model)
+        return p is None or float(x) in p
 
     def stat(self, model, x):
         """(median, min, max, n) or None."""

@@ -106,6 +106,10 @@ class Plotter:
                 for x in xs:
                     if own_grid and (m, x) not in agg.points:
                         continue
+                    if not agg.planned_at(m, x) and (m, x) not in agg.points and (m, x) not in agg.invalid:
+                        # only another model's value (values.MODEL): said, but no gap in the line
+                        info["missing"].setdefault(("not in its values", m), []).append(labels[x])
+                        continue
                     s = agg.stat(m, x)
                     if not s:
                         why = "only invalid runs" if agg.invalid.get((m, x)) else "not measured"
@@ -331,15 +335,18 @@ class Plotter:
                 for (why, m), xs in inf.get("missing", {}).items():
                     miss.setdefault((why, label(m)), [])
                     miss[(why, label(m))] += [x for x in xs if x not in miss[(why, label(m))]]
-            for why in ("not measured", "only invalid runs"):
+            for why in ("not measured", "only invalid runs", "not in its values"):
                 by = {}
                 for (w, m), xs in sorted(miss.items()):
                     if w == why:
                         by.setdefault(", ".join(xs), []).append(m)
                 items = [f"{listing(ms)} at {xs}" for xs, ms in by.items()]
                 if items:
-                    parts.append(("Not measured (no point, no line): " if why == "not measured" else
-                                  "Only invalid runs (no point, no line): ") + "; ".join(items))
+                    parts.append({"not measured": "Not measured (no point, no line): ",
+                                  "only invalid runs": "Only invalid runs (no point, no line): ",
+                                  "not in its values": "Not run by design (the sweep gives these their "
+                                  "own values; their lines join the values they have): "}[why]
+                                 + "; ".join(items))
             unj = sorted({u for inf in infos for u in inf.get("unjoined", [])})
             if unj:
                 by = {}

@@ -97,4 +97,37 @@ check_eq "log x: not joined across more than a decade" "log True" "$(grep ^log "
 check_eq "linear x: joined" "lin False" "$(grep ^lin "$TMP/wide")"
 if grep -q "Not joined: neighbouring values more than a decade apart (10 → 1000)" "$TMP/wide"; then
     pass "the note names the wide gap"; else fail "wide gap not named: $(cat "$TMP/wide")"; fi
+
+# A model swept at its own values (values.twisted = 0.5 0.6 1.0): its 0.6 is
+# not a gap in the others' lines, whose values it is not among (env.json's
+# model_values, carried into each row by load_results as "planned"); a value
+# planned for a model but with no row is still "not measured".
+/usr/bin/python3 - "$ROOT/scripts" "$TMP/o" >"$TMP/own" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from report_data import Agg, planned_values
+from report_plots import Plotter
+sweep = {"models": ["sync", "async", "twisted"], "values": ["0.5", "0.7", "1.0"],
+         "model_values": {"twisted": ["0.5", "0.6", "1.0"]}}
+planned = planned_values(sweep)
+rows = [dict(model=m, x=float(x), value=x, valid=True, rep=r, emails_per_s=1.0 + r,
+             planned=planned[m])
+        for m, xs in (("sync", ("0.5", "0.7", "1.0")), ("async", ("0.5", "1.0")),
+                      ("twisted", ("0.5", "0.6", "1.0"))) for x in xs for r in (0, 1)]
+p = Plotter(sys.argv[2], enabled=False)
+path = p.lines_file("o", Agg(rows, "tput"))
+for m, b in zip(("sync", "async", "twisted"), open(path).read().split("\n\n\n")):
+    print(m, [[l.split()[0] for l in s.splitlines() if l and not l.startswith("#")] for s in b.split("\n\n")])
+p.plot("fig11-load", ["sync", "async", "twisted"], data1=path, data2=path)
+print("note", p.notes["fig11-load.png"])
+print("old", planned_values({"models": ["sync"]}))
+PY
+check_eq "own values: sync joined over twisted's 0.6" "[['0.5', '0.7', '1']]" "$(grep '^sync ' "$TMP/own" | cut -d' ' -f2-)"
+check_eq "own values: async broken at its own 0.7 (not measured)" "[['0.5'], ['1']]" "$(grep '^async ' "$TMP/own" | cut -d' ' -f2-)"
+check_eq "own values: twisted joined over the others' 0.7" "[['0.5', '0.6', '1']]" "$(grep '^twisted ' "$TMP/own" | cut -d' ' -f2-)"
+note=$(grep '^note ' "$TMP/own")
+for want in "Not measured (no point, no line): async at 0.7" "Not run by design" "at 0.6" "twisted (reference) at 0.7"; do
+    case "$note" in *"$want"*) pass "own values note: $want" ;; *) fail "own values note lacks '$want': $note" ;; esac
+done
+check_eq "results without model values: nothing planned (no change)" "old {}" "$(grep '^old ' "$TMP/own")"
 finish
