@@ -176,11 +176,17 @@ double stats_window_close_at(void)
 double stats_window_next(void)
 {
     int st = atomic_load(&win.state);
-    if (st == 0)
-        return win.open_at;
+    double now = stats_now();
+    if (st == 0) {
+        /* Past open_at the warm-up waits for its round of emails, which
+         * each email's end polls for: the clock has only the fallback left
+         * (open_at + 10 x duration).  Never a time already past: a caller
+         * that sleeps until it would spin. */
+        double t = now < win.open_at ? win.open_at : win.open_at + 10 * win.duration;
+        return t > now ? t : now + 0.01;
+    }
     if (st == 2 || win.close_at == INFINITY)
         return INFINITY;
-    double now = stats_now();
     return now < win.close_at ? win.close_at : now + 0.01;   /* extended: look again soon */
 }
 

@@ -94,16 +94,22 @@ static void arm(struct timerq *q)
         q->armed = when;
 }
 
-/* Run every entry due now that was pending when this pass began. */
+/* Run every entry due now that was pending when this pass began.  An entry
+ * added during the pass is placed after `now` (timerq_add), so one that a
+ * callback keeps adding at a time already past runs once per pass and never
+ * stands in front of the others that are due. */
 static void run_due(struct timerq *q)
 {
     double now = timerq_now();
     uint64_t last = q->seq;
+    q->pass_now = now;
+    q->in_pass = true;
     while (q->n > 0 && q->heap[0]->when <= now && q->heap[0]->seq < last) {
         struct timerq_entry *e = q->heap[0];
         timerq_remove(q, e);
         e->cb(e);                         /* may add or remove others */
     }
+    q->in_pass = false;
     arm(q);
 }
 
@@ -177,6 +183,8 @@ void timerq_add(struct timerq *q, struct timerq_entry *e, double when)
         q->heap = heap;
         q->cap = cap;
     }
+    if (q->in_pass && !(when > q->pass_now))
+        when = nextafter(q->pass_now, INFINITY);  /* the next pass's, not this one's */
     e->when = when;
     e->seq = q->seq++;
     heap_set(q, q->n++, e);

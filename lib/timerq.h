@@ -12,8 +12,9 @@
  * + delay).  The callback runs from inside ev_run, once, with the entry
  * already removed; it may add or remove any entry, itself included.  An
  * entry added from a callback runs on a later loop iteration even if it is
- * already due, so a timer that re-adds itself with no delay cannot starve
- * I/O.  The queue's watcher is active only while an entry is pending, so
+ * already due (its deadline is moved to just after the time that pass runs
+ * up to), so a timer that re-adds itself with no delay, or at a time already
+ * past, cannot starve I/O nor the other entries due.  The queue's watcher is active only while an entry is pending, so
  * ev_run can return when nothing else is left.  Not thread-safe: one queue
  * per loop, used from the loop's thread.
  *
@@ -57,6 +58,8 @@ struct timerq {
     double spin;                  /* poll this long before a deadline (0: sleep) */
     ev_idle poll;                 /* active while polling: ev_run does not sleep */
     ev_check due;                 /* active while polling: runs due entries */
+    bool in_pass;                 /* running due entries (run_due) */
+    double pass_now;              /* the time that pass runs up to */
 };
 
 /* CLOCK_MONOTONIC in seconds (the queue's time line). */

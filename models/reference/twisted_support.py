@@ -615,11 +615,14 @@ class Window:
 
     def next(self):
         """The next instant poll_at has work to do, or inf."""
+        t = now()
         if self.state == 0:
-            return self.open_at
+            # Past open_at the warm-up waits for its round of emails (each
+            # email's end polls): only the fallback is left, never a past time.
+            w = self.open_at if t < self.open_at else self.open_at + 10 * self.duration
+            return w if w > t else t + 0.01
         if self.state == 2 or self.close_at == math.inf:
             return math.inf
-        t = now()
         return self.close_at if t < self.close_at else t + 0.01    # extended: look again soon
 
     def contains(self, t):

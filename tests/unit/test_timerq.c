@@ -141,6 +141,46 @@ static void test_spin_set_while_pending(void **state)
     ev_loop_destroy(loop);
 }
 
+/* An entry whose callback keeps adding it back at a time already past (a
+ * poll for something not there yet) runs once per pass and does not stand
+ * in front of another entry that falls due meanwhile: that one runs after a
+ * few passes, not after the other has given up.  (Before, the re-added
+ * entry sorted first forever: the other waited all of its 2,000 passes.) */
+static struct item poller, waiter;
+static int polls;
+static void poller_cb(struct timerq_entry *e)
+{
+    polls++;
+    if (waiter.ran_at == 0 && polls < 2000)
+        timerq_add(cur, e, e->when);     /* the same deadline, long past */
+}
+
+static void test_past_readd_does_not_starve(void **state)
+{
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct timerq q;
+    assert_int_equal(timerq_init(&q, loop), 0);
+    cur = &q;
+    norder = 0;
+    polls = 0;
+    poller = (struct item){ .id = 1 };
+    waiter = (struct item){ .id = 2 };
+    timerq_entry_init(&poller.e, poller_cb);
+    timerq_entry_init(&waiter.e, item_cb);
+    double t0 = timerq_now();
+    timerq_add(&q, &poller.e, t0 - 1.0);
+    timerq_add(&q, &waiter.e, t0 + 0.002);
+    ev_run(loop, 0);
+    assert_int_equal(norder, 1);
+    assert_true(waiter.ran_at >= t0 + 0.002);
+    if (polls >= 2000)
+        fail_msg("the due entry waited for all %d passes of the re-added one", polls);
+    assert_int_equal(timerq_count(&q), 0);
+    timerq_destroy(&q);
+    ev_loop_destroy(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,6 +189,7 @@ int main(void)
         cmocka_unit_test(test_spin_after_sleep),
         cmocka_unit_test(test_remove_while_polling),
         cmocka_unit_test(test_spin_set_while_pending),
+        cmocka_unit_test(test_past_readd_does_not_starve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
