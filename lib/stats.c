@@ -236,6 +236,7 @@ void stats_run_delivered(struct stats_run *s, uint64_t hash, uint64_t latency_us
     s->digest += hash;
     bool in = in_window(now);         /* before counting: the email that completes a round is in */
     window_count(now);
+    window_poll_at(now);              /* after it too: the warm-up's round may have just ended */
     if (in) {
         s->window_delivered++;
         if (s->window_first == 0)
@@ -284,6 +285,7 @@ void stats_run_failed(struct stats_run *s, const char *reason)
     s->failed++;
     bool in = in_window(now);
     window_count(now);
+    window_poll_at(now);
     if (in)
         s->window_failed++;
     add_reason(s, reason, 1);

@@ -644,6 +644,7 @@ class Window:
             self.count += 1
             if self.count == self.min_count:
                 self.satisfied_at = t + 1e-9    # just after: this email is inside
+        self.poll_at(t)                 # after counting too: the warm-up's round may have just ended
         return inside
 
     def finish(self, t):

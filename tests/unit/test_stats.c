@@ -469,8 +469,10 @@ static void test_window(void **state)
      * caller sleeping until it would spin on (async's reactor did, and its
      * re-added timer starved the open loop's arrivals). */
     assert_true(stats_window_next() > stats_now());
-    stats_run_delivered(&s, 3, 100);
-    stats_window_poll();                              /* a round ended: the window opens */
+    stats_run_delivered(&s, 3, 100);      /* a round ended: the window opens with it, no */
+    /* other poll needed (the next timer's may be 10 x the duration off):
+     * it is open, its nominal end one duration from now, not the fallback */
+    assert_true(stats_window_next() <= stats_now() + o.duration_s + 1e-3);
     stats_run_delivered(&s, 4, 100);
     spin(0.12);
     assert_true(stats_window_may_start()); /* past its end, 1 of 9 ended in it: extended */
@@ -491,6 +493,15 @@ static void test_window(void **state)
     stats_run_delivered(&s, 1, 100);      /* the first email ends: it opens just after */
     stats_run_delivered(&s, 2, 100);
     stats_run_finish(&s);
+    assert_int_equal(s.window_delivered, 1);
+    /* The same with a failure ending the warm-up's round. */
+    stats_run_init(&s, 0);
+    stats_window_start(&o, stats_now() - o.warmup_s - 0.01);
+    stats_run_failed(&s, "x");
+    assert_true(stats_window_next() <= stats_now() + o.duration_s + 1e-3);   /* open */
+    stats_run_delivered(&s, 2, 100);
+    stats_run_finish(&s);
+    assert_int_equal(s.window_failed, 0);
     assert_int_equal(s.window_delivered, 1);
     o.rate = 0;
     o.warmup_s = o.duration_s = 0;        /* leave the process's window open for the others */
