@@ -400,10 +400,11 @@ void stats_run_finish(struct stats_run *s)
 /* The rate in the window (the whole run when there is no warm-up or duration):
  * deliveries between the window's first and last, over that span, so that a
  * slow model's rate is not rounded to a whole number of emails per window
- * (at 37 emails/s a 1 s window would give 37 or 38: 2.7% apart); with fewer
- * than 10, or 100 and more (where rounding is small and a burst of
- * completions would make the span short), or deliveries in bursts, count
- * over the window's length. */
+ * (at 37 emails/s a 1 s window would give 37 or 38: 2.7% apart; at 2/s in
+ * 3 s, 5 or 6: 17% apart, decided by which side of the window's end an
+ * email ending on it falls); with fewer than 3, or 100 and more (where
+ * rounding is small and a burst of completions would make the span short),
+ * or deliveries in bursts, count over the window's length. */
 static double per_second(const struct stats_run *s)
 {
     double span = s->window_last - s->window_first, n = (double)s->window_delivered;
@@ -411,7 +412,7 @@ static double per_second(const struct stats_run *s)
      * span (n - 1) / n of it.  Bursts (20 threads sharing one core finish
      * their CPU work together, every round) leave most of the window empty,
      * and (n - 1) / span would read a burst as the rate (400/s for 57). */
-    if (n >= 10 && n < 100 && span > 0 && span >= 0.8 * s->window_s * (n - 1) / n)
+    if (n >= 3 && n < 100 && span > 0 && span >= 0.8 * s->window_s * (n - 1) / n)
         return (n - 1) / span;
     return s->window_s > 0 ? (double)s->window_delivered / s->window_s : 0.0;
 }

@@ -723,9 +723,9 @@ class RunStats:
 
     def per_second(self):
         """The rate in the window: deliveries between its first and last over
-        that span (10 to 99), else over the window's length (stats.c)."""
+        that span (3 to 99), else over the window's length (stats.c)."""
         span, n = self.window_last - self.window_first, self.window_delivered
-        if 10 <= n < 100 and span > 0 and span >= 0.8 * self.window_s * (n - 1) / n:
+        if 3 <= n < 100 and span > 0 and span >= 0.8 * self.window_s * (n - 1) / n:
             return (n - 1) / span       # spread over the window, not in bursts
         return self.window_delivered / self.window_s if self.window_s > 0 else 0.0
 

@@ -419,7 +419,12 @@ static void test_rate_bursts(void **state)
     assert_true(fabs(rate_of(20, 1.0, 1.475, 0.5) - 19 / 0.475) < 1e-2);   /* spread: the span */
     assert_true(fabs(rate_of(20, 1.0, 1.002, 0.5) - 40.0) < 1e-2);         /* a burst: the window */
     assert_true(fabs(rate_of(40, 1.0, 1.36, 0.5) - 80.0) < 1e-2);          /* two bursts */
-    assert_true(fabs(rate_of(5, 1.0, 1.4, 0.5) - 10.0) < 1e-2);            /* fewer than 10 */
+    assert_true(fabs(rate_of(5, 1.0, 1.4, 0.5) - 10.0) < 1e-2);            /* 5, spread */
+    /* 2/s in a 3 s window: 5 ends (the 6th fell just past its end) read
+     * 2.0/s from their span, not 5 / 3 = 1.67 (what it read below 10). */
+    assert_true(fabs(rate_of(5, 1.5, 3.5, 3.0) - 2.0) < 1e-2);
+    assert_true(fabs(rate_of(2, 1.0, 1.001, 3.0) - 2.0 / 3.0) < 1e-2);    /* fewer than 3 */
+    assert_true(fabs(rate_of(5, 1.0, 1.01, 3.0) - 5.0 / 3.0) < 1e-2);     /* 5 in a burst */
     assert_true(fabs(rate_of(150, 1.0, 1.001, 0.5) - 300.0) < 1e-2);       /* 100 and more */
 }
 
