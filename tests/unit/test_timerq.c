@@ -28,16 +28,30 @@ static void item_cb(struct timerq_entry *e)
     order[norder++] = it->id;
 }
 
+/* A queue on a new loop, with the given spin, as the one under test. */
+static struct ev_loop *open_queue(struct timerq *q, double spin)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    assert_non_null(loop);
+    assert_int_equal(timerq_init(q, loop), 0);
+    timerq_set_spin(q, spin);
+    cur = q;
+    norder = 0;
+    return loop;
+}
+
+static void close_queue(struct timerq *q, struct ev_loop *loop)
+{
+    timerq_destroy(q);
+    ev_loop_destroy(loop);
+}
+
 /* Runs items at the given delays (seconds from now) with the given spin;
  * checks each ran once, not early, and the order against want. */
 static void run_items(double spin, const double *delay, int n, const int *want)
 {
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     struct timerq q;
-    assert_int_equal(timerq_init(&q, loop), 0);
-    timerq_set_spin(&q, spin);
-    cur = &q;
-    norder = 0;
+    struct ev_loop *loop = open_queue(&q, spin);
     struct item it[16];
     double t0 = timerq_now();
     for (int i = 0; i < n; i++) {
@@ -55,8 +69,7 @@ static void run_items(double spin, const double *delay, int n, const int *want)
         assert_false(timerq_pending(&it[i].e));
     }
     assert_null(timerq_first(&q));
-    timerq_destroy(&q);
-    ev_loop_destroy(loop);
+    close_queue(&q, loop);
 }
 
 static void test_order(void **state)
@@ -98,12 +111,8 @@ static void remover_cb(struct timerq_entry *e)
 static void test_remove_while_polling(void **state)
 {
     (void)state;
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     struct timerq q;
-    assert_int_equal(timerq_init(&q, loop), 0);
-    timerq_set_spin(&q, 1.0);
-    cur = &q;
-    norder = 0;
+    struct ev_loop *loop = open_queue(&q, 1.0);
     struct item remover = { .id = 1 };
     victim = (struct item){ .id = 2 };
     timerq_entry_init(&remover.e, remover_cb);
@@ -114,8 +123,7 @@ static void test_remove_while_polling(void **state)
     assert_int_equal(norder, 1);
     assert_int_equal(order[0], 99);
     assert_int_equal(timerq_count(&q), 0);
-    timerq_destroy(&q);
-    ev_loop_destroy(loop);
+    close_queue(&q, loop);
 }
 
 /* Turning the spin on while an entry is pending brings its wake-up forward
@@ -123,11 +131,8 @@ static void test_remove_while_polling(void **state)
 static void test_spin_set_while_pending(void **state)
 {
     (void)state;
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     struct timerq q;
-    assert_int_equal(timerq_init(&q, loop), 0);
-    cur = &q;
-    norder = 0;
+    struct ev_loop *loop = open_queue(&q, 0);
     struct item it = { .id = 0 };
     timerq_entry_init(&it.e, item_cb);
     double due = timerq_now() + 0.002;
@@ -137,8 +142,7 @@ static void test_spin_set_while_pending(void **state)
     assert_int_equal(norder, 1);
     assert_true(it.ran_at >= due);
     timerq_set_spin(&q, 0);
-    timerq_destroy(&q);
-    ev_loop_destroy(loop);
+    close_queue(&q, loop);
 }
 
 /* An entry whose callback keeps adding it back at a time already past (a
@@ -158,11 +162,8 @@ static void poller_cb(struct timerq_entry *e)
 static void test_past_readd_does_not_starve(void **state)
 {
     (void)state;
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     struct timerq q;
-    assert_int_equal(timerq_init(&q, loop), 0);
-    cur = &q;
-    norder = 0;
+    struct ev_loop *loop = open_queue(&q, 0);
     polls = 0;
     poller = (struct item){ .id = 1 };
     waiter = (struct item){ .id = 2 };
@@ -177,8 +178,7 @@ static void test_past_readd_does_not_starve(void **state)
     if (polls >= 2000)
         fail_msg("the due entry waited for all %d passes of the re-added one", polls);
     assert_int_equal(timerq_count(&q), 0);
-    timerq_destroy(&q);
-    ev_loop_destroy(loop);
+    close_queue(&q, loop);
 }
 
 int main(void)
