@@ -120,7 +120,9 @@ SAN_SKIP := test_report_gen test_verdicts test_harness test_twisted_reference te
             test_parity test_multihost
 # ThreadSanitizer finds nothing in a single-threaded program: the scripts that
 # test smtp-mock alone (one libev thread) and the models against other
-# servers (the same client code as test_models) run under ASan only.
+# servers (the same client code as test_models) run under ASan only, and
+# test_open_loop and test_fault_matrix run only the threads and hybrid
+# models under it (MAILBENCH_SANITIZER=tsan).
 TSAN_SKIP := test_bad_input test_mock_errors test_hostile_clients test_mock_clients test_peer_servers
 asan:
 	MAILBENCH_SANITIZER=asan MAILBENCH_SKIP="$(SAN_SKIP)" $(MAKE) VARIANT=asan BIN=build/asan/bin CC=clang OPT=-O1 \
