@@ -79,7 +79,8 @@ static void rcall_due(struct timerq_entry *e)
 
 static const struct deferred_clock_ops reactor_clock_ops;
 
-static struct deferred_call *call_at(struct reactor *r, double when, void (*fn)(void *arg), void *arg)
+struct deferred_call *reactor_call_at(struct reactor *r, double when,
+                                      void (*fn)(void *arg), void *arg)
 {
     struct reactor_call *call = malloc(sizeof *call);
     if (!call)
@@ -94,7 +95,7 @@ static struct deferred_call *call_at(struct reactor *r, double when, void (*fn)(
 static struct deferred_call *rclock_call_later(struct deferred_clock *c, double delay,
                                                void (*fn)(void *arg), void *arg)
 {
-    return call_at(container_of(c, struct reactor, clock), timerq_now() + delay, fn, arg);
+    return reactor_call_at(container_of(c, struct reactor, clock), timerq_now() + delay, fn, arg);
 }
 
 static void rclock_disarm(struct deferred_call *base)
@@ -212,12 +213,6 @@ struct deferred_call *reactor_call_later(struct reactor *r, double delay,
                                          void (*fn)(void *arg), void *arg)
 {
     return deferred_call_later(&r->clock, delay, fn, arg);
-}
-
-struct deferred_call *reactor_call_at(struct reactor *r, double when,
-                                      void (*fn)(void *arg), void *arg)
-{
-    return call_at(r, when, fn, arg);         /* a past time is due now: runs next turn */
 }
 
 void reactor_run(struct reactor *r)

@@ -14,9 +14,10 @@
  * entry added from a callback runs on a later loop iteration even if it is
  * already due (its deadline is moved to just after the time that pass runs
  * up to), so a timer that re-adds itself with no delay, or at a time already
- * past, cannot starve I/O nor the other entries due.  The queue's watcher is active only while an entry is pending, so
- * ev_run can return when nothing else is left.  Not thread-safe: one queue
- * per loop, used from the loop's thread.
+ * past, cannot starve I/O nor the other entries due.  The queue's watcher is
+ * active only while an entry is pending, so ev_run can return when nothing
+ * else is left.  Not thread-safe: one queue per loop, used from the loop's
+ * thread.
  *
  * Spin (timerq_set_spin, off by default): a timerfd still fires as late as
  * the machine wakes a sleeping CPU (measured on a 2-vCPU KVM guest: p50
