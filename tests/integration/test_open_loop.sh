@@ -34,12 +34,15 @@ done
 #    within 1 ms (20/s, 5 ms replies: every model has room; ~30 starts, so the
 #    p99 is their maximum).  Sanitizer builds run several times slower: 5 ms
 #    there.  A shared VM wakes a sleeping process ~0.1 ms late and now and
-#    then several ms (README, "How exact --latency is"): up to five tries,
-#    the best counts.
+#    then several ms, in noisy spells that last seconds (README, "How exact
+#    --latency is"; here even sync, a plain clock_nanosleep, read p99 2-3 ms
+#    in such a spell): up to eight tries, a second apart after a miss, the
+#    best counts.
 if [ -n "${MAILBENCH_SANITIZER:-}" ]; then LATE_MAX=5000; else LATE_MAX=1000; fi
 for m in $MODELS; do
     best=""
-    for try in 1 2 3 4 5; do
+    for try in 1 2 3 4 5 6 7 8; do
+        [ "$try" -gt 1 ] && sleep 1
         start_mock srv --latency 5ms
         timeout 60 "$BIN/summary-$m" --server "127.0.0.1:$srv_PORT" --rate 20 --warmup 0.2s --duration 1.5s \
             $([ "$m" = sync ] || echo --concurrency 4) --events 10 --retries 0 --json "$TMP/k$m.json" 2>/dev/null
@@ -49,7 +52,7 @@ for m in $MODELS; do
         [ "$late" -le "$LATE_MAX" ] && break
     done
     if [ "$best" -le "$LATE_MAX" ]; then pass "$m below saturation: start lateness p99 ${best} us <= $LATE_MAX us (try $try)"
-    else fail "$m below saturation: start lateness p99 ${best} us > $LATE_MAX us in 5 tries"; fi
+    else fail "$m below saturation: start lateness p99 ${best} us > $LATE_MAX us in 8 tries"; fi
     check_eq "$m below saturation: nothing shed or pending" 0 "$(jq -r '.shed + .pending' "$TMP/k$m.json")"
 done
 
@@ -92,27 +95,31 @@ done
 #    --trace, offsets from the first email's start): below saturation each
 #    starts at its intended time, so the offsets are the schedule.  (Counting
 #    the emails scheduled in a time window was flaky by one: the window's end
-#    falls a model's start-up later or earlier against the schedule.)
+#    falls a model's start-up later or earlier against the schedule.)  The
+#    blocking side is threads with 4 slots, not sync: sync starts an email
+#    only when the one before has ended, and a Poisson gap shorter than an
+#    email (26% of them at 50/s for a 6 ms email; more under a sanitizer)
+#    starts it late: under TSan sync's 2nd email started 10.5 ms late.
 starts() {      # starts TRACE: the start offsets of emails 0..9 in ms, one line
     jq -r 'select(.ev == "email" and .phase == "start" and (.attempt // 0) == 0) | [.email, .t_ns] | @tsv' "$1" |
         sort -n -k1,1 | awk 'NR == 1 { t0 = $2 } { printf "%.3f ", ($2 - t0) / 1e6 }'
 }
-for run in sync:7 async:7 sync:8; do
+for run in threads:7 async:7 threads:8; do
     m=${run%:*} seed=${run#*:}
     start_mock srv --latency 1ms
     timeout 60 "$BIN/summary-$m" --server "127.0.0.1:$srv_PORT" --rate 50 --arrivals poisson \
-        --emails 10 --events 10 --seed "$seed" --trace "$TMP/p$m$seed.jsonl" --trace-emails 10 \
+        --concurrency 4 --emails 10 --events 10 --seed "$seed" --trace "$TMP/p$m$seed.jsonl" --trace-emails 10 \
         --json "$TMP/p$m.json" 2>/dev/null
     stop_pid "$srv_PID"
 done
 # the largest difference between two schedules' offsets, ms
 maxdiff() { paste <(tr ' ' '\n' <<<"$1") <(tr ' ' '\n' <<<"$2") |
     awk 'NF == 2 { d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "%.3f", m }'; }
-s7=$(starts "$TMP/psync7.jsonl") a7=$(starts "$TMP/pasync7.jsonl") s8=$(starts "$TMP/psync8.jsonl")
+s7=$(starts "$TMP/pthreads7.jsonl") a7=$(starts "$TMP/pasync7.jsonl") s8=$(starts "$TMP/pthreads8.jsonl")
 check_eq "poisson: 10 emails started in each run" "10 10 10" "$(wc -w <<<"$s7") $(wc -w <<<"$a7") $(wc -w <<<"$s8")"
 d=$(maxdiff "$s7" "$a7")
-if awk -v d="$d" 'BEGIN { exit !(d <= 5) }'; then pass "poisson: sync and async started on the same schedule (seed 7; offsets apart by at most $d ms)"
-else fail "poisson: sync and async schedules differ by $d ms (sync: $s7; async: $a7)"; fi
+if awk -v d="$d" 'BEGIN { exit !(d <= 5) }'; then pass "poisson: threads and async started on the same schedule (seed 7; offsets apart by at most $d ms)"
+else fail "poisson: threads and async schedules differ by $d ms (threads: $s7; async: $a7)"; fi
 d=$(maxdiff "$s7" "$s8")
 if awk -v d="$d" 'BEGIN { exit !(d > 10) }'; then pass "poisson: seed 8 is another schedule (offsets apart by up to $d ms)"
 else fail "poisson: seeds 7 and 8 gave the same schedule within $d ms ($s7 / $s8)"; fi
